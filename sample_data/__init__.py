@@ -1,0 +1,1 @@
+"""Deterministic sample data: loan applications with a default label."""

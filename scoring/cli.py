@@ -1,0 +1,299 @@
+"""The `scoring` command line: everything the DAG does, without a scheduler."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scoring.errors import ScoringError
+
+app = typer.Typer(help="Scheduled batch scoring: extract a day, validate, score in chunks, publish atomically.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="The model store: list, show, register, promote.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console()
+err = Console(stderr=True)
+logger = logging.getLogger("scoring.cli")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (default $SCORING_CONFIG "
+                                                "or ./scoring.yaml)")]
+
+
+def _cfg(path: Path | None) -> Any:
+    from scoring.config import load_config
+
+    return load_config(path)
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn domain errors into one red line and exit code 1, instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ScoringError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_path=False)])
+    for name in ("scoring", "features"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _day(text: str | None) -> dt.date:
+    from scoring.dates import parse_day, yesterday
+
+    return parse_day(text) if text else yesterday()
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True)
+
+
+def _print_result(result: Any, cfg: Any, sample: int) -> None:
+    from scoring.results import open_results
+
+    table = Table(title=f"{result.model_name} v{result.model_version} — {result.day}", show_header=False)
+    for label, value in [("run id", result.run_id), ("rows in", result.rows_in),
+                         ("quarantined", result.rows_rejected), ("scored", result.rows_scored),
+                         ("model version", result.model_version), ("seconds", f"{result.duration_s:.2f}"),
+                         ("results", result.results)]:
+        table.add_row(label, str(value))
+    console.print(table)
+    if sample and result.rows_scored:
+        preds = open_results(cfg.results).predictions(result.day, result.model_name).slice(0, sample)
+        _print_arrow(preds.select(["source_key", "score", "label", "model_version", "day"]),
+                     f"first {sample} predictions")
+
+
+def _print_arrow(tbl: Any, title: str) -> None:
+    out = Table(title=title)
+    for name in tbl.column_names:
+        out.add_column(name)
+    for row in tbl.to_pylist():
+        out.add_row(*[f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()])
+    console.print(out)
+
+
+@app.command()
+@handle_errors
+def run(config: ConfigOpt = None,
+        date: Annotated[str | None, typer.Option("--date", "-d", help="day to score, YYYY-MM-DD "
+                                                 "(default: yesterday, UTC)")] = None,
+        version: Annotated[int | None, typer.Option(help="model version overriding alias/pin")] = None,
+        rows_per_chunk: Annotated[int | None, typer.Option(help="override the chunk size")] = None,
+        show: Annotated[int, typer.Option(help="predictions to print")] = 5) -> None:
+    """Score one day and replace its partition of the predictions table."""
+    from scoring.pipeline import run_day
+
+    day = _day(date)
+    cfg = _cfg(config)
+    with _progress() as progress:
+        task = progress.add_task(f"scoring {day}", total=None)
+        result = run_day(cfg, day, version=version, rows_per_chunk=rows_per_chunk,
+                         on_start=lambda n: progress.update(task, total=n),
+                         on_chunk=lambda m: progress.advance(task, m.rows_in))
+    _print_result(result, cfg, show)
+
+
+@app.command()
+@handle_errors
+def backfill(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
+             end: Annotated[str, typer.Option(help="last day, inclusive")],
+             config: ConfigOpt = None,
+             fail_fast: Annotated[bool, typer.Option(help="stop at the first failed day")] = False,
+             version: Annotated[int | None, typer.Option(help="model version overriding alias/pin")] = None) -> None:
+    """Score each day of a range (inclusive), sequentially; exit code = number of failed days."""
+    from scoring.backfill import backfill as run_backfill
+    from scoring.dates import day_range, parse_day
+
+    first, last = parse_day(start), parse_day(end)
+    days = day_range(first, last)
+    cfg = _cfg(config)
+    summary = Table(title=f"backfill {first} .. {last}")
+    for col in ("day", "status", "rows in", "quarantined", "scored", "seconds / error"):
+        summary.add_column(col)
+    with _progress() as progress:
+        task = progress.add_task("backfill", total=len(days))
+
+        def on_day(o: Any) -> None:
+            progress.advance(task)
+            if o.result:
+                r = o.result
+                summary.add_row(str(o.day), "[green]success", str(r.rows_in), str(r.rows_rejected),
+                                str(r.rows_scored), f"{r.duration_s:.2f}")
+            else:
+                summary.add_row(str(o.day), "[red]failed", "", "", "", o.error or "")
+
+        outcomes = run_backfill(cfg, first, last, fail_fast=fail_fast, on_day=on_day, version=version)
+    console.print(summary)
+    failed = sum(1 for o in outcomes if o.error)
+    if failed:
+        err.print(f"[bold red]{failed} of {len(days)} days failed[/]")
+    raise typer.Exit(min(failed, 125))
+
+
+@app.command()
+@handle_errors
+def runs(config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="rows")] = 20,
+         as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """The run ledger, newest first."""
+    from scoring.results import open_results
+
+    cfg = _cfg(config)
+    tbl = open_results(cfg.results).runs(limit=limit)
+    if as_json:
+        console.print_json(json.dumps(tbl.to_pylist(), default=str))
+        return
+    out = Table(title=f"runs ({cfg.results.kind})")
+    for col in ("day", "model", "status", "in", "quarantined", "scored", "seconds", "started", "error"):
+        out.add_column(col, overflow="fold")
+    for r in tbl.to_pylist():
+        colour = {"success": "green", "failed": "red"}.get(r["status"], "yellow")
+        out.add_row(str(r["day"]), f"{r['model_name']} v{r['model_version']}", f"[{colour}]{r['status']}",
+                    str(r["rows_in"]), str(r["rows_rejected"]), str(r["rows_scored"]),
+                    f"{r['duration_s']:.2f}" if r["duration_s"] is not None else "",
+                    str(r["started_at"])[:19], (r["error"] or "")[:80])
+    console.print(out)
+
+
+@app.command()
+@handle_errors
+def train(config: ConfigOpt = None,
+          start: Annotated[str | None, typer.Option(help="first training day (default: config)")] = None,
+          end: Annotated[str | None, typer.Option(help="last training day, inclusive")] = None,
+          alias: Annotated[list[str] | None, typer.Option(help="aliases to point at the new version")] = None
+          ) -> None:
+    """Fit the configured features Pipeline on labelled source rows and register it."""
+    from scoring.dates import parse_day
+    from scoring.training import train_model
+
+    cfg = _cfg(config)
+    with console.status("training"):
+        mv = train_model(cfg, parse_day(start) if start else None, parse_day(end) if end else None,
+                         aliases=alias if alias is not None else ["champion"])
+    console.print(f"registered [bold]{mv.name}[/] version {mv.version}; metrics {mv.meta['metrics']}")
+
+
+@app.command("sample-data")
+@handle_errors
+def sample_data(out: Annotated[Path, typer.Option(help="DuckDB file to write")] = Path("sample_data/sample.duckdb"),
+                end: Annotated[str | None, typer.Option(help="last day (default: yesterday)")] = None,
+                days: Annotated[int, typer.Option(help="number of days")] = 60,
+                rows_per_day: Annotated[int, typer.Option(help="rows per day")] = 2000,
+                seed: Annotated[int, typer.Option(help="random seed")] = 42) -> None:
+    """Generate the deterministic sample source (loan applications)."""
+    from sample_data.generate import generate
+
+    last = _day(end)
+    first = last - dt.timedelta(days=days - 1)
+    total = generate(out, first, days, rows_per_day, seed=seed)
+    console.print(f"wrote {total} rows ({first} .. {last}) to {out}")
+
+
+@models_app.command("list")
+@handle_errors
+def models_list(config: ConfigOpt = None) -> None:
+    """Every model and version in the store, with aliases."""
+    from scoring.model_store import ModelStore
+
+    cfg = _cfg(config)
+    store = ModelStore(cfg.model.store)
+    table = Table(title=f"models in {cfg.model.store}")
+    for col in ("name", "version", "aliases", "created_at", "estimator", "metrics"):
+        table.add_column(col)
+    for name in store.names():
+        aliases = store.aliases(name)
+        for mv in store.versions(name):
+            tags = ", ".join(a for a, v in aliases.items() if v == mv.version)
+            table.add_row(name, str(mv.version), tags, mv.meta["created_at"][:19], mv.meta.get("estimator", ""),
+                          json.dumps({k: round(v, 4) for k, v in (mv.meta.get("metrics") or {}).items()}))
+    console.print(table)
+
+
+@models_app.command("show")
+@handle_errors
+def models_show(name: str, version: Annotated[int | None, typer.Option(help="default: champion")] = None,
+                config: ConfigOpt = None) -> None:
+    """Metadata of one version (without the bulky reference statistics) and its alias history."""
+    from scoring.model_store import ModelStore
+
+    cfg = _cfg(config)
+    store = ModelStore(cfg.model.store)
+    mv = store.resolve(name, cfg.model.alias, version)
+    meta = {k: v for k, v in mv.meta.items() if k != "reference"}
+    meta["alias_history"] = store.history(name)
+    console.print_json(json.dumps(meta, default=str))
+
+
+@models_app.command("register")
+@handle_errors
+def models_register(
+    name: Annotated[str, typer.Option(help="model name")],
+    artifact: Annotated[Path, typer.Option(help="joblib file of a fitted estimator/Pipeline")],
+    training_data: Annotated[Path | None, typer.Option(help="Parquet file of (a sample of) the training rows")] = None,
+    start: Annotated[str | None, typer.Option(help="or: read training rows from the source from this day")] = None,
+    end: Annotated[str | None, typer.Option(help="... to this day, inclusive")] = None,
+    label: Annotated[str | None, typer.Option(help="label column in the training data (for metrics)")] = None,
+    alias: Annotated[list[str] | None, typer.Option(help="aliases to point at the new version")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Register a model trained elsewhere, with its feature schema and drift reference from training rows."""
+    import pandas as pd
+
+    from scoring.dates import parse_day
+    from scoring.model_store import ModelStore
+    from scoring.registry import register_model
+    from scoring.training import read_window
+
+    cfg = _cfg(config)
+    window = None
+    if training_data is not None:
+        if not training_data.is_file():
+            raise ScoringError(f"training data {str(training_data)!r} not found")
+        frame = pd.read_parquet(training_data)
+    elif start and end:
+        window = (parse_day(start), parse_day(end))
+        frame = read_window(cfg, *window)
+    else:
+        raise ScoringError("give --training-data FILE or --start/--end to read training rows from the source")
+    mv = register_model(ModelStore(cfg.model.store), name, artifact, frame, label_column=label,
+                        exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
+                        aliases=alias or [])
+    console.print(f"registered [bold]{mv.name}[/] version {mv.version} "
+                  f"({len(mv.features)} features, sha256 {mv.meta['sha256'][:12]})")
+
+
+@models_app.command("promote")
+@handle_errors
+def models_promote(name: str, version: int, alias: Annotated[str, typer.Option()] = "champion",
+                   config: ConfigOpt = None) -> None:
+    """Point an alias (default champion) at a version; the change is kept in the alias history."""
+    from scoring.model_store import ModelStore
+
+    cfg = _cfg(config)
+    ModelStore(cfg.model.store).set_alias(name, alias, version)
+    console.print(f"{alias} of {name} -> version {version}")
+
+
+if __name__ == "__main__":
+    app()

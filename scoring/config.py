@@ -1,0 +1,187 @@
+"""The YAML configuration, validated with pydantic. Relative paths resolve against the file's folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from scoring.errors import ConfigError
+from scoring.sqlident import validate_identifier
+
+DEFAULT_CONFIG = "scoring.yaml"
+CONFIG_ENV = "SCORING_CONFIG"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """Where the rows to score come from."""
+
+    kind: Literal["duckdb", "postgres"] = "duckdb"
+    path: Path | None = Field(None, description="DuckDB database file (kind duckdb)")
+    url: str | None = Field(None, description="postgresql:// URL (kind postgres)")
+    table: str | None = Field(None, description="table or schema.table")
+    query: str | None = Field(None, description="a SELECT used instead of a table")
+    timestamp_column: str
+    key_column: str
+    connection_id: str | None = Field(None, description="Airflow Connection id used under Airflow")
+
+    @field_validator("timestamp_column", "key_column")
+    @classmethod
+    def _ident(cls, value: str) -> str:
+        return validate_identifier(value, "column name")
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str | None) -> str | None:
+        if value is not None:
+            for part in value.split("."):
+                validate_identifier(part, "table name")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SourceConfig:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        if self.kind == "duckdb" and self.path is None:
+            raise ValueError("kind duckdb needs 'path'")
+        if self.kind == "postgres" and self.url is None and self.connection_id is None:
+            raise ValueError("kind postgres needs 'url' (or 'connection_id' under Airflow)")
+        return self
+
+
+class ModelConfig(_Strict):
+    """Which model scores, and how scores become labels."""
+
+    store: Path = Path("models")
+    name: str
+    alias: str = "champion"
+    version: int | None = Field(None, description="pin a version instead of following the alias")
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+
+    @field_validator("name", "alias")
+    @classmethod
+    def _ident(cls, value: str) -> str:
+        return validate_identifier(value, "model name or alias")
+
+
+class ResultsConfig(_Strict):
+    """Where predictions, the run ledger and staged chunks go."""
+
+    kind: Literal["duckdb", "postgres"] = "duckdb"
+    path: Path | None = Field(None, description="DuckDB results file (kind duckdb)")
+    url: str | None = None
+    db_schema: str = Field("scoring", alias="schema", description="schema for kind postgres")
+    table: str = "predictions"
+    staging_dir: Path = Path("results/staging")
+    connection_id: str | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("table", "db_schema")
+    @classmethod
+    def _ident(cls, value: str) -> str:
+        return validate_identifier(value, "results table or schema")
+
+    @model_validator(mode="after")
+    def _where(self) -> ResultsConfig:
+        if self.kind == "duckdb" and self.path is None:
+            raise ValueError("kind duckdb needs 'path'")
+        if self.kind == "postgres" and self.url is None and self.connection_id is None:
+            raise ValueError("kind postgres needs 'url' (or 'connection_id' under Airflow)")
+        return self
+
+
+class ChunkingConfig(_Strict):
+    """Chunk size: a memory budget, or a fixed row count (the smaller wins when both are set)."""
+
+    memory_budget_mib: int | None = Field(512, gt=0)
+    rows_per_chunk: int | None = Field(None, gt=0)
+
+
+class TrainingConfig(_Strict):
+    """How `scoring train` fits a model on labelled rows of the source."""
+
+    label_column: str
+    start: dt.date | None = None
+    end: dt.date | None = None
+    numeric: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict, description="numeric feature -> {min, max} valid range (outside becomes missing)"
+    )
+    categorical: list[str] = Field(default_factory=list)
+    estimator: Literal["hist_gradient_boosting", "logistic_regression"] = "hist_gradient_boosting"
+    random_state: int = 0
+
+
+class ValidationConfig(_Strict):
+    """Data quality gate settings."""
+
+    error_threshold: float = Field(0.05, ge=0.0, le=1.0, description="max fraction of quarantined rows")
+    schema_drift: Literal["warn", "block"] = "block"
+    psi_warn: float = 0.1
+    psi_alert: float = 0.25
+
+
+class ScheduleConfig(_Strict):
+    """Airflow scheduling of this model's DAG."""
+
+    cron: str = "@daily"
+    start_date: dt.date = dt.date(2026, 1, 1)
+    catchup: bool = False
+    max_active_runs: int = 1
+
+
+class Config(_Strict):
+    """The whole configuration file."""
+
+    source: SourceConfig
+    model: ModelConfig
+    results: ResultsConfig
+    chunking: ChunkingConfig = ChunkingConfig()
+    workers: int = Field(1, ge=1)
+    training: TrainingConfig | None = None
+    validation: ValidationConfig = ValidationConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    path: Path | None = Field(None, exclude=True, description="the file this was loaded from")
+
+
+def _resolve(base: Path, value: Path | None) -> Path | None:
+    if value is None or value.is_absolute():
+        return value
+    return (base / value).resolve()
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    """The config file to use: explicit, else $SCORING_CONFIG, else ./scoring.yaml."""
+    return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a YAML config; raise ConfigError naming the file and the key at fault."""
+    file = config_path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {str(file)!r} not found (pass --config or set {CONFIG_ENV})")
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(file)!r} is not valid YAML: {exc}") from None
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"config file {str(file)!r}: {where}: {first['msg']}") from None
+    base = file.resolve().parent
+    cfg.path = file.resolve()
+    cfg.source.path = _resolve(base, cfg.source.path)
+    cfg.model.store = _resolve(base, cfg.model.store)
+    cfg.results.path = _resolve(base, cfg.results.path)
+    cfg.results.staging_dir = _resolve(base, cfg.results.staging_dir)
+    return cfg

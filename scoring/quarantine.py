@@ -1,0 +1,48 @@
+"""Row-level gate: rows breaking a rule are set aside with the column, rule and value, never dropped."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+QUARANTINE_SCHEMA = pa.schema([
+    ("source_key", pa.string()),
+    ("column_name", pa.string()),
+    ("rule", pa.string()),
+    ("value", pa.string()),
+    ("row_json", pa.string()),
+])
+
+
+def _row_json(table: pa.Table, rows: np.ndarray) -> list[str]:
+    records = table.take(pa.array(rows, pa.int64())).to_pylist()
+    return [json.dumps(r, default=str) for r in records]
+
+
+def quarantine_rows(table: pa.Table, rows: np.ndarray, column: str, rule: str, key_column: str) -> pa.Table:
+    """Quarantine records for ``rows`` (positions in ``table``) failing ``rule`` on ``column``."""
+    if rows.size == 0:
+        return QUARANTINE_SCHEMA.empty_table()
+    taken = table.take(pa.array(rows, pa.int64()))
+    values = taken.column(column) if column in table.column_names else pa.nulls(rows.size, pa.string())
+    return pa.table({
+        "source_key": pc.cast(taken.column(key_column), pa.string()),
+        "column_name": pa.array([column] * rows.size, pa.string()),
+        "rule": pa.array([rule] * rows.size, pa.string()),
+        "value": pc.cast(values, pa.string()) if not pa.types.is_null(values.type)
+        else pa.nulls(rows.size, pa.string()),
+        "row_json": pa.array(_row_json(table, rows), pa.string()),
+    }, schema=QUARANTINE_SCHEMA)
+
+
+def split_null_keys(table: pa.Table, key_column: str) -> tuple[pa.Table, pa.Table]:
+    """Set aside rows without a key: they cannot be published or matched back to the source."""
+    null = pc.is_null(table.column(key_column)).to_numpy(zero_copy_only=False)
+    if not null.any():
+        return table, QUARANTINE_SCHEMA.empty_table()
+    bad = np.flatnonzero(null)
+    q = quarantine_rows(table, bad, key_column, "expect_column_values_to_not_be_null", key_column)
+    return table.filter(pa.array(~null)), q

@@ -1,0 +1,63 @@
+"""Results tables, declared once for every results store.
+
+Types are logical (string, float, int, date, timestamptz, ...); each store maps them to its SQL.
+Partitioned tables are replaced per (day, model_name) in the publish transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # string | float | int8 | int32 | int64 | date | timestamptz | bool | json
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    partitioned: bool = True  # replaced per (day, model_name) on publish
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def _c(name: str, type_: str, nullable: bool = True) -> Column:
+    return Column(name, type_, nullable)
+
+
+def predictions_spec(name: str) -> TableSpec:
+    """The predictions table; its name comes from the configuration."""
+    return TableSpec(name, (
+        _c("source_key", "string", False), _c("score", "float", False), _c("label", "int8", False),
+        _c("model_name", "string", False), _c("model_version", "int32", False), _c("run_id", "string", False),
+        _c("day", "date", False), _c("scored_at", "timestamptz", False),
+    ), primary_key=("day", "model_name", "source_key"))
+
+
+RUNS = TableSpec("runs", (
+    _c("run_id", "string", False), _c("day", "date", False), _c("model_name", "string", False),
+    _c("model_version", "int32"), _c("status", "string", False), _c("rows_in", "int64"),
+    _c("rows_rejected", "int64"), _c("rows_scored", "int64"), _c("started_at", "timestamptz", False),
+    _c("finished_at", "timestamptz"), _c("duration_s", "float"), _c("error", "string"), _c("trigger", "string"),
+    _c("details", "json"),
+), primary_key=("run_id",), partitioned=False)
+
+QUARANTINE = TableSpec("quarantine", (
+    _c("run_id", "string", False), _c("day", "date", False), _c("model_name", "string", False),
+    _c("source_key", "string"), _c("column_name", "string"), _c("rule", "string", False), _c("value", "string"),
+    _c("row_json", "json"),
+))
+
+# Tables published with each run besides predictions and quarantine (later features add theirs here).
+EXTRA_TABLES: dict[str, TableSpec] = {}
+
+
+def all_tables(predictions_table: str) -> list[TableSpec]:
+    return [predictions_spec(predictions_table), RUNS, QUARANTINE, *EXTRA_TABLES.values()]
