@@ -53,8 +53,11 @@ class CleanInput(TransformerMixin, BaseEstimator):
                 bad |= values > high
             out[col] = np.where(bad, np.nan, values)
         for col in self.categorical or []:
-            values = X[col].astype(object)
-            out[col] = values.where(values.notna(), MISSING_LEVEL).astype(str).to_numpy(dtype=object)
+            values = X[col].to_numpy(dtype=object, na_value=MISSING_LEVEL)
+            if not pd.api.types.is_string_dtype(X[col]):
+                # Non-string levels (e.g. integer codes) become their text, the same at fit and score time.
+                values = np.array([str(v) for v in values], dtype=object)
+            out[col] = values
         return pd.DataFrame(out, index=X.index)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:

@@ -45,7 +45,7 @@ class Stage:
 
     def _write(self, table: pa.Table, path: Path) -> str:
         tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="lz4")
         os.replace(tmp, path)
         return sha256_file(path)
 
