@@ -184,4 +184,7 @@ def load_config(path: str | Path | None = None) -> Config:
     cfg.model.store = _resolve(base, cfg.model.store)
     cfg.results.path = _resolve(base, cfg.results.path)
     cfg.results.staging_dir = _resolve(base, cfg.results.staging_dir)
+    if cfg.source.kind == cfg.results.kind == "duckdb" and cfg.source.path == cfg.results.path:
+        # DuckDB allows one writer per file: the run reads the source while it publishes results.
+        raise ConfigError(f"config file {str(file)!r}: results.path must differ from source.path")
     return cfg

@@ -39,6 +39,12 @@ def test_user_mistakes_give_one_line_errors(cfg_path: Path, tmp_path: Path) -> N
     bad.write_text(cfg_path.read_text().replace("key_column: application_id", "key_column: 'id; drop table x'"))
     res = runner.invoke(app, ["run", "--config", str(bad)])
     assert res.exit_code == 1 and "source.key_column" in res.output
+    same = tmp_path / "same.yaml"
+    text = cfg_path.read_text()
+    src = next(line.split(": ", 1)[1] for line in text.splitlines() if line.strip().startswith("path:"))
+    same.write_text(text.replace(f"path: {tmp_path / 'results.duckdb'}", f"path: {src}"))
+    res = runner.invoke(app, ["run", "--config", str(same)])
+    assert res.exit_code == 1 and "results.path must differ from source.path" in res.output
 
 
 def test_models_register_a_model_trained_elsewhere_and_promote(cfg_path: Path, store: Path, tmp_path: Path,
