@@ -42,11 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         # as when a run is cleared under the scheduler.
         dr = dag.test(logical_date=logical, run_after=logical, run_conf=conf)
         seconds = time.perf_counter() - started
-        tis = {(ti.task_id if ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"): str(ti.state)
+        tis = {(ti.task_id if ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"): ti
                for ti in dr.get_task_instances()}
         print(json.dumps({"day": text, "state": str(dr.state), "run_id": dr.run_id, "seconds": round(seconds, 3),
                           "interval": [dr.data_interval_start.isoformat(), dr.data_interval_end.isoformat()],
-                          "tasks": tis}), flush=True)
+                          "tasks": {k: str(ti.state) for k, ti in tis.items()},
+                          "tries": {k: ti.try_number for k, ti in tis.items()}}), flush=True)
     return 0
 
 
