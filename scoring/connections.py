@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from scoring.config import Config, ResultsConfig, SourceConfig
 from scoring.errors import ConfigError
@@ -96,7 +96,5 @@ def predictions_asset_uri(cfg: Config) -> str:
         return f"x-scoring://connection/{res.connection_id}/{res.db_schema}/{table}"
     if res.kind == "duckdb":
         return f"x-scoring://duckdb{Path(res.path).resolve()}/{table}"
-    from urllib.parse import urlsplit
-
     url = urlsplit(res.url or "")
     return f"x-scoring://postgres/{url.hostname or 'localhost'}:{url.port or 5432}{url.path}/{res.db_schema}/{table}"
