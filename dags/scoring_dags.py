@@ -72,7 +72,7 @@ def fail_fast_unless_transient() -> Iterator[None]:
 
 def _details(dag_run: Any) -> dict[str, Any]:
     return {"airflow_dag_id": dag_run.dag_id, "airflow_run_id": dag_run.run_id,
-            "airflow_run_type": str(dag_run.run_type)}
+            "airflow_run_type": getattr(dag_run.run_type, "value", str(dag_run.run_type))}
 
 
 def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:

@@ -28,7 +28,8 @@ def airflow_env(home: Path, configs: list[Path], **extra: str) -> dict[str, str]
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # SQLite allows one writer; wait for the lock (default 5 s) when the scheduler and a CLI call overlap.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=60",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "SCORING_CONFIGS": os.pathsep.join(str(c) for c in configs),
         "GX_ANALYTICS_ENABLED": "false",

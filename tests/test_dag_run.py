@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -42,10 +43,22 @@ def runs(tmp_path_factory: pytest.TempPathFactory, sample_db: Path, trained_stor
     for name in ("dag", "cli_day", "cli_backfill"):
         (root / name).mkdir()
         paths[name] = write_config(root / name, sample_db, trained_store, schedule=SCHEDULE)
+    # Under Airflow the DAG's source and results come from Airflow Connections (environment variables);
+    # the YAML paths of that config are decoys that must stay untouched.
+    paths["dag"] = write_config(root / "dag", root / "dag" / "decoy_source.duckdb", trained_store, schedule=SCHEDULE,
+                                source={"connection_id": "scoring_source"},
+                                results={"connection_id": "scoring_results",
+                                         "path": str(root / "dag" / "decoy_results.duckdb")})
+    connections = {
+        "AIRFLOW_CONN_SCORING_SOURCE": json.dumps({"conn_type": "duckdb", "extra": {"path": str(sample_db)}}),
+        "AIRFLOW_CONN_SCORING_RESULTS": json.dumps({"conn_type": "duckdb", "host": "results.duckdb"}),
+    }
     home = root / "airflow_home"
     home.mkdir()
     shutil.copy(airflow_db_template, home / "airflow.db")
-    lines = run_days(airflow_env(home, [paths["dag"]]), [d.isoformat() for d in DAYS], conf={"rows_per_chunk": 150})
+    lines = run_days(airflow_env(home, [paths["dag"]], **connections), [d.isoformat() for d in DAYS],
+                     conf={"rows_per_chunk": 150})
+    assert not list((root / "dag").glob("decoy*"))
     cli("run", "--date", DAYS[0].isoformat(), "-c", str(paths["cli_day"]))
     cli("backfill", "--start", DAYS[0].isoformat(), "--end", DAYS[-1].isoformat(), "-c", str(paths["cli_backfill"]))
     for line in lines:
@@ -85,9 +98,8 @@ def test_three_day_loop_equals_scoring_backfill(runs: dict) -> None:
 
 def test_publish_removes_the_stage_and_the_ledger_names_the_airflow_run(runs: dict) -> None:
     assert not list(runs["staging"].rglob("*.parquet"))
-    import json
-
     details = [json.loads(d) for d in ledger(runs["dag"])["details"]]
     assert [d["chunks"] for d in details] == [4, 4, 4]
     assert [d["chunks_reused"] for d in details] == [0, 0, 0]
     assert [d["airflow_run_id"] for d in details] == [line["run_id"] for line in runs["lines"]]
+    assert {d["airflow_run_type"] for d in details} == {"manual"}
