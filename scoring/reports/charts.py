@@ -75,7 +75,7 @@ def rows_per_day(daily: list[dict[str, Any]], runs: list[dict[str, Any]], start:
         ax.bar(days, quarantined, width=0.8, bottom=scored, color=QUARANTINED, label="quarantined")
         for i, d in enumerate(_latest_failed(runs)):
             ax.axvspan(d - dt.timedelta(days=0.5), d + dt.timedelta(days=0.5), color=FAILED, alpha=0.25,
-                       label="latest run failed" if i == 0 else None)
+                       label="latest run failed" if i == 0 else None, gid=f"failed-day-{d}")
         ax.set_ylabel("rows")
         ax.legend(loc="upper left", ncols=3, fontsize=8)
         _date_axis(ax, start, end)
@@ -107,11 +107,12 @@ def score_over_time(daily: list[dict[str, Any]], start: dt.date, end: dt.date) -
         bottom.plot(days, [r["mean_score"] for r in daily], color="#333333", ls=":", label="mean")
         bottom.set_ylabel("score")
         for i, (day, version) in enumerate(_version_changes(daily)):
-            for ax in (top, bottom):
+            for k, ax in enumerate((top, bottom)):
                 if i:  # the first version is where the chart starts, not a change
-                    ax.axvline(day - dt.timedelta(days=0.5), color=FAILED, ls="--", lw=1)
+                    ax.axvline(day - dt.timedelta(days=0.5), color=FAILED, ls="--", lw=1,
+                               gid=f"version-change-{day}-v{version}-{k}")
             top.annotate(f"v{version}", (day, 1.0), xycoords=("data", "axes fraction"), va="bottom",
-                         ha="left", fontsize=8, color=FAILED if i else "#333333")
+                         ha="left", fontsize=8, color=FAILED if i else "#333333", gid=f"version-label-v{version}")
         bottom.legend(loc="upper left", ncols=3, fontsize=8)
         _date_axis(bottom, start, end)
         return to_svg(fig, "quantiles")
@@ -215,6 +216,7 @@ def run_timeline(runs: list[dict[str, Any]], start: dt.date, end: dt.date) -> st
             if pick:
                 ax.scatter([r["day"] for r in pick], [r["duration_s"] or 0.0 for r in pick], color=colour,
                            marker=marker, s=36 if marker == "X" else 16, zorder=3,
+                           gid="successful-runs" if status else "failed-runs",
                            label=f"{'succeeded' if status else 'failed / unfinished'} ({len(pick)})")
         ax.set_ylabel("seconds")
         ax.legend(loc="upper left", fontsize=8)
