@@ -48,11 +48,20 @@ def _figure(height: float, rows: int = 1, **kw: Any) -> tuple[Figure, Any]:
     return fig, axes
 
 
+def _at(day: dt.date, offset: float = 0.0) -> dt.datetime:
+    """A point on the date axis: midnight of ``day`` plus ``offset`` days (dates alone drop fractions)."""
+    return dt.datetime(day.year, day.month, day.day) + dt.timedelta(days=offset)
+
+
 def _date_axis(ax: Any, start: dt.date, end: dt.date) -> None:
-    locator = mdates.AutoDateLocator(maxticks=12)
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=12)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    ax.set_xlim(start - dt.timedelta(days=0.6), end + dt.timedelta(days=0.6))
+    ax.set_xlim(_at(start, -0.6), _at(end, 0.6))
+
+
+def _legend_above(ax: Any) -> None:
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=4, fontsize=8, frameon=False)
 
 
 def _latest_failed(runs: list[dict[str, Any]]) -> list[dt.date]:
@@ -74,10 +83,11 @@ def rows_per_day(daily: list[dict[str, Any]], runs: list[dict[str, Any]], start:
         ax.bar(days, scored, width=0.8, color=SCORED, label="scored")
         ax.bar(days, quarantined, width=0.8, bottom=scored, color=QUARANTINED, label="quarantined")
         for i, d in enumerate(_latest_failed(runs)):
-            ax.axvspan(d - dt.timedelta(days=0.5), d + dt.timedelta(days=0.5), color=FAILED, alpha=0.25,
+            ax.axvspan(_at(d, -0.5), _at(d, 0.5), color=FAILED, alpha=0.25,
                        label="latest run failed" if i == 0 else None, gid=f"failed-day-{d}")
         ax.set_ylabel("rows")
-        ax.legend(loc="upper left", ncols=3, fontsize=8)
+        ax.set_ylim(0, max(float((scored + quarantined).max()) if daily else 0.0, 1.0) * 1.05)
+        _legend_above(ax)
         _date_axis(ax, start, end)
         return to_svg(fig, "rows")
 
@@ -99,7 +109,7 @@ def score_over_time(daily: list[dict[str, Any]], start: dt.date, end: dt.date) -
     with matplotlib.rc_context(RC):
         fig, (top, bottom) = _figure(5.0, rows=2)
         days = [r["day"] for r in daily]
-        top.plot(days, [r["positive_rate"] for r in daily], marker="o", ms=3, color=SCORED)
+        top.plot(days, [r["positive_rate"] for r in daily], marker="o", ms=3, color=SCORED, label="positive rate (label = 1)")
         top.set_ylabel("positive rate")
         bottom.fill_between(days, [r["score_p10"] for r in daily], [r["score_p90"] for r in daily],
                             color=SCORED, alpha=0.25, label="p10 – p90")
@@ -109,10 +119,11 @@ def score_over_time(daily: list[dict[str, Any]], start: dt.date, end: dt.date) -
         for i, (day, version) in enumerate(_version_changes(daily)):
             for k, ax in enumerate((top, bottom)):
                 if i:  # the first version is where the chart starts, not a change
-                    ax.axvline(day - dt.timedelta(days=0.5), color=FAILED, ls="--", lw=1,
+                    ax.axvline(_at(day, -0.5), color=FAILED, ls="--", lw=1,
                                gid=f"version-change-{day}-v{version}-{k}")
-            top.annotate(f"v{version}", (day, 1.0), xycoords=("data", "axes fraction"), va="bottom",
+            top.annotate(f"v{version}", (_at(day, -0.5 if i else 0.0), 1.0), xycoords=("data", "axes fraction"), va="bottom",
                          ha="left", fontsize=8, color=FAILED if i else "#333333", gid=f"version-label-v{version}")
+        _legend_above(top)
         bottom.legend(loc="upper left", ncols=3, fontsize=8)
         _date_axis(bottom, start, end)
         return to_svg(fig, "quantiles")
@@ -219,6 +230,7 @@ def run_timeline(runs: list[dict[str, Any]], start: dt.date, end: dt.date) -> st
                            gid="successful-runs" if status else "failed-runs",
                            label=f"{'succeeded' if status else 'failed / unfinished'} ({len(pick)})")
         ax.set_ylabel("seconds")
-        ax.legend(loc="upper left", fontsize=8)
+        ax.set_ylim(bottom=0)
+        _legend_above(ax)
         _date_axis(ax, start, end)
         return to_svg(fig, "runs")

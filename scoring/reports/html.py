@@ -23,7 +23,8 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-to
 .notes { background: #eef3fb; border-left: 4px solid #4c72b0; padding: 8px 16px; }
 .empty { color: #555; font-style: italic; border: 1px dashed #bbb; padding: 16px; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 8px 0; }
-th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
+td.text { white-space: normal; }
 th { background: #f4f4f4; } td.text { text-align: left; }
 tr.failed td { background: #fdecea; color: #8b1c1c; font-weight: 600; }
 .kpis td { font-size: 1.1em; } figure { margin: 0; }
