@@ -58,6 +58,28 @@ class ReportData:
                 "drift_available": self.drift_available, "warnings": self.warnings, "notes": self.notes}
 
 
+class _Reader:
+    """Read queries for one report. DuckDB: one read-only connection for all of them (opening the file is
+    most of the cost of reading a few summary rows); other stores: ``store.query``."""
+
+    def __init__(self, store: ResultsStore) -> None:
+        self.store, self.cfg, self.table_name = store, store.cfg, store.table_name
+        self.con = store.connect(read_only=True) if hasattr(store, "connect") and store.cfg.kind == "duckdb" \
+            else None
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        if self.con is None:
+            return self.store.query(sql, params)
+        return self.con.sql(sql, params=params or None).to_arrow_table()
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.con is not None:
+            self.con.close()
+
+
 def _schema_filter(store: ResultsStore) -> tuple[str, list[Any]]:
     if store.cfg.kind == "duckdb":
         return "table_schema = current_schema()", []
@@ -73,19 +95,19 @@ def existing(store: ResultsStore, names: tuple[str, ...]) -> dict[str, str]:
     return {r["table_name"]: r["table_type"] for r in rows}
 
 
-def _range(store: ResultsStore, view: str, model: str, start: dt.date, end: dt.date) -> pa.Table:
+def _range(store: _Reader, view: str, model: str, start: dt.date, end: dt.date) -> pa.Table:
     return store.query(f"SELECT * FROM {store.table_name(view)} "  # noqa: S608 - quoted identifier
                        f"WHERE model_name = $1 AND day >= $2 AND day <= $3 ORDER BY {ORDER[view]}",
                        [model, start, end])
 
 
-def _known_models(store: ResultsStore) -> list[str]:
+def _known_models(store: _Reader) -> list[str]:
     rows = store.query(f"SELECT DISTINCT model_name FROM {store.table_name('run_history')} "  # noqa: S608
                        "ORDER BY model_name").to_pylist()
     return [r["model_name"] for r in rows]
 
 
-def _extent(store: ResultsStore, model: str) -> tuple[dt.date | None, dt.date | None]:
+def _extent(store: _Reader, model: str) -> tuple[dt.date | None, dt.date | None]:
     row = store.query(f"SELECT min(day) AS first, max(day) AS last FROM {store.table_name('run_history')} "  # noqa: S608
                       "WHERE model_name = $1", [model]).to_pylist()[0]
     return row["first"], row["last"]
@@ -107,7 +129,6 @@ def load_report(cfg: Config, store: ResultsStore, start: dt.date, end: dt.date, 
     Raises:
         ScoringError: with one line saying what is wrong, for an empty range or an unknown model.
     """
-    from scoring.model_store import ModelStore
 
     model = model or cfg.model.name
     if end < start:
@@ -122,6 +143,14 @@ def load_report(cfg: Config, store: ResultsStore, start: dt.date, end: dt.date, 
         logger.info("creating the report views in %s", where)
         refresh_reports(cfg)
         found = existing(store, (*VIEW_NAMES, DRIFT_TABLE))
+    with _Reader(store) as reader:
+        return _load(cfg, reader, start, end, model, day, where, found)
+
+
+def _load(cfg: Config, store: _Reader, start: dt.date, end: dt.date, model: str, day: dt.date | None, where: str,
+          found: dict[str, str]) -> ReportData:
+    from scoring.model_store import ModelStore
+
     models = _known_models(store)
     model_store = ModelStore(cfg.model.store)
     if model not in models:
