@@ -144,7 +144,7 @@ def score_distribution(bins: list[dict[str, Any]], day: dt.date | None, version:
                        reference: dict[str, Any] | None) -> str:
     """The day's score histogram (density) against the model version's training reference, with the PSI."""
     if day is None or not bins:
-        raise NoData("no scored rows in this range, so no score distribution")
+        raise NoData(f"no scored rows on {day}" if day else "no scored rows in this range")
     with matplotlib.rc_context(RC):
         fig, ax = _figure(3.4)
         total = sum(b["count"] for b in bins) or 1
