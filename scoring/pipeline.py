@@ -16,6 +16,7 @@ from scoring.config import Config
 from scoring.dates import DataInterval
 from scoring.errors import ScoringError
 from scoring.model_store import ModelStore, ModelVersion
+from scoring.reports.summaries import summarize
 from scoring.results import RunRecord, open_results
 from scoring.schema_check import check_schema
 from scoring.scorer import ScoreSpec, encoded_width, positive_index
@@ -103,7 +104,8 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
         run.rows_scored = sum(m.scored for m in manifests)
         run.rows_rejected = sum(m.rejected for m in manifests)
         run.finish("success")
-        results.publish(run, stage.prediction_files(manifests), stage.quarantine_files(manifests))
+        results.publish(run, stage.prediction_files(manifests), stage.quarantine_files(manifests),
+                        extra=summarize(run, stage.prediction_files(manifests), stage.quarantine_files(manifests)))
     except BaseException as exc:
         run.finish("failed", _one_line(exc))
         try:
