@@ -178,7 +178,7 @@ def build_report_dag(path: Path, cfg: Config, asset: Asset) -> Any:
     def report_dag() -> None:
         @task(pool=POOL, inlets=[asset])
         def refresh_reports(triggering_asset_events: Any = None) -> dict[str, Any]:
-            from scoring.summary import refresh_reports as refresh
+            from scoring.reports import refresh_reports as refresh
 
             events = [dict(e.extra) for e in (triggering_asset_events or {}).get(asset, [])]
             with fail_fast_unless_transient():

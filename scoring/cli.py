@@ -295,5 +295,77 @@ def models_promote(name: str, version: int, alias: Annotated[str, typer.Option()
     console.print(f"{alias} of {name} -> version {version}")
 
 
+REPORT_FORMATS = ("table", "csv", "json", "html")
+
+
+@app.command()
+@handle_errors
+def report(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
+           end: Annotated[str, typer.Option(help="last day, inclusive")],
+           config: ConfigOpt = None,
+           model: Annotated[str | None, typer.Option(help="model name (default: the configured one)")] = None,
+           fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json | html")] = "table",
+           out: Annotated[Path | None, typer.Option(help="write to this file (html default: "
+                                                    "report-MODEL-START-END.html)")] = None,
+           day: Annotated[str | None, typer.Option(help="day whose score distribution is compared with the "
+                                                   "training reference (default: last scored day)")] = None,
+           section: Annotated[list[str] | None, typer.Option(help="view(s) to output: daily_summary, "
+                                                             "score_histogram, quarantine_summary, "
+                                                             "drift_summary, run_history (csv: one; "
+                                                             "default daily_summary)")] = None,
+           refresh: Annotated[bool, typer.Option(help="recreate the views and rebuild missing summaries "
+                                                 "first")] = False) -> None:
+    """Report on the predictions of a date range from the report views (summaries kept at publish time)."""
+    from scoring.dates import parse_day
+    from scoring.reports.data import SECTIONS, load_report
+    from scoring.results import open_results
+
+    if fmt not in REPORT_FORMATS:
+        raise ScoringError(f"invalid --format {fmt!r}: use one of {', '.join(REPORT_FORMATS)}")
+    unknown = [s for s in section or [] if s not in SECTIONS]
+    if unknown:
+        raise ScoringError(f"unknown --section {unknown[0]!r}: use one of {', '.join(SECTIONS)}")
+    if fmt == "csv" and len(section or []) > 1:
+        raise ScoringError("--format csv writes one section: give at most one --section")
+    first, last = parse_day(start), parse_day(end)
+    cfg = _cfg(config)
+    if refresh:
+        from scoring.reports import refresh_reports
+
+        logger.info("report views refreshed: %s", refresh_reports(cfg))
+    data = load_report(cfg, open_results(cfg.results), first, last, model, parse_day(day) if day else None)
+    chosen = tuple(section) if section else None
+    for warning in data.warnings:
+        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if fmt == "table":
+        from scoring.reports.outputs import rich_tables
+
+        # Piped or redirected output gets whole lines; a terminal folds the text columns to fit.
+        screen = console if console.is_terminal else Console(width=220)
+        for note in data.notes:
+            screen.print(f"[blue]note:[/] {note}", highlight=False, soft_wrap=True)
+        for table in rich_tables(data, chosen):
+            screen.print(table)
+        return
+    if fmt == "html":
+        from scoring.reports.html import render_html
+
+        text = render_html(data, cfg.validation.psi_warn, cfg.validation.psi_alert)
+        target = out or Path(f"report-{data.model}-{first}-{last}.html")
+    else:
+        from scoring.reports.outputs import to_csv, to_json
+
+        text = to_csv(data, chosen[0] if chosen else "daily_summary") if fmt == "csv" else to_json(data, chosen)
+        target = out
+    if target is None:
+        typer.echo(text, nl=False)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    err.print(f"wrote {fmt} report to {target}", highlight=False, soft_wrap=True)
+
+
 if __name__ == "__main__":
     app()

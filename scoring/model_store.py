@@ -17,9 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
-import sklearn
-
 from scoring.errors import ModelStoreError
 from scoring.sqlident import validate_identifier
 
@@ -117,6 +114,8 @@ class ModelStore:
                 break
             except FileExistsError:
                 continue
+        import sklearn  # imported on use: reading the store (reports, listings) needs no scikit-learn
+
         try:
             shutil.copyfile(artifact, target / ARTIFACT)
             full = {
@@ -189,6 +188,9 @@ class ModelStore:
                 f"model {mv.name} v{mv.version}: artifact checksum mismatch (expected {mv.meta['sha256'][:12]}..., "
                 f"found {actual[:12]}...); refusing to unpickle a modified file"
             )
+        import joblib
+        import sklearn
+
         saved = mv.meta.get("sklearn_version", "")
         if _minor(saved) != _minor(sklearn.__version__):
             raise ModelStoreError(

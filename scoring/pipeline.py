@@ -16,6 +16,7 @@ from scoring.config import Config
 from scoring.dates import DataInterval
 from scoring.errors import ScoringError
 from scoring.model_store import ModelStore, ModelVersion
+from scoring.reports.summaries import summarize
 from scoring.results import ResultsStore, RunRecord, open_results
 from scoring.schema_check import check_schema
 from scoring.scorer import ScoreSpec, encoded_width, positive_index
@@ -126,7 +127,8 @@ def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
     run.rows_scored = sum(m.scored for m in manifests)
     run.rows_rejected = sum(m.rejected for m in manifests)
     run.finish("success")
-    results.publish(run, stage.prediction_files(manifests), stage.quarantine_files(manifests))
+    results.publish(run, stage.prediction_files(manifests), stage.quarantine_files(manifests),
+                    extra=summarize(run, stage.prediction_files(manifests), stage.quarantine_files(manifests)))
 
 
 def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException) -> None:

@@ -1,5 +1,5 @@
 """The steps the DAG calls (scoring/plan.py), without Airflow: deterministic key-range chunks, reuse, publish,
-the ledger outcome, the connection mapping and the daily summary."""
+the ledger outcome and the connection mapping."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from scoring.errors import (
 )
 from scoring.sources import open_source
 from scoring.sources.base import Source, key_ranges
-from scoring.summary import refresh_reports
 from tests.conftest import SCORE_DAY, write_config
 from tests.helpers import ledger, published
 
@@ -177,20 +176,3 @@ def test_connections_locate_the_source_and_results(tmp_path: Path, cfg) -> None:
         apply_connections(cfg, lambda c: ConnectionInfo(c, "duckdb", host="/data/one.duckdb"))
     assert postgres_url(ConnectionInfo("c", "postgres", host="h", schema="d")) == "postgresql://h/d"
     assert predictions_asset_uri(cfg) == "x-scoring://connection/scoring_results/scoring/predictions"
-
-
-def test_refresh_reports_rebuilds_the_daily_summary(cfg) -> None:
-    for day in (SCORE_DAY - dt.timedelta(days=1), SCORE_DAY):
-        pipeline.run_day(cfg, day)
-    assert refresh_reports(cfg) == {"table": "daily_summary", "rows": 2}
-    pipeline.run_day(cfg, SCORE_DAY)  # a rerun replaces the day: the summary must not double it
-    refresh_reports(cfg)
-    preds = published(cfg.results.path)
-    expected = preds.groupby(["day", "model_name", "model_version"]).agg(
-        rows=("score", "size"), mean_score=("score", "mean"), positive_rate=("label", "mean")).reset_index()
-    with duckdb.connect(str(cfg.results.path), read_only=True) as con:
-        got = con.sql("SELECT day, model_name, model_version, rows, mean_score, positive_rate FROM daily_summary "
-                      "ORDER BY day").to_df()
-    assert got["rows"].tolist() == expected["rows"].tolist() == [600, 600]
-    pd.testing.assert_series_equal(got["mean_score"], expected["mean_score"], check_names=False)
-    pd.testing.assert_series_equal(got["positive_rate"], expected["positive_rate"].astype(float), check_names=False)

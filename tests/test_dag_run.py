@@ -94,6 +94,12 @@ def test_three_day_loop_equals_scoring_backfill(runs: dict) -> None:
     quarantine = ["day", "source_key", "column_name", "rule", "value"]
     pd.testing.assert_frame_equal(table(runs["dag"], "quarantine")[quarantine],
                                   table(runs["cli_backfill"], "quarantine")[quarantine])
+    # The report summaries are published with the predictions on both paths.
+    for name, key in (("prediction_stats", ["day"]), ("score_bins", ["day", "bin"])):
+        dag_t = table(runs["dag"], name).drop(columns=["run_id"], errors="ignore").sort_values(key)
+        cli_t = table(runs["cli_backfill"], name).drop(columns=["run_id"], errors="ignore").sort_values(key)
+        assert len(dag_t) >= 3
+        pd.testing.assert_frame_equal(dag_t.reset_index(drop=True), cli_t.reset_index(drop=True))
 
 
 def test_publish_removes_the_stage_and_the_ledger_names_the_airflow_run(runs: dict) -> None:

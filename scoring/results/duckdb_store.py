@@ -59,6 +59,9 @@ class DuckDBResults(ResultsStore):
         with self.connect() as con:
             for spec in all_tables(self.cfg.table):
                 con.execute(create_sql(spec))
+            from scoring.reports.views import create_duckdb_views
+
+            create_duckdb_views(con)  # the report views over the tables above
 
     def start_run(self, run: RunRecord) -> None:
         marks = ", ".join(f"${i + 1}" for i in range(len(RUN_COLUMNS)))

@@ -61,3 +61,24 @@ EXTRA_TABLES: dict[str, TableSpec] = {}
 
 def all_tables(predictions_table: str) -> list[TableSpec]:
     return [predictions_spec(predictions_table), RUNS, QUARANTINE, *EXTRA_TABLES.values()]
+
+
+# Per-(day, model) report summaries, computed from the staged chunks and published in the same transaction as
+# the predictions (scoring/reports/summaries.py), so reports read O(days) rows, never the predictions.
+PREDICTION_STATS = TableSpec("prediction_stats", (
+    _c("day", "date", False), _c("model_name", "string", False), _c("model_version", "int32", False),
+    _c("run_id", "string", False), _c("rows_scored", "int64", False), _c("rows_quarantined", "int64", False),
+    _c("positives", "int64", False), _c("mean_score", "float"), _c("positive_rate", "float"),
+    _c("score_p10", "float"), _c("score_p50", "float"), _c("score_p90", "float"),
+    _c("score_min", "float"), _c("score_max", "float"),
+))
+SCORE_BINS = TableSpec("score_bins", (
+    _c("day", "date", False), _c("model_name", "string", False), _c("model_version", "int32", False),
+    _c("bin", "int32", False), _c("bin_lo", "float", False), _c("bin_hi", "float", False),
+    _c("count", "int64", False),
+))
+QUARANTINE_COUNTS = TableSpec("quarantine_counts", (
+    _c("day", "date", False), _c("model_name", "string", False), _c("rule", "string", False),
+    _c("column_name", "string"), _c("count", "int64", False),
+))
+EXTRA_TABLES.update({s.name: s for s in (PREDICTION_STATS, SCORE_BINS, QUARANTINE_COUNTS)})

@@ -1,0 +1,106 @@
+"""Terminal (Rich), CSV and JSON renderings of a report; all three show the same rows of the same views."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from typing import Any
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from scoring.reports.data import ReportData
+
+# Columns shown in the terminal (every column goes to CSV and JSON).
+TERMINAL_COLUMNS = {
+    "daily_summary": ["day", "model_version", "rows_scored", "rows_quarantined", "mean_score", "positive_rate",
+                      "score_p10", "score_p50", "score_p90"],
+    "score_histogram": ["day", "model_version", "bin", "bin_lo", "bin_hi", "count", "share"],
+    "quarantine_summary": ["day", "rule", "column_name", "count"],
+    "drift_summary": ["day", "model_version", "feature", "psi", "status"],
+    "run_history": ["day", "model_version", "status", "rows_in", "rows_rejected", "rows_scored", "started_at",
+                    "duration_s", "trigger", "is_latest", "error"],
+}
+TEXT_COLUMNS = {"rule", "column_name", "feature", "error", "status", "trigger", "started_at"}
+HEADERS = {"model_version": "ver", "rows_scored": "scored", "rows_quarantined": "quar.",
+           "mean_score": "mean", "positive_rate": "pos.rate", "score_p10": "p10", "score_p50": "p50",
+           "score_p90": "p90", "column_name": "column", "rows_in": "in", "rows_rejected": "rejected",
+           "started_at": "started (UTC)", "duration_s": "seconds", "is_latest": "latest"}
+TERMINAL_DEFAULT = ("daily_summary", "quarantine_summary", "drift_summary", "run_history")
+FLOAT_DIGITS = 4
+
+
+def plain(value: Any) -> Any:
+    """A JSON/CSV-friendly value: ISO dates and timestamps, everything else unchanged."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat() if value.tzinfo else value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def rows(data: ReportData, section: str) -> list[dict[str, Any]]:
+    """The rows of one section with plain values."""
+    return [{k: plain(v) for k, v in r.items()} for r in data.sections[section].to_pylist()]
+
+
+def to_json(data: ReportData, sections: tuple[str, ...] | None = None) -> str:
+    """The report as one JSON document: identity, warnings, notes and every section's rows."""
+    chosen = sections or tuple(data.sections)
+    return json.dumps({**data.meta(), "sections": {s: rows(data, s) for s in chosen}}, indent=2)
+
+
+def to_csv(data: ReportData, section: str) -> str:
+    """One section as CSV with a header row (empty values for NULL)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=data.sections[section].column_names, lineterminator="\n")
+    writer.writeheader()
+    for row in rows(data, section):
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buf.getvalue()
+
+
+def cell(value: Any) -> str:
+    """How a value prints in the terminal: floats rounded, timestamps to the second, NULL as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{FLOAT_DIGITS}f}"
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if value.tzinfo else str(value)[:19]
+    return str(plain(value))
+
+
+def rich_tables(data: ReportData, sections: tuple[str, ...] | None = None) -> list[Table | Text]:
+    """A Rich table per section (failed runs in red); an empty section is one line saying why."""
+    out = []
+    for section in sections or TERMINAL_DEFAULT:
+        tbl = data.sections[section]
+        title = f"{section} — {data.model} {data.start} .. {data.end} ({tbl.num_rows} rows)"
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+        cells = [[cell(r[c]) for c in TERMINAL_COLUMNS[section]] for r in tbl.to_pylist()]
+        for i, col in enumerate(TERMINAL_COLUMNS[section]):
+            text = col in TEXT_COLUMNS
+            # Numbers and days never wrap; only the text columns fold when the terminal is narrow.
+            widest = max([len(HEADERS.get(col, col)), *(len(row[i]) for row in cells)])
+            table.add_column(HEADERS.get(col, col), overflow="fold", justify="left" if text else "right",
+                             min_width=None if text else widest)
+        for r, row in zip(tbl.to_pylist(), cells, strict=True):
+            style = "red" if section == "run_history" and r["status"] != "success" else None
+            table.add_row(*row, style=style)
+        out.append(table if tbl.num_rows else Text(f"{title}: {empty_reason(data, section)}", style="italic"))
+    return out
+
+
+def empty_reason(data: ReportData, section: str) -> str:
+    """Why a section has no rows in this range."""
+    if section == "drift_summary" and not data.drift_available:
+        return "drift monitoring is not installed in these results (no drift table)"
+    return {"daily_summary": "no published predictions in this range",
+            "score_histogram": "no scored rows in this range",
+            "quarantine_summary": "no quarantined rows in this range",
+            "drift_summary": "no drift figures in this range",
+            "run_history": "no runs in this range"}[section]

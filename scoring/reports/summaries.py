@@ -1,0 +1,114 @@
+"""Per-(day, model) report summaries computed from a run's staged chunk files, before publish.
+
+``summarize`` returns rows for the summary tables declared in ``scoring/results/tables.py``
+(``prediction_stats``, ``score_bins``, ``quarantine_counts``). The caller passes them to
+``ResultsStore.publish(..., extra=...)`` so they replace the day's partition in the same transaction as the
+predictions: reports then read a few rows per day and never scan the predictions table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from scoring.results.base import RunRecord
+from scoring.results.tables import PREDICTION_STATS, QUARANTINE_COUNTS, SCORE_BINS, TableSpec
+
+logger = logging.getLogger(__name__)
+
+SCORE_BIN_COUNT = 20  # equal-width bins over [0, 1]; each training-reference bin (tenths) is two of them
+QUANTILES = (0.1, 0.5, 0.9)
+
+_ARROW = {"string": pa.string(), "float": pa.float64(), "int32": pa.int32(), "int64": pa.int64(),
+          "date": pa.date32()}
+
+# One place for the aggregate expressions, shared with the SQL that rebuilds summaries from the predictions
+# table (scoring/reports/views.py). percentile_cont is linear interpolation (numpy's default) in both dialects.
+STATS_EXPRS = (
+    "count(score) AS rows_scored, CAST(coalesce(sum(label), 0) AS BIGINT) AS positives, avg(score) AS mean_score, "
+    "avg(CAST(label AS DOUBLE PRECISION)) AS positive_rate, "
+    "percentile_cont(0.1) WITHIN GROUP (ORDER BY score) AS score_p10, "
+    "percentile_cont(0.5) WITHIN GROUP (ORDER BY score) AS score_p50, "
+    "percentile_cont(0.9) WITHIN GROUP (ORDER BY score) AS score_p90, "
+    "min(score) AS score_min, max(score) AS score_max"
+)
+BIN_EXPR = f"CAST(LEAST(GREATEST(FLOOR(score * {SCORE_BIN_COUNT}), 0), {SCORE_BIN_COUNT - 1}) AS INTEGER)"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """The (day, model) partition a run published, as far as the summaries need it."""
+
+    day: dt.date
+    model_name: str
+    model_version: int
+    run_id: str
+    rows_rejected: int
+
+
+def arrow_schema(spec: TableSpec) -> pa.Schema:
+    """The Arrow schema of a summary table spec."""
+    return pa.schema([pa.field(c.name, _ARROW[c.type], c.nullable) for c in spec.columns])
+
+
+def summarize(run: RunRecord, prediction_files: Sequence[Path], quarantine_files: Sequence[Path]) -> dict[str, pa.Table]:
+    """Summary rows of one run's (day, model) partition, from its staged Parquet files.
+
+    Args:
+        run: the run being published (day, model name and version, run id, rows rejected).
+        prediction_files: staged prediction chunks (source_key, score, label).
+        quarantine_files: staged quarantine chunks (source_key, column_name, rule, value, row_json).
+
+    Returns:
+        ``{table name: rows}`` for ``publish(..., extra=...)``: one ``prediction_stats`` row, one
+        ``score_bins`` row per bin (none when nothing was scored) and one ``quarantine_counts`` row per
+        (rule, column).
+    """
+    with duckdb.connect() as con:
+        if prediction_files:
+            files = [str(p) for p in prediction_files]
+            stats = con.sql(f"SELECT {STATS_EXPRS} FROM read_parquet($1)",  # noqa: S608 - constant SQL
+                            params=[files]).to_arrow_table().to_pylist()[0]
+            counts = dict(con.sql(f"SELECT {BIN_EXPR} AS bin, count(*) FROM read_parquet($1) GROUP BY 1",  # noqa: S608
+                                  params=[files]).fetchall())
+        else:
+            stats, counts = {"rows_scored": 0, "positives": 0}, {}
+        rules = (con.sql("SELECT rule, column_name, count(*) AS count FROM read_parquet($1) GROUP BY ALL",
+                         params=[[str(p) for p in quarantine_files]]).to_arrow_table().to_pylist()
+                 if quarantine_files else [])
+    return summary_tables(run, stats, counts, rules)
+
+
+def summary_tables(run: RunRecord | Partition, stats: dict[str, Any], bin_counts: dict[int, int],
+                   rules: list[dict[str, Any]]) -> dict[str, pa.Table]:
+    """Assemble the summary tables of one partition from its aggregates.
+
+    Args:
+        run: the run that published the partition (day, model name and version, run id, rows rejected).
+        stats: the columns of ``STATS_EXPRS`` (at least rows_scored and positives).
+        bin_counts: rows per score bin; missing bins count zero.
+        rules: ``{rule, column_name, count}`` per quarantine rule and column.
+    """
+    head = {"day": run.day, "model_name": run.model_name}
+    stats_row = {**head, "model_version": run.model_version, "run_id": run.run_id,
+                 "rows_quarantined": run.rows_rejected or 0, **stats}
+    width = 1.0 / SCORE_BIN_COUNT
+    bins = [{**head, "model_version": run.model_version, "bin": b, "bin_lo": round(b * width, 10),
+             "bin_hi": round((b + 1) * width, 10), "count": int(bin_counts.get(b, 0))}
+            for b in range(SCORE_BIN_COUNT)] if stats["rows_scored"] else []
+    rules = sorted(rules, key=lambda r: (r["rule"], r["column_name"] or ""))
+    logger.debug("summaries of %s: %s rows scored, %s quarantine rules", run.run_id, stats["rows_scored"],
+                 len(rules))
+    return {
+        PREDICTION_STATS.name: pa.Table.from_pylist([stats_row], schema=arrow_schema(PREDICTION_STATS)),
+        SCORE_BINS.name: pa.Table.from_pylist(bins, schema=arrow_schema(SCORE_BINS)),
+        QUARANTINE_COUNTS.name: pa.Table.from_pylist([{**head, **r} for r in rules],
+                                                     schema=arrow_schema(QUARANTINE_COUNTS)),
+    }
