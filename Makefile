@@ -42,3 +42,12 @@ bench: sync
 
 clean:
 	rm -rf results models sample_data/sample.duckdb
+
+# Airflow locally (see README, "Running under Airflow"): a home in ./airflow_home, this repo's dags.
+AIRFLOW_ENV := PATH=$(CURDIR)/$(VENV)/bin:$$PATH AIRFLOW_HOME=$(CURDIR)/airflow_home \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__LOAD_EXAMPLES=False
+.PHONY: airflow
+airflow: sync
+	$(AIRFLOW_ENV) airflow db migrate
+	$(AIRFLOW_ENV) airflow pools set scoring_publish 1 "single writer of the results database"
+	$(AIRFLOW_ENV) airflow standalone

@@ -136,6 +136,9 @@ class ScheduleConfig(_Strict):
     start_date: dt.date = dt.date(2026, 1, 1)
     catchup: bool = False
     max_active_runs: int = 1
+    retries: int = Field(3, ge=0, description="retries of a task failing on a transient error")
+    retry_delay_s: float = Field(60.0, gt=0, description="first retry delay; doubles each retry (max 30 min)")
+    task_timeout_min: float = Field(60.0, gt=0, description="timeout of each task")
 
 
 class Config(_Strict):

@@ -17,7 +17,7 @@ from scoring.dates import DataInterval
 from scoring.errors import ScoringError
 from scoring.model_store import ModelStore, ModelVersion
 from scoring.reports.summaries import summarize
-from scoring.results import RunRecord, open_results
+from scoring.results import ResultsStore, RunRecord, open_results
 from scoring.schema_check import check_schema
 from scoring.scorer import ScoreSpec, encoded_width, positive_index
 from scoring.sources import open_source
@@ -100,19 +100,9 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
             loader = functools.partial(_load, cfg.model.store, mv.name, mv.version)
             manifests = run_chunks(source.batches(interval, rows), model, loader, spec, stage,
                                    workers=cfg.workers, on_chunk=on_chunk)
-        run.rows_in = sum(m.rows_in for m in manifests)
-        run.rows_scored = sum(m.scored for m in manifests)
-        run.rows_rejected = sum(m.rejected for m in manifests)
-        run.finish("success")
-        results.publish(run, stage.prediction_files(manifests), stage.quarantine_files(manifests),
-                        extra=summarize(run, stage.prediction_files(manifests), stage.quarantine_files(manifests)))
+        finish_run(cfg, results, run, stage, manifests)
     except BaseException as exc:
-        run.finish("failed", _one_line(exc))
-        try:
-            results.fail_run(run)
-        except Exception:  # noqa: BLE001 - the original error matters more than the ledger write
-            logger.exception("could not record the failure of run %s", run.run_id)
-        logger.error("run %s failed: %s", run.run_id, run.error)
+        record_failure(results, run, exc)
         raise
     finally:
         stage.remove()
@@ -120,6 +110,35 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
                 run.rows_scored, run.rows_rejected, run.duration_s)
     return RunResult(run.run_id, run.day, run.model_name, run.model_version, run.rows_in, run.rows_rejected,
                      run.rows_scored, run.duration_s or 0.0, str(cfg.results.path or cfg.results.url))
+
+
+def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
+               manifests: list[ChunkManifest]) -> None:
+    """The steps after scoring shared by the CLI and the DAG: totals, checks, one publish transaction.
+
+    Args:
+        cfg: the loaded configuration.
+        results: the results store, schema ensured and the run's ledger row started.
+        run: the run's ledger record; marked successful inside the publish transaction.
+        stage: where the run's chunks are staged.
+        manifests: every chunk of the run, verified.
+    """
+    run.rows_in = sum(m.rows_in for m in manifests)
+    run.rows_scored = sum(m.scored for m in manifests)
+    run.rows_rejected = sum(m.rejected for m in manifests)
+    run.finish("success")
+    results.publish(run, stage.prediction_files(manifests), stage.quarantine_files(manifests),
+                    extra=summarize(run, stage.prediction_files(manifests), stage.quarantine_files(manifests)))
+
+
+def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException) -> None:
+    """Mark ``run`` failed in the ledger with a one-line error; predictions are not touched."""
+    run.finish("failed", _one_line(exc))
+    try:
+        results.fail_run(run)
+    except Exception:  # noqa: BLE001 - the original error matters more than the ledger write
+        logger.exception("could not record the failure of run %s", run.run_id)
+    logger.error("run %s failed: %s", run.run_id, run.error)
 
 
 def run_day(cfg: Config, day: dt.date, **kwargs: Any) -> RunResult:

@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from scoring.sqlident import quote, quote_qualified
 
 if TYPE_CHECKING:
     from scoring.config import SourceConfig
     from scoring.dates import DataInterval
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """A deterministic subset of an interval's rows: ``lo < key <= hi`` (a None bound is open).
+
+    ``nulls`` adds the rows whose key is NULL (they are quarantined, never dropped). Consecutive ranges built
+    by ``key_ranges`` cover every row of the interval exactly once, whatever rows arrive later.
+    """
+
+    lo: Any = None
+    hi: Any = None
+    nulls: bool = False
+
+
+def key_ranges(cuts: list[Any]) -> list[KeyRange]:
+    """Ranges split at the sorted ``cuts``: ``(-inf, c0] + NULL, (c0, c1], ..., (c_last, +inf)``."""
+    bounds = [None, *cuts, None]
+    return [KeyRange(bounds[i], bounds[i + 1], nulls=i == 0) for i in range(len(cuts) + 1)]
 
 
 class Source(ABC):
@@ -49,6 +73,55 @@ class Source(ABC):
     def batches(self, interval: DataInterval, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """Stream the interval's rows in record batches of at most ``batch_rows`` rows."""
 
+    def key_cuts_sql(self, ph: Callable[[int], str]) -> str:
+        """Generic SQL: the largest key of each ntile bucket of the interval's non-null keys, in order.
+
+        Parameters: 1 and 2 the interval bounds, 3 the number of buckets; ``ph(n)`` renders placeholder n.
+        """
+        key = quote(self.cfg.key_column)
+        inner = self.interval_sql((ph(1), ph(2)), f"{key} AS k") + f" AND {key} IS NOT NULL"
+        return (f"SELECT max(k) AS cut FROM (SELECT k, ntile({ph(3)}) OVER (ORDER BY k) AS b "  # noqa: S608
+                f"FROM ({inner}) AS keys) AS buckets GROUP BY b ORDER BY b")
+
+    def range_sql(self, ph: Callable[[int], str], interval_params: list[Any],
+                  key_range: KeyRange) -> tuple[str, list[Any]]:
+        """Generic SQL and parameters for the interval's rows in ``key_range``; ``ph(n)`` renders placeholder n."""
+        key = quote(self.cfg.key_column)
+        params = list(interval_params)
+        conds = []
+        for op, value in ((">", key_range.lo), ("<=", key_range.hi)):
+            if value is not None:
+                params.append(value)
+                conds.append(f"{key} {op} {ph(len(params))}")
+        if not conds:
+            cond = "" if key_range.nulls else f"{key} IS NOT NULL"
+        else:
+            cond = " AND ".join(conds)
+            cond = f"(({cond}) OR {key} IS NULL)" if key_range.nulls else cond
+        sql = self.interval_sql((ph(1), ph(2)))
+        return (f"{sql} AND {cond}" if cond else sql), params
+
+    def key_cuts(self, interval: DataInterval, n_chunks: int) -> list[Any]:
+        """Sorted, distinct key values splitting the interval's rows into up to ``n_chunks`` ranges.
+
+        This fallback reads the interval's keys through ``batches``; sources override it with ``key_cuts_sql``.
+        """
+        logger.warning("source %s has no SQL key_cuts; reading every key of the interval", type(self).__name__)
+        keys = [b.column(self.cfg.key_column) for b in self.batches(interval, 1_000_000)]
+        if not keys:
+            return []
+        values = pc.drop_null(pa.chunked_array(keys)).combine_chunks()
+        return cuts_from_maxima(_bucket_maxima(pc.take(values, pc.sort_indices(values)).to_pylist(), n_chunks))
+
+    def range_batches(self, interval: DataInterval, key_range: KeyRange, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """Stream the interval's rows in ``key_range``.
+
+        This fallback filters ``batches``; sources override it to push the range into their SQL.
+        """
+        for batch in self.batches(interval, batch_rows):
+            mask = key_mask(batch.column(self.cfg.key_column), key_range)
+            yield batch.filter(mask)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -57,3 +130,34 @@ class Source(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def key_mask(keys: pa.Array, key_range: KeyRange) -> pa.Array:
+    """Boolean mask of ``keys`` inside ``key_range`` (NULL keys only when ``nulls``); as ``range_sql``."""
+    mask = pc.is_valid(keys)
+    if key_range.lo is not None:
+        mask = pc.and_(mask, pc.greater(keys, pa.scalar(key_range.lo, keys.type)))
+    if key_range.hi is not None:
+        mask = pc.and_(mask, pc.less_equal(keys, pa.scalar(key_range.hi, keys.type)))
+    mask = pc.fill_null(mask, False)
+    return pc.or_(mask, pc.is_null(keys)) if key_range.nulls else mask
+
+
+def cuts_from_maxima(maxima: list[Any]) -> list[Any]:
+    """Cut points from the ordered ntile bucket maxima: every maximum but the last, without repeats."""
+    cuts: list[Any] = []
+    for value in maxima[:-1]:
+        if not cuts or value != cuts[-1]:
+            cuts.append(value)
+    return cuts
+
+
+def _bucket_maxima(values: list[Any], n_chunks: int) -> list[Any]:
+    """The maximum of each ntile bucket of sorted ``values``, distributed as SQL ``ntile`` does."""
+    buckets = max(1, min(n_chunks, len(values)))
+    size, extra = divmod(len(values), buckets)
+    maxima, end = [], 0
+    for b in range(buckets):
+        end += size + (1 if b < extra else 0)
+        maxima.append(values[end - 1])
+    return maxima

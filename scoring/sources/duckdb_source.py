@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 
 from scoring.errors import SourceError
-from scoring.sources.base import Source
+from scoring.sources.base import KeyRange, Source, cuts_from_maxima
 
 if TYPE_CHECKING:
     from scoring.config import SourceConfig
@@ -61,6 +61,19 @@ class DuckDBSource(Source):
 
     def batches(self, interval: DataInterval, batch_rows: int) -> Iterator[pa.RecordBatch]:
         rel = self._run(self.interval_sql(("$1", "$2")), self._params(interval))
+        try:
+            yield from rel.to_arrow_reader(batch_rows)
+        except duckdb.Error as exc:
+            raise SourceError(f"reading source {self.describe!r} failed: {_first_line(exc)}") from None
+
+    def key_cuts(self, interval: DataInterval, n_chunks: int) -> list[Any]:
+        sql = self.key_cuts_sql(lambda n: f"${n}")
+        maxima = [row[0] for row in self._run(sql, [*self._params(interval), n_chunks]).fetchall()]
+        return cuts_from_maxima(maxima)
+
+    def range_batches(self, interval: DataInterval, key_range: KeyRange, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        sql, params = self.range_sql(lambda n: f"${n}", self._params(interval), key_range)
+        rel = self._run(sql, params)
         try:
             yield from rel.to_arrow_reader(batch_rows)
         except duckdb.Error as exc:

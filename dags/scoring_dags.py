@@ -1,0 +1,206 @@
+"""Scoring DAGs: one daily DAG per configured model, and one report DAG each, scheduled on its predictions.
+
+Which configs: ``$SCORING_CONFIGS`` (paths separated by ``:``), else the ``configs`` listed in
+``scoring_dags.yaml`` next to this file, else ``$SCORING_CONFIG`` or the repository's ``scoring.yaml``.
+
+Wiring only. Parsing reads those files and nothing else: no database is opened, and the package's heavy
+modules (pyarrow, DuckDB, scikit-learn) are imported inside the tasks. Each task body is one call into
+``scoring``; the run's steps and their guarantees live there (``scoring/plan.py``).
+
+    plan -> validate -> score_chunk (one mapped task per chunk) -> publish (pool scoring_publish,
+    Asset event with the counts) -> record_ledger (always runs; records a failed run)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from scoring.config import Config, load_config
+from scoring.connections import predictions_asset_uri
+
+POOL = "scoring_publish"  # size 1: the results database has a single writer
+CONFIGS_ENV = "SCORING_CONFIGS"
+HERE = Path(__file__).resolve().parent
+LISTING = HERE / "scoring_dags.yaml"
+
+
+def config_paths() -> list[Path]:
+    """The config files to build DAGs for."""
+    if os.environ.get(CONFIGS_ENV):
+        return [Path(p) for p in os.environ[CONFIGS_ENV].split(os.pathsep) if p.strip()]
+    if LISTING.is_file():
+        listed = (yaml.safe_load(LISTING.read_text()) or {}).get("configs") or []
+        return [p if p.is_absolute() else (HERE / p).resolve() for p in map(Path, listed)]
+    return [Path(os.environ.get("SCORING_CONFIG") or HERE.parent / "scoring.yaml")]
+
+
+def runtime_config(path: str) -> Config:
+    """The config under Airflow: sections with a ``connection_id`` are located by that Airflow Connection."""
+    from airflow.sdk import BaseHook
+
+    from scoring.connections import ConnectionInfo, apply_connections
+
+    def lookup(conn_id: str) -> ConnectionInfo:
+        conn = BaseHook.get_connection(conn_id)
+        return ConnectionInfo(conn_id, conn.conn_type or "", conn.host, conn.port, conn.login, conn.password,
+                              conn.schema, conn.extra_dejson)
+
+    return apply_connections(load_config(path), lookup)
+
+
+@contextmanager
+def fail_fast_unless_transient() -> Iterator[None]:
+    """Let Airflow retry transient errors (source down, lock held); fail at once on a user mistake."""
+    try:
+        yield
+    except Exception as exc:
+        from scoring.plan import is_transient
+
+        if is_transient(exc):
+            raise
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _details(dag_run: Any) -> dict[str, Any]:
+    return {"airflow_dag_id": dag_run.dag_id, "airflow_run_id": dag_run.run_id,
+            "airflow_run_type": getattr(dag_run.run_type, "value", str(dag_run.run_type))}
+
+
+def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
+    """The daily DAG of one config: scores exactly each run's data interval."""
+    conf = str(path)
+    sched = cfg.schedule
+
+    @dag(
+        dag_id=f"scoring_{cfg.model.name}",
+        description=f"score {cfg.model.name} daily from {cfg.source.table or 'a custom query'} ({path.name})",
+        schedule=CronDataIntervalTimetable(sched.cron, timezone="UTC"),
+        start_date=dt.datetime.combine(sched.start_date, dt.time(), tzinfo=dt.UTC),
+        catchup=sched.catchup,
+        max_active_runs=sched.max_active_runs,
+        default_args={
+            "retries": sched.retries,
+            "retry_delay": dt.timedelta(seconds=sched.retry_delay_s),
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": dt.timedelta(minutes=30),
+            "execution_timeout": dt.timedelta(minutes=sched.task_timeout_min),
+        },
+        params={
+            "model_version": Param(None, type=["null", "integer"], minimum=1,
+                                   description="score with this version instead of the alias or pin"),
+            "rows_per_chunk": Param(None, type=["null", "integer"], minimum=1,
+                                    description="rows per chunk instead of the configured size"),
+        },
+        tags=["scoring", cfg.model.name],
+        doc_md=__doc__,
+    )
+    def scoring_dag() -> None:
+        @task
+        def plan(params: Any = None, dag_run: Any = None, data_interval_start: Any = None,
+                 data_interval_end: Any = None) -> dict[str, Any]:
+            from scoring.dates import DataInterval
+            from scoring.plan import plan_run
+
+            with fail_fast_unless_transient():
+                return plan_run(runtime_config(conf), DataInterval.from_bounds(data_interval_start, data_interval_end),
+                                version=params.get("model_version"), rows_per_chunk=params.get("rows_per_chunk"),
+                                key=dag_run.run_id, details=_details(dag_run))
+
+        @task
+        def validate(planned: dict[str, Any]) -> list[int]:
+            from scoring.plan import validate_plan
+
+            with fail_fast_unless_transient():
+                return validate_plan(runtime_config(conf), planned)
+
+        @task(max_active_tis_per_dagrun=cfg.workers)
+        def score_chunk(planned: dict[str, Any], index: int) -> dict[str, Any]:
+            from scoring.plan import score_planned_chunk
+
+            with fail_fast_unless_transient():
+                return score_planned_chunk(runtime_config(conf), planned, index)
+
+        @task(pool=POOL, outlets=[asset])
+        def publish(planned: dict[str, Any], chunks: list[dict[str, Any]],
+                    outlet_events: Any = None) -> dict[str, Any]:
+            from scoring.plan import publish_plan
+
+            with fail_fast_unless_transient():
+                counts = publish_plan(runtime_config(conf), planned, list(chunks))
+            outlet_events[asset].extra = counts
+            return counts
+
+        @task(pool=POOL, trigger_rule="all_done", retries=0)
+        def record_ledger(ti: Any = None, dag_run: Any = None, data_interval_start: Any = None,
+                          data_interval_end: Any = None) -> dict[str, Any]:
+            from scoring.dates import DataInterval
+            from scoring.plan import record_outcome
+
+            states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+            states = {k: v for k, v in states.items() if k != ti.task_id}
+            outcome = record_outcome(runtime_config(conf), DataInterval.from_bounds(data_interval_start,
+                                     data_interval_end), ti.xcom_pull(task_ids="plan"), states, _details(dag_run))
+            if outcome["status"] != "success":
+                raise AirflowFailException(f"run failed: {', '.join(outcome['failed']) or 'see the task logs'}")
+            return outcome
+
+        planned = plan()
+        chunks = score_chunk.partial(planned=planned).expand(index=validate(planned))
+        publish(planned, chunks) >> record_ledger()
+
+    return scoring_dag()
+
+
+def build_report_dag(path: Path, cfg: Config, asset: Asset) -> Any:
+    """Refreshes the report tables each time the scoring DAG publishes predictions."""
+    conf = str(path)
+
+    @dag(
+        dag_id=f"scoring_reports_{cfg.model.name}",
+        description=f"refresh reports after {cfg.model.name} predictions are published",
+        schedule=[asset],
+        start_date=dt.datetime.combine(cfg.schedule.start_date, dt.time(), tzinfo=dt.UTC),
+        catchup=False,
+        max_active_runs=1,
+        default_args={"retries": cfg.schedule.retries, "retry_delay": dt.timedelta(seconds=cfg.schedule.retry_delay_s),
+                      "execution_timeout": dt.timedelta(minutes=cfg.schedule.task_timeout_min)},
+        tags=["scoring", "reports", cfg.model.name],
+    )
+    def report_dag() -> None:
+        @task(pool=POOL, inlets=[asset])
+        def refresh_reports(triggering_asset_events: Any = None) -> dict[str, Any]:
+            from scoring.reports import refresh_reports as refresh
+
+            events = [dict(e.extra) for e in (triggering_asset_events or {}).get(asset, [])]
+            with fail_fast_unless_transient():
+                return {**refresh(runtime_config(conf)), "events": events}
+
+        refresh_reports()
+
+    return report_dag()
+
+
+def build_all() -> dict[str, Any]:
+    """Every DAG of every configured model, by dag id."""
+    dags: dict[str, Any] = {}
+    for path in config_paths():
+        cfg = load_config(path)
+        asset = Asset(uri=predictions_asset_uri(cfg), group="scoring")
+        for built in (build_scoring_dag(path, cfg, asset), build_report_dag(path, cfg, asset)):
+            if built.dag_id in dags:
+                raise ValueError(f"{path}: dag id {built.dag_id!r} is already defined by another config "
+                                 "(one config per model name)")
+            dags[built.dag_id] = built
+    return dags
+
+
+globals().update(build_all())
