@@ -261,3 +261,45 @@ def test_missing_server_fails_under_ci_and_skips_elsewhere(tmp_path: Path) -> No
     failed = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**env, "CI": "true"})
     assert failed.returncode == 1 and "CI=true requires it" in failed.stdout, failed.stdout[-2000:]
+
+
+def test_extra_tables_are_created_typed_and_replaced_per_partition(tmp_path: Path, pg_url: str, pg_schema: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from scoring.errors import PublishError
+    from scoring.results import tables
+
+    spec = tables.TableSpec("drift_test", (
+        tables.Column("run_id", "string", False), tables.Column("day", "date", False),
+        tables.Column("model_name", "string", False), tables.Column("feature", "string", False),
+        tables.Column("psi", "float"), tables.Column("bins", "int64"), tables.Column("alert", "bool"),
+        tables.Column("detail", "json")), primary_key=("day", "model_name", "feature"))
+    monkeypatch.setitem(tables.EXTRA_TABLES, spec.name, spec)
+    results = open_results(ResultsConfig(kind="postgres", url=pg_url, schema=pg_schema,
+                                         staging_dir=tmp_path / "staging"))
+    results.ensure_schema()
+    day = dt.date(2026, 3, 7)
+
+    def publish(run_id: str, feats: list[str]) -> None:
+        run = RunRecord(run_id, day, "m", 1, dt.datetime.now(dt.UTC))
+        results.start_run(run)
+        run.finish("success")
+        rows = pa.table({"run_id": [run_id] * len(feats), "day": [day] * len(feats), "model_name": ["m"] * len(feats),
+                         "feature": feats, "psi": [0.5, None][: len(feats)], "bins": [10, 12][: len(feats)],
+                         "alert": [True, None][: len(feats)], "detail": ['{"edges": [1, 2]}', None][: len(feats)]})
+        results.publish(run, [], [], extra={spec.name: rows})
+
+    publish("r1", ["age", "income"])
+    publish("r2", ["age"])
+    got = pg_frame(pg_url, f'SELECT * FROM "{pg_schema}".drift_test')
+    assert got[["run_id", "feature", "psi", "bins", "alert"]].values.tolist() == [["r2", "age", 0.5, 10, True]]
+    assert got["detail"].iloc[0] == {"edges": [1, 2]}  # jsonb, decoded by psycopg
+    types = dict(pg_frame(pg_url, "SELECT column_name, data_type FROM information_schema.columns WHERE "
+                                  "table_schema = %s AND table_name = 'drift_test'", [pg_schema]).values.tolist())
+    assert types == {"run_id": "text", "day": "date", "model_name": "text", "feature": "text",
+                     "psi": "double precision", "bins": "bigint", "alert": "boolean", "detail": "jsonb"}
+    run = RunRecord("r3", day, "m", 1, dt.datetime.now(dt.UTC))
+    with pytest.raises(PublishError, match="unknown results table"):
+        results.publish(run, [], [], extra={"nope": pa.table({"x": [1]})})
+    with pytest.raises(PublishError, match="lack column.*psi"):
+        results.publish(run, [], [], extra={spec.name: pa.table({"run_id": ["r3"], "day": [day], "model_name": ["m"],
+                                                                  "feature": ["x"]})})

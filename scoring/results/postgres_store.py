@@ -181,6 +181,10 @@ class PostgresResults(ResultsStore):
         unknown = sorted(set(extra or {}) - set(specs))
         if unknown:
             raise PublishError(f"unknown results table(s): {', '.join(unknown)}")
+        for name, rows in (extra or {}).items():
+            missing = [c for c in specs[name].column_names if c not in rows.column_names]
+            if missing:
+                raise PublishError(f"rows for results table {name!r} lack column(s): {', '.join(missing)}")
         constants = {"model_name": run.model_name, "model_version": run.model_version, "run_id": run.run_id,
                      "day": run.day, "scored_at": run.started_at}
         lock_key = f"{self.schema}.{self.cfg.table}|{run.day.isoformat()}|{run.model_name}"

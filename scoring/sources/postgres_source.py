@@ -3,8 +3,8 @@
 The interval is bound as parameters into two transaction-local settings (``set_config($1, $2, true)``)
 that the extraction query reads with ``current_setting(...)``. A query without parameters lets the ADBC
 driver stream it with ``COPY ... TO STDOUT (FORMAT binary)`` in bounded record batches; a query with
-bound parameters would be read into memory whole. ``current_setting`` is stable, so an index on the
-timestamp column is still used.
+bound parameters would be read into memory whole. The bounds are scalar subqueries over
+``current_setting``, evaluated once per query, so an index on the timestamp column is still used.
 """
 
 from __future__ import annotations
@@ -117,7 +117,9 @@ class PostgresSource(Source):
                               "expected a timestamp or date")
         self._execute("SELECT set_config($1, $2, true), set_config($3, $4, true)",
                       [START, bounds[0], END, bounds[1]])
-        return (f"CAST(current_setting('{START}') AS {cast})", f"CAST(current_setting('{END}') AS {cast})")
+        # Scalar subqueries run once (an InitPlan); a bare current_setting() would be re-evaluated per row.
+        return (f"(SELECT CAST(current_setting('{START}') AS {cast}))",
+                f"(SELECT CAST(current_setting('{END}') AS {cast}))")
 
     def count(self, interval: DataInterval) -> int:
         sql = self.interval_sql(self._bind(interval), "count(*)")
