@@ -9,6 +9,7 @@ before COMMIT leaves every table as it was (the server rolls back a dropped conn
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,10 +126,10 @@ class PostgresResults(ResultsStore):
             con.commit()
             return out
         except adbc_driver_manager.Error as exc:
-            con.rollback()
+            _rollback(con)
             raise self._fail(exc) from None
         except BaseException:
-            con.rollback()
+            _rollback(con)
             raise
         finally:
             con.close()
@@ -215,8 +216,14 @@ class PostgresResults(ResultsStore):
         except adbc_driver_manager.Error as exc:
             raise self._fail(exc) from None
         finally:
-            con.rollback()
+            _rollback(con)
             con.close()
+
+
+def _rollback(con: Any) -> None:
+    """Roll back, ignoring a connection that is already gone (the server then rolled back itself)."""
+    with contextlib.suppress(Exception):
+        con.rollback()
 
 
 def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

@@ -9,6 +9,7 @@ bound parameters would be read into memory whole. The bounds are scalar subqueri
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -140,7 +141,6 @@ class PostgresSource(Source):
     def close(self) -> None:
         con, self.con = getattr(self, "con", None), None
         if con is not None:
-            try:
+            with contextlib.suppress(Exception):  # a broken connection was rolled back by the server
                 con.rollback()
-            finally:
-                con.close()
+            con.close()
