@@ -102,6 +102,9 @@ def test_postgres_results_rerun_replaces_the_day(tmp_path: Path, sample_db: Path
     types = pg_frame(pg_url, "SELECT column_name, data_type FROM information_schema.columns WHERE "
                              "table_schema = %s AND table_name = 'runs'", [pg_schema]).set_index("column_name")
     assert types.loc["details", "data_type"] == "jsonb" and types.loc["started_at", "data_type"].endswith("with time zone")
+    summary = pg_frame(pg_url, f'SELECT day, rows_scored, run_id FROM "{pg_schema}".daily_summary ORDER BY day', [])
+    assert list(summary["rows_scored"]) == [len(pg_published(pg_url, pg_schema, other)), len(day)]
+    assert summary["run_id"].iloc[-1] == second.run_id  # the report view follows the replaced partition
 
 
 def test_kill_between_staging_and_commit_leaves_the_old_partition(tmp_path: Path, sample_db: Path, store: Path,
