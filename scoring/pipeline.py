@@ -14,13 +14,13 @@ from scoring.chunk_runner import run_chunks
 from scoring.chunking import chunk_rows
 from scoring.config import Config
 from scoring.dates import DataInterval
-from scoring.errors import ScoringError
+from scoring.errors import ScoringError, ValidationFailed
 from scoring.model_store import ModelStore, ModelVersion
 from scoring.results import RunRecord, open_results
-from scoring.schema_check import check_schema
 from scoring.scorer import ScoreSpec, encoded_width, positive_index
 from scoring.sources import open_source
 from scoring.staging import ChunkManifest, Stage
+from scoring.validation.run import conclude_quality, prepare_quality
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +83,11 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
                     mv.version, started, trigger=trigger)
     results.start_run(run)
     stage = Stage(cfg.results.staging_dir / cfg.model.name / interval.day.isoformat() / run.run_id)
+    manifests: list[ChunkManifest] = []
     try:
         with open_source(cfg.source) as source:
-            columns = check_schema(source.schema(), mv.features, cfg.source.key_column)
+            quality = prepare_quality(cfg, mv, source, interval)  # suite, schema-drift policy, duplicate keys
+            columns = quality.columns
             model = ModelStore(cfg.model.store).load(mv)
             positive_index(model)
             spec = ScoreSpec(cfg.source.key_column, tuple(columns[1:]), cfg.model.threshold)
@@ -98,16 +100,20 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
                         mv.name, mv.version, rows)
             loader = functools.partial(_load, cfg.model.store, mv.name, mv.version)
             manifests = run_chunks(source.batches(interval, rows), model, loader, spec, stage,
-                                   workers=cfg.workers, on_chunk=on_chunk)
+                                   workers=cfg.workers, on_chunk=on_chunk, gate=quality.gate)
         run.rows_in = sum(m.rows_in for m in manifests)
         run.rows_scored = sum(m.scored for m in manifests)
         run.rows_rejected = sum(m.rejected for m in manifests)
+        extra = conclude_quality(cfg, run, quality, manifests, stage.prediction_files(manifests))
         run.finish("success")
-        results.publish(run, stage.prediction_files(manifests), stage.quarantine_files(manifests))
+        results.publish(run, stage.prediction_files(manifests), stage.quarantine_files(manifests), extra=extra)
     except BaseException as exc:
         run.finish("failed", _one_line(exc))
         try:
-            results.fail_run(run)
+            if isinstance(exc, ValidationFailed):  # keep the quarantine rows that explain the failure
+                results.record_failure(run, stage.quarantine_files(manifests))
+            else:
+                results.fail_run(run)
         except Exception:  # noqa: BLE001 - the original error matters more than the ledger write
             logger.exception("could not record the failure of run %s", run.run_id)
         logger.error("run %s failed: %s", run.run_id, run.error)
