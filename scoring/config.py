@@ -130,8 +130,8 @@ class ValidationConfig(_Strict):
     suites_dir: Path = Field(Path("schemas"), description="expectation suites: <dir>/<model>/v<version>.json")
     require_suite: bool = Field(False, description="fail a run whose model version has no suite file "
                                 "(default: generate it from the model's registered training profile)")
-    range_margin: float = Field(0.25, ge=0.0, description="generated numeric ranges: training min/max "
-                                "widened by this fraction of the training span")
+    range_margin: float = Field(3.0, ge=0.0, description="generated numeric ranges: training min/max "
+                                "widened by this many training spans (floored at 0 if never negative)")
     data_docs: bool = Field(True, description="write GX Data Docs (HTML) for each run")
     data_docs_dir: Path | None = Field(None, description="default: <results.staging_dir>/../data_docs")
 

@@ -88,8 +88,7 @@ def parse_numbers(col: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     parsed = pd.to_numeric(stripped, errors="coerce").astype(np.float64)
     blank = stripped.isna() | stripped.str.lower().isin(MISSING_TEXT)
     bad = (parsed.isna() & ~blank).to_numpy(dtype=bool)
-    values = parsed.to_numpy()
-    values[bad] = np.nan
+    values = np.where(bad, np.nan, parsed.to_numpy())
     return pa.array(values, pa.float64(), from_pandas=True), bad
 
 

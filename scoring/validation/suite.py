@@ -92,13 +92,16 @@ def null_allowance(share: float) -> float:
     return min(1.0, max(2 * share, share + 0.10))
 
 
-def generate_suite(mv: ModelVersion, key_column: str, margin: float = 0.25) -> dict[str, Any]:
+def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0) -> dict[str, Any]:
     """A starting suite for ``mv`` from its feature schema and training profile.
 
     Args:
         mv: the registered model version (its metadata has ``features`` and ``reference``).
         key_column: the source's key column: not null and unique within a run's interval.
-        margin: numeric ranges are the training min/max widened by this fraction of the span.
+        margin: numeric ranges are the training min/max widened by ``margin`` times the training span on
+            each side (floored at 0 when training had no negative value). Wide on purpose: the training
+            extremes of heavy-tailed columns are exceeded by normal days; the rule is there to catch unit
+            mix-ups, sentinels and impossible signs, not tails.
 
     Returns:
         The suite as GX 1.x JSON (a dict).
@@ -140,7 +143,7 @@ def generate_suite(mv: ModelVersion, key_column: str, margin: float = 0.25) -> d
             if bounds:
                 exps.append(_exp("expect_column_values_to_be_between", column=name, min_value=bounds[0],
                                  max_value=bounds[1], meta={"why": f"training range {ref['min']:.6g} .. "
-                                                            f"{ref['max']:.6g} with a {margin:.0%} margin"}))
+                                                            f"{ref['max']:.6g} widened by {margin:g} x its span"}))
         elif kind == "string" and ref.get("levels"):
             exps.append(_exp("expect_column_values_to_be_in_set", "warning", column=name,
                              value_set=sorted(ref["levels"]),
@@ -183,7 +186,7 @@ def read_suite(path: Path) -> dict[str, Any]:
     return suite
 
 
-def write_generated_suite(suites_dir: Path, mv: ModelVersion, key_column: str, margin: float = 0.25,
+def write_generated_suite(suites_dir: Path, mv: ModelVersion, key_column: str, margin: float = 3.0,
                           overwrite: bool = False) -> Path:
     """Generate and write the starting suite of ``mv``; an existing file is kept unless ``overwrite``."""
     path = suite_path(suites_dir, mv.name, mv.version)
@@ -195,7 +198,7 @@ def write_generated_suite(suites_dir: Path, mv: ModelVersion, key_column: str, m
     return path
 
 
-def load_suite(suites_dir: Path, mv: ModelVersion, key_column: str, *, margin: float = 0.25,
+def load_suite(suites_dir: Path, mv: ModelVersion, key_column: str, *, margin: float = 3.0,
                require: bool = False) -> tuple[Path, dict[str, Any], bool]:
     """The suite of ``mv``: read from its file, or generated (and written) when the file is missing.
 
