@@ -3,7 +3,8 @@
 Builds a DuckDB source with a 2,000,000-row day (and a 500,000-row day for the memory comparison),
 trains and registers the sample HistGradientBoosting Pipeline, then measures each contender in its own
 fresh subprocess (so peak RSS is that contender's alone, read from wait4's rusage), ``--repeat`` times,
-and prints medians and ratios.
+and prints medians and ratios. (d) is the data quality gate alone on the big day (see ``VALIDATE``), next
+to the validation timings recorded inside the project runs (b).
 
     .venv/bin/python benchmarks/bench_core.py [--rows 2000000] [--small-rows 500000] [--repeat 3]
 """
@@ -46,9 +47,57 @@ PROJECT = """
 import json, sys, time, datetime as dt
 from scoring.config import load_config
 from scoring.pipeline import run_day
+from scoring.results import open_results
 cfg = load_config(sys.argv[1])
 t = time.perf_counter(); r = run_day(cfg, dt.date.fromisoformat(sys.argv[2])); s = time.perf_counter() - t
-print(json.dumps({"seconds": s, "rows": r.rows_in, "scored": r.rows_scored}))
+details = open_results(cfg.results).query("SELECT details FROM runs WHERE run_id = $1", [r.run_id]).to_pylist()
+timings = json.loads(details[0]["details"]).get("timings", {})
+print(json.dumps({"seconds": s, "rows": r.rows_in, "scored": r.rows_scored, "timings": timings}))
+"""
+
+# The data quality work of a run on the same day, alone: the day is read into memory first (not timed), then
+# the suite is loaded and compiled, the schema checked and duplicate keys found (one SQL scan), every chunk
+# goes through the vectorized row gate, and the batch rules, error threshold and output checks (one scan of
+# the staged predictions) run, exactly as ``run_day`` calls them.
+VALIDATE = """
+import json, sys, time, datetime as dt
+import numpy as np, pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
+from scoring.chunking import chunk_rows
+from scoring.config import load_config
+from scoring.dates import DataInterval
+from scoring.model_store import ModelStore
+from scoring.scorer import encoded_width
+from scoring.sources import open_source
+from scoring.validation.gate import apply_gate, merge_stats
+from scoring.validation.outputs import check_predictions
+from scoring.validation.report import evaluate
+from scoring.validation.run import prepare_quality
+cfg = load_config(sys.argv[1]); interval = DataInterval.for_day(dt.date.fromisoformat(sys.argv[2]))
+ms = ModelStore(cfg.model.store); mv = ms.resolve(cfg.model.name, "champion"); model = ms.load(mv)
+with open_source(cfg.source) as source:
+    size = chunk_rows(source.schema(), encoded_width(model, len(mv.features)), cfg.chunking.memory_budget_mib,
+                      cfg.chunking.rows_per_chunk)
+    chunks = [pa.Table.from_batches([b]) for b in source.batches(interval, size)]
+    t0 = time.perf_counter(); quality = prepare_quality(cfg, mv, source, interval); t1 = time.perf_counter()
+checked = [apply_gate(quality.gate, c) for c in chunks]
+t2 = time.perf_counter()
+files = []
+for i, c in enumerate(checked):  # stand-in staged predictions (the output check's cost depends on row count)
+    n = c.good.num_rows
+    files.append(f"{sys.argv[3]}/pred-{i}.parquet")
+    pq.write_table(pa.table({"source_key": pc.cast(c.good.column(cfg.source.key_column), pa.string()),
+                             "score": np.random.default_rng(i).random(n), "label": np.zeros(n, np.int8)}),
+                   files[-1], compression="lz4")
+t3 = time.perf_counter()
+rows_in = sum(c.num_rows for c in chunks); quarantined = sum(c.quarantine.num_rows for c in checked)
+report = evaluate(quality.rules, merge_stats([c.stats for c in checked]), rows_in, quarantined,
+                  cfg.validation.error_threshold, quality.source_columns)
+problems = check_predictions(files, rows_in - quarantined)
+t4 = time.perf_counter()
+assert not problems, problems
+print(json.dumps({"seconds": (t1 - t0) + (t2 - t1) + (t4 - t3), "prepare": t1 - t0, "gate": t2 - t1,
+                  "conclude": t4 - t3, "rows": rows_in, "quarantined": quarantined,
+                  "rules": len(quality.gate.rules), "chunks": len(chunks)}))
 """
 
 PEER = """
@@ -117,6 +166,26 @@ def build(folder: Path, rows: int, small_rows: int) -> Path:
     return cfg_path
 
 
+def print_validation(results: dict[str, list[dict]], bare: float) -> None:
+    """The data quality figures: the gate alone (d) and its parts inside the project runs (b), vs (a)."""
+    val = results["validation"]
+    part = {k: statistics.median(r[k] for r in val) for k in ("prepare", "gate", "conclude")}
+    total = statistics.median(r["seconds"] for r in val)
+    print(f"\ndata quality on the same {val[0]['rows']:,} rows ({val[0]['rules']} row rules, {val[0]['chunks']} chunks, "
+          f"{val[0]['quarantined']:,} rows quarantined), medians")
+    print(f"  (d) alone: prepare (suite, schema, duplicate-key SQL) {part['prepare']:.3f}s + row gate "
+          f"{part['gate']:.3f}s + batch rules and output checks {part['conclude']:.3f}s = {total:.3f}s")
+    print(f"  (d)/(a) time                 {total / bare:.3f}   [<= 0.15]")
+    inrun = [r.get("timings", {}) for r in results["project"]]
+    if inrun and all(inrun):
+        med = {k: statistics.median(t.get(k, 0.0) for t in inrun) for k in inrun[0]}
+        quality = med.get("prepare_s", 0) + med.get("gate_s", 0) + med.get("conclude_s", 0)
+        print(f"  inside (b): prepare {med.get('prepare_s', 0):.3f}s + gate {med.get('gate_s', 0):.3f}s (sum over "
+              f"chunks) + conclude {med.get('conclude_s', 0):.3f}s = {quality:.3f}s, ratio to (a) {quality / bare:.3f}")
+        print(f"  inside (b), not validation: drift counts {med.get('drift_s', 0):.3f}s; GX Data Docs "
+              f"{med.get('data_docs_s', 0):.3f}s (mostly importing great_expectations, a fixed cost per run)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -127,26 +196,31 @@ def main() -> None:
         folder = Path(tmp)
         print(f"building source: {args.rows:,} + {args.small_rows:,} rows, training the sample model ...")
         cfg = str(build(folder, args.rows, args.small_rows))
-        results: dict[str, list[dict]] = {"bare": [], "project": [], "peer": [], "project_small": []}
+        results: dict[str, list[dict]] = {"bare": [], "project": [], "peer": [], "project_small": [],
+                                          "validation": []}
         for i in range(args.repeat):  # interleaved, so drift in machine load hits every contender alike
             results["bare"].append(run_contender(BARE, cfg, str(BIG_DAY)))
             results["project"].append(run_contender(PROJECT, cfg, str(BIG_DAY)))
             results["peer"].append(run_contender(PEER, cfg, str(BIG_DAY), str(folder / "peer.duckdb")))
             results["project_small"].append(run_contender(PROJECT, cfg, str(SMALL_DAY)))
+            results["validation"].append(run_contender(VALIDATE, cfg, str(BIG_DAY), tmp))
             print(f"round {i + 1}/{args.repeat}: " + ", ".join(
                 f"{k} {v[-1]['seconds']:.2f}s" for k, v in results.items()))
         med = {k: statistics.median(r["seconds"] for r in v) for k, v in results.items()}
         rss = {k: statistics.median(r["peak_rss_mib"] for r in v) for k, v in results.items()}
-        rows = {"bare": args.rows, "project": args.rows, "peer": args.rows, "project_small": args.small_rows}
+        rows = {"bare": args.rows, "project": args.rows, "peer": args.rows, "project_small": args.small_rows,
+                "validation": args.rows}
         print(f"\n{'contender':<34}{'rows':>11}{'median s':>10}{'rows/s':>12}{'peak RSS MiB':>14}")
         names = {"bare": "(a) bare predict_proba (in memory)", "project": "(b) project run_day end to end",
-                 "peer": "(c) semi-naive peer", "project_small": "(b) project run_day, small day"}
+                 "peer": "(c) semi-naive peer", "project_small": "(b) project run_day, small day",
+                 "validation": "(d) data quality gate alone"}
         for key, label in names.items():
             print(f"{label:<34}{rows[key]:>11,}{med[key]:>10.2f}{rows[key] / med[key]:>12,.0f}{rss[key]:>14.0f}")
         print("\nratios (targets in brackets)")
         print(f"  (b)/(a) time                 {med['project'] / med['bare']:.3f}   [<= 1.15]")
         print(f"  (b)/(c) time                 {med['project'] / med['peer']:.3f}   [< 1]")
         print(f"  (b) peak RSS 2M / 500k       {rss['project'] / rss['project_small']:.3f}   [<= 1.15]")
+        print_validation(results, med["bare"])
 
 
 if __name__ == "__main__":

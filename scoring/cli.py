@@ -279,8 +279,11 @@ def models_register(
     mv = register_model(ModelStore(cfg.model.store), name, artifact, frame, label_column=label,
                         exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
                         aliases=alias or [])
+    from scoring.validation.suite import write_generated_suite
+
+    suite = write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, cfg.validation.range_margin)
     console.print(f"registered [bold]{mv.name}[/] version {mv.version} "
-                  f"({len(mv.features)} features, sha256 {mv.meta['sha256'][:12]})")
+                  f"({len(mv.features)} features, sha256 {mv.meta['sha256'][:12]}); expectation suite {suite}")
 
 
 @models_app.command("promote")
@@ -296,6 +299,26 @@ def models_promote(name: str, version: int, alias: Annotated[str, typer.Option()
 
 
 REPORT_FORMATS = ("table", "csv", "json", "html")
+
+
+@models_app.command("suite")
+@handle_errors
+def models_suite(name: str, version: Annotated[int | None, typer.Option(help="default: champion")] = None,
+                 force: Annotated[bool, typer.Option(help="overwrite an existing (maybe edited) suite")] = False,
+                 config: ConfigOpt = None) -> None:
+    """Write the starting expectation suite of a version (from its training profile) to the suites folder."""
+    from scoring.model_store import ModelStore
+    from scoring.validation.compile import compile_suite
+    from scoring.validation.suite import read_suite, suite_path, write_generated_suite
+
+    cfg = _cfg(config)
+    mv = ModelStore(cfg.model.store).resolve(name, cfg.model.alias, version)
+    existed = suite_path(cfg.validation.suites_dir, mv.name, mv.version).exists()
+    path = write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, cfg.validation.range_margin,
+                                 overwrite=force)
+    rules = compile_suite(read_suite(path), path).rules
+    state = "kept the existing" if existed and not force else "wrote the"
+    console.print(f"{state} expectation suite {path} ({len(rules)} expectations)")
 
 
 @app.command()
@@ -365,6 +388,37 @@ def report(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)
     err.print(f"wrote {fmt} report to {target}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@handle_errors
+def drift(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
+          end: Annotated[str, typer.Option(help="last day, inclusive")],
+          config: ConfigOpt = None,
+          feature: Annotated[str | None, typer.Option(help="only this feature (__score__ for the score)")] = None,
+          only_flagged: Annotated[bool, typer.Option("--flagged", help="only warn and alert rows")] = False,
+          as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """PSI per feature and for the score against the training reference, per day (the drift table)."""
+    from scoring.dates import parse_day
+    from scoring.drift import drift_rows
+
+    cfg = _cfg(config)
+    first, last = parse_day(start), parse_day(end)
+    rows = drift_rows(cfg, first, last, feature=feature, flagged=only_flagged)
+    if as_json:
+        console.print_json(json.dumps(rows, default=str))
+        return
+    out = Table(title=f"drift {first} .. {last} ({cfg.model.name}; warn >= {cfg.validation.psi_warn}, "
+                      f"alert >= {cfg.validation.psi_alert})")
+    for col in ("day", "version", "feature", "psi", "status"):
+        out.add_column(col, justify="right" if col == "psi" else "left")
+    for r in rows:
+        colour = {"ok": "green", "warn": "yellow", "alert": "red"}[r["status"]]
+        out.add_row(str(r["day"]), str(r["model_version"]), r["feature"], f"{r['psi']:.4f}",
+                    f"[{colour}]{r['status']}")
+    console.print(out)
+    if not rows:
+        err.print(f"no drift rows for {cfg.model.name} between {first} and {last}")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,13 @@ class ValidationConfig(_Strict):
     schema_drift: Literal["warn", "block"] = "block"
     psi_warn: float = 0.1
     psi_alert: float = 0.25
+    suites_dir: Path = Field(Path("schemas"), description="expectation suites: <dir>/<model>/v<version>.json")
+    require_suite: bool = Field(False, description="fail a run whose model version has no suite file "
+                                "(default: generate it from the model's registered training profile)")
+    range_margin: float = Field(3.0, ge=0.0, description="generated numeric ranges: training min/max "
+                                "widened by this many training spans (floored at 0 if never negative)")
+    data_docs: bool = Field(True, description="write GX Data Docs (HTML) for each run")
+    data_docs_dir: Path | None = Field(None, description="default: <results.staging_dir>/../data_docs")
 
 
 class ScheduleConfig(_Strict):
@@ -191,6 +198,9 @@ def load_config(path: str | Path | None = None) -> Config:
     cfg.model.store = _resolve(base, cfg.model.store)
     cfg.results.path = _resolve(base, cfg.results.path)
     cfg.results.staging_dir = _resolve(base, cfg.results.staging_dir)
+    cfg.validation.suites_dir = _resolve(base, cfg.validation.suites_dir)
+    cfg.validation.data_docs_dir = _resolve(base, cfg.validation.data_docs_dir) \
+        or cfg.results.staging_dir.parent / "data_docs"
     if cfg.source.kind == cfg.results.kind == "duckdb" and cfg.source.path == cfg.results.path:
         # DuckDB allows one writer per file: the run reads the source while it publishes results.
         raise ConfigError(f"config file {str(file)!r}: results.path must differ from source.path")

@@ -14,15 +14,15 @@ from scoring.chunk_runner import run_chunks
 from scoring.chunking import chunk_rows
 from scoring.config import Config
 from scoring.dates import DataInterval
-from scoring.errors import ScoringError
+from scoring.errors import ScoringError, ValidationFailed
 from scoring.model_store import ModelStore, ModelVersion
 from scoring.pgconn import redact_url
 from scoring.reports.summaries import summarize
 from scoring.results import ResultsStore, RunRecord, open_results
-from scoring.schema_check import check_schema
 from scoring.scorer import ScoreSpec, encoded_width, positive_index
 from scoring.sources import open_source
 from scoring.staging import ChunkManifest, Stage
+from scoring.validation.run import Quality, conclude_quality, prepare_quality
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +85,11 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
                     mv.version, started, trigger=trigger)
     results.start_run(run)
     stage = Stage(cfg.results.staging_dir / cfg.model.name / interval.day.isoformat() / run.run_id)
+    manifests: list[ChunkManifest] = []
     try:
         with open_source(cfg.source) as source:
-            columns = check_schema(source.schema(), mv.features, cfg.source.key_column)
+            quality = prepare_quality(cfg, mv, source, interval)  # suite, schema-drift policy, duplicate keys
+            columns = quality.columns
             model = ModelStore(cfg.model.store).load(mv)
             positive_index(model)
             spec = ScoreSpec(cfg.source.key_column, tuple(columns[1:]), cfg.model.threshold)
@@ -100,10 +102,10 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
                         mv.name, mv.version, rows)
             loader = functools.partial(_load, cfg.model.store, mv.name, mv.version)
             manifests = run_chunks(source.batches(interval, rows), model, loader, spec, stage,
-                                   workers=cfg.workers, on_chunk=on_chunk)
-        finish_run(cfg, results, run, stage, manifests)
+                                   workers=cfg.workers, on_chunk=on_chunk, gate=quality.gate)
+        finish_run(cfg, results, run, stage, manifests, quality)
     except BaseException as exc:
-        record_failure(results, run, exc)
+        record_failure(results, run, exc, stage, manifests)
         raise
     finally:
         stage.remove()
@@ -114,7 +116,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
 
 
 def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
-               manifests: list[ChunkManifest]) -> None:
+               manifests: list[ChunkManifest], quality: Quality | None = None) -> None:
     """The steps after scoring shared by the CLI and the DAG: totals, checks, one publish transaction.
 
     Args:
@@ -123,20 +125,28 @@ def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
         run: the run's ledger record; marked successful inside the publish transaction.
         stage: where the run's chunks are staged.
         manifests: every chunk of the run, verified.
+        quality: the run's data quality state; its batch rules, output checks and drift are concluded here
+            (raises ValidationFailed, nothing published).
     """
     run.rows_in = sum(m.rows_in for m in manifests)
     run.rows_scored = sum(m.scored for m in manifests)
     run.rows_rejected = sum(m.rejected for m in manifests)
+    files, qfiles = stage.prediction_files(manifests), stage.quarantine_files(manifests)
+    extra = conclude_quality(cfg, run, quality, manifests, files) if quality is not None else {}
     run.finish("success")
-    results.publish(run, stage.prediction_files(manifests), stage.quarantine_files(manifests),
-                    extra=summarize(run, stage.prediction_files(manifests), stage.quarantine_files(manifests)))
+    results.publish(run, files, qfiles, extra={**extra, **summarize(run, files, qfiles)})
 
 
-def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException) -> None:
-    """Mark ``run`` failed in the ledger with a one-line error; predictions are not touched."""
+def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException, stage: Stage | None = None,
+                   manifests: list[ChunkManifest] | None = None) -> None:
+    """Mark ``run`` failed in the ledger with a one-line error; predictions are not touched. A data quality
+    failure also keeps its quarantine rows, so users see which rows and rules failed."""
     run.finish("failed", _one_line(exc))
     try:
-        results.fail_run(run)
+        if isinstance(exc, ValidationFailed) and stage is not None and manifests:
+            results.record_failure(run, stage.quarantine_files(manifests))
+        else:
+            results.fail_run(run)
     except Exception:  # noqa: BLE001 - the original error matters more than the ledger write
         logger.exception("could not record the failure of run %s", run.run_id)
     logger.error("run %s failed: %s", run.run_id, run.error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -17,9 +18,14 @@ QUARANTINE_SCHEMA = pa.schema([
 ])
 
 
+def _finite(value: object) -> object:
+    # NaN and +/-inf are not JSON: keep them readable as text instead of writing invalid JSON.
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def _row_json(table: pa.Table, rows: np.ndarray) -> list[str]:
     records = table.take(pa.array(rows, pa.int64())).to_pylist()
-    return [json.dumps(r, default=str) for r in records]
+    return [json.dumps({k: _finite(v) for k, v in r.items()}, default=str, allow_nan=False) for r in records]
 
 
 def quarantine_rows(table: pa.Table, rows: np.ndarray, column: str, rule: str, key_column: str) -> pa.Table:

@@ -42,7 +42,8 @@ def categorical_reference(values: pd.Series) -> dict[str, Any]:
     if rest > 0:
         shares[OTHER] = rest
     return {"kind": "categorical", "shares": {str(k): float(v) for k, v in shares.items()},
-            "levels": [str(k) for k in counts.index if k != MISSING]}
+            "levels": [str(k) for k in counts.index if k != MISSING],
+            "missing": float(values.isna().sum() / max(len(values), 1))}
 
 
 def score_reference(scores: np.ndarray) -> dict[str, Any]:

@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,6 +32,7 @@ class ChunkManifest:
     rejected: int
     predictions_sha256: str
     quarantine_sha256: str
+    stats: dict[str, Any] = field(default_factory=dict)  # JSON counts of the quality gate and drift
 
 
 class Stage:
@@ -49,12 +51,14 @@ class Stage:
         os.replace(tmp, path)
         return sha256_file(path)
 
-    def write(self, index: int, rows_in: int, predictions: pa.Table, quarantine: pa.Table) -> ChunkManifest:
-        """Stage one chunk; the manifest is written last, atomically."""
+    def write(self, index: int, rows_in: int, predictions: pa.Table, quarantine: pa.Table,
+              stats: dict[str, Any] | None = None) -> ChunkManifest:
+        """Stage one chunk; the manifest (with the chunk's JSON ``stats``) is written last, atomically."""
         self.root.mkdir(parents=True, exist_ok=True)
         pred_path, q_path, manifest_path = self._paths(index)
         manifest = ChunkManifest(index, rows_in, predictions.num_rows, quarantine.num_rows,
-                                 self._write(predictions, pred_path), self._write(quarantine, q_path))
+                                 self._write(predictions, pred_path), self._write(quarantine, q_path),
+                                 stats or {})
         tmp = manifest_path.with_name(manifest_path.name + ".tmp")
         tmp.write_text(json.dumps(asdict(manifest)))
         os.replace(tmp, manifest_path)

@@ -17,6 +17,7 @@ from scoring.errors import ConfigError, ScoringError
 from scoring.model_store import ModelStore, ModelVersion
 from scoring.registry import metrics_for, register_model
 from scoring.sources import open_source
+from scoring.validation.suite import write_generated_suite
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ def train_model(cfg: Config, start: dt.date | None = None, end: dt.date | None =
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(tmp) / "model.joblib"
         joblib.dump(model, artifact)
-        return register_model(ModelStore(cfg.model.store), cfg.model.name, artifact, frame,
-                              label_column=tcfg.label_column, exclude={ts, key}, window=(start, end),
-                              metrics=metrics, aliases=list(aliases))
+        mv = register_model(ModelStore(cfg.model.store), cfg.model.name, artifact, frame,
+                            label_column=tcfg.label_column, exclude={ts, key}, window=(start, end),
+                            metrics=metrics, aliases=list(aliases))
+    write_generated_suite(cfg.validation.suites_dir, mv, key, cfg.validation.range_margin)
+    return mv

@@ -177,7 +177,7 @@ def test_duckdb_views_match_hand_computed_values(known) -> None:
 def test_drift_summary_reads_the_drift_table_once_it_exists(known) -> None:
     cfg, store = known
     with store.connect() as con:  # the drift table as issue 4 declares it
-        con.execute("CREATE TABLE drift (run_id VARCHAR, day DATE, model_name VARCHAR, model_version INTEGER, "
+        con.execute("CREATE OR REPLACE TABLE drift (run_id VARCHAR, day DATE, model_name VARCHAR, model_version INTEGER, "
                     "feature VARCHAR, psi DOUBLE, status VARCHAR)")
         con.execute("INSERT INTO drift VALUES ('r', DATE '2026-04-01', 'm', 1, 'age', 0.31, 'alert'), "
                     "('r', DATE '2026-04-01', 'm', 1, 'income', 0.02, 'ok'), "
@@ -333,6 +333,7 @@ def test_postgres_views_match_hand_computed_values_and_duckdb(known, pg_schema, 
     assert_views_close(views, duckdb_views(duck_cfg.results.path))
 
     # The drift table appears later (issue 4): recreating the views picks it up.
+    con.execute(f'DROP TABLE IF EXISTS "{schema}"."drift" CASCADE')
     con.execute(f'CREATE TABLE "{schema}"."drift" (run_id TEXT, day DATE, model_name TEXT, model_version INTEGER, '
                 "feature TEXT, psi DOUBLE PRECISION, status TEXT)")
     con.execute(f'INSERT INTO "{schema}"."drift" VALUES (%s, %s, %s, %s, %s, %s, %s)',

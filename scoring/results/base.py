@@ -76,6 +76,14 @@ class ResultsStore(ABC):
         extra table (name -> rows with that table's columns) with the staged rows, and mark the run
         successful in the ledger. A failure before COMMIT leaves every table as it was."""
 
+    def record_failure(self, run: RunRecord, quarantine_files: list[Path]) -> None:
+        """Record a run that failed a data quality rule, keeping its quarantine rows so users can see which
+        rows and rules failed: the rows are appended (tagged with the run id) and the ledger row updated in
+        one transaction; predictions and the other tables are not touched. The next successful run of the
+        day replaces the day's quarantine partition. Stores without an implementation record the failure
+        only."""
+        self.fail_run(run)
+
     @abstractmethod
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         """Run a read query (named tables are the store's own) and return an Arrow table."""

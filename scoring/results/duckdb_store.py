@@ -113,6 +113,22 @@ class DuckDBResults(ResultsStore):
                 con.execute("ROLLBACK")
                 raise
 
+    def record_failure(self, run: RunRecord, quarantine_files: list[Path]) -> None:
+        qfiles = [str(p) for p in quarantine_files]
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                if qfiles:
+                    con.execute(f"INSERT INTO {quote(QUARANTINE.name)} "  # noqa: S608 - quoted constant
+                                f"({', '.join(map(quote, QUARANTINE.column_names))}) "
+                                "SELECT $1, $2, $3, source_key, column_name, rule, value, row_json "
+                                "FROM read_parquet($4)", [run.run_id, run.day, run.model_name, qfiles])
+                self._update_run(con, run)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         if not self.path.exists():
             raise PublishError(f"results database {str(self.path)!r} does not exist yet: run a day first")

@@ -58,6 +58,13 @@ QUARANTINE = TableSpec("quarantine", (
 # Tables published with each run besides predictions and quarantine (later features add theirs here).
 EXTRA_TABLES: dict[str, TableSpec] = {}
 
+# Drift monitoring (scoring/drift.py): PSI per feature and for the score ("__score__") of each run.
+EXTRA_TABLES["drift"] = TableSpec("drift", (
+    _c("run_id", "string", False), _c("day", "date", False), _c("model_name", "string", False),
+    _c("model_version", "int32", False), _c("feature", "string", False), _c("psi", "float", False),
+    _c("status", "string", False),
+))
+
 
 def all_tables(predictions_table: str) -> list[TableSpec]:
     return [predictions_spec(predictions_table), RUNS, QUARANTINE, *EXTRA_TABLES.values()]

@@ -122,6 +122,26 @@ class Source(ABC):
             mask = key_mask(batch.column(self.cfg.key_column), key_range)
             yield batch.filter(mask)
 
+    def duplicates_sql(self, placeholder: tuple[str, str], column: str) -> str:
+        """Generic SQL: the non-null values of ``column`` occurring more than once in the interval."""
+        col = quote(column)
+        return (f"SELECT {col} FROM ({self.interval_sql(placeholder, col)}) AS keys "  # noqa: S608 - quoted
+                f"WHERE {col} IS NOT NULL GROUP BY {col} HAVING count(*) > 1")
+
+    def duplicate_values(self, interval: DataInterval, column: str) -> pa.Array:
+        """Values of ``column`` occurring more than once in the interval (data quality: unique keys).
+
+        This generic version streams the interval once and counts with Arrow; sources override it with one
+        ``duplicates_sql`` query.
+        """
+        import pyarrow.compute as pc
+
+        parts = [b.column(column) for b in self.batches(interval, 1_000_000)]
+        if not parts:
+            return pa.array([], self.schema().field(column).type)
+        counts = pc.value_counts(pa.chunked_array(parts).drop_null())
+        return counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

@@ -79,6 +79,10 @@ class DuckDBSource(Source):
         except duckdb.Error as exc:
             raise SourceError(f"reading source {self.describe!r} failed: {_first_line(exc)}") from None
 
+    def duplicate_values(self, interval: DataInterval, column: str) -> pa.Array:
+        table = self._run(self.duplicates_sql(("$1", "$2"), column), self._params(interval)).to_arrow_table()
+        return table.column(0).combine_chunks()
+
     def close(self) -> None:
         self.con.close()
 
