@@ -404,6 +404,8 @@ def drift(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
 
     cfg = _cfg(config)
     first, last = parse_day(start), parse_day(end)
+    if last < first:
+        raise ScoringError(f"end date {last} comes before start date {first}")
     rows = drift_rows(cfg, first, last, feature=feature, flagged=only_flagged)
     if as_json:
         console.print_json(json.dumps(rows, default=str))

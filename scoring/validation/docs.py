@@ -4,11 +4,11 @@ The row-level gate runs as compiled vectorized rules, not through GX's pandas en
 quality"). Its whole-interval outcome (counts, unexpected percentages, a sample of unexpected values,
 observed values of batch rules) is turned into GX's own ``ExpectationSuiteValidationResult`` and GX's
 ``SiteBuilder`` renders the pages, next to the suite's page. Each model has one site folder
-(``<data_docs_dir>/<model>/``, static assets shared); each run adds its own validation page, whose path
-goes to the ledger (``runs.details.data_docs``). Importing GX costs several seconds of CPU, once per
-process (a backfill pays it once); rendering a run's pages takes well under a second. Starting the import
-in a background thread during scoring was measured and did not shorten runs on 2 busy cores, so it is
-plain and synchronous.
+(``<data_docs_dir>/<model>/``, static assets shared; GX's stores are kept in ``.gx_stores/`` so the index
+lists every run); each run adds its own validation page, whose path goes to the ledger
+(``runs.details.data_docs``). Importing GX costs several seconds of CPU, once per process (a backfill pays
+it once); rendering a run's pages takes well under a second. Starting the import in a background thread
+during scoring was measured and did not shorten runs on 2 busy cores, so it is plain and synchronous.
 """
 
 from __future__ import annotations
@@ -27,16 +27,29 @@ SITE = "scoring_run"
 
 
 def _context(site_dir: Path) -> Any:
+    """An in-process GX context whose suites and validation results persist in the site folder
+    (``.gx_stores/``), so the site's index lists every run and GX never prunes older runs' pages."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    context.add_data_docs_site(site_name=SITE, site_config={
+    def files(folder: str) -> dict[str, Any]:
+        return {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir / ".gx_stores" / folder)}
+
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False))
+    config.stores["expectations_store"] = {"class_name": "ExpectationsStore", "store_backend": files("suites")}
+    config.stores["validation_results_store"] = {"class_name": "ValidationResultsStore",
+                                                 "store_backend": files("validations")}
+    config.data_docs_sites = {SITE: {
         "class_name": "SiteBuilder",
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
-    })
+    }}
+    context = gx.get_context(project_config=config, mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
 
 
@@ -65,7 +78,7 @@ def build_data_docs(site_dir: Path, suite: dict[str, Any], report: QualityReport
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     context = _context(site_dir)
-    gx_suite = context.suites.add(gx.ExpectationSuite(**{k: v for k, v in suite.items() if k != "id"}))
+    gx_suite = context.suites.add_or_update(gx.ExpectationSuite(**{k: v for k, v in suite.items() if k != "id"}))
     results = []
     for outcome in report.outcomes:
         rule = outcome.rule
@@ -89,6 +102,6 @@ def build_data_docs(site_dir: Path, suite: dict[str, Any], report: QualityReport
     key = ValidationResultIdentifier(expectation_suite_identifier=ExpectationSuiteIdentifier(name=gx_suite.name),
                                      run_id=run_id, batch_identifier=batch)
     context.validation_results_store.set(key, validation)
-    context.build_data_docs(site_names=[SITE])
+    context.build_data_docs(site_names=[SITE], resource_identifiers=[key, ExpectationSuiteIdentifier(name=gx_suite.name)])
     url = context.get_docs_sites_urls(resource_identifier=key, site_name=SITE)[0]["site_url"]
     return Path(unquote(urlparse(url).path))
