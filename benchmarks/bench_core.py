@@ -124,17 +124,27 @@ print(json.dumps({"seconds": s, "rows": len(out)}))
 """
 
 
+# The contender's own peak RSS: VmHWM of its address space. (wait4's ru_maxrss would not do: Linux carries
+# the parent's high-water mark across fork + exec, so every child would report at least the parent's peak.)
+HWM = """
+for _line in open("/proc/self/status"):
+    if _line.startswith("VmHWM:"):
+        print(json.dumps({"vmhwm_mib": int(_line.split()[1]) / 1024}))
+"""
+
+
 def run_contender(code: str, *args: str) -> dict:
     """Run one contender in a fresh interpreter; return its figures plus its own peak RSS in MiB."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", code + HWM, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _usage = os.wait4(proc.pid, 0)
     out, errs = proc.stdout.read(), proc.stderr.read()
     if status != 0:
         raise SystemExit(f"contender failed:\n{errs[-3000:]}")
-    figures = json.loads(out.strip().splitlines()[-1])
-    figures["peak_rss_mib"] = usage.ru_maxrss / 1024
+    lines = out.strip().splitlines()
+    figures = json.loads(lines[-2])
+    figures["peak_rss_mib"] = json.loads(lines[-1])["vmhwm_mib"]
     return figures
 
 
