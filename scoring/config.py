@@ -32,6 +32,8 @@ class SourceConfig(_Strict):
     timestamp_column: str
     key_column: str
     connection_id: str | None = Field(None, description="Airflow Connection id used under Airflow")
+    connect_timeout_s: float = Field(30.0, ge=0, description="kind postgres: keep retrying a refused or "
+                                     "timed-out connection this long")
 
     @field_validator("timestamp_column", "key_column")
     @classmethod
@@ -82,6 +84,8 @@ class ResultsConfig(_Strict):
     table: str = "predictions"
     staging_dir: Path = Path("results/staging")
     connection_id: str | None = None
+    connect_timeout_s: float = Field(30.0, ge=0, description="kind postgres: keep retrying a refused or "
+                                     "timed-out connection this long")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -16,6 +16,7 @@ from scoring.config import Config
 from scoring.dates import DataInterval
 from scoring.errors import ScoringError
 from scoring.model_store import ModelStore, ModelVersion
+from scoring.pgconn import redact_url
 from scoring.reports.summaries import summarize
 from scoring.results import ResultsStore, RunRecord, open_results
 from scoring.schema_check import check_schema
@@ -109,7 +110,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
     logger.info("run %s: %s in, %s scored, %s quarantined in %.2fs", run.run_id, run.rows_in,
                 run.rows_scored, run.rows_rejected, run.duration_s)
     return RunResult(run.run_id, run.day, run.model_name, run.model_version, run.rows_in, run.rows_rejected,
-                     run.rows_scored, run.duration_s or 0.0, str(cfg.results.path or cfg.results.url))
+                     run.rows_scored, run.duration_s or 0.0, redact_url(str(cfg.results.path or cfg.results.url)))
 
 
 def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,

@@ -89,3 +89,43 @@ def cfg(cfg_path: Path):
     from scoring.config import load_config
 
     return load_config(cfg_path)
+
+
+# --- PostgreSQL (tests marked `postgres`): the server on 127.0.0.1:5432, database `test`, user `postgres`.
+PG_URL = os.environ.get("SCORING_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_HOWTO = ("start one with: docker run -d --name scoring-pg -p 5432:5432 -e POSTGRES_DB=test "
+            "-e POSTGRES_HOST_AUTH_METHOD=trust postgres:16  (or set SCORING_TEST_PG_URL)")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The test server's URL; a missing server fails the suite under CI=true and skips it elsewhere."""
+    import psycopg
+
+    try:
+        psycopg.connect(PG_URL, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        reason = f"PostgreSQL not reachable at {PG_URL} ({str(exc).strip().splitlines()[0]})"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
+        pytest.skip(f"{reason}; {PG_HOWTO}")
+    return PG_URL
+
+
+@pytest.fixture()
+def pg_schema(pg_url: str) -> str:
+    """A throwaway schema name for one test; it and any ``<name>_*`` schema are dropped afterwards."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    yield name
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        found = con.execute("SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s",
+                            [name, name + "\\_%"]).fetchall()
+        for (schema,) in found:
+            con.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

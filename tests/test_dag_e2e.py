@@ -43,7 +43,12 @@ def _free_port() -> int:
 
 
 def _airflow(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    out = subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=120)
+    for _attempt in range(4):
+        out = subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=120)
+        # SQLite allows one writer: a CLI call racing the scheduler's write can fail whole (rolled back); ask again.
+        if out.returncode == 0 or "database is locked" not in out.stderr:
+            break
+        time.sleep(3)
     if check:
         assert out.returncode == 0, f"airflow {' '.join(args)}: {out.stdout[-2000:]}{out.stderr[-2000:]}"
     return out
