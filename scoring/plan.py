@@ -35,6 +35,7 @@ from scoring.scorer import ScoreSpec, encoded_width, positive_index
 from scoring.sources import open_source
 from scoring.sources.base import KeyRange, key_ranges
 from scoring.staging import ChunkManifest, Stage
+from scoring.validation.run import Quality, prepare_quality
 
 logger = logging.getLogger(__name__)
 
@@ -127,11 +128,19 @@ def _spec_and_model(cfg: Config, plan: dict[str, Any], schema: pa.Schema) -> tup
     return ScoreSpec(cfg.source.key_column, tuple(columns[1:]), cfg.model.threshold), model
 
 
+def _quality(cfg: Config, plan: dict[str, Any], source: Any) -> Quality:
+    """The run's data quality state (suite, schema-drift policy, the interval's duplicate keys), the same
+    the CLI builds, so every chunk passes the same gate and publish concludes the same checks."""
+    mv = ModelStore(cfg.model.store).get(plan["model"]["name"], plan["model"]["version"])
+    return prepare_quality(cfg, mv, source, plan_interval(plan))
+
+
 def validate_plan(cfg: Config, plan: dict[str, Any]) -> list[int]:
     """Check what every chunk relies on before fanning out: the source columns match the model's feature
     schema, the artifact verifies and is a binary classifier. Returns the chunk indexes to score."""
     with open_source(cfg.source) as source:
         _spec_and_model(cfg, plan, source.schema())
+        _quality(cfg, plan, source)
     return [c["index"] for c in plan["chunks"]]
 
 
@@ -154,9 +163,10 @@ def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int) -> dict[s
     with open_source(cfg.source) as source:
         schema = source.schema()
         spec, model = _spec_and_model(cfg, plan, schema)
+        quality = _quality(cfg, plan, source)
         batches = list(source.range_batches(plan_interval(plan), key_range, plan["rows_per_chunk"]))
     table = pa.Table.from_batches(batches) if batches else schema.empty_table()
-    manifest = process_chunk(model, table, index, spec, stage)
+    manifest = process_chunk(model, table, index, spec, stage, quality.gate)
     logger.info("chunk %s of plan %s: %s rows in, %s scored, %s quarantined", index, plan["plan_id"],
                 manifest.rows_in, manifest.scored, manifest.rejected)
     return _manifest_dict(manifest, False)
@@ -214,10 +224,13 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
                     details={**plan["details"], "plan_id": plan["plan_id"], "chunks": len(plan["chunks"]),
                              "chunks_reused": reused})
     results.start_run(run)
+    done = [m for m in manifests if m is not None]
     try:
-        finish_run(cfg, results, run, stage, [m for m in manifests if m is not None])
+        with open_source(cfg.source) as source:
+            quality = _quality(cfg, plan, source)
+        finish_run(cfg, results, run, stage, done, quality)
     except BaseException as exc:
-        record_failure(results, run, exc)
+        record_failure(results, run, exc, stage, done)
         raise
     shutil.rmtree(run_folder(cfg, plan).root, ignore_errors=True)
     logger.info("run %s published: %s in, %s scored, %s quarantined (%s of %s chunks reused)", run.run_id,
