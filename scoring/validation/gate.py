@@ -200,6 +200,8 @@ def apply_gate(gate: Gate, table: pa.Table) -> GateResult:
     pieces: list[pa.Table] = []
     for rule in gate.rules:
         values, miss = col(rule.column)
+        if rule.type == "expect_column_values_to_be_unique":  # duplicates were found on the source's values
+            values = _plain(table.column(rule.column))
         bad = _mask(rule, values, miss, gate, cast_bad)
         count = int(bad.sum())
         stats["unexpected"][rule.id] = count
