@@ -32,7 +32,7 @@ TRAIN_DAY = dt.date(2026, 6, 1)
 BARE = """
 import json, sys, time, duckdb
 from scoring.config import load_config
-from scoring.model_store import ModelStore
+from scoring.models.store import ModelStore
 cfg = load_config(sys.argv[1]); day = sys.argv[2]
 ms = ModelStore(cfg.model.store); mv = ms.resolve(cfg.model.name, "champion"); model = ms.load(mv)
 cols = [f["name"] for f in mv.features]
@@ -46,8 +46,8 @@ print(json.dumps({"seconds": s, "rows": len(p)}))
 PROJECT = """
 import json, sys, time, datetime as dt
 from scoring.config import load_config
-from scoring.pipeline import run_day
-from scoring.results import open_results
+from scoring.run.pipeline import run_day
+from scoring.storage.results import open_results
 cfg = load_config(sys.argv[1])
 t = time.perf_counter(); r = run_day(cfg, dt.date.fromisoformat(sys.argv[2])); s = time.perf_counter() - t
 details = open_results(cfg.results).query("SELECT details FROM runs WHERE run_id = $1", [r.run_id]).to_pylist()
@@ -62,16 +62,16 @@ print(json.dumps({"seconds": s, "rows": r.rows_in, "scored": r.rows_scored, "tim
 VALIDATE = """
 import json, sys, time, datetime as dt
 import numpy as np, pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
-from scoring.chunking import chunk_rows
+from scoring.run.sizing import chunk_rows
 from scoring.config import load_config
 from scoring.dates import DataInterval
-from scoring.model_store import ModelStore
-from scoring.scorer import encoded_width
-from scoring.sources import open_source
-from scoring.validation.gate import apply_gate, merge_stats
-from scoring.validation.outputs import check_predictions
-from scoring.validation.report import evaluate
-from scoring.validation.run import prepare_quality
+from scoring.models.store import ModelStore
+from scoring.models.scorer import encoded_width
+from scoring.storage.sources import open_source
+from scoring.quality.gate import apply_gate, merge_stats
+from scoring.quality.output_checks import check_predictions
+from scoring.quality.batch_rules import evaluate
+from scoring.quality.run_checks import prepare_quality
 cfg = load_config(sys.argv[1]); interval = DataInterval.for_day(dt.date.fromisoformat(sys.argv[2]))
 ms = ModelStore(cfg.model.store); mv = ms.resolve(cfg.model.name, "champion"); model = ms.load(mv)
 with open_source(cfg.source) as source:
@@ -103,7 +103,7 @@ print(json.dumps({"seconds": (t1 - t0) + (t2 - t1) + (t4 - t3), "prepare": t1 - 
 PEER = """
 import json, sys, time, datetime as dt, duckdb, pandas as pd
 from scoring.config import load_config
-from scoring.model_store import ModelStore
+from scoring.models.store import ModelStore
 cfg = load_config(sys.argv[1]); day = dt.date.fromisoformat(sys.argv[2])
 ms = ModelStore(cfg.model.store); mv = ms.resolve(cfg.model.name, "champion"); model = ms.load(mv)
 cols = [f["name"] for f in mv.features]
@@ -153,7 +153,8 @@ def build(folder: Path, rows: int, small_rows: int) -> Path:
 
     from sample_data.generate import generate_day
     from scoring.config import load_config
-    from scoring.training import train_model
+    from scoring.models.training import train_model
+    from scoring.quality.suite import write_generated_suite
 
     db = folder / "source.duckdb"
     with duckdb.connect(str(db)) as con:
@@ -172,7 +173,9 @@ def build(folder: Path, rows: int, small_rows: int) -> Path:
     cfg_text = cfg_text.replace("staging_dir: results/staging", f"staging_dir: {folder / 'staging'}")
     cfg_path = folder / "scoring.yaml"
     cfg_path.write_text(cfg_text)
-    train_model(load_config(cfg_path), TRAIN_DAY, TRAIN_DAY)
+    cfg = load_config(cfg_path)
+    mv = train_model(cfg, TRAIN_DAY, TRAIN_DAY)
+    write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, cfg.validation.range_margin)
     return cfg_path
 
 

@@ -54,13 +54,13 @@ print(json.dumps({"seconds": s, "bytes": size}))
 
 EXTRACT = """
 import json, sys, time, datetime as dt
-from scoring.chunking import chunk_rows
+from scoring.run.sizing import chunk_rows
 from scoring.config import load_config
 from scoring.dates import DataInterval
-from scoring.model_store import ModelStore
-from scoring.schema_check import check_schema
-from scoring.scorer import encoded_width
-from scoring.sources import open_source
+from scoring.models.store import ModelStore
+from scoring.quality.schema_check import check_schema
+from scoring.models.scorer import encoded_width
+from scoring.storage.sources import open_source
 cfg = load_config(sys.argv[1]); day = dt.date.fromisoformat(sys.argv[2])
 ms = ModelStore(cfg.model.store); mv = ms.resolve(cfg.model.name, "champion"); model = ms.load(mv)
 t = time.perf_counter(); n = batches = 0
@@ -76,7 +76,7 @@ print(json.dumps({"seconds": s, "rows": n, "batches": batches, "rows_per_chunk":
 PROJECT = """
 import json, sys, time, datetime as dt
 from scoring.config import load_config
-from scoring.pipeline import run_day
+from scoring.run.pipeline import run_day
 cfg = load_config(sys.argv[1])
 t = time.perf_counter(); r = run_day(cfg, dt.date.fromisoformat(sys.argv[2])); s = time.perf_counter() - t
 print(json.dumps({"seconds": s, "rows": r.rows_in, "scored": r.rows_scored}))

@@ -50,8 +50,8 @@ def _register_model(store: Path) -> None:
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from scoring.model_store import ModelStore
-    from scoring.reference import score_reference
+    from scoring.models.reference import score_reference
+    from scoring.models.store import ModelStore
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 2))
@@ -72,7 +72,7 @@ def build(folder: Path, rows: int, days: int) -> Path:
 
     from scoring.config import load_config
     from scoring.reports.summaries import summarize
-    from scoring.results import RunRecord, open_results
+    from scoring.storage.results import RunRecord, open_results
 
     folder.mkdir(parents=True, exist_ok=True)
     _register_model(folder / "models")
@@ -146,7 +146,7 @@ def time_in_process(cfg_path: Path, start: dt.date, end: dt.date) -> tuple[float
     from scoring.config import load_config
     from scoring.reports.data import load_report
     from scoring.reports.html import render_html
-    from scoring.results import open_results
+    from scoring.storage.results import open_results
 
     cfg = load_config(cfg_path)
     t = time.perf_counter()

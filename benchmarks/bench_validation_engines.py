@@ -31,14 +31,14 @@ from bench_core import BARE, BIG_DAY, build, run_contender  # noqa: E402
 SETUP = """
 import json, sys, time, datetime as dt
 import numpy as np, pyarrow as pa
-from scoring.chunking import chunk_rows
+from scoring.run.sizing import chunk_rows
 from scoring.config import load_config
 from scoring.dates import DataInterval
-from scoring.model_store import ModelStore
-from scoring.quarantine import quarantine_rows
-from scoring.scorer import encoded_width
-from scoring.sources import open_source
-from scoring.validation.run import prepare_quality
+from scoring.models.store import ModelStore
+from scoring.quality.quarantine import quarantine_rows
+from scoring.models.scorer import encoded_width
+from scoring.storage.sources import open_source
+from scoring.quality.run_checks import prepare_quality
 cfg = load_config(sys.argv[1]); interval = DataInterval.for_day(dt.date.fromisoformat(sys.argv[2]))
 ms = ModelStore(cfg.model.store); mv = ms.resolve(cfg.model.name, "champion"); model = ms.load(mv)
 with open_source(cfg.source) as source:
@@ -50,7 +50,7 @@ gate, key = quality.gate, cfg.source.key_column
 """
 
 ARROW = SETUP + """
-from scoring.validation.gate import apply_gate
+from scoring.quality.gate import apply_gate
 t = time.perf_counter(); out = [apply_gate(gate, c) for c in chunks]; s = time.perf_counter() - t
 print(json.dumps({"seconds": s, "quarantined": sum(o.quarantine.num_rows for o in out)}))
 """

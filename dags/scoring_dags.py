@@ -5,7 +5,7 @@ Which configs: ``$SCORING_CONFIGS`` (paths separated by ``:``), else the ``confi
 
 Wiring only. Parsing reads those files and nothing else: no database is opened, and the package's heavy
 modules (pyarrow, DuckDB, scikit-learn) are imported inside the tasks. Each task body is one call into
-``scoring``; the run's steps and their guarantees live there (``scoring/plan.py``).
+``scoring``; the run's steps and their guarantees live there (``scoring/run/plan.py``).
 
     plan -> validate -> score_chunk (one mapped task per chunk) -> publish (pool scoring_publish,
     Asset event with the counts) -> record_ledger (always runs; records a failed run)
@@ -25,7 +25,7 @@ from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from scoring.config import Config, load_config
-from scoring.connections import predictions_asset_uri
+from scoring.storage.connections import predictions_asset_uri
 
 POOL = "scoring_publish"  # size 1: the results database has a single writer
 CONFIGS_ENV = "SCORING_CONFIGS"
@@ -47,7 +47,7 @@ def runtime_config(path: str) -> Config:
     """The config under Airflow: sections with a ``connection_id`` are located by that Airflow Connection."""
     from airflow.sdk import BaseHook
 
-    from scoring.connections import ConnectionInfo, apply_connections
+    from scoring.storage.connections import ConnectionInfo, apply_connections
 
     def lookup(conn_id: str) -> ConnectionInfo:
         conn = BaseHook.get_connection(conn_id)
@@ -63,7 +63,7 @@ def fail_fast_unless_transient() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        from scoring.plan import is_transient
+        from scoring.run.plan import is_transient
 
         if is_transient(exc):
             raise
@@ -108,7 +108,7 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
         def plan(params: Any = None, dag_run: Any = None, data_interval_start: Any = None,
                  data_interval_end: Any = None) -> dict[str, Any]:
             from scoring.dates import DataInterval
-            from scoring.plan import plan_run
+            from scoring.run.plan import plan_run
 
             with fail_fast_unless_transient():
                 return plan_run(runtime_config(conf), DataInterval.from_bounds(data_interval_start, data_interval_end),
@@ -117,14 +117,14 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
 
         @task
         def validate(planned: dict[str, Any]) -> list[int]:
-            from scoring.plan import validate_plan
+            from scoring.run.plan import validate_plan
 
             with fail_fast_unless_transient():
                 return validate_plan(runtime_config(conf), planned)
 
         @task(max_active_tis_per_dagrun=cfg.workers)
         def score_chunk(planned: dict[str, Any], index: int) -> dict[str, Any]:
-            from scoring.plan import score_planned_chunk
+            from scoring.run.plan import score_planned_chunk
 
             with fail_fast_unless_transient():
                 return score_planned_chunk(runtime_config(conf), planned, index)
@@ -132,7 +132,7 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
         @task(pool=POOL, outlets=[asset])
         def publish(planned: dict[str, Any], chunks: list[dict[str, Any]],
                     outlet_events: Any = None) -> dict[str, Any]:
-            from scoring.plan import publish_plan
+            from scoring.run.plan import publish_plan
 
             with fail_fast_unless_transient():
                 counts = publish_plan(runtime_config(conf), planned, list(chunks))
@@ -143,7 +143,7 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
         def record_ledger(ti: Any = None, dag_run: Any = None, data_interval_start: Any = None,
                           data_interval_end: Any = None) -> dict[str, Any]:
             from scoring.dates import DataInterval
-            from scoring.plan import record_outcome
+            from scoring.run.plan import record_outcome
 
             states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
             states = {k: v for k, v in states.items() if k != ti.task_id}

@@ -62,12 +62,14 @@ def sample_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_store(tmp_path_factory: pytest.TempPathFactory, sample_db: Path) -> Path:
     """A model store with loan_default v1 trained on the first days of the sample (champion)."""
     from scoring.config import load_config
-    from scoring.training import train_model
+    from scoring.models.training import train_model
+    from scoring.quality.suite import write_generated_suite
 
     folder = tmp_path_factory.mktemp("train")
     store = folder / "models"
     cfg = load_config(write_config(folder, sample_db, store))
-    train_model(cfg, START, TRAIN_END)
+    mv = train_model(cfg, START, TRAIN_END)
+    write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, cfg.validation.range_margin)
     return store
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from scoring.reference import psi
+from scoring.models.reference import psi
 
 SCORED, QUARANTINED, FAILED, OK = "#4C72B0", "#DD8452", "#C44E52", "#55A868"
 RC = {"svg.fonttype": "path", "svg.hashsalt": "scoring-report", "font.size": 9, "axes.spines.top": False,

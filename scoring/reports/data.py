@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from scoring.errors import ModelStoreError, ScoringError
-from scoring.reports.views import DRIFT_TABLE, VIEW_NAMES
+from scoring.storage.results.views import DRIFT_TABLE, VIEW_NAMES
 
 if TYPE_CHECKING:
     from scoring.config import Config
-    from scoring.results import ResultsStore
+    from scoring.storage.results import ResultsStore
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def load_report(cfg: Config, store: ResultsStore, start: dt.date, end: dt.date, 
 
 def _load(cfg: Config, store: _Reader, start: dt.date, end: dt.date, model: str, day: dt.date | None, where: str,
           found: dict[str, str]) -> ReportData:
-    from scoring.model_store import ModelStore
+    from scoring.models.store import ModelStore
 
     models = _known_models(store)
     model_store = ModelStore(cfg.model.store)

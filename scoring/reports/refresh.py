@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from scoring.reports.summaries import BIN_EXPR, STATS_EXPRS, Partition, summary_tables
-from scoring.reports.views import VIEW_NAMES, create_postgres_views
-from scoring.results.tables import PREDICTION_STATS, QUARANTINE_COUNTS, SCORE_BINS
 from scoring.sqlident import quote
+from scoring.storage.results.tables import PREDICTION_STATS, QUARANTINE_COUNTS, SCORE_BINS
+from scoring.storage.results.views import VIEW_NAMES, create_postgres_views
 
 if TYPE_CHECKING:
     from scoring.config import Config, ResultsConfig
@@ -65,7 +65,7 @@ class _Session:
 @contextmanager
 def _session(cfg: ResultsConfig) -> Iterator[_Session]:
     if cfg.kind == "duckdb":
-        from scoring.results.duckdb_store import DuckDBResults
+        from scoring.storage.results.duckdb_store import DuckDBResults
 
         store = DuckDBResults(cfg)
         store.ensure_schema()  # tables and views

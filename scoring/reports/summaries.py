@@ -1,6 +1,6 @@
 """Per-(day, model) report summaries computed from a run's staged chunk files, before publish.
 
-``summarize`` returns rows for the summary tables declared in ``scoring/results/tables.py``
+``summarize`` returns rows for the summary tables declared in ``scoring/storage/results/tables.py``
 (``prediction_stats``, ``score_bins``, ``quarantine_counts``). The caller passes them to
 ``ResultsStore.publish(..., extra=...)`` so they replace the day's partition in the same transaction as the
 predictions: reports then read a few rows per day and never scan the predictions table.
@@ -18,8 +18,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from scoring.results.base import RunRecord
-from scoring.results.tables import PREDICTION_STATS, QUARANTINE_COUNTS, SCORE_BINS, TableSpec
+from scoring.storage.results.base import RunRecord
+from scoring.storage.results.tables import PREDICTION_STATS, QUARANTINE_COUNTS, SCORE_BINS, TableSpec
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ _ARROW = {"string": pa.string(), "float": pa.float64(), "int32": pa.int32(), "in
           "date": pa.date32()}
 
 # One place for the aggregate expressions, shared with the SQL that rebuilds summaries from the predictions
-# table (scoring/reports/views.py). percentile_cont is linear interpolation (numpy's default) in both dialects.
+# table (scoring/storage/results/views.py). percentile_cont is linear interpolation (numpy's default) in both dialects.
 STATS_EXPRS = (
     "count(score) AS rows_scored, CAST(coalesce(sum(label), 0) AS BIGINT) AS positives, avg(score) AS mean_score, "
     "avg(CAST(label AS DOUBLE PRECISION)) AS positive_rate, "

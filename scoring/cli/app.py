@@ -1,0 +1,75 @@
+"""The Typer application, its global options, and what every command group shares.
+
+Each command group lives in its own module of ``scoring.cli`` and registers itself on ``app`` (or on
+``models_app``) when ``scoring.cli`` imports it. A domain error (``ScoringError``) becomes one red line on
+stderr and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from scoring.errors import ScoringError
+
+app = typer.Typer(help="Scheduled batch scoring: extract a day, validate, score in chunks, publish atomically.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="The model store: list, show, register, promote.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console()
+err = Console(stderr=True)
+logger = logging.getLogger("scoring.cli")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (default $SCORING_CONFIG "
+                                                "or ./scoring.yaml)")]
+
+
+def load(path: Path | None) -> Any:
+    """The validated configuration from ``--config``, ``$SCORING_CONFIG`` or ``./scoring.yaml``."""
+    from scoring.config import load_config
+
+    return load_config(path)
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn domain errors into one red line and exit code 1, instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ScoringError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_path=False)])
+    for name in ("scoring", "features"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def day_or_yesterday(text: str | None) -> dt.date:
+    """``text`` as a date (YYYY-MM-DD), or yesterday (UTC) when it is None."""
+    from scoring.dates import parse_day, yesterday
+
+    return parse_day(text) if text else yesterday()
+
+
+def progress_bar() -> Progress:
+    """A transient progress bar on stderr."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True)

@@ -1,0 +1,145 @@
+"""`scoring train` and `scoring models ...`: fit, register, inspect and promote model versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from scoring.cli.app import ConfigOpt, app, console, handle_errors, load, models_app
+from scoring.errors import ScoringError
+
+
+def write_suite(cfg: Any, mv: Any) -> Path:
+    """Write the starting expectation suite of a newly registered version; an existing file is kept."""
+    from scoring.quality.suite import write_generated_suite
+
+    return write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, cfg.validation.range_margin)
+
+
+@app.command()
+@handle_errors
+def train(config: ConfigOpt = None,
+          start: Annotated[str | None, typer.Option(help="first training day (default: config)")] = None,
+          end: Annotated[str | None, typer.Option(help="last training day, inclusive")] = None,
+          alias: Annotated[list[str] | None, typer.Option(help="aliases to point at the new version")] = None
+          ) -> None:
+    """Fit the configured features Pipeline on labelled source rows and register it."""
+    from scoring.dates import parse_day
+    from scoring.models.training import train_model
+
+    cfg = load(config)
+    with console.status("training"):
+        mv = train_model(cfg, parse_day(start) if start else None, parse_day(end) if end else None,
+                         aliases=alias if alias is not None else ["champion"])
+        write_suite(cfg, mv)
+    console.print(f"registered [bold]{mv.name}[/] version {mv.version}; metrics {mv.meta['metrics']}")
+
+
+@models_app.command("list")
+@handle_errors
+def models_list(config: ConfigOpt = None) -> None:
+    """Every model and version in the store, with aliases."""
+    from scoring.models.store import ModelStore
+
+    cfg = load(config)
+    store = ModelStore(cfg.model.store)
+    table = Table(title=f"models in {cfg.model.store}")
+    for col in ("name", "version", "aliases", "created_at", "estimator", "metrics"):
+        table.add_column(col)
+    for name in store.names():
+        aliases = store.aliases(name)
+        for mv in store.versions(name):
+            tags = ", ".join(a for a, v in aliases.items() if v == mv.version)
+            table.add_row(name, str(mv.version), tags, mv.meta["created_at"][:19], mv.meta.get("estimator", ""),
+                          json.dumps({k: round(v, 4) for k, v in (mv.meta.get("metrics") or {}).items()}))
+    console.print(table)
+
+
+@models_app.command("show")
+@handle_errors
+def models_show(name: str, version: Annotated[int | None, typer.Option(help="default: champion")] = None,
+                config: ConfigOpt = None) -> None:
+    """Metadata of one version (without the bulky reference statistics) and its alias history."""
+    from scoring.models.store import ModelStore
+
+    cfg = load(config)
+    store = ModelStore(cfg.model.store)
+    mv = store.resolve(name, cfg.model.alias, version)
+    meta = {k: v for k, v in mv.meta.items() if k != "reference"}
+    meta["alias_history"] = store.history(name)
+    console.print_json(json.dumps(meta, default=str))
+
+
+@models_app.command("register")
+@handle_errors
+def models_register(
+    name: Annotated[str, typer.Option(help="model name")],
+    artifact: Annotated[Path, typer.Option(help="joblib file of a fitted estimator/Pipeline")],
+    training_data: Annotated[Path | None, typer.Option(help="Parquet file of (a sample of) the training rows")] = None,
+    start: Annotated[str | None, typer.Option(help="or: read training rows from the source from this day")] = None,
+    end: Annotated[str | None, typer.Option(help="... to this day, inclusive")] = None,
+    label: Annotated[str | None, typer.Option(help="label column in the training data (for metrics)")] = None,
+    alias: Annotated[list[str] | None, typer.Option(help="aliases to point at the new version")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Register a model trained elsewhere, with its feature schema and drift reference from training rows."""
+    import pandas as pd
+
+    from scoring.dates import parse_day
+    from scoring.models.registry import register_model
+    from scoring.models.store import ModelStore
+    from scoring.models.training import read_window
+
+    cfg = load(config)
+    window = None
+    if training_data is not None:
+        if not training_data.is_file():
+            raise ScoringError(f"training data {str(training_data)!r} not found")
+        frame = pd.read_parquet(training_data)
+    elif start and end:
+        window = (parse_day(start), parse_day(end))
+        frame = read_window(cfg, *window)
+    else:
+        raise ScoringError("give --training-data FILE or --start/--end to read training rows from the source")
+    mv = register_model(ModelStore(cfg.model.store), name, artifact, frame, label_column=label,
+                        exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
+                        aliases=alias or [])
+    suite = write_suite(cfg, mv)
+    console.print(f"registered [bold]{mv.name}[/] version {mv.version} "
+                  f"({len(mv.features)} features, sha256 {mv.meta['sha256'][:12]}); expectation suite {suite}")
+
+
+@models_app.command("promote")
+@handle_errors
+def models_promote(name: str, version: int, alias: Annotated[str, typer.Option()] = "champion",
+                   config: ConfigOpt = None) -> None:
+    """Point an alias (default champion) at a version; the change is kept in the alias history."""
+    from scoring.models.store import ModelStore
+
+    cfg = load(config)
+    ModelStore(cfg.model.store).set_alias(name, alias, version)
+    console.print(f"{alias} of {name} -> version {version}")
+
+
+@models_app.command("suite")
+@handle_errors
+def models_suite(name: str, version: Annotated[int | None, typer.Option(help="default: champion")] = None,
+                 force: Annotated[bool, typer.Option(help="overwrite an existing (maybe edited) suite")] = False,
+                 config: ConfigOpt = None) -> None:
+    """Write the starting expectation suite of a version (from its training profile) to the suites folder."""
+    from scoring.models.store import ModelStore
+    from scoring.quality.compile import compile_suite
+    from scoring.quality.suite import read_suite, suite_path, write_generated_suite
+
+    cfg = load(config)
+    mv = ModelStore(cfg.model.store).resolve(name, cfg.model.alias, version)
+    existed = suite_path(cfg.validation.suites_dir, mv.name, mv.version).exists()
+    path = write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, cfg.validation.range_margin,
+                                 overwrite=force)
+    rules = compile_suite(read_suite(path), path).rules
+    state = "kept the existing" if existed and not force else "wrote the"
+    console.print(f"{state} expectation suite {path} ({len(rules)} expectations)")

@@ -1,0 +1,93 @@
+"""`scoring run` and `scoring backfill`: score one day, or each day of a range, with the local driver."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from scoring.cli.app import ConfigOpt, app, console, day_or_yesterday, err, handle_errors, load, progress_bar
+
+
+def _print_result(result: Any, cfg: Any, sample: int) -> None:
+    from scoring.storage.results import open_results
+
+    table = Table(title=f"{result.model_name} v{result.model_version} — {result.day}", show_header=False)
+    for label, value in [("run id", result.run_id), ("rows in", result.rows_in),
+                         ("quarantined", result.rows_rejected), ("scored", result.rows_scored),
+                         ("model version", result.model_version), ("seconds", f"{result.duration_s:.2f}"),
+                         ("results", result.results)]:
+        table.add_row(label, str(value))
+    console.print(table)
+    if sample and result.rows_scored:
+        preds = open_results(cfg.results).predictions(result.day, result.model_name).slice(0, sample)
+        _print_arrow(preds.select(["source_key", "score", "label", "model_version", "day"]),
+                     f"first {sample} predictions")
+
+
+def _print_arrow(tbl: Any, title: str) -> None:
+    out = Table(title=title)
+    for name in tbl.column_names:
+        out.add_column(name)
+    for row in tbl.to_pylist():
+        out.add_row(*[f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()])
+    console.print(out)
+
+
+@app.command()
+@handle_errors
+def run(config: ConfigOpt = None,
+        date: Annotated[str | None, typer.Option("--date", "-d", help="day to score, YYYY-MM-DD "
+                                                 "(default: yesterday, UTC)")] = None,
+        version: Annotated[int | None, typer.Option(help="model version overriding alias/pin")] = None,
+        rows_per_chunk: Annotated[int | None, typer.Option(help="override the chunk size")] = None,
+        show: Annotated[int, typer.Option(help="predictions to print")] = 5) -> None:
+    """Score one day and replace its partition of the predictions table."""
+    from scoring.run.pipeline import run_day
+
+    day = day_or_yesterday(date)
+    cfg = load(config)
+    with progress_bar() as progress:
+        task = progress.add_task(f"scoring {day}", total=None)
+        result = run_day(cfg, day, version=version, rows_per_chunk=rows_per_chunk,
+                         on_start=lambda n: progress.update(task, total=n),
+                         on_chunk=lambda m: progress.advance(task, m.rows_in))
+    _print_result(result, cfg, show)
+
+
+@app.command()
+@handle_errors
+def backfill(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
+             end: Annotated[str, typer.Option(help="last day, inclusive")],
+             config: ConfigOpt = None,
+             fail_fast: Annotated[bool, typer.Option(help="stop at the first failed day")] = False,
+             version: Annotated[int | None, typer.Option(help="model version overriding alias/pin")] = None) -> None:
+    """Score each day of a range (inclusive), sequentially; exit code = number of failed days."""
+    from scoring.dates import day_range, parse_day
+    from scoring.run.backfill import backfill as run_backfill
+
+    first, last = parse_day(start), parse_day(end)
+    days = day_range(first, last)
+    cfg = load(config)
+    summary = Table(title=f"backfill {first} .. {last}")
+    for col in ("day", "status", "rows in", "quarantined", "scored", "seconds / error"):
+        summary.add_column(col)
+    with progress_bar() as progress:
+        task = progress.add_task("backfill", total=len(days))
+
+        def on_day(o: Any) -> None:
+            progress.advance(task)
+            if o.result:
+                r = o.result
+                summary.add_row(str(o.day), "[green]success", str(r.rows_in), str(r.rows_rejected),
+                                str(r.rows_scored), f"{r.duration_s:.2f}")
+            else:
+                summary.add_row(str(o.day), "[red]failed", "", "", "", o.error or "")
+
+        outcomes = run_backfill(cfg, first, last, fail_fast=fail_fast, on_day=on_day, version=version)
+    console.print(summary)
+    failed = sum(1 for o in outcomes if o.error)
+    if failed:
+        err.print(f"[bold red]{failed} of {len(days)} days failed[/]")
+    raise typer.Exit(min(failed, 125))

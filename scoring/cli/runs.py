@@ -1,0 +1,67 @@
+"""`scoring runs`: the run ledger, newest first."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from scoring.cli.app import ConfigOpt, app, console, handle_errors, load
+
+COLOURS = {"success": "green", "failed": "red"}
+
+
+def ledger_table(rows: list[dict[str, Any]], title: str, width: int = 80) -> tuple[Table, list[str]]:
+    """The ledger as a table that fits ``width`` columns (one line per run), and one line per failed run's error.
+
+    Every column keeps its values whole except ``model``, which is cut with an ellipsis when the terminal is
+    narrow. Errors are listed under the table rather than in a column: an error is a sentence, and a column
+    narrow enough for 80 columns would fold every row over several lines.
+
+    Args:
+        rows: ledger rows (``ResultsStore.runs().to_pylist()``), newest first.
+        title: the table title.
+        width: the terminal width in characters.
+    """
+    cells, errors = [], []
+    for r in rows:
+        model = f"{r['model_name']} v{r['model_version']}"
+        cells.append([str(r["day"]), model, r["status"],
+                      *(f"{r[c]:,}" if r[c] is not None else "" for c in ("rows_in", "rows_rejected", "rows_scored")),
+                      f"{r['duration_s']:.1f}" if r["duration_s"] is not None else "", str(r["started_at"])[5:16]])
+        if r["error"]:
+            errors.append(f"{r['day']} {model} ({r['status']}, run {r['run_id']}): {r['error']}")
+    out = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=0, title_justify="left")
+    headers = ("day", "model", "status", "rows in", "quar.", "scored", "secs", "started")
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(headers)]
+    # The model column gets what the others leave (one space between columns), at least 8 characters.
+    widths[1] = min(widths[1], max(8, width - sum(widths) + widths[1] - (len(headers) - 1)))
+    for i, name in enumerate(headers):
+        out.add_column(name, justify="right" if 3 <= i <= 6 else "left", no_wrap=True, overflow="ellipsis",
+                       min_width=widths[i], max_width=widths[i])
+    for row in cells:
+        row[2] = f"[{COLOURS.get(row[2], 'yellow')}]{row[2]}"
+        out.add_row(*row)
+    return out, errors
+
+
+@app.command()
+@handle_errors
+def runs(config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="rows")] = 20,
+         as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """The run ledger, newest first (errors of failed runs listed below the table)."""
+    from scoring.storage.results import open_results
+
+    cfg = load(config)
+    tbl = open_results(cfg.results).runs(limit=limit)
+    if as_json:
+        console.print_json(json.dumps(tbl.to_pylist(), default=str))
+        return
+    table, errors = ledger_table(tbl.to_pylist(), f"runs ({cfg.results.kind}; started = MM-DD HH:MM)",
+                                 console.width)
+    console.print(table)
+    for line in errors:
+        console.print(f"[red]error[/] {line}", highlight=False, soft_wrap=False)

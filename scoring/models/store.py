@@ -1,0 +1,196 @@
+"""A directory of versioned models: ``<store>/<name>/<version>/{model.joblib,metadata.json}``.
+
+Aliases (e.g. ``champion``) live in ``<store>/<name>/aliases.jsonl``, an append-only history, so the
+store can say which version an alias pointed at on any given day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scoring.errors import ModelStoreError
+from scoring.sqlident import validate_identifier
+from scoring.storage.checksums import sha256_file
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT = "model.joblib"
+METADATA = "metadata.json"
+HISTORY = "aliases.jsonl"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """Metadata of one registered version."""
+
+    name: str
+    version: int
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def features(self) -> list[dict[str, str]]:
+        return self.meta["features"]
+
+    @property
+    def artifact(self) -> Path:
+        return self.path / ARTIFACT
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _minor(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+
+
+class ModelStore:
+    """Register, list, load and promote model versions kept under one folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _dir(self, name: str) -> Path:
+        return self.root / validate_identifier(name, "model name")
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        base = self._dir(name)
+        if not base.is_dir():
+            raise ModelStoreError(f"unknown model {name!r} in store {str(self.root)!r}")
+        found = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()]
+        return [self.get(name, v) for v in sorted(found)]
+
+    def get(self, name: str, version: int) -> ModelVersion:
+        path = self._dir(name) / str(version)
+        meta_file = path / METADATA
+        if not meta_file.is_file():
+            if not self._dir(name).is_dir():
+                raise ModelStoreError(f"unknown model {name!r} in store {str(self.root)!r}")
+            raise ModelStoreError(f"model {name!r} has no version {version}")
+        return ModelVersion(name, version, path, json.loads(meta_file.read_text()))
+
+    def register(self, name: str, artifact: Path, meta: dict[str, Any], aliases: list[str] = ()) -> ModelVersion:
+        """Copy an artifact into the store as the next version, with its metadata.
+
+        Args:
+            name: model name.
+            artifact: a joblib file of a fitted scikit-learn-compatible estimator.
+            meta: metadata to keep (features, training window, metrics, reference, ...).
+            aliases: aliases to point at the new version.
+        """
+        base = self._dir(name)
+        base.mkdir(parents=True, exist_ok=True)
+        while True:
+            existing = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()]
+            version = max(existing, default=0) + 1
+            target = base / str(version)
+            try:
+                target.mkdir()  # atomic: a concurrent register takes the next number
+                break
+            except FileExistsError:
+                continue
+        import sklearn  # imported on use: reading the store (reports, listings) needs no scikit-learn
+
+        try:
+            shutil.copyfile(artifact, target / ARTIFACT)
+            full = {
+                "name": name,
+                "version": version,
+                "created_at": dt.datetime.now(dt.UTC).isoformat(),
+                "sha256": sha256_file(target / ARTIFACT),
+                "sklearn_version": sklearn.__version__,
+                **meta,
+            }
+            _atomic_write(target / METADATA, json.dumps(full, indent=2, default=str))
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        logger.info("registered %s version %s", name, version)
+        for alias in aliases:
+            self.set_alias(name, alias, version)
+        return self.get(name, version)
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        file = self._dir(name) / HISTORY
+        if not file.is_file():
+            return []
+        return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+    def set_alias(self, name: str, alias: str, version: int, at: dt.datetime | None = None) -> None:
+        """Point ``alias`` at ``version`` and append the change to the alias history."""
+        validate_identifier(alias, "alias")
+        self.get(name, version)
+        entry = {"alias": alias, "version": version, "at": (at or dt.datetime.now(dt.UTC)).isoformat()}
+        with (self._dir(name) / HISTORY).open("a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        logger.info("alias %s of %s -> version %s", alias, name, version)
+
+    def aliases(self, name: str) -> dict[str, int]:
+        current: dict[str, int] = {}
+        for entry in self.history(name):
+            current[entry["alias"]] = entry["version"]
+        return current
+
+    def resolve(self, name: str, alias: str | None = None, version: int | None = None) -> ModelVersion:
+        """The pinned ``version`` if given, else the version ``alias`` points at now."""
+        if version is not None:
+            return self.get(name, version)
+        self.versions(name)  # raises for an unknown model
+        target = self.aliases(name).get(alias or "champion")
+        if target is None:
+            raise ModelStoreError(f"model {name!r} has no alias {alias!r}; promote a version first")
+        return self.get(name, target)
+
+    def alias_at(self, name: str, alias: str, when: dt.datetime) -> int | None:
+        """The version ``alias`` pointed at, at time ``when`` (None if it did not exist yet)."""
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        found = None
+        for entry in self.history(name):
+            if entry["alias"] == alias and dt.datetime.fromisoformat(entry["at"]) <= when:
+                found = entry["version"]
+        return found
+
+    def load(self, mv: ModelVersion) -> Any:
+        """Unpickle a version after verifying its checksum and scikit-learn version."""
+        if not mv.artifact.is_file():
+            raise ModelStoreError(f"model {mv.name} v{mv.version}: artifact {str(mv.artifact)!r} is missing")
+        actual = sha256_file(mv.artifact)
+        if actual != mv.meta["sha256"]:
+            raise ModelStoreError(
+                f"model {mv.name} v{mv.version}: artifact checksum mismatch (expected {mv.meta['sha256'][:12]}..., "
+                f"found {actual[:12]}...); refusing to unpickle a modified file"
+            )
+        import joblib
+        import sklearn
+
+        saved = mv.meta.get("sklearn_version", "")
+        if _minor(saved) != _minor(sklearn.__version__):
+            raise ModelStoreError(
+                f"model {mv.name} v{mv.version} was saved with scikit-learn {saved}, this environment has "
+                f"{sklearn.__version__}; pickles are not portable across minor versions: install "
+                f"scikit-learn=={saved} or re-train and register"
+            )
+        try:
+            return joblib.load(mv.artifact)
+        except Exception as exc:
+            raise ModelStoreError(f"model {mv.name} v{mv.version}: cannot load artifact: {exc}") from exc

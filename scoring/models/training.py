@@ -1,0 +1,79 @@
+"""`scoring train`: fit the configured features Pipeline on labelled source rows and register it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+from pathlib import Path
+
+import joblib
+import pandas as pd
+import pyarrow as pa
+
+from scoring.config import Config
+from scoring.dates import DataInterval
+from scoring.errors import ConfigError, ScoringError
+from scoring.models.registry import metrics_for, register_model
+from scoring.models.store import ModelStore, ModelVersion
+from scoring.storage.sources import open_source
+
+logger = logging.getLogger(__name__)
+
+
+def read_window(cfg: Config, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """All source rows with ``start <= ts < end + 1 day``, as a DataFrame."""
+    interval = DataInterval(DataInterval.for_day(start).start, DataInterval.for_day(end).end)
+    with open_source(cfg.source) as source:
+        table = pa.Table.from_batches(list(source.batches(interval, 500_000)), schema=source.schema())
+    return table.to_pandas()
+
+
+def _estimator(kind: str, seed: int) -> object:
+    if kind == "logistic_regression":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(max_iter=1000)
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, random_state=seed)
+
+
+def train_model(cfg: Config, start: dt.date | None = None, end: dt.date | None = None,
+                aliases: list[str] = ("champion",)) -> ModelVersion:
+    """Fit on ``[start, end]`` (default: the config's training window), hold out the last 20% by time
+    for metrics, then refit on all rows and register the result under the configured model name.
+
+    The version's expectation suite is the caller's to write (``scoring.quality.suite.write_generated_suite``,
+    as ``scoring train`` does): the quality wing sits above the models wing.
+    """
+    from features import build_model
+
+    tcfg = cfg.training
+    if tcfg is None:
+        raise ConfigError("config has no 'training' section: nothing tells `scoring train` what to fit")
+    start, end = start or tcfg.start, end or tcfg.end
+    if start is None or end is None:
+        raise ConfigError("training window unknown: set training.start/end or pass --start/--end")
+    frame = read_window(cfg, start, end)
+    if frame.empty:
+        raise ScoringError(f"no source rows between {start} and {end} to train on")
+    ts, key = cfg.source.timestamp_column, cfg.source.key_column
+    frame = frame.sort_values(ts, kind="stable").reset_index(drop=True)
+    ranges = {c: (r.get("min"), r.get("max")) for c, r in tcfg.numeric.items()}
+    features = [*ranges, *tcfg.categorical]
+    y = frame[tcfg.label_column].astype(int)
+    cut = int(len(frame) * 0.8)
+    holdout = build_model(ranges, tcfg.categorical, _estimator(tcfg.estimator, tcfg.random_state))
+    holdout.fit(frame[features].iloc[:cut], y.iloc[:cut])
+    metrics = metrics_for(holdout.predict_proba(frame[features].iloc[cut:])[:, 1], y.iloc[cut:])
+    logger.info("holdout metrics: %s", metrics)
+    model = build_model(ranges, tcfg.categorical, _estimator(tcfg.estimator, tcfg.random_state))
+    model.fit(frame[features], y)
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact = Path(tmp) / "model.joblib"
+        joblib.dump(model, artifact)
+        mv = register_model(ModelStore(cfg.model.store), cfg.model.name, artifact, frame,
+                            label_column=tcfg.label_column, exclude={ts, key}, window=(start, end),
+                            metrics=metrics, aliases=list(aliases))
+    return mv

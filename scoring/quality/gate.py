@@ -1,0 +1,238 @@
+"""The row-level gate on one Arrow chunk: per-row casts, every row rule as a vectorized mask, quarantine.
+
+Each rule is a numpy boolean mask over the chunk (pyarrow.compute + numpy, no Python loop over rows).
+A row failing any quarantining rule is set aside with ONE quarantine record, naming the first rule it
+fails in gate order (interval, types, then the suite's order); every rule's own count covers all the rows
+it fails, like GX's ``unexpected_count``. Chunk counts are plain JSON, so they travel in the staged
+manifest from worker processes and merge by addition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from scoring.quality.compile import TYPE_RULES, Rule
+from scoring.quality.quarantine import QUARANTINE_SCHEMA, quarantine_rows
+
+PARTIAL = 20  # sample of unexpected values kept per rule (GX's partial_unexpected_count)
+MISSING_TEXT = {"", "nan", "null", "none", "na", "n/a"}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Everything a chunk needs to be validated; picklable and free of GX.
+
+    Attributes:
+        key_column: the source key.
+        rules: row-level rules in gate order (the run's own rules first).
+        casts: column -> target ("float64" or "string") for columns cast row by row.
+        cast_rules: column -> id of the type rule charged with values that do not cast.
+        duplicates: column of a uniqueness rule -> the values occurring more than once in the interval.
+        null_columns: columns whose null counts batch-level rules need.
+        drift: feature -> training reference entry, for the drift counts of the scored rows.
+    """
+
+    key_column: str
+    rules: tuple[Rule, ...]
+    casts: dict[str, str] = field(default_factory=dict)
+    cast_rules: dict[str, str] = field(default_factory=dict)
+    duplicates: dict[str, pa.Array] = field(default_factory=dict)
+    null_columns: tuple[str, ...] = ()
+    drift: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GateResult:
+    """One validated chunk: rows to score (cast), their quarantine records, and JSON counts."""
+
+    good: pa.Table
+    quarantine: pa.Table
+    stats: dict[str, Any]
+
+
+def interval_rule(column: str, start: dt.datetime, end: dt.datetime) -> Rule:
+    """The run's own rule: the timestamp lies in ``[start, end)`` (a custom SELECT must not leak other days)."""
+    return Rule("interval", "expect_column_values_to_be_between",
+                {"column": column, "min_value": start.isoformat(), "max_value": end.isoformat(),
+                 "strict_max": True}, "critical", "run")
+
+
+def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
+def _nulls(col: pa.ChunkedArray) -> np.ndarray:
+    nan = pa.types.is_floating(col.type)
+    return pc.is_null(col, nan_is_null=nan).to_numpy(zero_copy_only=False)
+
+
+def _floats(col: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_decimal(col.type):
+        col = col.cast(pa.float64())
+    values = col.to_numpy(zero_copy_only=False) if col.num_chunks else np.empty(0)
+    return np.asarray(values, dtype=np.float64)
+
+
+def parse_numbers(col: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """Strings to float64: blank and nan/null-like text become null; returns (values, did-not-parse mask)."""
+    text = pd.Series(col.to_numpy(zero_copy_only=False), dtype=object)
+    stripped = text.where(text.isna(), text.astype(str).str.strip())
+    parsed = pd.to_numeric(stripped, errors="coerce").astype(np.float64)
+    blank = stripped.isna() | stripped.str.lower().isin(MISSING_TEXT)
+    bad = (parsed.isna() & ~blank).to_numpy(dtype=bool)
+    values = np.where(bad, np.nan, parsed.to_numpy())
+    return pa.array(values, pa.float64(), from_pandas=True), bad
+
+
+def _in_set(col: pa.ChunkedArray, values: list[Any]) -> np.ndarray:
+    try:
+        value_set = pa.array(values).cast(col.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        col, value_set = col.cast(pa.string()), pa.array([str(v) for v in values], pa.string())
+    return pc.is_in(col, value_set=value_set).to_numpy(zero_copy_only=False)
+
+
+def _bound(value: Any, col_type: pa.DataType) -> Any:
+    if isinstance(value, str) and pa.types.is_timestamp(col_type):
+        stamp = dt.datetime.fromisoformat(value)
+        if col_type.tz is None and stamp.tzinfo is not None:
+            stamp = stamp.astimezone(dt.UTC).replace(tzinfo=None)
+        return pa.scalar(stamp, col_type)
+    if isinstance(value, str) and pa.types.is_date(col_type):
+        return pa.scalar(dt.datetime.fromisoformat(value).date(), col_type)
+    return value
+
+
+def _between(col: pa.ChunkedArray, kw: dict[str, Any], missing: np.ndarray) -> np.ndarray:
+    low, high = kw.get("min_value"), kw.get("max_value")
+    if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+        bad = np.zeros(len(col), dtype=bool)
+        for value, op, strict_op, strict in ((low, pc.less, pc.less_equal, kw.get("strict_min")),
+                                             (high, pc.greater, pc.greater_equal, kw.get("strict_max"))):
+            if value is not None:
+                out = (strict_op if strict else op)(col, _bound(value, col.type))
+                bad |= pc.fill_null(out, False).to_numpy(zero_copy_only=False)
+        return bad & ~missing
+    x = _floats(col)
+    with np.errstate(invalid="ignore"):
+        bad = np.zeros(x.shape[0], dtype=bool)
+        if low is not None:
+            bad |= (x <= low) if kw.get("strict_min") else (x < low)
+        if high is not None:
+            bad |= (x >= high) if kw.get("strict_max") else (x > high)
+    return bad & ~missing
+
+
+def _mask(rule: Rule, col: pa.ChunkedArray, missing: np.ndarray, gate: Gate,
+          cast_bad: dict[str, np.ndarray]) -> np.ndarray:
+    kw, n = rule.kwargs, len(col)
+    if rule.type == "expect_column_values_to_not_be_null":
+        return missing
+    if rule.type == "expect_column_values_to_be_between":
+        return _between(col, kw, missing)
+    if rule.type == "expect_column_values_to_be_in_set":
+        return ~_in_set(col, kw["value_set"]) & ~missing
+    if rule.type == "expect_column_values_to_not_be_in_set":
+        return _in_set(col, kw["value_set"]) & ~missing
+    if rule.type == "expect_column_values_to_be_unique":
+        dups = gate.duplicates.get(rule.column)
+        if dups is None or len(dups) == 0:
+            return np.zeros(n, dtype=bool)
+        return pc.is_in(col, value_set=dups.cast(col.type)).to_numpy(zero_copy_only=False) & ~missing
+    if rule.type in TYPE_RULES:
+        if gate.cast_rules.get(rule.column) == rule.id:
+            return cast_bad.get(rule.column, np.zeros(n, dtype=bool))
+        return np.zeros(n, dtype=bool)
+    raise ValueError(f"not a row-level rule: {rule.type}")
+
+
+def _text(values: pa.Array | pa.ChunkedArray) -> list[str | None]:
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    try:
+        return pc.cast(values, pa.string()).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return [None if v is None else str(v) for v in values.to_pylist()]
+
+
+def apply_gate(gate: Gate, table: pa.Table) -> GateResult:
+    """Validate one chunk: cast, evaluate every row rule, split good rows from quarantined ones.
+
+    Args:
+        gate: the compiled rules of the run.
+        table: the chunk as read from the source (every source column).
+
+    Returns:
+        The rows to score (with cast columns), one quarantine record per rejected row (value and row JSON
+        from the source row as read), and counts: rows, per-rule unexpected/missing counts and a sample of
+        unexpected values, and null counts of ``gate.null_columns`` (after casting, over every row).
+    """
+    started = time.perf_counter()
+    n = table.num_rows
+    cast_bad: dict[str, np.ndarray] = {}
+    cast = table
+    for column, target in gate.casts.items():
+        idx = cast.schema.get_field_index(column)
+        if target == "float64":
+            values, cast_bad[column] = parse_numbers(_plain(cast.column(column)))
+        else:
+            values = pc.cast(_plain(cast.column(column)), pa.string())
+        cast = cast.set_column(idx, pa.field(column, values.type), values)
+    missing: dict[str, np.ndarray] = {}
+    columns: dict[str, pa.ChunkedArray] = {}
+
+    def col(name: str) -> tuple[pa.ChunkedArray, np.ndarray]:
+        if name not in columns:
+            columns[name] = _plain(cast.column(name))
+            missing[name] = _nulls(columns[name])
+        return columns[name], missing[name]
+
+    stats: dict[str, Any] = {"rows": n, "unexpected": {}, "missing": {}, "partial": {}, "nulls": {}}
+    assigned = np.zeros(n, dtype=bool)
+    pieces: list[pa.Table] = []
+    for rule in gate.rules:
+        values, miss = col(rule.column)
+        if rule.type == "expect_column_values_to_be_unique":  # duplicates were found on the source's values
+            values = _plain(table.column(rule.column))
+        bad = _mask(rule, values, miss, gate, cast_bad)
+        count = int(bad.sum())
+        stats["unexpected"][rule.id] = count
+        stats["missing"][rule.id] = int(miss.sum()) if rule.type != "expect_column_values_to_not_be_null" else 0
+        if not count:
+            continue
+        rows = np.flatnonzero(bad)
+        stats["partial"][rule.id] = _text(table.column(rule.column).take(pa.array(rows[:PARTIAL])))
+        if rule.quarantines:
+            new = np.flatnonzero(bad & ~assigned)
+            assigned |= bad
+            if new.size:
+                pieces.append(quarantine_rows(table, new, rule.column, rule.type, gate.key_column))
+    for name in gate.null_columns:
+        stats["nulls"][name] = int(col(name)[1].sum())
+    good = cast.filter(pa.array(~assigned)) if assigned.any() else cast
+    quarantine = pa.concat_tables(pieces) if pieces else QUARANTINE_SCHEMA.empty_table()
+    stats["gate_s"] = time.perf_counter() - started
+    return GateResult(good, quarantine, stats)
+
+
+def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add up the chunk counts of a run (samples are concatenated, up to ``PARTIAL`` values)."""
+    total: dict[str, Any] = {"rows": 0, "unexpected": {}, "missing": {}, "partial": {}, "nulls": {}, "gate_s": 0.0}
+    for part in parts:
+        total["rows"] += part.get("rows", 0)
+        total["gate_s"] += part.get("gate_s", 0.0)
+        for key in ("unexpected", "missing", "nulls"):
+            for name, count in part.get(key, {}).items():
+                total[key][name] = total[key].get(name, 0) + count
+        for name, values in part.get("partial", {}).items():
+            kept = total["partial"].setdefault(name, [])
+            kept.extend(values[:PARTIAL - len(kept)])
+    return total

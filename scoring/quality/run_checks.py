@@ -1,0 +1,184 @@
+"""What a run does for data quality before and after its chunks (called by ``scoring.run.pipeline``).
+
+Before: load (or generate) the model version's suite, compile it, check the source schema under the
+schema-drift policy, find duplicated keys of the interval, and build the picklable ``Gate``.
+After: merge the chunks' counts, evaluate batch rules and the error threshold, check the staged outputs,
+compute drift, write Data Docs and the ledger details; raise ``ValidationFailed`` if the run must not
+publish.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from scoring.errors import SchemaError, ValidationFailed
+from scoring.models.signature import logical_type
+from scoring.quality.batch_rules import QualityReport, evaluate
+from scoring.quality.compile import CompiledSuite, Rule, compile_suite
+from scoring.quality.drift import SCORE, drift_table, merge_counts, psi_by_feature, status_of
+from scoring.quality.gate import Gate, interval_rule, merge_stats
+from scoring.quality.output_checks import check_predictions
+from scoring.quality.schema_check import SchemaPlan, plan_schema
+from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite
+
+if TYPE_CHECKING:
+    from scoring.config import Config
+    from scoring.dates import DataInterval
+    from scoring.models.store import ModelVersion
+    from scoring.storage.results import RunRecord
+    from scoring.storage.sources import Source
+    from scoring.storage.staging import ChunkManifest
+
+logger = logging.getLogger(__name__)
+
+UNIQUE = "expect_column_values_to_be_unique"
+BETWEEN = "expect_column_values_to_be_between"
+
+
+@dataclass
+class Quality:
+    """The data quality side of one run, prepared before its chunks."""
+
+    columns: list[str]
+    gate: Gate
+    rules: list[Rule]  # reporting order: the run's own rules, then the suite's
+    suite: dict[str, Any]
+    suite_path: Path
+    suite_generated: bool
+    plan: SchemaPlan
+    source_columns: list[str]
+    reference: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _check_rule_columns(compiled: CompiledSuite, schema: pa.Schema, plan: SchemaPlan, path: Path) -> None:
+    for rule in compiled.rules:
+        if rule.column is None:
+            continue
+        if rule.column not in schema.names:
+            raise SchemaError(f"expectation suite {str(path)!r}: {rule.type} is on column {rule.column!r}, "
+                              "which the source does not have")
+        if rule.type == BETWEEN and rule.column not in plan.casts:
+            found = logical_type(schema.field(rule.column).type)
+            if found not in ("integer", "float", "null"):
+                raise SchemaError(f"expectation suite {str(path)!r}: {rule.type} needs a numeric column, "
+                                  f"{rule.column!r} has type {found}")
+
+
+def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: DataInterval) -> Quality:
+    """Everything checked before scoring; raises SchemaError/SuiteError naming the problem.
+
+    Args:
+        cfg: the configuration (``validation`` section, key and timestamp columns).
+        mv: the model version being scored.
+        source: the open source.
+        interval: the run's data interval.
+    """
+    started = time.perf_counter()
+    vcfg, key, ts = cfg.validation, cfg.source.key_column, cfg.source.timestamp_column
+    path, suite, generated = load_suite(vcfg.suites_dir, mv, key, margin=vcfg.range_margin,
+                                        require=vcfg.require_suite)
+    compiled = compile_suite(suite, path)
+    schema = source.schema()
+    plan = plan_schema(schema, mv.features, key, expected=compiled.types, required=compiled.required,
+                       policy=vcfg.schema_drift, timestamp_column=ts)
+    _check_rule_columns(compiled, schema, plan, path)
+    own: list[Rule] = []
+    if ts in schema.names and (pa.types.is_timestamp(schema.field(ts).type) or pa.types.is_date(schema.field(ts).type)):
+        own.append(interval_rule(ts, interval.start, interval.end))
+    cast_rules: dict[str, str] = {}
+    for column in plan.casts:
+        rule = compiled.type_rule(column)
+        if rule is None:
+            rule = Rule(f"type:{column}", "expect_column_values_to_be_in_type_list",
+                        {"column": column, "type_list": NUMERIC_TYPE_LIST if plan.casts[column] == "float64"
+                         else ["str"]}, "critical", "run")
+            own.append(rule)
+        cast_rules[column] = rule.id
+    typed = [r for r in compiled.row_rules if r.id in cast_rules.values()]
+    row_rules = [*own, *typed, *(r for r in compiled.row_rules if r not in typed)]
+    duplicates = {r.column: source.duplicate_values(interval, r.column)
+                  for r in compiled.row_rules if r.type == UNIQUE}
+    nulls = tuple(dict.fromkeys(r.column for r in compiled.batch_rules if r.column))
+    reference = mv.meta.get("reference") or {}
+    drift = {n: ref for n, ref in reference.get("features", {}).items() if n in plan.columns[1:]}
+    gate = Gate(key, tuple(row_rules), dict(plan.casts), cast_rules, duplicates, nulls, drift)
+    quality = Quality(plan.columns, gate, [*own, *compiled.rules], suite, path, generated, plan,
+                      list(schema.names), reference)
+    quality.timings["prepare_s"] = time.perf_counter() - started
+    return quality
+
+
+def _site(cfg: Config, model: str) -> Path:
+    return Path(cfg.validation.data_docs_dir or cfg.results.staging_dir.parent / "data_docs") / model
+
+
+def _batch_name(cfg: Config, day: Any) -> str:
+    name = cfg.source.table or "query"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{name}__{day}")
+
+
+def conclude_quality(cfg: Config, run: RunRecord, quality: Quality, manifests: list[ChunkManifest],
+                     prediction_files: list[Path]) -> dict[str, pa.Table]:
+    """Judge the whole interval after its chunks; fill ``run.details``.
+
+    Returns:
+        Extra tables to publish with the run (``drift``). Raises ValidationFailed (after writing the
+        details and Data Docs) when a blocking rule, the error threshold or an output check fails.
+    """
+    started = time.perf_counter()
+    stats = merge_stats([m.stats.get("gate", {}) for m in manifests])
+    report = evaluate(quality.rules, stats, run.rows_in, run.rows_rejected, cfg.validation.error_threshold,
+                      quality.source_columns)
+    report.failures.extend(check_predictions(prediction_files, run.rows_scored))
+    counts = merge_counts([m.stats.get("drift", {}) for m in manifests])
+    psi = psi_by_feature(quality.reference, counts, run.rows_scored)
+    vcfg = cfg.validation
+    table = drift_table(run.run_id, run.day, run.model_name, run.model_version, psi, vcfg.psi_warn,
+                        vcfg.psi_alert)
+    flagged = {n: round(v, 4) for n, v in psi.items() if status_of(v, vcfg.psi_warn, vcfg.psi_alert) != "ok"}
+    for name, value in flagged.items():
+        logger.warning("drift: %s PSI %.3f (%s)", "score" if name == SCORE else name, value,
+                       status_of(value, vcfg.psi_warn, vcfg.psi_alert))
+    for warning in report.warnings:
+        logger.warning("data quality: %s", warning)
+    quality.timings["gate_s"] = stats["gate_s"]
+    quality.timings["drift_s"] = sum(m.stats.get("drift_s", 0.0) for m in manifests)
+    quality.timings["conclude_s"] = time.perf_counter() - started
+    run.details.update({
+        "suite": str(quality.suite_path), "suite_generated": quality.suite_generated,
+        "validation": report.details(),
+        "schema": {"cast": quality.plan.casts, "ignored_columns": quality.plan.ignored,
+                   "warnings": quality.plan.warnings},
+        "drift": {"psi_warn": vcfg.psi_warn, "psi_alert": vcfg.psi_alert, "flagged": flagged},
+    })
+    if vcfg.data_docs:
+        _write_docs(cfg, run, quality, report)
+    run.details["timings"] = {k: round(v, 4) for k, v in quality.timings.items()}
+    if not report.success:
+        raise ValidationFailed("data quality: " + "; ".join(report.failures))
+    return {"drift": table}
+
+
+def _write_docs(cfg: Config, run: RunRecord, quality: Quality, report: QualityReport) -> None:
+    from scoring.quality.data_docs import build_data_docs
+
+    started = time.perf_counter()
+    try:
+        page = build_data_docs(_site(cfg, run.model_name), quality.suite, report, run_name=run.run_id,
+                               run_time=run.started_at, batch=_batch_name(cfg, run.day),
+                               meta={"model": f"{run.model_name} v{run.model_version}", "day": str(run.day),
+                                     "rows_in": run.rows_in, "rows_scored": run.rows_scored,
+                                     "rows_quarantined": run.rows_rejected})
+        run.details["data_docs"] = str(page)
+    except Exception as exc:  # noqa: BLE001 - the docs are a view; the run's verdict does not depend on them
+        logger.warning("could not write Data Docs for run %s: %s", run.run_id, exc)
+        run.details["data_docs_error"] = f"{type(exc).__name__}: {exc}"
+    quality.timings["data_docs_s"] = time.perf_counter() - started

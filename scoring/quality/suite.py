@@ -1,0 +1,220 @@
+"""Expectation suites: one Great Expectations 1.x JSON file per model version, in ``schemas/``.
+
+A starting suite is generated from the model's registered feature schema and training profile (the
+reference statistics kept in its metadata) when the version is registered; users edit it afterwards, and
+the run compiles whatever the file says. The JSON is GX's own ``ExpectationSuite.to_json_dict()`` form:
+``gx.ExpectationSuite(**json.load(f))`` loads it (tests check that).
+
+Severity (GX's per-expectation ``severity`` field) decides what a failure does:
+
+- row-level rules (not null, between, in set, unique, type): ``critical`` rows are quarantined and not
+  scored; ``warning``/``info`` rows are scored and only counted (log, ledger, Data Docs).
+- batch-level rules (row count, share of non-null values, required columns) and row-level rules with an
+  explicit ``mostly``: ``critical`` fails the run (nothing is published), ``warning``/``info`` logs it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scoring.errors import ScoringError
+from scoring.models.reference import MISSING, OTHER
+
+if TYPE_CHECKING:
+    from scoring.models.store import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+# GX type names accepted for numeric features (what GX's pandas engine reports for these dtypes).
+NUMERIC_TYPE_LIST = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64",
+                     "Int64Dtype", "Float64Dtype"]
+STRING_TYPE = "str"  # pandas 3 string columns (GX's OfType check; InTypeList rejects them)
+BOOLEAN_TYPE = "bool"
+
+
+class SuiteError(ScoringError):
+    """An expectation suite is missing, unreadable, or uses something the gate cannot run."""
+
+
+def suite_path(suites_dir: Path, model: str, version: int) -> Path:
+    """Where the suite of one model version lives: ``<suites_dir>/<model>/v<version>.json``."""
+    return Path(suites_dir) / model / f"v{version}.json"
+
+
+def suite_name(model: str, version: int) -> str:
+    return f"{model}_v{version}"
+
+
+def _exp(kind: str, severity: str = "critical", meta: dict[str, Any] | None = None, **kwargs: Any) -> dict:
+    return {"type": kind, "kwargs": {k: v for k, v in kwargs.items() if v is not None}, "meta": meta or {},
+            "severity": severity}
+
+
+def _round(value: float, up: bool, integer: bool) -> float | int:
+    if integer:
+        return int(math.ceil(value) if up else math.floor(value))
+    return float(f"{value:.6g}")
+
+
+def _range(ref: dict[str, Any], margin: float, integer: bool) -> tuple[float | int, float | int] | None:
+    if "min" not in ref or "max" not in ref:
+        return None
+    low, high = float(ref["min"]), float(ref["max"])
+    pad = margin * (high - low) if high > low else margin * max(abs(high), 1.0)
+    lo, hi = low - pad, high + pad
+    if low >= 0:
+        lo = max(lo, 0.0)  # a column never negative in training stays non-negative
+    return _round(lo, False, integer), _round(hi, True, integer)
+
+
+def _missing_share(ref: dict[str, Any]) -> float | None:
+    """Share of missing values in training, or None when the profile cannot tell."""
+    if "missing" in ref:
+        return float(ref["missing"])
+    shares = ref.get("shares", {})
+    if isinstance(shares, dict):
+        if MISSING in shares:
+            return float(shares[MISSING])
+        if OTHER not in shares:
+            return 0.0
+    return None
+
+
+def null_allowance(share: float) -> float:
+    """Largest share of nulls a run may have when training had ``share``: twice it, and at least +10 points."""
+    return min(1.0, max(2 * share, share + 0.10))
+
+
+def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0) -> dict[str, Any]:
+    """A starting suite for ``mv`` from its feature schema and training profile.
+
+    Args:
+        mv: the registered model version (its metadata has ``features`` and ``reference``).
+        key_column: the source's key column: not null and unique within a run's interval.
+        margin: numeric ranges are the training min/max widened by ``margin`` times the training span on
+            each side (floored at 0 when training had no negative value). Wide on purpose: the training
+            extremes of heavy-tailed columns are exceeded by normal days; the rule is there to catch unit
+            mix-ups, sentinels and impossible signs, not tails.
+
+    Returns:
+        The suite as GX 1.x JSON (a dict).
+    """
+    refs = (mv.meta.get("reference") or {}).get("features", {})
+    features = [f for f in mv.features if f["name"] != key_column]
+    exps = [
+        _exp("expect_table_columns_to_match_set", column_set=[key_column, *(f["name"] for f in features)],
+             exact_match=False, meta={"why": "the model's input columns and the key; extra columns are ignored"}),
+        _exp("expect_table_row_count_to_be_between", "warning", min_value=1,
+             meta={"why": "an empty interval is logged; make it critical to fail empty days"}),
+        _exp("expect_column_values_to_not_be_null", column=key_column, meta={"why": "key"}),
+        _exp("expect_column_values_to_be_unique", column=key_column, meta={"why": "one prediction per key"}),
+    ]
+    for feat in features:
+        name, kind = feat["name"], feat["type"]
+        ref = refs.get(name, {})
+        if kind in ("integer", "float"):
+            exps.append(_exp("expect_column_values_to_be_in_type_list", column=name, type_list=NUMERIC_TYPE_LIST,
+                             meta={"why": f"trained as {kind}"}))
+        elif kind == "string":
+            exps.append(_exp("expect_column_values_to_be_of_type", column=name, type_=STRING_TYPE,
+                             meta={"why": "trained as string"}))
+        elif kind == "boolean":
+            exps.append(_exp("expect_column_values_to_be_of_type", column=name, type_=BOOLEAN_TYPE,
+                             meta={"why": "trained as boolean"}))
+        missing = _missing_share(ref)
+        if missing == 0.0:
+            exps.append(_exp("expect_column_values_to_not_be_null", column=name,
+                             meta={"why": "no missing values in training"}))
+        elif missing is not None:
+            allowed = null_allowance(missing)
+            if allowed < 1.0:
+                exps.append(_exp("expect_column_proportion_of_non_null_values_to_be_between", column=name,
+                                 min_value=round(1 - allowed, 4),
+                                 meta={"why": f"{missing:.2%} missing in training"}))
+        if kind in ("integer", "float"):
+            bounds = _range(ref, margin, kind == "integer")
+            if bounds:
+                exps.append(_exp("expect_column_values_to_be_between", column=name, min_value=bounds[0],
+                                 max_value=bounds[1], meta={"why": f"training range {ref['min']:.6g} .. "
+                                                            f"{ref['max']:.6g} widened by {margin:g} x its span"}))
+        elif kind == "string" and ref.get("levels"):
+            exps.append(_exp("expect_column_values_to_be_in_set", "warning", column=name,
+                             value_set=sorted(ref["levels"]),
+                             meta={"why": "levels seen in training; unseen levels are scored and counted "
+                                          "(make it critical to quarantine them)"}))
+    return {
+        "name": suite_name(mv.name, mv.version),
+        "id": None,
+        "expectations": exps,
+        "meta": {"great_expectations_version": package_version("great_expectations"),
+                 "scoring": {"model": mv.name, "version": mv.version, "key_column": key_column,
+                             "generated_from": "training profile in the model metadata",
+                             "range_margin": margin}},
+        "notes": "Generated by `scoring models register`; edit freely. severity critical: failing rows are "
+                 "quarantined (row rules) or the run fails (batch rules, rules with mostly); warning: counted only.",
+    }
+
+
+def write_suite(path: Path, suite: dict[str, Any]) -> Path:
+    """Write ``suite`` as indented JSON, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(suite, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_suite(path: Path) -> dict[str, Any]:
+    """Read a suite file; SuiteError names the file when it is not a JSON object with expectations."""
+    try:
+        suite = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SuiteError(f"expectation suite {str(path)!r} not found") from None
+    except (OSError, ValueError) as exc:
+        raise SuiteError(f"expectation suite {str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list):
+        raise SuiteError(f"expectation suite {str(path)!r} has no 'expectations' list")
+    return suite
+
+
+def write_generated_suite(suites_dir: Path, mv: ModelVersion, key_column: str, margin: float = 3.0,
+                          overwrite: bool = False) -> Path:
+    """Generate and write the starting suite of ``mv``; an existing file is kept unless ``overwrite``."""
+    path = suite_path(suites_dir, mv.name, mv.version)
+    if path.exists() and not overwrite:
+        logger.info("keeping the existing expectation suite %s", path)
+        return path
+    write_suite(path, generate_suite(mv, key_column, margin))
+    logger.info("wrote expectation suite %s", path)
+    return path
+
+
+def load_suite(suites_dir: Path, mv: ModelVersion, key_column: str, *, margin: float = 3.0,
+               require: bool = False) -> tuple[Path, dict[str, Any], bool]:
+    """The suite of ``mv``: read from its file, or generated (and written) when the file is missing.
+
+    Returns:
+        (path, suite, generated).
+
+    Raises:
+        SuiteError: the file is missing and ``require`` is set, or the file is unreadable.
+    """
+    path = suite_path(suites_dir, mv.name, mv.version)
+    if path.exists():
+        return path, read_suite(path), False
+    if require:
+        raise SuiteError(f"no expectation suite for model {mv.name} v{mv.version}: {str(path)!r} is missing "
+                         f"(write it with `scoring models suite {mv.name} --version {mv.version}`)")
+    logger.warning("no expectation suite for %s v%s: generating %s from the registered training profile",
+                   mv.name, mv.version, path)
+    write_suite(path, generate_suite(mv, key_column, margin))
+    return path, read_suite(path), True

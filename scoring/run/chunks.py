@@ -1,0 +1,105 @@
+"""Score and stage chunks, serially or over a process pool (one model load per worker)."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from scoring.models.scorer import ScoreSpec, score_table
+from scoring.quality.compile import Rule
+from scoring.quality.drift import chunk_counts
+from scoring.quality.gate import Gate, apply_gate
+from scoring.storage.staging import ChunkManifest, Stage
+
+logger = logging.getLogger(__name__)
+
+
+def key_gate(key_column: str) -> Gate:
+    """The minimal gate (rows without a key are quarantined), for callers that bring no suite."""
+    return Gate(key_column, (Rule("key", "expect_column_values_to_not_be_null", {"column": key_column}),))
+
+
+def process_chunk(model: Any, batch: pa.RecordBatch | pa.Table, index: int, spec: ScoreSpec,
+                  stage: Stage, gate: Gate | None = None) -> ChunkManifest:
+    """Gate, score and stage one chunk. Pure except for the staged files.
+
+    Rows failing a quarantining rule of ``gate`` are staged as quarantine records and not scored; the
+    gate's counts and the drift counts of the scored rows go into the manifest's ``stats``.
+    """
+    table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    checked = apply_gate(gate or key_gate(spec.key_column), table)
+    predictions = score_table(model, checked.good, spec)
+    stats: dict[str, Any] = {"gate": checked.stats}
+    if gate is not None and gate.drift:
+        started = time.perf_counter()
+        stats["drift"] = chunk_counts(gate.drift, checked.good, predictions.column("score").to_numpy())
+        stats["drift_s"] = time.perf_counter() - started
+    manifest = stage.write(index, table.num_rows, predictions, checked.quarantine, stats)
+    logger.debug("chunk %s: %s in, %s scored, %s quarantined", index, table.num_rows,
+                 manifest.scored, manifest.rejected)
+    return manifest
+
+
+_WORKER_MODEL: Any = None
+
+
+def _init_worker(loader: Callable[[], Any]) -> None:
+    global _WORKER_MODEL
+    _WORKER_MODEL = loader()
+
+
+def _worker(batch: pa.RecordBatch, index: int, spec: ScoreSpec, root: Path, gate: Gate | None) -> ChunkManifest:
+    return process_chunk(_WORKER_MODEL, batch, index, spec, Stage(root), gate)
+
+
+def run_chunks(batches: Iterator[pa.RecordBatch], model: Any, loader: Callable[[], Any], spec: ScoreSpec,
+               stage: Stage, workers: int = 1,
+               on_chunk: Callable[[ChunkManifest], None] | None = None,
+               gate: Gate | None = None) -> list[ChunkManifest]:
+    """Process every batch; chunks already staged and verified are reused, not rescored.
+
+    Args:
+        batches: the interval's record batches, in a stable order.
+        model: the loaded model (used when ``workers`` is 1).
+        loader: loads the model in a worker process (used when ``workers`` > 1).
+        spec: key, features and threshold.
+        stage: where chunk outputs go.
+        workers: processes; in-flight chunks are bounded to 2 per worker to bound memory.
+        on_chunk: called after each chunk (progress).
+        gate: the run's data quality gate (default: quarantine rows without a key only).
+    """
+    done: list[ChunkManifest] = []
+
+    def finish(manifest: ChunkManifest) -> None:
+        done.append(manifest)
+        if on_chunk:
+            on_chunk(manifest)
+
+    if workers <= 1:
+        for index, batch in enumerate(batches):
+            finish(stage.completed(index) or process_chunk(model, batch, index, spec, stage, gate))
+        return done
+    pending: deque[Future[ChunkManifest]] = deque()
+    # spawn, not fork: the parent holds DuckDB and OpenMP threads, which a forked child can deadlock on.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                             initargs=(loader,)) as pool:
+        for index, batch in enumerate(batches):
+            reused = stage.completed(index)
+            if reused:
+                finish(reused)
+                continue
+            pending.append(pool.submit(_worker, batch, index, spec, stage.root, gate))
+            while len(pending) >= 2 * workers:
+                finish(pending.popleft().result())
+        while pending:
+            finish(pending.popleft().result())
+    return sorted(done, key=lambda m: m.index)

@@ -1,0 +1,162 @@
+"""Score one data interval end to end: extract -> check -> score in chunks -> stage -> publish."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scoring.config import Config
+from scoring.dates import DataInterval
+from scoring.errors import ScoringError, ValidationFailed
+from scoring.models.scorer import ScoreSpec, encoded_width, positive_index
+from scoring.models.store import ModelStore, ModelVersion
+from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
+from scoring.reports.summaries import summarize
+from scoring.run.chunks import run_chunks
+from scoring.run.sizing import chunk_rows
+from scoring.storage.pgconn import redact_url
+from scoring.storage.results import ResultsStore, RunRecord, open_results
+from scoring.storage.sources import open_source
+from scoring.storage.staging import ChunkManifest, Stage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run did; the same figures are in the ledger."""
+
+    run_id: str
+    day: dt.date
+    model_name: str
+    model_version: int
+    rows_in: int
+    rows_rejected: int
+    rows_scored: int
+    duration_s: float
+    results: str
+
+
+def make_run_id(model: str, day: dt.date, started: dt.datetime) -> str:
+    """Readable and unique per attempt; predictions are keyed by (day, model, source key), not by this."""
+    return f"{model}__{day.isoformat()}__{started.strftime('%Y%m%dT%H%M%S%fZ')}"
+
+
+def resolve_model(cfg: Config, version: int | None = None) -> ModelVersion:
+    """The version to score with: an explicit override, the config's pin, or the alias's target now."""
+    store = ModelStore(cfg.model.store)
+    return store.resolve(cfg.model.name, cfg.model.alias, version if version is not None else cfg.model.version)
+
+
+def _load(store_root: Path, name: str, version: int) -> Any:
+    store = ModelStore(store_root)
+    return store.load(store.get(name, version))
+
+
+def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = None, trigger: str = "cli",
+                 rows_per_chunk: int | None = None,
+                 on_start: Callable[[int], None] | None = None,
+                 on_chunk: Callable[[ChunkManifest], None] | None = None) -> RunResult:
+    """Score every source row of ``interval`` and replace the (day, model) partition of predictions.
+
+    Args:
+        cfg: the loaded configuration.
+        interval: the run's data interval; the partition key is its start day.
+        version: a model version overriding the configured alias or pin.
+        trigger: recorded in the ledger (cli, backfill, airflow).
+        rows_per_chunk: overrides the configured chunk size.
+        on_start: called with the interval's row count before scoring (progress bars).
+        on_chunk: called after each staged chunk.
+
+    Returns:
+        The run's counts. Raises ScoringError (after recording the failure in the ledger) on failure;
+        the previous partition is then left as it was.
+    """
+    mv = resolve_model(cfg, version)
+    results = open_results(cfg.results)
+    results.ensure_schema()
+    started = dt.datetime.now(dt.UTC)
+    run = RunRecord(make_run_id(cfg.model.name, interval.day, started), interval.day, cfg.model.name,
+                    mv.version, started, trigger=trigger)
+    results.start_run(run)
+    stage = Stage(cfg.results.staging_dir / cfg.model.name / interval.day.isoformat() / run.run_id)
+    manifests: list[ChunkManifest] = []
+    try:
+        with open_source(cfg.source) as source:
+            quality = prepare_quality(cfg, mv, source, interval)  # suite, schema-drift policy, duplicate keys
+            columns = quality.columns
+            model = ModelStore(cfg.model.store).load(mv)
+            positive_index(model)
+            spec = ScoreSpec(cfg.source.key_column, tuple(columns[1:]), cfg.model.threshold)
+            schema = source.schema()
+            rows = chunk_rows(schema, encoded_width(model, len(columns)), cfg.chunking.memory_budget_mib,
+                              rows_per_chunk or cfg.chunking.rows_per_chunk)
+            if on_start:
+                on_start(source.count(interval))
+            logger.info("scoring %s for %s with %s v%s, %s rows per chunk", source.describe, interval.day,
+                        mv.name, mv.version, rows)
+            loader = functools.partial(_load, cfg.model.store, mv.name, mv.version)
+            manifests = run_chunks(source.batches(interval, rows), model, loader, spec, stage,
+                                   workers=cfg.workers, on_chunk=on_chunk, gate=quality.gate)
+        finish_run(cfg, results, run, stage, manifests, quality)
+    except BaseException as exc:
+        record_failure(results, run, exc, stage, manifests)
+        raise
+    finally:
+        stage.remove()
+    logger.info("run %s: %s in, %s scored, %s quarantined in %.2fs", run.run_id, run.rows_in,
+                run.rows_scored, run.rows_rejected, run.duration_s)
+    return RunResult(run.run_id, run.day, run.model_name, run.model_version, run.rows_in, run.rows_rejected,
+                     run.rows_scored, run.duration_s or 0.0, redact_url(str(cfg.results.path or cfg.results.url)))
+
+
+def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
+               manifests: list[ChunkManifest], quality: Quality | None = None) -> None:
+    """The steps after scoring shared by the CLI and the DAG: totals, checks, one publish transaction.
+
+    Args:
+        cfg: the loaded configuration.
+        results: the results store, schema ensured and the run's ledger row started.
+        run: the run's ledger record; marked successful inside the publish transaction.
+        stage: where the run's chunks are staged.
+        manifests: every chunk of the run, verified.
+        quality: the run's data quality state; its batch rules, output checks and drift are concluded here
+            (raises ValidationFailed, nothing published).
+    """
+    run.rows_in = sum(m.rows_in for m in manifests)
+    run.rows_scored = sum(m.scored for m in manifests)
+    run.rows_rejected = sum(m.rejected for m in manifests)
+    files, qfiles = stage.prediction_files(manifests), stage.quarantine_files(manifests)
+    extra = conclude_quality(cfg, run, quality, manifests, files) if quality is not None else {}
+    run.finish("success")
+    results.publish(run, files, qfiles, extra={**extra, **summarize(run, files, qfiles)})
+
+
+def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException, stage: Stage | None = None,
+                   manifests: list[ChunkManifest] | None = None) -> None:
+    """Mark ``run`` failed in the ledger with a one-line error; predictions are not touched. A data quality
+    failure also keeps its quarantine rows, so users see which rows and rules failed."""
+    run.finish("failed", _one_line(exc))
+    try:
+        if isinstance(exc, ValidationFailed) and stage is not None and manifests:
+            results.record_failure(run, stage.quarantine_files(manifests))
+        else:
+            results.fail_run(run)
+    except Exception:  # noqa: BLE001 - the original error matters more than the ledger write
+        logger.exception("could not record the failure of run %s", run.run_id)
+    logger.error("run %s failed: %s", run.run_id, run.error)
+
+
+def run_day(cfg: Config, day: dt.date, **kwargs: Any) -> RunResult:
+    """Score one calendar day (UTC). See ``run_interval``."""
+    return run_interval(cfg, DataInterval.for_day(day), **kwargs)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if isinstance(exc, ScoringError) else f"{type(exc).__name__}: {text}"

@@ -1,0 +1,278 @@
+"""A run split into steps a scheduler can retry one by one: plan -> validate -> score chunks -> publish.
+
+The plan is plain JSON (it travels between tasks as an XCom). Its chunks are key ranges of the interval's
+rows, cut once at plan time, so a retried chunk re-reads exactly the same rows. Chunk outputs are staged
+under ``<staging_dir>/<model>/<day>/<run key>/<plan id>/``: a retried or cleared run with the same plan
+reuses the chunks already staged and verified, and a different plan (another model version, another
+chunk size) can never mix with them. Only ``publish_plan`` and ``record_outcome`` write to the results
+database; the publish step is the one ``pipeline.run_interval`` ends with (``finish_run``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import re
+import shutil
+from dataclasses import asdict
+from typing import Any
+
+import pyarrow as pa
+
+from scoring.config import Config
+from scoring.dates import DataInterval
+from scoring.errors import ConfigError, ModelStoreError, SchemaError, ScoringError, ValidationFailed
+from scoring.models.scorer import ScoreSpec, encoded_width, positive_index
+from scoring.models.store import ModelStore
+from scoring.quality.run_checks import Quality, prepare_quality
+from scoring.quality.schema_check import check_schema
+from scoring.run.chunks import process_chunk
+from scoring.run.pipeline import finish_run, make_run_id, record_failure, resolve_model
+from scoring.run.sizing import chunk_rows
+from scoring.storage.results import ResultsStore, RunRecord, open_results
+from scoring.storage.sources import open_source
+from scoring.storage.sources.base import KeyRange, key_ranges
+from scoring.storage.staging import ChunkManifest, Stage
+
+logger = logging.getLogger(__name__)
+
+TRIGGER = "airflow"
+# Errors that a retry cannot fix: a wrong config, schema or model, or a failed quality rule.
+PERMANENT = (ConfigError, SchemaError, ModelStoreError, ValidationFailed)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying may help (source or results unreachable, locks, I/O), as opposed to a user mistake."""
+    return not isinstance(exc, PERMANENT)
+
+
+def run_key(text: str) -> str:
+    """A folder-safe key for a scheduler's run id (e.g. ``scheduled__2026-03-07T00:00:00+00:00``)."""
+    key = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")
+    return key or "run"
+
+
+def _jsonable(value: Any) -> Any:
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def _plan_id(plan: dict[str, Any]) -> str:
+    stable = {k: plan[k] for k in ("run_key", "day", "interval", "model", "rows_per_chunk", "chunks")}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, rows_per_chunk: int | None = None,
+             *, key: str = "manual", details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Resolve the model version and cut the interval's rows into chunks sized from the memory budget.
+
+    Args:
+        cfg: the loaded configuration.
+        interval: the run's data interval; its start day is the partition.
+        version: a model version overriding the alias or pin (else the alias's target now).
+        rows_per_chunk: overrides the configured chunk size.
+        key: identifies the scheduler's run (its run id); staged chunks are kept per key.
+        details: scheduler facts to keep in the ledger (run id, run type, ...).
+
+    Returns:
+        A JSON-serialisable plan: ``plan_id``, ``run_key``, ``day``, ``interval``, ``model``, ``rows``,
+        ``rows_per_chunk`` and ``chunks`` (index and key range of each).
+    """
+    mv = resolve_model(cfg, version)
+    model = ModelStore(cfg.model.store).load(mv)
+    with open_source(cfg.source) as source:
+        schema = source.schema()
+        size = chunk_rows(schema, encoded_width(model, len(mv.features)), cfg.chunking.memory_budget_mib,
+                          rows_per_chunk or cfg.chunking.rows_per_chunk)
+        rows = source.count(interval)
+        wanted = max(1, math.ceil(rows / size))
+        cuts = source.key_cuts(interval, wanted) if wanted > 1 else []
+    chunks = [{"index": i, "lo": _jsonable(r.lo), "hi": _jsonable(r.hi), "nulls": r.nulls}
+              for i, r in enumerate(key_ranges(cuts))]
+    plan: dict[str, Any] = {
+        "run_key": run_key(key), "day": interval.day.isoformat(),
+        "interval": {"start": interval.start.isoformat(), "end": interval.end.isoformat()},
+        "model": {"name": mv.name, "version": mv.version}, "rows": rows, "rows_per_chunk": size,
+        "chunks": chunks, "planned_at": dt.datetime.now(dt.UTC).isoformat(), "details": details or {},
+    }
+    plan["plan_id"] = _plan_id(plan)
+    logger.info("plan %s: %s rows of %s in %s chunks of <= %s rows, %s v%s", plan["plan_id"], rows,
+                interval.day, len(chunks), size, mv.name, mv.version)
+    return plan
+
+
+def plan_interval(plan: dict[str, Any]) -> DataInterval:
+    """The data interval a plan covers."""
+    return DataInterval(dt.datetime.fromisoformat(plan["interval"]["start"]),
+                        dt.datetime.fromisoformat(plan["interval"]["end"]))
+
+
+def run_folder(cfg: Config, plan: dict[str, Any]) -> Stage:
+    """Everything staged for the plan's scheduler run (every plan of it)."""
+    return Stage(cfg.results.staging_dir / plan["model"]["name"] / plan["day"] / plan["run_key"])
+
+
+def plan_stage(cfg: Config, plan: dict[str, Any]) -> Stage:
+    """Where the plan's chunks are staged."""
+    return Stage(run_folder(cfg, plan).root / plan["plan_id"])
+
+
+def _spec_and_model(cfg: Config, plan: dict[str, Any], schema: pa.Schema) -> tuple[ScoreSpec, Any]:
+    store = ModelStore(cfg.model.store)
+    mv = store.get(plan["model"]["name"], plan["model"]["version"])
+    columns = check_schema(schema, mv.features, cfg.source.key_column)
+    model = store.load(mv)
+    positive_index(model)
+    return ScoreSpec(cfg.source.key_column, tuple(columns[1:]), cfg.model.threshold), model
+
+
+def _quality(cfg: Config, plan: dict[str, Any], source: Any) -> Quality:
+    """The run's data quality state (suite, schema-drift policy, the interval's duplicate keys), the same
+    the CLI builds, so every chunk passes the same gate and publish concludes the same checks."""
+    mv = ModelStore(cfg.model.store).get(plan["model"]["name"], plan["model"]["version"])
+    return prepare_quality(cfg, mv, source, plan_interval(plan))
+
+
+def validate_plan(cfg: Config, plan: dict[str, Any]) -> list[int]:
+    """Check what every chunk relies on before fanning out: the source columns match the model's feature
+    schema, the artifact verifies and is a binary classifier. Returns the chunk indexes to score."""
+    with open_source(cfg.source) as source:
+        _spec_and_model(cfg, plan, source.schema())
+        _quality(cfg, plan, source)
+    return [c["index"] for c in plan["chunks"]]
+
+
+def _manifest_dict(manifest: ChunkManifest, reused: bool) -> dict[str, Any]:
+    return {**asdict(manifest), "reused": reused}
+
+
+def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int) -> dict[str, Any]:
+    """Score and stage chunk ``index`` of ``plan``; a chunk already staged and verified is reused as is.
+
+    Never writes to the results database. Returns the chunk's manifest with ``reused``.
+    """
+    stage = plan_stage(cfg, plan)
+    done = stage.completed(index)
+    if done is not None:
+        logger.info("chunk %s of plan %s is already staged; reusing it", index, plan["plan_id"])
+        return _manifest_dict(done, True)
+    chunk = plan["chunks"][index]
+    key_range = KeyRange(chunk["lo"], chunk["hi"], chunk["nulls"])
+    with open_source(cfg.source) as source:
+        schema = source.schema()
+        spec, model = _spec_and_model(cfg, plan, schema)
+        quality = _quality(cfg, plan, source)
+        batches = list(source.range_batches(plan_interval(plan), key_range, plan["rows_per_chunk"]))
+    table = pa.Table.from_batches(batches) if batches else schema.empty_table()
+    manifest = process_chunk(model, table, index, spec, stage, quality.gate)
+    logger.info("chunk %s of plan %s: %s rows in, %s scored, %s quarantined", index, plan["plan_id"],
+                manifest.rows_in, manifest.scored, manifest.rejected)
+    return _manifest_dict(manifest, False)
+
+
+def _counts(run: RunRecord, plan: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {"run_id": run.run_id, "day": run.day.isoformat(), "model_name": run.model_name,
+            "model_version": run.model_version, "rows_in": run.rows_in, "rows_scored": run.rows_scored,
+            "rows_rejected": run.rows_rejected, "plan_id": plan["plan_id"], **more}
+
+
+def _published_run(results: ResultsStore, plan: dict[str, Any]) -> dict[str, Any] | None:
+    """The successful ledger row of ``plan``, if it was already published."""
+    sql = (f"SELECT * FROM {results.table_name('runs')} "  # noqa: S608 - quoted identifier
+           "WHERE model_name = $1 AND day = $2 AND status = 'success' ORDER BY finished_at DESC")
+    for row in results.query(sql, [plan["model"]["name"], dt.date.fromisoformat(plan["day"])]).to_pylist():
+        if json.loads(row["details"] or "{}").get("plan_id") == plan["plan_id"]:
+            return row
+    return None
+
+
+def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str, Any]] | None = None
+                 ) -> dict[str, Any]:
+    """Publish every staged chunk of ``plan`` in one transaction, record the ledger, remove the stage.
+
+    Runs the same steps as the end of ``pipeline.run_interval`` (``finish_run``). Publishing a plan that is
+    already published (a retry after a lost task heartbeat) returns the recorded counts and writes nothing.
+
+    Args:
+        cfg: the loaded configuration.
+        plan: from ``plan_run``.
+        chunk_results: the chunk tasks' manifests, to count the chunks reused from an earlier attempt.
+
+    Returns:
+        Counts for the asset event and XCom: run id, day, model name and version, rows in/scored/rejected.
+    """
+    stage = plan_stage(cfg, plan)
+    results = open_results(cfg.results)
+    results.ensure_schema()
+    manifests = [stage.completed(c["index"]) for c in plan["chunks"]]
+    missing = [c["index"] for c, m in zip(plan["chunks"], manifests, strict=True) if m is None]
+    if missing:
+        previous = _published_run(results, plan) if len(missing) == len(manifests) else None
+        if previous is not None:
+            logger.info("plan %s was already published as run %s", plan["plan_id"], previous["run_id"])
+            return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in previous.items()
+                    if k in ("run_id", "day", "model_name", "model_version", "rows_in", "rows_scored",
+                             "rows_rejected")} | {"plan_id": plan["plan_id"], "already_published": True}
+        raise ScoringError(f"chunks {missing} of plan {plan['plan_id']} are not staged in {stage.root}")
+    reused = sum(1 for r in chunk_results or [] if r.get("reused"))
+    day = dt.date.fromisoformat(plan["day"])
+    run = RunRecord(make_run_id(plan["model"]["name"], day, dt.datetime.now(dt.UTC)), day,
+                    plan["model"]["name"], plan["model"]["version"],
+                    dt.datetime.fromisoformat(plan["planned_at"]), trigger=TRIGGER,
+                    details={**plan["details"], "plan_id": plan["plan_id"], "chunks": len(plan["chunks"]),
+                             "chunks_reused": reused})
+    results.start_run(run)
+    done = [m for m in manifests if m is not None]
+    try:
+        with open_source(cfg.source) as source:
+            quality = _quality(cfg, plan, source)
+        finish_run(cfg, results, run, stage, done, quality)
+    except BaseException as exc:
+        record_failure(results, run, exc, stage, done)
+        raise
+    shutil.rmtree(run_folder(cfg, plan).root, ignore_errors=True)
+    logger.info("run %s published: %s in, %s scored, %s quarantined (%s of %s chunks reused)", run.run_id,
+                run.rows_in, run.rows_scored, run.rows_rejected, reused, len(plan["chunks"]))
+    return _counts(run, plan, chunks=len(plan["chunks"]), chunks_reused=reused, table=cfg.results.table)
+
+
+FAILED = ("failed", "upstream_failed")
+
+
+def record_outcome(cfg: Config, interval: DataInterval, plan: dict[str, Any] | None,
+                   task_states: dict[str, str], details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Record how a scheduler run ended, whatever happened before: the ledger gets a failed row naming the
+    failed tasks unless ``publish`` already recorded the outcome itself.
+
+    Args:
+        cfg: the loaded configuration.
+        interval: the run's data interval.
+        plan: the plan, or None when planning failed.
+        task_states: state per task of the run (``score_chunk[3]`` for mapped tasks).
+        details: scheduler facts to keep in the ledger.
+
+    Returns:
+        ``status`` (success or failed), the ``failed`` tasks and the ledger ``run_id`` when known.
+    """
+    failed = sorted(t for t, s in task_states.items() if s == "failed")
+    publish = task_states.get("publish")
+    if publish == "success" and not failed:
+        return {"status": "success", "failed": []}
+    if publish == "failed":
+        return {"status": "failed", "failed": failed, "recorded_by": "publish"}
+    results = open_results(cfg.results)
+    results.ensure_schema()
+    now = dt.datetime.now(dt.UTC)
+    started = dt.datetime.fromisoformat(plan["planned_at"]) if plan else now
+    run = RunRecord(make_run_id(cfg.model.name, interval.day, now), interval.day, cfg.model.name,
+                    plan["model"]["version"] if plan else None, started, trigger=TRIGGER,
+                    details={**(details or {}), **({"plan_id": plan["plan_id"]} if plan else {}),
+                             "task_states": task_states})
+    results.start_run(run)
+    stuck = sorted(t for t, s in task_states.items() if s in FAILED or s is None)
+    error = ScoringError(f"tasks failed: {', '.join(failed or stuck) or 'unknown'}; staged chunks are kept "
+                         "for a retry")
+    record_failure(results, run, error)
+    return {"status": "failed", "failed": failed, "run_id": run.run_id}

@@ -1,0 +1,91 @@
+"""Results tables, declared once for every results store.
+
+Types are logical (string, float, int, date, timestamptz, ...); each store maps them to its SQL.
+Partitioned tables are replaced per (day, model_name) in the publish transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # string | float | int8 | int32 | int64 | date | timestamptz | bool | json
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    partitioned: bool = True  # replaced per (day, model_name) on publish
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def _c(name: str, type_: str, nullable: bool = True) -> Column:
+    return Column(name, type_, nullable)
+
+
+def predictions_spec(name: str) -> TableSpec:
+    """The predictions table; its name comes from the configuration."""
+    return TableSpec(name, (
+        _c("source_key", "string", False), _c("score", "float", False), _c("label", "int8", False),
+        _c("model_name", "string", False), _c("model_version", "int32", False), _c("run_id", "string", False),
+        _c("day", "date", False), _c("scored_at", "timestamptz", False),
+    ), primary_key=("day", "model_name", "source_key"))
+
+
+RUNS = TableSpec("runs", (
+    _c("run_id", "string", False), _c("day", "date", False), _c("model_name", "string", False),
+    _c("model_version", "int32"), _c("status", "string", False), _c("rows_in", "int64"),
+    _c("rows_rejected", "int64"), _c("rows_scored", "int64"), _c("started_at", "timestamptz", False),
+    _c("finished_at", "timestamptz"), _c("duration_s", "float"), _c("error", "string"), _c("trigger", "string"),
+    _c("details", "json"),
+), primary_key=("run_id",), partitioned=False)
+
+QUARANTINE = TableSpec("quarantine", (
+    _c("run_id", "string", False), _c("day", "date", False), _c("model_name", "string", False),
+    _c("source_key", "string"), _c("column_name", "string"), _c("rule", "string", False), _c("value", "string"),
+    _c("row_json", "json"),
+))
+
+# Tables published with each run besides predictions and quarantine (later features add theirs here).
+EXTRA_TABLES: dict[str, TableSpec] = {}
+
+# Drift monitoring (scoring/quality/drift.py): PSI per feature and for the score ("__score__") of each run.
+EXTRA_TABLES["drift"] = TableSpec("drift", (
+    _c("run_id", "string", False), _c("day", "date", False), _c("model_name", "string", False),
+    _c("model_version", "int32", False), _c("feature", "string", False), _c("psi", "float", False),
+    _c("status", "string", False),
+))
+
+
+def all_tables(predictions_table: str) -> list[TableSpec]:
+    return [predictions_spec(predictions_table), RUNS, QUARANTINE, *EXTRA_TABLES.values()]
+
+
+# Per-(day, model) report summaries, computed from the staged chunks and published in the same transaction as
+# the predictions (scoring/reports/summaries.py), so reports read O(days) rows, never the predictions.
+PREDICTION_STATS = TableSpec("prediction_stats", (
+    _c("day", "date", False), _c("model_name", "string", False), _c("model_version", "int32", False),
+    _c("run_id", "string", False), _c("rows_scored", "int64", False), _c("rows_quarantined", "int64", False),
+    _c("positives", "int64", False), _c("mean_score", "float"), _c("positive_rate", "float"),
+    _c("score_p10", "float"), _c("score_p50", "float"), _c("score_p90", "float"),
+    _c("score_min", "float"), _c("score_max", "float"),
+))
+SCORE_BINS = TableSpec("score_bins", (
+    _c("day", "date", False), _c("model_name", "string", False), _c("model_version", "int32", False),
+    _c("bin", "int32", False), _c("bin_lo", "float", False), _c("bin_hi", "float", False),
+    _c("count", "int64", False),
+))
+QUARANTINE_COUNTS = TableSpec("quarantine_counts", (
+    _c("day", "date", False), _c("model_name", "string", False), _c("rule", "string", False),
+    _c("column_name", "string"), _c("count", "int64", False),
+))
+EXTRA_TABLES.update({s.name: s for s in (PREDICTION_STATS, SCORE_BINS, QUARANTINE_COUNTS)})

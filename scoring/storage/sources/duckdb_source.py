@@ -1,0 +1,91 @@
+"""DuckDB source: a read-only connection streaming Arrow batches."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from scoring.errors import SourceError
+from scoring.storage.sources.base import KeyRange, Source, cuts_from_maxima
+
+if TYPE_CHECKING:
+    from scoring.config import SourceConfig
+    from scoring.dates import DataInterval
+
+logger = logging.getLogger(__name__)
+
+
+class DuckDBSource(Source):
+    """Reads a table or SELECT from a DuckDB file, opened read-only."""
+
+    def __init__(self, cfg: SourceConfig) -> None:
+        super().__init__(cfg)
+        path = cfg.path
+        if path is None or not path.is_file():
+            raise SourceError(f"source database {str(path)!r} not found")
+        try:
+            self.con = duckdb.connect(str(path), read_only=True)
+            self.con.execute("SET TimeZone = 'UTC'")
+        except duckdb.Error as exc:
+            raise SourceError(f"cannot open source database {str(path)!r}: {exc}") from None
+        self._schema: pa.Schema | None = None
+
+    def _run(self, sql: str, params: list[object] | None = None) -> duckdb.DuckDBPyRelation:
+        try:
+            return self.con.sql(sql, params=params)
+        except duckdb.CatalogException as exc:
+            raise SourceError(f"source {self.describe!r} in {str(self.cfg.path)!r}: {_first_line(exc)}") from None
+        except duckdb.Error as exc:
+            raise SourceError(f"source query failed: {_first_line(exc)}") from None
+
+    def schema(self) -> pa.Schema:
+        if self._schema is None:
+            self._schema = self._run(f"SELECT * FROM {self.relation_sql()} LIMIT 0").to_arrow_table().schema  # noqa: S608
+        return self._schema
+
+    def _params(self, interval: DataInterval) -> list[object]:
+        ts = self.schema().field(self.cfg.timestamp_column).type if self.cfg.timestamp_column in self.schema().names \
+            else None
+        if ts is None:
+            raise SourceError(f"timestamp column {self.cfg.timestamp_column!r} not in source {self.describe!r}")
+        if pa.types.is_timestamp(ts) and ts.tz is None:
+            return list(interval.naive())
+        return [interval.start, interval.end]
+
+    def count(self, interval: DataInterval) -> int:
+        return int(self._run(self.interval_sql(("$1", "$2"), "count(*)"), self._params(interval)).fetchall()[0][0])
+
+    def batches(self, interval: DataInterval, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        rel = self._run(self.interval_sql(("$1", "$2")), self._params(interval))
+        try:
+            yield from rel.to_arrow_reader(batch_rows)
+        except duckdb.Error as exc:
+            raise SourceError(f"reading source {self.describe!r} failed: {_first_line(exc)}") from None
+
+    def key_cuts(self, interval: DataInterval, n_chunks: int) -> list[Any]:
+        sql = self.key_cuts_sql(lambda n: f"${n}")
+        maxima = [row[0] for row in self._run(sql, [*self._params(interval), n_chunks]).fetchall()]
+        return cuts_from_maxima(maxima)
+
+    def range_batches(self, interval: DataInterval, key_range: KeyRange, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        sql, params = self.range_sql(lambda n: f"${n}", self._params(interval), key_range)
+        rel = self._run(sql, params)
+        try:
+            yield from rel.to_arrow_reader(batch_rows)
+        except duckdb.Error as exc:
+            raise SourceError(f"reading source {self.describe!r} failed: {_first_line(exc)}") from None
+
+    def duplicate_values(self, interval: DataInterval, column: str) -> pa.Array:
+        table = self._run(self.duplicates_sql(("$1", "$2"), column), self._params(interval)).to_arrow_table()
+        return table.column(0).combine_chunks()
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0]

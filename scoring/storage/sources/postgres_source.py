@@ -1,0 +1,146 @@
+"""PostgreSQL source: Arrow record batches over ADBC, from one REPEATABLE READ snapshot.
+
+The interval is bound as parameters into two transaction-local settings (``set_config($1, $2, true)``)
+that the extraction query reads with ``current_setting(...)``. A query without parameters lets the ADBC
+driver stream it with ``COPY ... TO STDOUT (FORMAT binary)`` in bounded record batches; a query with
+bound parameters would be read into memory whole. The bounds are scalar subqueries over
+``current_setting``, evaluated once per query, so an index on the timestamp column is still used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from scoring.errors import SourceError
+from scoring.storage.pgconn import connect, error_line, resolve_url
+from scoring.storage.sources.base import Source
+from scoring.storage.sources.rebatch import rebatch
+
+if TYPE_CHECKING:
+    from scoring.config import SourceConfig
+    from scoring.dates import DataInterval
+
+logger = logging.getLogger(__name__)
+
+START, END = "scoring.interval_start", "scoring.interval_end"
+PG_TYPE = b"POSTGRESQL:type"
+FLOAT_TYPES = {b"numeric"}  # read as float64: scoring needs floats, and Arrow's decimal128 caps at 38 digits
+
+
+def quote_any(name: str) -> str:
+    """Double-quote a column name read from the database (any characters)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _select_item(field: pa.Field) -> str:
+    """How to read one column: numeric as float8; types ADBC returns as extensions (uuid, json, ...) as text."""
+    pg_type = (field.metadata or {}).get(PG_TYPE, b"")
+    name = quote_any(field.name)
+    if pg_type in FLOAT_TYPES:
+        return f"CAST({name} AS double precision) AS {name}"
+    if isinstance(field.type, pa.BaseExtensionType):
+        return f"CAST({name} AS text) AS {name}"
+    return name
+
+
+class PostgresSource(Source):
+    """Reads a table or SELECT from PostgreSQL inside one read-only REPEATABLE READ transaction.
+
+    Every statement of the run (schema, count, extraction) sees the same snapshot, so rows committed
+    while the run reads are neither half-read nor read twice; re-running the day picks them up.
+    """
+
+    def __init__(self, cfg: SourceConfig) -> None:
+        super().__init__(cfg)
+        self.url = resolve_url(cfg.url, cfg.connection_id)
+        self.con = connect(self.url, cfg.connect_timeout_s, "source", SourceError)
+        self._raw: pa.Schema | None = None
+        self._schema: pa.Schema | None = None
+        try:  # the first statements of the transaction the ADBC driver opened
+            self._execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            self._execute("SET LOCAL TIME ZONE 'UTC'")
+        except BaseException:
+            self.close()
+            raise
+
+    def _execute(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.con.cursor() as cur:
+            try:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+            except Exception as exc:  # noqa: BLE001 - every driver error becomes one line
+                raise self._error(exc) from None
+
+    def _error(self, exc: BaseException) -> SourceError:
+        return SourceError(f"source {self.describe!r}: {error_line(exc, self.url)}")
+
+    def _arrow(self, sql: str) -> pa.Table:
+        with self.con.cursor() as cur:
+            try:
+                cur.execute(sql)
+                return cur.fetch_arrow_table()
+            except Exception as exc:  # noqa: BLE001
+                raise self._error(exc) from None
+
+    def _select(self) -> str:
+        if self._raw is None:
+            self._raw = self._arrow(f"SELECT * FROM {self.relation_sql()} LIMIT 0").schema  # noqa: S608
+        items = [_select_item(f) for f in self._raw]
+        if all(item == quote_any(f.name) for item, f in zip(items, self._raw, strict=True)):
+            return "*"
+        return ", ".join(items)
+
+    def schema(self) -> pa.Schema:
+        """The columns as scoring reads them (numeric as float64, uuid/json as string)."""
+        if self._schema is None:
+            self._schema = self._arrow(f"SELECT {self._select()} FROM {self.relation_sql()} LIMIT 0").schema  # noqa: S608
+        return self._schema
+
+    def _bind(self, interval: DataInterval) -> tuple[str, str]:
+        """Bind the interval into transaction-local settings; return the bounds as SQL expressions."""
+        ts = self.cfg.timestamp_column
+        if ts not in self.schema().names:
+            raise SourceError(f"timestamp column {ts!r} not in source {self.describe!r}")
+        kind = self.schema().field(ts).type
+        if pa.types.is_timestamp(kind) and kind.tz is not None:
+            cast, bounds = "timestamptz", (interval.start.isoformat(), interval.end.isoformat())
+        elif pa.types.is_timestamp(kind):
+            cast, bounds = "timestamp", tuple(b.isoformat() for b in interval.naive())
+        elif pa.types.is_date(kind):
+            cast, bounds = "date", (interval.start.date().isoformat(), interval.end.date().isoformat())
+        else:
+            raise SourceError(f"timestamp column {ts!r} of source {self.describe!r} has type {kind}, "
+                              "expected a timestamp or date")
+        self._execute("SELECT set_config($1, $2, true), set_config($3, $4, true)",
+                      [START, bounds[0], END, bounds[1]])
+        # Scalar subqueries run once (an InitPlan); a bare current_setting() would be re-evaluated per row.
+        return (f"(SELECT CAST(current_setting('{START}') AS {cast}))",
+                f"(SELECT CAST(current_setting('{END}') AS {cast}))")
+
+    def count(self, interval: DataInterval) -> int:
+        sql = self.interval_sql(self._bind(interval), "count(*)")
+        return int(self._arrow(sql).column(0)[0].as_py())
+
+    def batches(self, interval: DataInterval, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        sql = self.interval_sql(self._bind(interval), self._select())
+        with self.con.cursor() as cur:
+            try:
+                cur.execute(sql)
+                reader = cur.fetch_record_batch()
+                yield from rebatch(reader, batch_rows)
+            except SourceError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise self._error(exc) from None
+
+    def close(self) -> None:
+        con, self.con = getattr(self, "con", None), None
+        if con is not None:
+            with contextlib.suppress(Exception):  # a broken connection was rolled back by the server
+                con.rollback()
+            con.close()

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from scoring.cli import app
+from tests.conftest import SCORE_DAY
+from tests.helpers import ledger, published
+
+runner = CliRunner()
+
+
+def test_run_prints_what_landed(cfg_path: Path, cfg) -> None:
+    res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])
+    assert res.exit_code == 0, res.output
+    n = len(published(cfg.results.path, SCORE_DAY))
+    assert "rows in" in res.output and str(n) in res.output and "first 5 predictions" in res.output
+
+
+def test_backfill_exit_code_counts_failed_days(cfg_path: Path, cfg, store: Path) -> None:
+    res = runner.invoke(app, ["backfill", "--config", str(cfg_path), "--start", "2026-03-05", "--end", "2026-03-07"])
+    assert res.exit_code == 0, res.output
+    assert len(ledger(cfg.results.path)) == 3
+    (store / "loan_default" / "1" / "model.joblib").write_bytes(b"x")
+    res = runner.invoke(app, ["backfill", "--config", str(cfg_path), "--start", "2026-03-05", "--end", "2026-03-07"])
+    assert res.exit_code == 3
+    assert "3 of 3 days failed" in res.output
+
+
+def test_user_mistakes_give_one_line_errors(cfg_path: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", "2026-13-45"])
+    assert res.exit_code == 1 and "invalid date '2026-13-45'" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["run", "--config", str(tmp_path / "missing.yaml")])
+    assert res.exit_code == 1 and "not found" in res.output
+    res = runner.invoke(app, ["models", "show", "ghost", "--config", str(cfg_path)])
+    assert res.exit_code == 1 and "unknown model 'ghost'" in res.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(cfg_path.read_text().replace("key_column: application_id", "key_column: 'id; drop table x'"))
+    res = runner.invoke(app, ["run", "--config", str(bad)])
+    assert res.exit_code == 1 and "source.key_column" in res.output
+    same = tmp_path / "same.yaml"
+    text = cfg_path.read_text()
+    src = next(line.split(": ", 1)[1] for line in text.splitlines() if line.strip().startswith("path:"))
+    same.write_text(text.replace(f"path: {tmp_path / 'results.duckdb'}", f"path: {src}"))
+    res = runner.invoke(app, ["run", "--config", str(same)])
+    assert res.exit_code == 1 and "results.path must differ from source.path" in res.output
+
+
+def test_models_register_a_model_trained_elsewhere_and_promote(cfg_path: Path, store: Path, tmp_path: Path,
+                                                               sample_db: Path) -> None:
+    import joblib
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from tests.helpers import source_day
+
+    frame = source_day(sample_db, SCORE_DAY)
+    cols = ["credit_score", "debt_to_income", "delinquencies"]
+    model = make_pipeline(make_column_transformer((SimpleImputer(), cols)), LogisticRegression())
+    model.fit(frame[cols], frame["defaulted"])
+    joblib.dump(model, tmp_path / "mine.joblib")
+    frame.to_parquet(tmp_path / "train.parquet")
+    res = runner.invoke(app, ["models", "register", "--config", str(cfg_path), "--name", "loan_default",
+                              "--artifact", str(tmp_path / "mine.joblib"), "--training-data",
+                              str(tmp_path / "train.parquet"), "--label", "defaulted"])
+    assert res.exit_code == 0, res.output
+    assert "version 2" in res.output and "3 features" in res.output
+    res = runner.invoke(app, ["models", "promote", "loan_default", "2", "--config", str(cfg_path)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])
+    assert res.exit_code == 0, res.output
+    from scoring.config import load_config
+
+    out = published(load_config(cfg_path).results.path, SCORE_DAY)
+    assert set(out["model_version"]) == {2}
+    assert abs(out["score"].to_numpy() - model.predict_proba(frame.sort_values("application_id").assign(
+        k=lambda f: f["application_id"].astype(str)).sort_values("k")[cols])[:, 1]).max() < 1e-9
+
+
+def test_runs_fits_80_columns_one_line_per_run(cfg_path: Path, cfg, store: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])
+    assert res.exit_code == 0, res.output
+    (store / "loan_default" / "1" / "model.joblib").write_bytes(b"x")
+    res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", "2026-03-06"])
+    assert res.exit_code == 1 and "checksum mismatch" in res.output
+    scoring = Path(sys.executable).parent / "scoring"
+    out = subprocess.run([str(scoring), "runs", "--config", str(cfg_path)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, out.stdout
+    rows = [line for line in lines if line.startswith("2026-03-0")]
+    assert len(rows) == 2, out.stdout  # one line per run: no cell folds
+    assert "2026-03-06" in rows[0] and "failed" in rows[0] and "loan_default v1" in rows[0]
+    n = len(published(cfg.results.path, SCORE_DAY))
+    assert "success" in rows[1] and f"{n:,}" in rows[1]
+    assert "checksum mismatch" in out.stdout[out.stdout.index(rows[1]) + len(rows[1]):]  # the error, under the table

@@ -1,0 +1,178 @@
+"""The steps the DAG calls (scoring/run/plan.py), without Airflow: deterministic key-range chunks, reuse, publish,
+the ledger outcome and the connection mapping."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from scoring.config import load_config
+from scoring.dates import DataInterval
+from scoring.errors import (
+    ConfigError,
+    ModelStoreError,
+    PublishError,
+    SchemaError,
+    SourceError,
+    ValidationFailed,
+)
+from scoring.run import pipeline
+from scoring.run import plan as steps
+from scoring.storage.connections import ConnectionInfo, apply_connections, postgres_url, predictions_asset_uri
+from scoring.storage.sources import open_source
+from scoring.storage.sources.base import Source, key_ranges
+from tests.conftest import SCORE_DAY, write_config
+from tests.helpers import ledger, published
+
+INTERVAL = DataInterval.for_day(SCORE_DAY)
+COMPARED = ["day", "source_key", "score", "label", "model_name", "model_version"]
+
+
+@pytest.fixture()
+def messy_source(tmp_path: Path, sample_db: Path) -> Path:
+    """The sample with NULL keys and repeated keys on the scored day (keys are not always clean)."""
+    db = tmp_path / "messy.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"ATTACH '{sample_db}' AS s (READ_ONLY)")
+        con.execute("CREATE TABLE loan_applications AS SELECT * FROM s.loan_applications")
+        con.execute("UPDATE loan_applications SET application_id = NULL WHERE application_id % 50 = 7")
+        con.execute("UPDATE loan_applications SET application_id = application_id - application_id % 4 "
+                    "WHERE application_id % 10 < 3")
+    return db
+
+
+def _rows(batches: list[pa.RecordBatch]) -> list[str]:
+    return sorted(json.dumps(r, default=str) for b in batches for r in b.to_pylist())
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["integer keys", "string keys"])
+def test_key_ranges_cover_every_row_exactly_once(tmp_path: Path, messy_source: Path, store: Path,
+                                                 as_text: bool) -> None:
+    source = {"table": None, "query": "SELECT * REPLACE (CAST(application_id AS VARCHAR) AS application_id) "
+              "FROM loan_applications"} if as_text else {}
+    cfg = load_config(write_config(tmp_path, messy_source, store, source=source))
+    with open_source(cfg.source) as src:
+        everything = _rows(list(src.batches(INTERVAL, 10_000)))
+        assert any('"application_id": null' in r for r in everything)
+        for n in (1, 3, 7, 50):
+            cuts = src.key_cuts(INTERVAL, n)
+            assert all(a < b for a, b in zip(cuts, cuts[1:], strict=False))
+            assert len(cuts) == n - 1 if n < 10 else n // 2 < len(cuts) < n  # repeats merge a few buckets
+            assert cuts == Source.key_cuts(src, INTERVAL, n)  # SQL ntile == the generic fallback
+            chunks = []
+            for key_range in key_ranges(cuts):
+                rows = _rows(list(src.range_batches(INTERVAL, key_range, 64)))
+                assert rows == _rows(list(Source.range_batches(src, INTERVAL, key_range, 64)))
+                chunks.append(rows)
+            assert sorted(r for c in chunks for r in c) == everything
+            if n == 7:
+                sizes = [len(c) for c in chunks]
+                assert max(sizes) - min(sizes) <= 0.2 * max(sizes)  # repeated keys move a few rows only
+
+
+def test_plan_is_deterministic_and_sized_from_the_chunk_size(cfg) -> None:
+    first = steps.plan_run(cfg, INTERVAL, rows_per_chunk=150, key="scheduled__2026-03-07T00:00:00+00:00")
+    again = steps.plan_run(cfg, INTERVAL, rows_per_chunk=150, key="scheduled__2026-03-07T00:00:00+00:00")
+    assert first["plan_id"] == again["plan_id"] and first["chunks"] == again["chunks"]
+    assert json.loads(json.dumps(first)) == first
+    assert (first["rows"], len(first["chunks"]), first["model"]) == (600, 4, {"name": "loan_default", "version": 1})
+    assert first["run_key"] == "scheduled__2026-03-07T00_00_00_00_00"
+    assert steps.plan_run(cfg, INTERVAL, rows_per_chunk=200, key="x")["plan_id"] != \
+        steps.plan_run(cfg, INTERVAL, rows_per_chunk=150, key="x")["plan_id"]
+    assert len(steps.plan_run(cfg, INTERVAL)["chunks"]) == 1  # the memory budget fits the whole day
+    empty = steps.plan_run(cfg, DataInterval.for_day(SCORE_DAY + dt.timedelta(days=300)))
+    assert empty["rows"] == 0 and len(empty["chunks"]) == 1
+    with pytest.raises(ModelStoreError):
+        steps.plan_run(cfg, INTERVAL, version=9)
+
+
+def test_planned_steps_publish_what_the_cli_publishes_and_reuse_staged_chunks(tmp_path: Path, sample_db: Path,
+                                                                            store: Path) -> None:
+    (tmp_path / "cli").mkdir()
+    cli = load_config(write_config(tmp_path / "cli", sample_db, store))
+    cfg = load_config(write_config(tmp_path, sample_db, store))
+    pipeline.run_day(cli, SCORE_DAY)
+    plan = steps.plan_run(cfg, INTERVAL, rows_per_chunk=97, key="manual__1")
+    indexes = steps.validate_plan(cfg, plan)
+    assert indexes == list(range(7))
+    first = [steps.score_planned_chunk(cfg, plan, i) for i in indexes[:3]]
+    again = [steps.score_planned_chunk(cfg, plan, i) for i in indexes]  # a retry: 0-2 are reused
+    assert [r["reused"] for r in first] == [False] * 3
+    assert [r["reused"] for r in again] == [True] * 3 + [False] * 4
+    assert [r["predictions_sha256"] for r in again[:3]] == [r["predictions_sha256"] for r in first]
+    assert not cfg.results.path.exists()  # chunks never write to the results database
+    counts = steps.publish_plan(cfg, plan, again)
+    assert (counts["rows_in"], counts["rows_scored"], counts["chunks"], counts["chunks_reused"]) == (600, 600, 7, 3)
+    pd.testing.assert_frame_equal(published(cfg.results.path)[COMPARED], published(cli.results.path)[COMPARED])
+    assert not (cfg.results.staging_dir / "loan_default" / SCORE_DAY.isoformat() / "manual__1").exists()
+    # Publishing the same plan again (a publish retry after a lost heartbeat) writes nothing.
+    repeat = steps.publish_plan(cfg, plan, again)
+    assert repeat["already_published"] and repeat["run_id"] == counts["run_id"]
+    assert len(published(cfg.results.path)) == 600 and list(ledger(cfg.results.path)["status"]) == ["success"]
+
+
+def test_a_different_plan_never_mixes_with_staged_chunks(cfg) -> None:
+    a = steps.plan_run(cfg, INTERVAL, rows_per_chunk=300, key="run")
+    b = steps.plan_run(cfg, INTERVAL, rows_per_chunk=200, key="run")
+    steps.score_planned_chunk(cfg, a, 0)
+    assert steps.plan_stage(cfg, a).root != steps.plan_stage(cfg, b).root
+    assert steps.score_planned_chunk(cfg, b, 0)["reused"] is False
+    with pytest.raises(Exception, match=r"chunks \[1\] of plan"):
+        steps.publish_plan(cfg, a)
+    assert ledger(cfg.results.path).empty and not published(cfg.results.path).shape[0]
+
+
+def test_record_outcome_writes_one_failed_row_naming_the_failed_tasks(cfg) -> None:
+    plan = steps.plan_run(cfg, INTERVAL, key="run")
+    ok = steps.record_outcome(cfg, INTERVAL, plan, {"plan": "success", "publish": "success"})
+    assert ok["status"] == "success" and not cfg.results.path.exists()
+    states = {"plan": "success", "validate": "success", "score_chunk_0": "success", "score_chunk_1": "failed",
+              "publish": "upstream_failed"}
+    out = steps.record_outcome(cfg, INTERVAL, plan, states, {"airflow_run_id": "run"})
+    assert out == {"status": "failed", "failed": ["score_chunk_1"], "run_id": out["run_id"]}
+    row = ledger(cfg.results.path).iloc[-1]
+    assert (row["status"], row["model_version"], row["trigger"]) == ("failed", 1, "airflow")
+    assert row["error"].startswith("tasks failed: score_chunk_1;")
+    assert json.loads(row["details"])["plan_id"] == plan["plan_id"]
+    # A failed publish recorded its own row; planning failures have no plan.
+    assert steps.record_outcome(cfg, INTERVAL, plan, {"publish": "failed"})["recorded_by"] == "publish"
+    steps.record_outcome(cfg, INTERVAL, None, {"plan": "failed", "validate": "upstream_failed"})
+    runs = ledger(cfg.results.path)
+    assert len(runs) == 2 and runs.iloc[-1]["error"].startswith("tasks failed: plan;")
+    assert pd.isna(runs.iloc[-1]["model_version"])
+
+
+def test_transient_and_permanent_errors() -> None:
+    assert all(steps.is_transient(e) for e in (SourceError("x"), PublishError("x"), OSError("x")))
+    assert not any(steps.is_transient(e) for e in (SchemaError("x"), ConfigError("x"), ModelStoreError("x"),
+                                                   ValidationFailed("x")))
+
+
+def test_connections_locate_the_source_and_results(tmp_path: Path, cfg) -> None:
+    assert apply_connections(cfg, lambda _: pytest.fail("no lookup without connection ids")) is cfg
+    cfg.source.connection_id, cfg.results.connection_id = "scoring_source", "scoring_results"
+    conns = {
+        "scoring_source": ConnectionInfo("scoring_source", "duckdb", extra={"path": str(tmp_path / "in.duckdb")}),
+        "scoring_results": ConnectionInfo("scoring_results", "postgres", host="db.internal", port=5433,
+                                          login="scorer", password="p@ss/word", schema="analytics",
+                                          extra={"sslmode": "require"}),
+    }
+    out = apply_connections(cfg, conns.__getitem__)
+    assert (out.source.kind, out.source.path) == ("duckdb", tmp_path / "in.duckdb")
+    assert out.results.kind == "postgres"
+    assert out.results.url == "postgresql://scorer:p%40ss%2Fword@db.internal:5433/analytics?sslmode=require"
+    assert cfg.results.kind == "duckdb"  # the loaded config is not modified
+    relative = apply_connections(cfg, lambda c: ConnectionInfo(c, "duckdb", host=f"{c}.duckdb"))
+    assert relative.source.path == cfg.path.parent / "scoring_source.duckdb"
+    with pytest.raises(ConfigError, match="connection 'scoring_source' has type 'mysql'"):
+        apply_connections(cfg, lambda c: ConnectionInfo(c, "mysql"))
+    with pytest.raises(ConfigError, match="same DuckDB file"):
+        apply_connections(cfg, lambda c: ConnectionInfo(c, "duckdb", host="/data/one.duckdb"))
+    assert postgres_url(ConnectionInfo("c", "postgres", host="h", schema="d")) == "postgresql://h/d"
+    assert predictions_asset_uri(cfg) == "x-scoring://connection/scoring_results/scoring/predictions"

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import pyarrow as pa
+
+from scoring.run.sizing import MAX_ROWS, MIN_ROWS, chunk_rows, row_bytes
+
+SCHEMA = pa.schema([("id", pa.int64()), ("x", pa.float64()), ("s", pa.string())])
+
+
+def test_row_bytes_counts_fixed_and_variable_width() -> None:
+    assert row_bytes(SCHEMA) == 8 + 8 + 48
+
+
+def test_budget_scales_rows_linearly_and_fixed_rows_win_when_smaller() -> None:
+    small = chunk_rows(SCHEMA, encoded_width=10, budget_mib=64)
+    large = chunk_rows(SCHEMA, encoded_width=10, budget_mib=128)
+    assert large == 2 * small
+    per_row = row_bytes(SCHEMA) * 4 + 10 * 8 * 2
+    assert small == 64 * 1024 * 1024 // per_row
+    assert chunk_rows(SCHEMA, 10, 64, fixed_rows=500) == 500
+    assert chunk_rows(SCHEMA, 10, None, fixed_rows=10_000_000) == MAX_ROWS
+    assert chunk_rows(SCHEMA, 10_000, 1) == MIN_ROWS
