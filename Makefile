@@ -32,10 +32,12 @@ demo: sync
 
 test: sync
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 lint: sync
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: sync
 	$(VENV)/bin/python benchmarks/bench_core.py

@@ -1,0 +1,18 @@
+"""Run wing: what happens in a run, from the data interval to the published partition.
+
+- ``plan``: a run cut into steps a scheduler retries one by one (plan, validate, score chunk, publish,
+  record); the DAG calls these.
+- ``pipeline``: the local driver (``run_day``: extract, gate, score in chunks, stage, publish) and the
+  ``finish_run`` / ``record_failure`` both drivers share.
+- ``chunks``: score and stage chunks, serially or over a process pool.
+- ``sizing``: chunk rows from a memory budget.
+- ``backfill``: each day of a range, sequentially.
+
+May import: ``quality``, ``reports``, ``models``, ``storage`` and the ground floor. Never ``cli``.
+"""
+
+from __future__ import annotations
+
+from scoring.run.pipeline import RunResult, run_day
+
+__all__ = ["RunResult", "run_day"]
