@@ -12,7 +12,7 @@ import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scoring.errors import ScoringError
+
+if TYPE_CHECKING:
+    from scoring.config import Config
 
 app = typer.Typer(help="Scheduled batch scoring: extract a day, validate, score in chunks, publish atomically.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -33,8 +36,12 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML con
                                                 "or ./scoring.yaml)")]
 
 
-def load(path: Path | None) -> Any:
-    """The validated configuration from ``--config``, ``$SCORING_CONFIG`` or ``./scoring.yaml``."""
+def load(path: Path | None) -> Config:
+    """The validated configuration from ``--config``, ``$SCORING_CONFIG`` or ``./scoring.yaml``.
+
+    Raises:
+        ConfigError: the file is missing or invalid (one line naming the file and the key).
+    """
     from scoring.config import load_config
 
     return load_config(path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -12,9 +12,17 @@ from rich.table import Table
 from scoring.cli.app import ConfigOpt, app, console, handle_errors, load, models_app
 from scoring.errors import ScoringError
 
+if TYPE_CHECKING:
+    from scoring.config import Config
+    from scoring.models.store import ModelVersion
 
-def write_suite(cfg: Any, mv: Any) -> Path:
-    """Write the starting expectation suite of a newly registered version; an existing file is kept."""
+
+def write_suite(cfg: Config, mv: ModelVersion) -> Path:
+    """Write the starting expectation suite of a newly registered version; an existing file is kept.
+
+    Returns:
+        The suite's path, ``<validation.suites_dir>/<model>/v<version>.json``.
+    """
     from scoring.quality.suite import write_generated_suite
 
     return write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, cfg.validation.range_margin)
