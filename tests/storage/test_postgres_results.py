@@ -256,7 +256,7 @@ def test_wide_table_scores_end_to_end(tmp_path: Path, sample_db: Path, store: Pa
 def test_missing_server_fails_under_ci_and_skips_elsewhere(tmp_path: Path) -> None:
     probe = (
         "import pytest, sys\n"
-        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-k', 'types', 'tests/test_postgres_source.py']))\n")
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-k', 'types', 'tests/storage/test_postgres_source.py']))\n")
     env = {**os.environ, "SCORING_TEST_PG_URL": "postgresql://postgres@127.0.0.1:1/test"}
     skipped = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300,
                              env={**env, "CI": "false"})
