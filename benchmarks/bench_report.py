@@ -120,9 +120,7 @@ def build(folder: Path, rows: int, days: int) -> Path:
         pred.unlink()
         quar.unlink()
     gen.close()
-    with store.connect() as con:
-        con.execute("CREATE TABLE drift (run_id VARCHAR, day DATE, model_name VARCHAR, model_version INTEGER, "
-                    "feature VARCHAR, psi DOUBLE, status VARCHAR)")
+    with store.connect() as con:  # the store created the drift table with the others (ensure_schema)
         con.execute("""INSERT INTO drift SELECT 'r', d.day, 'bench_model', 1, f.feature,
                               0.02 + 0.3 * (hash(d.day, f.feature) % 1000) / 1000.0 AS psi,
                               CASE WHEN psi >= 0.25 THEN 'alert' WHEN psi >= 0.1 THEN 'warn' ELSE 'ok' END
