@@ -154,7 +154,7 @@ def build(folder: Path, rows: int, small_rows: int) -> Path:
     from sample_data.generate import generate_day
     from scoring.config import load_config
     from scoring.models.training import train_model
-    from scoring.quality.suite import write_generated_suite
+    from scoring.quality.suite import write_version_suite
 
     db = folder / "source.duckdb"
     with duckdb.connect(str(db)) as con:
@@ -175,7 +175,7 @@ def build(folder: Path, rows: int, small_rows: int) -> Path:
     cfg_path.write_text(cfg_text)
     cfg = load_config(cfg_path)
     mv = train_model(cfg, TRAIN_DAY, TRAIN_DAY)
-    write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, cfg.validation.range_margin)
+    write_version_suite(cfg, mv)
     return cfg_path
 
 

@@ -63,13 +63,13 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory, sample_db: Path) -> 
     """A model store with loan_default v1 trained on the first days of the sample (champion)."""
     from scoring.config import load_config
     from scoring.models.training import train_model
-    from scoring.quality.suite import write_generated_suite
+    from scoring.quality.suite import write_version_suite
 
     folder = tmp_path_factory.mktemp("train")
     store = folder / "models"
     cfg = load_config(write_config(folder, sample_db, store))
     mv = train_model(cfg, START, TRAIN_END)
-    write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, cfg.validation.range_margin)
+    write_version_suite(cfg, mv)
     return store
 
 

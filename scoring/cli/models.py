@@ -4,28 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from scoring.cli.app import ConfigOpt, app, console, handle_errors, load, models_app
 from scoring.errors import ScoringError
-
-if TYPE_CHECKING:
-    from scoring.config import Config
-    from scoring.models.store import ModelVersion
-
-
-def write_suite(cfg: Config, mv: ModelVersion) -> Path:
-    """Write the starting expectation suite of a newly registered version; an existing file is kept.
-
-    Returns:
-        The suite's path, ``<validation.suites_dir>/<model>/v<version>.json``.
-    """
-    from scoring.quality.suite import write_generated_suite
-
-    return write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, cfg.validation.range_margin)
 
 
 @app.command()
@@ -38,12 +23,13 @@ def train(config: ConfigOpt = None,
     """Fit the configured features Pipeline on labelled source rows and register it."""
     from scoring.dates import parse_day
     from scoring.models.training import train_model
+    from scoring.quality.suite import write_version_suite
 
     cfg = load(config)
     with console.status("training"):
         mv = train_model(cfg, parse_day(start) if start else None, parse_day(end) if end else None,
                          aliases=alias if alias is not None else ["champion"])
-        write_suite(cfg, mv)
+        write_version_suite(cfg, mv)
     console.print(f"registered [bold]{mv.name}[/] version {mv.version}; metrics {mv.meta['metrics']}")
 
 
@@ -101,6 +87,7 @@ def models_register(
     from scoring.models.registry import register_model
     from scoring.models.store import ModelStore
     from scoring.models.training import read_window
+    from scoring.quality.suite import write_version_suite
 
     cfg = load(config)
     window = None
@@ -116,7 +103,7 @@ def models_register(
     mv = register_model(ModelStore(cfg.model.store), name, artifact, frame, label_column=label,
                         exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
                         aliases=alias or [])
-    suite = write_suite(cfg, mv)
+    suite = write_version_suite(cfg, mv)
     console.print(f"registered [bold]{mv.name}[/] version {mv.version} "
                   f"({len(mv.features)} features, sha256 {mv.meta['sha256'][:12]}); expectation suite {suite}")
 
@@ -141,13 +128,12 @@ def models_suite(name: str, version: Annotated[int | None, typer.Option(help="de
     """Write the starting expectation suite of a version (from its training profile) to the suites folder."""
     from scoring.models.store import ModelStore
     from scoring.quality.compile import compile_suite
-    from scoring.quality.suite import read_suite, suite_path, write_generated_suite
+    from scoring.quality.suite import read_suite, suite_path, write_version_suite
 
     cfg = load(config)
     mv = ModelStore(cfg.model.store).resolve(name, cfg.model.alias, version)
     existed = suite_path(cfg.validation.suites_dir, mv.name, mv.version).exists()
-    path = write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, cfg.validation.range_margin,
-                                 overwrite=force)
+    path = write_version_suite(cfg, mv, overwrite=force)
     rules = compile_suite(read_suite(path), path).rules
     state = "kept the existing" if existed and not force else "wrote the"
     console.print(f"{state} expectation suite {path} ({len(rules)} expectations)")

@@ -28,6 +28,7 @@ from scoring.errors import ScoringError
 from scoring.models.reference import MISSING, OTHER
 
 if TYPE_CHECKING:
+    from scoring.config import Config
     from scoring.models.store import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -196,6 +197,19 @@ def write_generated_suite(suites_dir: Path, mv: ModelVersion, key_column: str, m
     write_suite(path, generate_suite(mv, key_column, margin))
     logger.info("wrote expectation suite %s", path)
     return path
+
+
+def write_version_suite(cfg: Config, mv: ModelVersion, overwrite: bool = False) -> Path:
+    """``write_generated_suite`` with the configured suites folder, key column and range margin.
+
+    What ``scoring train`` and ``scoring models register``/``suite`` call once a version exists.
+
+    Returns:
+        The suite's path, ``<validation.suites_dir>/<model>/v<version>.json``; an existing file is kept
+        unless ``overwrite``.
+    """
+    return write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, cfg.validation.range_margin,
+                                 overwrite=overwrite)
 
 
 def load_suite(suites_dir: Path, mv: ModelVersion, key_column: str, *, margin: float = 3.0,
