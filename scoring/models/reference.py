@@ -53,15 +53,20 @@ def score_reference(scores: np.ndarray) -> dict[str, Any]:
             "shares": (counts / max(len(scores), 1)).tolist()}
 
 
-def build_reference(frame: pd.DataFrame, features: list[dict[str, str]], scores: np.ndarray) -> dict[str, Any]:
-    """Reference statistics for every feature of the schema and for the model's score."""
+def build_reference(frame: pd.DataFrame, features: list[dict[str, str]], scores: np.ndarray,
+                    task: str = "binary") -> dict[str, Any]:
+    """Reference statistics for every feature of the schema and for the model's score.
+
+    The score of a classifier is binned over [0, 1] (tenths); a regression's prediction gets quantile bins
+    like a numeric feature (``numeric_reference``), since its range is the model's own.
+    """
     ref: dict[str, Any] = {"features": {}, "rows": len(frame)}
     for feat in features:
         col = frame[feat["name"]]
         ref["features"][feat["name"]] = (
             numeric_reference(col) if feat["type"] in ("integer", "float") else categorical_reference(col)
         )
-    ref["score"] = score_reference(scores)
+    ref["score"] = numeric_reference(pd.Series(scores)) if task == "regression" else score_reference(scores)
     return ref
 
 

@@ -14,7 +14,9 @@ import pyarrow as pa
 from scoring.config import Config
 from scoring.dates import DataInterval
 from scoring.errors import ConfigError, ScoringError
-from scoring.models.registry import metrics_for, register_model
+from scoring.models.contract import Contract
+from scoring.models.metrics import task_metrics
+from scoring.models.registry import register_model
 from scoring.models.store import ModelStore, ModelVersion
 from scoring.storage.sources import open_source
 
@@ -66,7 +68,8 @@ def train_model(cfg: Config, start: dt.date | None = None, end: dt.date | None =
     cut = int(len(frame) * 0.8)
     holdout = build_model(ranges, tcfg.categorical, _estimator(tcfg.estimator, tcfg.random_state))
     holdout.fit(frame[features].iloc[:cut], y.iloc[:cut])
-    metrics = metrics_for(holdout.predict_proba(frame[features].iloc[cut:])[:, 1], y.iloc[cut:])
+    binary = Contract("binary", (), (0, 1), 1)
+    metrics = task_metrics(binary, holdout.predict_proba(frame[features].iloc[cut:]), y.iloc[cut:])
     logger.info("holdout metrics: %s", metrics)
     model = build_model(ranges, tcfg.categorical, _estimator(tcfg.estimator, tcfg.random_state))
     model.fit(frame[features], y)

@@ -55,13 +55,18 @@ def _categorical_counts(ref: dict[str, Any], col: pa.ChunkedArray) -> list[int]:
 
 
 def chunk_counts(refs: dict[str, Any], table: pa.Table, scores: np.ndarray) -> dict[str, list[int]]:
-    """Counts per reference bin or level of every feature in ``refs`` (present in ``table``) and of the score."""
+    """Counts per reference bin or level of every feature in ``refs`` (present in ``table``) and of the score
+    (``refs[SCORE]``, when given with quantile bins, bins a regression's prediction; else tenths of [0, 1])."""
     out: dict[str, list[int]] = {}
     for name, ref in refs.items():
-        if name not in table.column_names or not expected_shares(ref):
+        if name == SCORE or name not in table.column_names or not expected_shares(ref):
             continue
         col = table.column(name)
         out[name] = _numeric_counts(ref, col) if ref["kind"] == "numeric" else _categorical_counts(ref, col)
+    score_ref = refs.get(SCORE)
+    if score_ref is not None and score_ref["kind"] == "numeric":  # a regression's prediction: quantile bins
+        out[SCORE] = _numeric_counts(score_ref, pa.chunked_array([pa.array(np.asarray(scores, dtype=np.float64))]))
+        return out
     counts, _ = np.histogram(np.asarray(scores, dtype=np.float64), bins=N_BINS, range=(0.0, 1.0))
     out[SCORE] = [int(c) for c in counts]
     return out

@@ -15,6 +15,7 @@ QUARANTINE_SCHEMA = pa.schema([
     ("rule", pa.string()),
     ("value", pa.string()),
     ("row_json", pa.string()),
+    ("reason", pa.string()),
 ])
 
 
@@ -28,8 +29,10 @@ def _row_json(table: pa.Table, rows: np.ndarray) -> list[str]:
     return [json.dumps({k: _finite(v) for k, v in r.items()}, default=str, allow_nan=False) for r in records]
 
 
-def quarantine_rows(table: pa.Table, rows: np.ndarray, column: str, rule: str, key_column: str) -> pa.Table:
-    """Quarantine records for ``rows`` (positions in ``table``) failing ``rule`` on ``column``."""
+def quarantine_rows(table: pa.Table, rows: np.ndarray, column: str, rule: str, key_column: str,
+                    reason: str | None = None) -> pa.Table:
+    """Quarantine records for ``rows`` (positions in ``table``) failing ``rule`` on ``column``; ``reason`` is a
+    one-line explanation (e.g. the model's error message) kept with each record."""
     if rows.size == 0:
         return QUARANTINE_SCHEMA.empty_table()
     taken = table.take(pa.array(rows, pa.int64()))
@@ -41,6 +44,7 @@ def quarantine_rows(table: pa.Table, rows: np.ndarray, column: str, rule: str, k
         "value": pc.cast(values, pa.string()) if not pa.types.is_null(values.type)
         else pa.nulls(rows.size, pa.string()),
         "row_json": pa.array(_row_json(table, rows), pa.string()),
+        "reason": pa.array([reason] * rows.size, pa.string()),
     }, schema=QUARANTINE_SCHEMA)
 
 

@@ -109,6 +109,8 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     nulls = tuple(dict.fromkeys(r.column for r in compiled.batch_rules if r.column))
     reference = mv.meta.get("reference") or {}
     drift = {n: ref for n, ref in reference.get("features", {}).items() if n in plan.columns[1:]}
+    if (reference.get("score") or {}).get("kind") == "numeric":
+        drift[SCORE] = reference["score"]
     gate = Gate(key, tuple(row_rules), dict(plan.casts), cast_rules, duplicates, nulls, drift)
     quality = Quality(plan.columns, gate, [*own, *compiled.rules], suite, path, generated, plan,
                       list(schema.names), reference)

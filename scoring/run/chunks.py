@@ -17,6 +17,7 @@ from scoring.models.scorer import ScoreSpec, score_table
 from scoring.quality.compile import Rule
 from scoring.quality.drift import chunk_counts
 from scoring.quality.gate import Gate, apply_gate
+from scoring.quality.quarantine import quarantine_rows
 from scoring.storage.staging import ChunkManifest, Stage
 
 logger = logging.getLogger(__name__)
@@ -36,13 +37,19 @@ def process_chunk(model: Any, batch: pa.RecordBatch | pa.Table, index: int, spec
     """
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     checked = apply_gate(gate or key_gate(spec.key_column), table)
-    predictions = score_table(model, checked.good, spec)
+    scored = score_table(model, checked.good, spec)
+    predictions = scored.predictions
+    quarantine = pa.concat_tables([checked.quarantine, *(
+        quarantine_rows(checked.good, r.rows, r.column, r.rule, spec.key_column, r.reason)
+        for r in scored.refused)])
     stats: dict[str, Any] = {"gate": checked.stats}
+    if scored.refused:
+        stats["refused"] = {f"{r.rule}:{r.column}": int(r.rows.size) for r in scored.refused}
     if gate is not None and gate.drift:
         started = time.perf_counter()
-        stats["drift"] = chunk_counts(gate.drift, checked.good, predictions.column("score").to_numpy())
+        stats["drift"] = chunk_counts(gate.drift, scored.scored_rows, predictions.column("score").to_numpy())
         stats["drift_s"] = time.perf_counter() - started
-    manifest = stage.write(index, table.num_rows, predictions, checked.quarantine, stats)
+    manifest = stage.write(index, table.num_rows, predictions, quarantine, stats)
     logger.debug("chunk %s: %s in, %s scored, %s quarantined", index, table.num_rows,
                  manifest.scored, manifest.rejected)
     return manifest

@@ -13,7 +13,8 @@ from typing import Any
 from scoring.config import Config
 from scoring.dates import DataInterval
 from scoring.errors import ScoringError, ValidationFailed
-from scoring.models.scorer import ScoreSpec, encoded_width, positive_index
+from scoring.models.contract import contract_of
+from scoring.models.scorer import ScoreSpec, encoded_width
 from scoring.models.store import ModelStore, ModelVersion
 from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
 from scoring.reports.summaries import summarize
@@ -51,6 +52,11 @@ def resolve_model(cfg: Config, version: int | None = None) -> ModelVersion:
     """The version to score with: an explicit override, the config's pin, or the alias's target now."""
     store = ModelStore(cfg.model.store)
     return store.resolve(cfg.model.name, cfg.model.alias, version if version is not None else cfg.model.version)
+
+
+def score_spec(cfg: Config, mv: ModelVersion) -> ScoreSpec:
+    """How the run scores with ``mv``: its contract, the configured threshold and output options."""
+    return ScoreSpec(cfg.source.key_column, contract_of(mv.meta), cfg.model.threshold)
 
 
 def _load(store_root: Path, name: str, version: int) -> Any:
@@ -91,8 +97,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
             quality = prepare_quality(cfg, mv, source, interval)  # suite, schema-drift policy, duplicate keys
             columns = quality.columns
             model = ModelStore(cfg.model.store).load(mv)
-            positive_index(model)
-            spec = ScoreSpec(cfg.source.key_column, tuple(columns[1:]), cfg.model.threshold)
+            spec = score_spec(cfg, mv)
             schema = source.schema()
             rows = chunk_rows(schema, encoded_width(model, len(columns)), cfg.chunking.memory_budget_mib,
                               rows_per_chunk or cfg.chunking.rows_per_chunk)

@@ -25,12 +25,12 @@ import pyarrow as pa
 from scoring.config import Config
 from scoring.dates import DataInterval
 from scoring.errors import ConfigError, ModelStoreError, SchemaError, ScoringError, ValidationFailed
-from scoring.models.scorer import ScoreSpec, encoded_width, positive_index
+from scoring.models.scorer import ScoreSpec, encoded_width
 from scoring.models.store import ModelStore
 from scoring.quality.run_checks import Quality, prepare_quality
 from scoring.quality.schema_check import check_schema
 from scoring.run.chunks import process_chunk
-from scoring.run.pipeline import finish_run, make_run_id, record_failure, resolve_model
+from scoring.run.pipeline import finish_run, make_run_id, record_failure, resolve_model, score_spec
 from scoring.run.sizing import chunk_rows
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.sources import open_source
@@ -122,10 +122,9 @@ def plan_stage(cfg: Config, plan: dict[str, Any]) -> Stage:
 def _spec_and_model(cfg: Config, plan: dict[str, Any], schema: pa.Schema) -> tuple[ScoreSpec, Any]:
     store = ModelStore(cfg.model.store)
     mv = store.get(plan["model"]["name"], plan["model"]["version"])
-    columns = check_schema(schema, mv.features, cfg.source.key_column)
+    check_schema(schema, mv.features, cfg.source.key_column)
     model = store.load(mv)
-    positive_index(model)
-    return ScoreSpec(cfg.source.key_column, tuple(columns[1:]), cfg.model.threshold), model
+    return score_spec(cfg, mv), model
 
 
 def _quality(cfg: Config, plan: dict[str, Any], source: Any) -> Quality:
@@ -137,7 +136,7 @@ def _quality(cfg: Config, plan: dict[str, Any], source: Any) -> Quality:
 
 def validate_plan(cfg: Config, plan: dict[str, Any]) -> list[int]:
     """Check what every chunk relies on before fanning out: the source columns match the model's feature
-    schema, the artifact verifies and is a binary classifier. Returns the chunk indexes to score."""
+    schema, the artifact verifies and loads. Returns the chunk indexes to score."""
     with open_source(cfg.source) as source:
         _spec_and_model(cfg, plan, source.schema())
         _quality(cfg, plan, source)

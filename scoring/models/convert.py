@@ -1,0 +1,109 @@
+"""Arrow rows as a source delivers them -> the pandas frame the model was trained on.
+
+Each input column is converted from whatever Arrow type the source gives (dictionary or plain strings,
+booleans with nulls, integers with nulls, decimals, timestamps) to the pandas dtype recorded in the model's
+signature, in the signature's order: a NULL becomes the missing value training used (``NaN``, ``None``,
+``<NA>``), categories get the training levels in training order (what scikit-learn's HistGradientBoosting
+``categorical_features="from_dtype"``, XGBoost ``enable_categorical`` and LightGBM read as codes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from scoring.models.contract import Input
+
+MISSING = {"nan": np.nan, "none": None, "na": pd.NA}
+_NULLABLE_NUMPY_FALLBACK = "float64"  # a non-nullable numpy int/bool column with NULLs: NaN, as pandas does
+
+
+def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_dictionary(col.type):
+        return col.cast(col.type.value_type)
+    return col
+
+
+def _categorical(col: pa.ChunkedArray, inp: Input) -> tuple[pd.Categorical, np.ndarray]:
+    """Values as the training categories; returns the mask of non-null values that are not a level."""
+    levels = list(inp.levels or ())
+    values = _plain(col)
+    if levels and not all(isinstance(v, str) for v in levels):
+        # integer (or boolean) levels: compare as the levels' type
+        py = pd.Series(values.to_pandas(), dtype=object)
+        codes = pd.Categorical(py, categories=levels)
+    else:
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            values = pc.cast(values, pa.string())
+        codes = pd.Categorical(values.to_numpy(zero_copy_only=False), categories=levels)
+    present = ~pc.is_null(values).to_numpy(zero_copy_only=False)
+    unknown = present & (np.asarray(codes.codes) < 0)
+    return codes, unknown
+
+
+def _column(col: pa.ChunkedArray, inp: Input) -> pd.Series | pd.Categorical | np.ndarray:
+    dtype = inp.dtype
+    values = _plain(col)
+    has_null = values.null_count > 0
+    if dtype == "arrow":
+        return col.to_pandas()
+    if dtype in ("boolean", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+                 "Float32", "Float64"):
+        return values.to_pandas(types_mapper=lambda _t: pd.api.types.pandas_dtype(dtype))
+    if dtype == "bool" or dtype.startswith(("int", "uint")):
+        if has_null:
+            return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+        return values.to_numpy(zero_copy_only=False).astype(dtype)
+    if dtype.startswith("float"):
+        if pa.types.is_decimal(values.type) or pa.types.is_boolean(values.type):
+            values = pc.cast(values, pa.float64())
+        arr = values.to_numpy(zero_copy_only=False)
+        return np.asarray(arr, dtype=np.float64).astype(dtype, copy=False)
+    if dtype == "object":
+        if pa.types.is_boolean(values.type) or pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+            arr = np.asarray(values.to_pylist(), dtype=object)
+        else:
+            if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+                values = pc.cast(values, pa.string())
+            arr = np.asarray(values.to_numpy(zero_copy_only=False), dtype=object)
+        if has_null:
+            null = pc.is_null(values).to_numpy(zero_copy_only=False)
+            arr[null] = MISSING.get(inp.missing, np.nan)
+        return arr
+    if dtype.startswith("datetime64"):
+        return pd.Series(values.to_pandas()).astype(dtype)
+    if dtype in ("str", "string") or dtype.startswith("string"):
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            values = pc.cast(values, pa.string())
+        return pd.Series(values.to_pandas()).astype(dtype)
+    return pd.Series(values.to_pandas()).astype(dtype)
+
+
+def to_model_frame(table: pa.Table, inputs: tuple[Input, ...] | list[Input]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The model's input frame for the rows of ``table``.
+
+    Args:
+        table: rows with (at least) every input column, any Arrow types.
+        inputs: the signature's inputs, in the model's order.
+
+    Returns:
+        (frame with exactly the input columns in order, {column: mask of rows whose value is not one of the
+        training categories}); masked rows must not be scored (their category would be read as missing).
+    """
+    data: dict[str, Any] = {}
+    unknown: dict[str, np.ndarray] = {}
+    for inp in inputs:
+        col = table.column(inp.name)
+        if inp.dtype == "category":
+            data[inp.name], bad = _categorical(col, inp)
+            if bad.any():
+                unknown[inp.name] = bad
+        else:
+            data[inp.name] = _column(col, inp)
+    frame = pd.DataFrame({k: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v)
+                          for k, v in data.items()}, columns=[i.name for i in inputs])
+    return frame, unknown
