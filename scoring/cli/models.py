@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -77,12 +77,18 @@ def models_register(
     start: Annotated[str | None, typer.Option(help="or: read training rows from the source from this day")] = None,
     end: Annotated[str | None, typer.Option(help="... to this day, inclusive")] = None,
     label: Annotated[str | None, typer.Option(help="label column in the training data (for metrics)")] = None,
+    task: Annotated[str | None, typer.Option(help="binary, multiclass or regression (default: inferred)")] = None,
+    positive_class: Annotated[str | None, typer.Option(
+        help="binary: the class whose probability is the score (required unless classes are 0/1 or False/True)")
+    ] = None,
+    features: Annotated[str | None, typer.Option(
+        help="a,b,c: the inputs in fit order (required for models fitted without column names)")] = None,
+    code: Annotated[list[Path] | None, typer.Option(
+        help="your own module (.py) or package folder the model needs; repeat for several")] = None,
     alias: Annotated[list[str] | None, typer.Option(help="aliases to point at the new version")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Register a model trained elsewhere, with its feature schema and drift reference from training rows."""
-    import pandas as pd
-
+    """Register a model trained elsewhere: its contract, a parity check, and its drift reference."""
     from scoring.dates import parse_day
     from scoring.models.registry import register_model
     from scoring.models.store import ModelStore
@@ -92,20 +98,38 @@ def models_register(
     cfg = load(config)
     window = None
     if training_data is not None:
-        if not training_data.is_file():
-            raise ScoringError(f"training data {str(training_data)!r} not found")
-        frame = pd.read_parquet(training_data)
+        frame = _read_training(training_data)
     elif start and end:
         window = (parse_day(start), parse_day(end))
         frame = read_window(cfg, *window)
     else:
         raise ScoringError("give --training-data FILE or --start/--end to read training rows from the source")
-    mv = register_model(ModelStore(cfg.model.store), name, artifact, frame, label_column=label,
-                        exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
-                        aliases=alias or [])
-    suite = write_version_suite(cfg, mv)
-    console.print(f"registered [bold]{mv.name}[/] version {mv.version} "
-                  f"({len(mv.features)} features, sha256 {mv.meta['sha256'][:12]}); expectation suite {suite}")
+    declared = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    with console.status("registering (parity check)"):
+        mv = register_model(ModelStore(cfg.model.store), name, artifact, frame, label_column=label,
+                            exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
+                            aliases=alias or [], task=task, positive_class=positive_class, features=declared,
+                            code=code or [])
+        suite = write_version_suite(cfg, mv)
+    sig, parity = mv.meta["signature"], mv.meta["parity"]
+    what = sig["task"] + (f", positive class {sig['positive_class']!r}" if sig["task"] == "binary" else "")
+    console.print(f"registered [bold]{mv.name}[/] version {mv.version} ({what}; {len(sig['inputs'])} inputs; "
+                  f"parity check passed on {parity['rows']} rows, max |diff| {parity['max_abs_diff']:.1e}; "
+                  f"sha256 {mv.meta['sha256'][:12]}); expectation suite {suite}")
+    if mv.meta.get("metrics"):
+        console.print(f"metrics {json.dumps({k: round(v, 4) for k, v in mv.meta['metrics'].items()})}")
+
+
+def _read_training(path: Path) -> Any:
+    """Training rows from a Parquet or CSV file; one line when it is missing or unreadable."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise ScoringError(f"training data {str(path)!r} not found")
+    try:
+        return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any reader error is the file's fault: one line
+        raise ScoringError(f"cannot read training data {str(path)!r}: {str(exc).splitlines()[0]}") from None
 
 
 @models_app.command("promote")
