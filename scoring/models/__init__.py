@@ -1,7 +1,9 @@
 """Models wing: the model contract, from a fitted estimator to the scores of one chunk.
 
-- ``store``: the versioned model store (``<store>/<name>/<version>/{model.joblib,metadata.json}``),
+- ``store``: the versioned model store (``<store>/<name>/<version>/{model.joblib,metadata.json,code/}``),
   aliases such as ``champion`` with their append-only history, checksum and library-version checks on load.
+- ``code``: custom modules a pickle needs (the user's transformers), copied into ``code/`` with their sha256,
+  verified and imported from there on load (``code_on_path``), so no PYTHONPATH is needed.
 - ``registry``: register a fitted scikit-learn-compatible estimator or Pipeline with its feature schema,
   metrics and reference statistics.
 - ``signature``: the feature schema (input names and logical types) kept with every version.

@@ -1,4 +1,6 @@
-"""A directory of versioned models: ``<store>/<name>/<version>/{model.joblib,metadata.json}``.
+"""A directory of versioned models: ``<store>/<name>/<version>/{model.joblib,metadata.json,code/}``.
+
+``code/`` (optional) holds the custom modules the pickle refers to (see :mod:`scoring.models.code`).
 
 Aliases (e.g. ``champion``) live in ``<store>/<name>/aliases.jsonl``, an append-only history, so the
 store can say which version an alias pointed at on any given day.
@@ -12,11 +14,13 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scoring.errors import ModelStoreError
+from scoring.models.code import check_sources, code_on_path, copy_code, verify_code
 from scoring.sqlident import validate_identifier
 from scoring.storage.checksums import sha256_file
 
@@ -43,6 +47,11 @@ class ModelVersion:
     @property
     def artifact(self) -> Path:
         return self.path / ARTIFACT
+
+    @property
+    def code(self) -> dict[str, Any]:
+        """The custom code entry, ``{"modules": [...], "files": {"code-relative path": sha256}}``, or {}."""
+        return self.meta.get("code") or {}
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -86,15 +95,22 @@ class ModelStore:
             raise ModelStoreError(f"model {name!r} has no version {version}")
         return ModelVersion(name, version, path, json.loads(meta_file.read_text()))
 
-    def register(self, name: str, artifact: Path, meta: dict[str, Any], aliases: list[str] = ()) -> ModelVersion:
-        """Copy an artifact into the store as the next version, with its metadata.
+    def register(self, name: str, artifact: Path, meta: dict[str, Any], aliases: Sequence[str] = (),
+                 code: Sequence[Path] = ()) -> ModelVersion:
+        """Copy an artifact (and the custom code it needs) into the store as the next version.
 
         Args:
             name: model name.
             artifact: a joblib file of a fitted scikit-learn-compatible estimator.
             meta: metadata to keep (features, training window, metrics, reference, ...).
             aliases: aliases to point at the new version.
+            code: ``.py`` files and package folders the pickle imports (custom transformers); copied into
+                ``<version>/code/`` and recorded as ``meta["code"] = {"modules": [...], "files": {...}}``.
+
+        Raises:
+            ModelStoreError: a code entry is missing, not a ``.py`` file or package, or two share a name.
         """
+        check_sources(code)  # refuse mistakes before a version number is taken
         base = self._dir(name)
         base.mkdir(parents=True, exist_ok=True)
         while True:
@@ -110,6 +126,7 @@ class ModelStore:
 
         try:
             shutil.copyfile(artifact, target / ARTIFACT)
+            code_meta = {"code": copy_code(code, target)} if code else {}
             full = {
                 "name": name,
                 "version": version,
@@ -117,6 +134,7 @@ class ModelStore:
                 "sha256": sha256_file(target / ARTIFACT),
                 "sklearn_version": sklearn.__version__,
                 **meta,
+                **code_meta,
             }
             _atomic_write(target / METADATA, json.dumps(full, indent=2, default=str))
         except BaseException:
@@ -171,7 +189,15 @@ class ModelStore:
         return found
 
     def load(self, mv: ModelVersion) -> Any:
-        """Unpickle a version after verifying its checksum and scikit-learn version."""
+        """Unpickle a version after verifying its checksums and scikit-learn version.
+
+        The version's custom code (``code/``) is verified file by file and imported from the store, so the
+        model loads without PYTHONPATH, here as in spawned workers and Airflow tasks.
+
+        Raises:
+            ModelStoreError: the artifact is missing or modified, a custom code file changed, went missing or
+                was added, the scikit-learn minor version differs, or unpickling fails.
+        """
         if not mv.artifact.is_file():
             raise ModelStoreError(f"model {mv.name} v{mv.version}: artifact {str(mv.artifact)!r} is missing")
         actual = sha256_file(mv.artifact)
@@ -190,7 +216,12 @@ class ModelStore:
                 f"{sklearn.__version__}; pickles are not portable across minor versions: install "
                 f"scikit-learn=={saved} or re-train and register"
             )
+        label = f"model {mv.name} v{mv.version}"
+        verify_code(mv.path, mv.code, label)
         try:
-            return joblib.load(mv.artifact)
+            with code_on_path(mv.path):
+                return joblib.load(mv.artifact)
+        except ModelStoreError as exc:  # the custom code fails to import
+            raise ModelStoreError(f"{label}: {exc}") from exc
         except Exception as exc:
             raise ModelStoreError(f"model {mv.name} v{mv.version}: cannot load artifact: {exc}") from exc
