@@ -10,7 +10,8 @@ An input is ``{"name", "kind", "dtype", "levels", "missing", "nullable", "unknow
 - ``dtype``: the pandas dtype string of the training frame's column (``float64``, ``Int64``, ``boolean``,
   ``category``, ``str``, ``object``, ``datetime64[us]`` ...), or ``arrow`` for versions registered before
   signatures existed (the Arrow table's own ``to_pandas()``, what those versions were scored with);
-- ``levels``: the category levels in training order (dtype ``category``), else None;
+- ``levels``: the levels the model knows: the category levels in training order (dtype ``category``), or
+  the categories of an encoder that refuses unknown levels; else None;
 - ``missing``: how training spelled a missing value in an ``object`` column: ``nan``, ``none`` or ``na``;
 - ``nullable``: whether the model accepts a missing value there (it had missing values in training, an
   imputer covers the column, or the estimator handles NaN natively);

@@ -125,7 +125,10 @@ def infer_inputs(model: Any, frame: pd.DataFrame, names: list[str]) -> tuple[Inp
     for name in names:
         col = frame[name]
         dtype = col.dtype
-        levels = tuple(json_level(v) for v in dtype.categories) if isinstance(dtype, pd.CategoricalDtype) else None
+        if isinstance(dtype, pd.CategoricalDtype):
+            levels = tuple(json_level(v) for v in dtype.categories)
+        else:
+            levels = tuple(json_level(v) for v in refusing[name]) if name in refusing else None
         had_missing = bool(col.isna().any())
         inputs.append(Input(name, _kind(dtype), str(dtype), levels, _missing_spelling(col),
                             nullable=had_missing or native or name in imputed,

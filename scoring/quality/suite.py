@@ -93,6 +93,22 @@ def null_allowance(share: float) -> float:
     return min(1.0, max(2 * share, share + 0.10))
 
 
+def _known_levels(signature: dict[str, Any]) -> dict[str, tuple[list[Any], str]]:
+    """Inputs whose unseen levels the model cannot score -> (the levels it knows, why the rule is critical)."""
+    out: dict[str, tuple[list[Any], str]] = {}
+    for inp in signature.get("inputs", []):
+        levels = inp.get("levels")
+        if levels is None:
+            continue
+        if inp.get("unknown_levels") == "error":
+            out[inp["name"]] = (sorted(levels, key=str), "the model's encoder raises on a level it did not see "
+                                "in training (handle_unknown='error'): such rows are quarantined before scoring")
+        elif inp.get("dtype") == "category":
+            out[inp["name"]] = (sorted(levels, key=str), "the model reads this column as a pandas category with "
+                                "the training levels: an unseen level has no code, so the row is quarantined")
+    return out
+
+
 def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0) -> dict[str, Any]:
     """A starting suite for ``mv`` from its feature schema and training profile.
 
@@ -109,6 +125,7 @@ def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0) -> di
     """
     refs = (mv.meta.get("reference") or {}).get("features", {})
     features = [f for f in mv.features if f["name"] != key_column]
+    known = _known_levels(mv.meta.get("signature") or {})
     exps = [
         _exp("expect_table_columns_to_match_set", column_set=[key_column, *(f["name"] for f in features)],
              exact_match=False, meta={"why": "the model's input columns and the key; extra columns are ignored"}),
@@ -145,6 +162,9 @@ def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0) -> di
                 exps.append(_exp("expect_column_values_to_be_between", column=name, min_value=bounds[0],
                                  max_value=bounds[1], meta={"why": f"training range {ref['min']:.6g} .. "
                                                             f"{ref['max']:.6g} widened by {margin:g} x its span"}))
+        if name in known:
+            exps.append(_exp("expect_column_values_to_be_in_set", column=name, value_set=known[name][0],
+                             meta={"why": known[name][1]}))
         elif kind == "string" and ref.get("levels"):
             exps.append(_exp("expect_column_values_to_be_in_set", "warning", column=name,
                              value_set=sorted(ref["levels"]),

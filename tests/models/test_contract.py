@@ -69,7 +69,7 @@ def fit_and_save(case: Case, truth: pd.DataFrame, folder: Path) -> tuple[object,
     artifact = folder / f"{case.name}.joblib"
     joblib.dump(model, artifact)
     data = folder / f"{case.name}.parquet"
-    case.prepare(train)[["id", "ts", *case.inputs, case.label]].to_parquet(data)
+    case.prepare(train)[list(dict.fromkeys(["id", "ts", *case.inputs, case.label]))].to_parquet(data)
     return model, artifact, data
 
 
@@ -188,7 +188,7 @@ def test_registration_mistakes_are_one_line(tmp_path: Path, truth: pd.DataFrame,
     assert "'worse' is not one of" in one_line_error(runner.invoke(app, [*base, "--positive-class", "worse"]))
     assert "label column 'y_tx'" in one_line_error(
         runner.invoke(app, [*base, "--positive-class", "bad", "--label", "y_tx"]))
-    assert "not a regression" not in one_line_error(runner.invoke(app, [*base, "--task", "multiclass"]))
+    assert "has 2 classes" in one_line_error(runner.invoke(app, [*base, "--task", "multiclass"]))
 
 
 def test_unlabelled_rows_and_text_labels(tmp_path: Path, truth: pd.DataFrame, source_db: Path) -> None:
@@ -208,3 +208,67 @@ def test_unlabelled_rows_and_text_labels(tmp_path: Path, truth: pd.DataFrame, so
     assert meta["metrics"]["unlabelled_rows"] == int(frame["y_txt"].isna().sum())
     assert abs(meta["metrics"]["roc_auc"] - expect) < 1e-12
     assert meta["signature"]["positive_class"] == "bad"
+
+
+CUSTOM = """\
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+class LogGap(BaseEstimator, TransformerMixin):
+    def fit(self, X, y=None):
+        self.mid_ = np.nanmedian(np.asarray(X, dtype=float), axis=0)
+        return self
+
+    def transform(self, X):
+        return np.log1p(np.abs(np.nan_to_num(np.asarray(X, dtype=float)) - self.mid_))
+"""
+
+
+def test_custom_code_module(tmp_path: Path, truth: pd.DataFrame, source_db: Path, monkeypatch) -> None:
+    """A Pipeline with the user's own transformer: registered with --code, scored without PYTHONPATH, and
+    refused once the stored module is edited."""
+    import sys
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    module = f"loggap_{tmp_path.name.replace('-', '_')}"
+    src = tmp_path / "user_code"
+    src.mkdir()
+    (src / f"{module}.py").write_text(CUSTOM)
+    monkeypatch.syspath_prepend(str(src))
+    mod = __import__(module)
+    case = Case("custom_code", lambda f: make_pipeline(mod.LogGap(), LogisticRegression()).fit(
+        f[["x1", "x3"]], f["y_bin"]), ["x1", "x3"], "y_bin", "binary", ["--features", "x1,x3"], numpy=True)
+    cfg = write_cfg(tmp_path, duckdb_source(source_db), case.name)
+    model, artifact, data = fit_and_save(case, truth, tmp_path)
+    monkeypatch.undo()  # the module is no longer importable from the user's folder
+    sys.modules.pop(module, None)
+    try:
+        res = register(cfg, case, artifact, data, "--code", str(src / f"{module}.py"))
+        assert res.exit_code == 0, res.output
+        result = run_day(load_config(cfg), SCORE_DAY)
+        check_published(case, model, truth, published(tmp_path / "results.duckdb", SCORE_DAY), set(), result)
+        stored = tmp_path / "models" / case.name / "1" / "code" / f"{module}.py"
+        stored.write_text(CUSTOM.replace("log1p", "sqrt"))
+        with pytest.raises(Exception, match="changed since registration"):
+            run_day(load_config(cfg), SCORE_DAY)
+    finally:
+        sys.modules.pop(module, None)
+
+
+def test_version_registered_before_signatures_scores_as_before(tmp_path: Path, truth: pd.DataFrame,
+                                                               source_db: Path) -> None:
+    """Metadata without ``signature`` (today's stores): binary, last class, Arrow's own pandas conversion."""
+    case = CASES["binary"]
+    cfg = write_cfg(tmp_path, duckdb_source(source_db), case.name)
+    model, artifact, data = fit_and_save(case, truth, tmp_path)
+    assert register(cfg, case, artifact, data).exit_code == 0
+    meta_file = tmp_path / "models" / case.name / "1" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    for key in ("signature", "parity"):
+        meta.pop(key)
+    meta_file.write_text(json.dumps(meta))
+    result = run_day(load_config(cfg), SCORE_DAY)
+    check_published(case, model, truth, published(tmp_path / "results.duckdb", SCORE_DAY), set(), result)
