@@ -272,3 +272,35 @@ def test_version_registered_before_signatures_scores_as_before(tmp_path: Path, t
     meta_file.write_text(json.dumps(meta))
     result = run_day(load_config(cfg), SCORE_DAY)
     check_published(case, model, truth, published(tmp_path / "results.duckdb", SCORE_DAY), set(), result)
+
+
+PG_CASES = ["nullable_boolean_integer", "xgboost_categorical", "regression_ridge", "multiclass", "numpy_fitted"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("name", PG_CASES)
+def test_model_type_scores_exactly_on_postgres(name: str, tmp_path: Path, truth: pd.DataFrame, pg_url: str,
+                                               pg_schema: str) -> None:
+    """The same cases with a PostgreSQL source (its own Arrow types: bigint, boolean, text, timestamptz) and
+    PostgreSQL results."""
+    import adbc_driver_postgresql.dbapi as pg
+    import pyarrow as pa
+
+    from tests.storage.pg_helpers import pg_frame
+
+    rows = truth.assign(ts=truth["ts"].dt.tz_localize("UTC"))
+    with pg.connect(pg_url) as con, con.cursor() as cur:
+        cur.adbc_ingest("events", pa.Table.from_pandas(rows, preserve_index=False), mode="create",
+                        db_schema_name=pg_schema)
+        con.commit()
+    case = CASES[name]
+    source = {"kind": "postgres", "url": pg_url, "table": f"{pg_schema}.events", "timestamp_column": "ts",
+              "key_column": "id"}
+    results = {"kind": "postgres", "url": pg_url, "schema": pg_schema, "staging_dir": str(tmp_path / "staging")}
+    cfg = write_cfg(tmp_path, source, case.name, results, **({"output": case.output} if case.output else {}))
+    model, artifact, data = fit_and_save(case, truth, tmp_path)
+    assert register(cfg, case, artifact, data).exit_code == 0
+    result = run_day(load_config(cfg), SCORE_DAY)
+    pub = pg_frame(pg_url, f'SELECT * FROM "{pg_schema}".predictions WHERE day = %s ORDER BY source_key', [SCORE_DAY])
+    quarantined = pg_frame(pg_url, f'SELECT source_key FROM "{pg_schema}".quarantine')
+    check_published(case, model, truth, pub, set(quarantined["source_key"]), result)
