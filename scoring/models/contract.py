@@ -15,6 +15,7 @@ An input is ``{"name", "kind", "dtype", "levels", "missing", "nullable", "unknow
 - ``missing``: how training spelled a missing value in an ``object`` column: ``nan``, ``none`` or ``na``;
 - ``nullable``: whether the model accepts a missing value there (it had missing values in training, an
   imputer covers the column, or the estimator handles NaN natively);
+- ``nullable_why``: why missing is acceptable (training had missing values, an imputer, a NaN-native estimator);
 - ``unknown_levels``: ``error`` when an encoder of the model raises on a level it did not see in training
   (the generated suite then quarantines such rows before scoring), else ``ignore``.
 """
@@ -41,6 +42,7 @@ class Input:
     missing: str = "nan"
     nullable: bool = True
     unknown_levels: str = "ignore"
+    nullable_why: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -130,9 +130,11 @@ def infer_inputs(model: Any, frame: pd.DataFrame, names: list[str]) -> tuple[Inp
         else:
             levels = tuple(json_level(v) for v in refusing[name]) if name in refusing else None
         had_missing = bool(col.isna().any())
+        why = [w for w, yes in (("missing values in training", had_missing), ("an imputer covers it", name in imputed),
+                                (f"{type(final_estimator(model)).__name__} handles NaN natively", native)) if yes]
         inputs.append(Input(name, _kind(dtype), str(dtype), levels, _missing_spelling(col),
-                            nullable=had_missing or native or name in imputed,
-                            unknown_levels="error" if name in refusing else "ignore"))
+                            nullable=bool(why), unknown_levels="error" if name in refusing else "ignore",
+                            nullable_why="; ".join(why)))
     return tuple(inputs)
 
 

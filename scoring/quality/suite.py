@@ -125,7 +125,11 @@ def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0) -> di
     """
     refs = (mv.meta.get("reference") or {}).get("features", {})
     features = [f for f in mv.features if f["name"] != key_column]
-    known = _known_levels(mv.meta.get("signature") or {})
+    signature = mv.meta.get("signature") or {}
+    known = _known_levels(signature)
+    # Versions registered before signatures say nothing about missing values: their rules stay critical.
+    accepts_missing = {i["name"]: i.get("nullable_why") or "declared nullable"
+                       for i in signature.get("inputs", []) if i.get("nullable")}
     exps = [
         _exp("expect_table_columns_to_match_set", column_set=[key_column, *(f["name"] for f in features)],
              exact_match=False, meta={"why": "the model's input columns and the key; extra columns are ignored"}),
@@ -147,15 +151,18 @@ def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0) -> di
             exps.append(_exp("expect_column_values_to_be_of_type", column=name, type_=BOOLEAN_TYPE,
                              meta={"why": "trained as boolean"}))
         missing = _missing_share(ref)
+        takes_null = accepts_missing.get(name)
+        severity = "warning" if takes_null else "critical"
+        why_null = f"; warning, not critical: the model takes a missing value here ({takes_null})" if takes_null else ""
         if missing == 0.0:
-            exps.append(_exp("expect_column_values_to_not_be_null", column=name,
-                             meta={"why": "no missing values in training"}))
+            exps.append(_exp("expect_column_values_to_not_be_null", severity, column=name,
+                             meta={"why": "no missing values in training" + why_null}))
         elif missing is not None:
             allowed = null_allowance(missing)
             if allowed < 1.0:
-                exps.append(_exp("expect_column_proportion_of_non_null_values_to_be_between", column=name,
+                exps.append(_exp("expect_column_proportion_of_non_null_values_to_be_between", severity, column=name,
                                  min_value=round(1 - allowed, 4),
-                                 meta={"why": f"{missing:.2%} missing in training"}))
+                                 meta={"why": f"{missing:.2%} missing in training" + why_null}))
         if kind in ("integer", "float"):
             bounds = _range(ref, margin, kind == "integer")
             if bounds:

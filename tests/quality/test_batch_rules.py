@@ -55,8 +55,10 @@ def test_conservation_on_a_day_with_every_kind_of_bad_row(tmp_path, sample_db, s
     out = published(cfg.results.path, CLEAN_DAY)
     assert len(q) == result.rows_rejected and len(out) == result.rows_scored
     # Every source row is either scored or quarantined, once: one quarantine record per rejected row.
-    expected_bad = len(src[src[KEY].isna() | (src[KEY] % 101).isin([1, 2, 3, 5])])  # both copies of a duplicate
+    expected_bad = len(src[src[KEY].isna() | (src[KEY] % 101).isin([2, 3, 5])])  # both copies of a duplicate
     assert result.rows_rejected == expected_bad
+    # A NULL the model takes (its HistGradientBoosting handles NaN) is scored, and counted by a warning rule.
+    assert keys_where(db, f"{day_filter(CLEAN_DAY)} AND {KEY} % 101 = 1") <= set(out["source_key"])
     keys = src[KEY].dropna().astype("int64").astype(str)
     assert set(out["source_key"]) | set(q["source_key"].dropna()) == set(keys)
     assert not set(out["source_key"]) & set(q["source_key"].dropna())
@@ -74,7 +76,7 @@ def test_error_threshold_fails_the_run_publishes_nothing_and_keeps_the_quarantin
     good = load_config(write_config(tmp_path, sample_db, store))
     first = pipeline.run_day(good, CLEAN_DAY)
     before = published(good.results.path, CLEAN_DAY)
-    db = dirty_source(tmp_path, sample_db, f"UPDATE loan_applications SET loan_amount = NULL WHERE {KEY} % 30 = 0")
+    db = dirty_source(tmp_path, sample_db, f"UPDATE loan_applications SET loan_amount = -5 WHERE {KEY} % 30 = 0")
     share = len(keys_where(db, f"{day_filter(CLEAN_DAY)} AND {KEY} % 30 = 0")) / 600
     assert 0.02 < share < 0.05
     cfg = load_config(write_config(tmp_path, db, store, validation={"error_threshold": 0.02}))
@@ -97,16 +99,15 @@ def test_error_threshold_fails_the_run_publishes_nothing_and_keeps_the_quarantin
 
 
 def test_a_day_with_only_bad_rows_fails_and_shows_every_row(tmp_path, sample_db, store) -> None:
-    db = dirty_source(tmp_path, sample_db, f"UPDATE loan_applications SET employment_type = NULL "
-                                           f"WHERE {day_filter(CLEAN_DAY)}")
+    db = dirty_source(tmp_path, sample_db, f"UPDATE loan_applications SET age = -1 WHERE {day_filter(CLEAN_DAY)}")
     cfg = load_config(write_config(tmp_path, db, store))
     with pytest.raises(ValidationFailed, match=r"600 of 600 rows quarantined \(100\.0%\)"):
         pipeline.run_day(cfg, CLEAN_DAY)
     run = last_run(cfg.results.path)
     assert (run["status"], run["rows_in"], run["rows_scored"], run["rows_rejected"]) == ("failed", 600, 0, 600)
-    assert "expect_column_values_to_not_be_null on 'employment_type' (600)" in run["error"]
+    assert "expect_column_values_to_be_between on 'age' (600)" in run["error"]
     q = quarantine(cfg.results.path, run["run_id"])
-    assert len(q) == 600 and set(q["column_name"]) == {"employment_type"}
+    assert len(q) == 600 and set(q["column_name"]) == {"age"}
     assert len(published(cfg.results.path, CLEAN_DAY)) == 0
 
 
@@ -128,15 +129,27 @@ def test_empty_day_succeeds_with_a_warning_or_fails_when_the_suite_says_so(cfg) 
 
 
 def test_share_of_nulls_per_column_is_checked_on_the_whole_interval(tmp_path, sample_db, store) -> None:
-    # age is nullable (1-2% missing in training): a few nulls are scored; 40% nulls fail the interval.
+    # age had 1-2% missing in training and the model takes NaN: 40% nulls are scored with a warning on the
+    # whole interval's share; a user who makes the rule critical fails such a day.
     db = dirty_source(tmp_path, sample_db, f"UPDATE loan_applications SET age = NULL WHERE {KEY} % 5 IN (0, 1)")
     cfg = load_config(write_config(tmp_path, db, store, chunking={"rows_per_chunk": 50}))
+    result = pipeline.run_day(cfg, CLEAN_DAY)
+    run = last_run(cfg.results.path)
+    assert (run["status"], result.rows_scored, result.rows_rejected) == ("success", 600, 0)
+    assert any("expect_column_proportion_of_non_null_values_to_be_between on 'age': observed 0.5" in w
+               for w in run["details"]["validation"]["warnings"])
+
+    def critical(exp: dict) -> None:
+        if exp["type"] == "expect_column_proportion_of_non_null_values_to_be_between":
+            exp["severity"] = "critical"
+
+    edit_suite(Path(run["details"]["suite"]), critical)
     with pytest.raises(ValidationFailed, match="expect_column_proportion_of_non_null_values_to_be_between on 'age': "
                                                r"observed 0\.5\d+"):
         pipeline.run_day(cfg, CLEAN_DAY)
     run = last_run(cfg.results.path)
     assert run["rows_rejected"] == 0 and run["status"] == "failed"
-    assert len(published(cfg.results.path, CLEAN_DAY)) == 0
+    assert set(published(cfg.results.path, CLEAN_DAY)["run_id"]) == {result.run_id}
 
 
 class OverconfidentModel:

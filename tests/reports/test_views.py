@@ -63,8 +63,10 @@ def _stage(folder: Path, name: str, scores: list[float], quarantine: list[tuple]
     files, qfiles = [], []
     if scores:
         keys = [f"{name}-{i}" for i in range(len(scores))]
-        table = pa.table([pa.array(keys), pa.array(scores, pa.float64()),
-                          pa.array([int(s >= 0.5) for s in scores], pa.int8())], schema=PREDICTION_SCHEMA)
+        hits = [int(s >= 0.5) for s in scores]
+        table = pa.table([pa.array(keys), pa.array(scores, pa.float64()), pa.array(hits, pa.int8()),
+                          pa.array([str(h) for h in hits]), pa.nulls(len(keys), pa.string())],
+                         schema=PREDICTION_SCHEMA)
         # Two chunks, as the pipeline stages them.
         for i, part in enumerate((table.slice(0, 2), table.slice(2))):
             pq.write_table(part, folder / f"{name}-{i}.parquet")
@@ -72,7 +74,8 @@ def _stage(folder: Path, name: str, scores: list[float], quarantine: list[tuple]
     if quarantine:
         q = pa.table({"source_key": [r[0] for r in quarantine], "column_name": [r[1] for r in quarantine],
                       "rule": [r[2] for r in quarantine], "value": [r[3] for r in quarantine],
-                      "row_json": ["{}"] * len(quarantine)}, schema=QUARANTINE_SCHEMA)
+                      "row_json": ["{}"] * len(quarantine), "reason": [None] * len(quarantine)},
+                     schema=QUARANTINE_SCHEMA)
         pq.write_table(q, folder / f"{name}.q.parquet")
         qfiles.append(folder / f"{name}.q.parquet")
     return files, qfiles
