@@ -78,6 +78,10 @@ def _session(cfg: ResultsConfig) -> Iterator[_Session]:
 
     if not cfg.url:
         raise ConfigError("refreshing PostgreSQL reports needs results.url")
+    from scoring.storage.results.postgres_store import PostgresResults
+
+    # Migrates tables created by earlier versions (the views name their new columns); no DDL when current.
+    PostgresResults(cfg).ensure_schema()
     with psycopg.connect(cfg.url, autocommit=True) as con:
         try:
             create_postgres_views(con, cfg.db_schema)

@@ -59,3 +59,22 @@ def test_regression_report_shows_the_distribution(regression_report) -> None:
     text = console.export_text()
     assert "min" in text and "max" in text and "pos.rate" not in text
     assert '"task": "regression"' in to_json(data)
+
+
+def test_refresh_rebuilds_a_regression_partition_with_its_task_and_range(tmp_path: Path) -> None:
+    from scoring.reports import refresh_reports
+
+    cfg = load_config(write_config(tmp_path, tmp_path / "source.duckdb", tmp_path / "models"))
+    store = open_results(cfg.results)
+    store.ensure_schema()
+    rows = pa.table({"source_key": ["a", "b", "c"], "score": [-10.0, 5.0, 30.0], "label": pa.nulls(3, pa.int8()),
+                     "predicted_class": pa.nulls(3, pa.string()), "probabilities": pa.nulls(3, pa.string())})
+    run = run_record("r", DAYS[0], cfg.model.name)
+    store.start_run(run)
+    store.publish(run, [write(tmp_path / "chunk.parquet", rows)], [])  # no summaries passed
+    assert refresh_reports(cfg)["summaries_rebuilt"] == 1
+    stats = store.query("SELECT task, positives, positive_rate FROM daily_summary").to_pylist()
+    assert stats == [{"task": "regression", "positives": 0, "positive_rate": None}]
+    bins = store.query("SELECT bin, bin_lo, bin_hi, count FROM score_histogram ORDER BY bin").to_pylist()
+    assert len(bins) == 20 and (bins[0]["bin_lo"], bins[-1]["bin_hi"]) == (-10.0, 30.0)
+    assert {b["bin"]: b["count"] for b in bins if b["count"]} == {0: 1, 7: 1, 19: 1}
