@@ -14,6 +14,10 @@ from scoring.errors import ConfigError
 from scoring.sqlident import validate_identifier
 
 DEFAULT_CONFIG = "scoring.yaml"
+# The predictions table's own columns (scoring/storage/results/tables.py, checked equal by a test): a
+# passthrough column may not take one of these names.
+PREDICTION_COLUMNS = ("source_key", "score", "label", "predicted_class", "probabilities", "model_name",
+                      "model_version", "run_id", "day", "scored_at")
 CONFIG_ENV = "SCORING_CONFIG"
 
 
@@ -86,6 +90,8 @@ class ResultsConfig(_Strict):
     connection_id: str | None = None
     connect_timeout_s: float = Field(30.0, ge=0, description="kind postgres: keep retrying a refused or "
                                      "timed-out connection this long")
+    passthrough: list[str] = Field(default_factory=list, description="source columns copied into each "
+                                   "prediction row, with their source types")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -94,6 +100,20 @@ class ResultsConfig(_Strict):
     def _ident(cls, value: str) -> str:
         return validate_identifier(value, "results table or schema")
 
+    @field_validator("passthrough")
+    @classmethod
+    def _passthrough(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in value:
+            validate_identifier(name, "passthrough column name")
+            # Case-insensitive: DuckDB column names are, and a BI tool would not tell Score from score.
+            if name.lower() in PREDICTION_COLUMNS:
+                raise ValueError(f"{name!r} is a column of the predictions table; pick another source column")
+            if name.lower() in seen:
+                raise ValueError(f"{name!r} is listed twice")
+            seen.add(name.lower())
+        return value
+
     @model_validator(mode="after")
     def _where(self) -> ResultsConfig:
         if self.kind == "duckdb" and self.path is None:
@@ -101,6 +121,13 @@ class ResultsConfig(_Strict):
         if self.kind == "postgres" and self.url is None and self.connection_id is None:
             raise ValueError("kind postgres needs 'url' (or 'connection_id' under Airflow)")
         return self
+
+
+class OutputConfig(_Strict):
+    """What each prediction row carries besides the score."""
+
+    probabilities: bool = Field(False, description="write every class probability as JSON in `probabilities` "
+                                "(classifiers; NULL for regressors)")
 
 
 class ChunkingConfig(_Strict):
@@ -158,6 +185,7 @@ class Config(_Strict):
     source: SourceConfig
     model: ModelConfig
     results: ResultsConfig
+    output: OutputConfig = OutputConfig()
     chunking: ChunkingConfig = ChunkingConfig()
     workers: int = Field(1, ge=1)
     training: TrainingConfig | None = None

@@ -101,21 +101,31 @@ def _version_changes(daily: list[dict[str, Any]]) -> list[tuple[dt.date, int]]:
     return out
 
 
-def score_over_time(daily: list[dict[str, Any]], start: dt.date, end: dt.date) -> str:
-    """Positive rate (top) and the p10/p50/p90 band with the mean score (bottom); version changes marked."""
+def score_over_time(daily: list[dict[str, Any]], start: dt.date, end: dt.date, task: str = "binary") -> str:
+    """Positive rate (top) and the p10/p50/p90 band with the mean score (bottom); version changes marked.
+    Regression: the predictions' p10/p50/p90 band, mean and min/max, without the positive rate."""
     daily = [r for r in daily if r["rows_scored"]]
     if not daily:
         raise NoData("no scored rows in this range")
+    regression = task == "regression"
     with matplotlib.rc_context(RC):
         fig, (top, bottom) = _figure(5.0, rows=2)
         days = [r["day"] for r in daily]
-        top.plot(days, [r["positive_rate"] for r in daily], marker="o", ms=3, color=SCORED, label="positive rate (label = 1)")
-        top.set_ylabel("positive rate")
+        if regression:
+            top.plot(days, [r["mean_score"] for r in daily], marker="o", ms=3, color=SCORED, label="mean prediction")
+            top.set_ylabel("mean")
+        else:
+            top.plot(days, [r["positive_rate"] for r in daily], marker="o", ms=3, color=SCORED,
+                     label="positive rate (label = 1)")
+            top.set_ylabel("positive rate")
         bottom.fill_between(days, [r["score_p10"] for r in daily], [r["score_p90"] for r in daily],
                             color=SCORED, alpha=0.25, label="p10 – p90")
         bottom.plot(days, [r["score_p50"] for r in daily], color=SCORED, marker="o", ms=3, label="median (p50)")
         bottom.plot(days, [r["mean_score"] for r in daily], color="#333333", ls=":", label="mean")
-        bottom.set_ylabel("score")
+        if regression:
+            bottom.plot(days, [r["score_min"] for r in daily], color="#777777", lw=0.8, ls="--", label="min / max")
+            bottom.plot(days, [r["score_max"] for r in daily], color="#777777", lw=0.8, ls="--")
+        bottom.set_ylabel("prediction" if regression else "score")
         for i, (day, version) in enumerate(_version_changes(daily)):
             for k, ax in enumerate((top, bottom)):
                 if i:  # the first version is where the chart starts, not a change
@@ -141,8 +151,9 @@ def rebin(bins: list[dict[str, Any]], edges: list[float]) -> list[float]:
 
 
 def score_distribution(bins: list[dict[str, Any]], day: dt.date | None, version: int | None,
-                       reference: dict[str, Any] | None) -> str:
-    """The day's score histogram (density) against the model version's training reference, with the PSI."""
+                       reference: dict[str, Any] | None, task: str = "binary") -> str:
+    """The day's score histogram (density) against the model version's training reference, with the PSI.
+    Regression: the histogram of the predictions over the day's range (its bins' real edges)."""
     if day is None or not bins:
         raise NoData(f"no scored rows on {day}" if day else "no scored rows in this range")
     with matplotlib.rc_context(RC):
@@ -153,6 +164,11 @@ def score_distribution(bins: list[dict[str, Any]], day: dt.date | None, version:
         ax.bar(lo, [b["count"] / total for b in bins] / width, width=width, align="edge", color=SCORED,
                alpha=0.8, label=f"{day} (v{version}, {total:,} rows)")
         title = f"Score distribution on {day} vs the training reference"
+        regression = task == "regression"
+        if regression:
+            title = f"Distribution of the predictions on {day}"
+            if float(width.max()) == 0.0:  # every prediction the same value: one bin of zero width
+                ax.bar(lo, [total], width=1.0, align="center", color=SCORED, alpha=0.8)
         if reference:
             edges = list(reference["edges"])
             ref_density = np.array(reference["shares"]) / np.diff(edges)
@@ -160,8 +176,11 @@ def score_distribution(bins: list[dict[str, Any]], day: dt.date | None, version:
             title += f" — PSI {psi(reference['shares'], rebin(bins, edges)):.3f}"
         else:
             title += " (no reference stored for this version)"
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("score")
+        if regression:
+            ax.set_xlabel("prediction")
+        else:
+            ax.set_xlim(0, 1)
+            ax.set_xlabel("score")
         ax.set_ylabel("density")
         ax.set_title(title, loc="left")
         ax.legend(loc="upper right", fontsize=8)

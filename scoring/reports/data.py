@@ -51,9 +51,18 @@ class ReportData:
     def runs(self) -> pa.Table:
         return self.sections["run_history"]
 
+    @property
+    def task(self) -> str:
+        """The model's task on the last day that recorded one (``binary`` when none did: summaries published
+        before the model contract, or views created before it)."""
+        if "task" not in self.daily.column_names:
+            return "binary"
+        tasks = [t for t in self.daily.column("task").to_pylist() if t]
+        return tasks[-1] if tasks else "binary"
+
     def meta(self) -> dict[str, Any]:
         """The report's identity and notes, for machine-readable outputs."""
-        return {"model": self.model, "start": self.start.isoformat(), "end": self.end.isoformat(),
+        return {"model": self.model, "task": self.task, "start": self.start.isoformat(), "end": self.end.isoformat(),
                 "results": self.results, "day": self.day.isoformat() if self.day else None,
                 "drift_available": self.drift_available, "warnings": self.warnings, "notes": self.notes}
 
@@ -178,6 +187,8 @@ def _load(cfg: Config, store: _Reader, start: dt.date, end: dt.date, model: str,
         if ref:
             data.references[version] = ref
     data.warnings.extend(run_warnings(data))
+    if data.task == "regression":
+        data.notes.append("regression model: the score is the predicted value; bins span each day's range")
     if not data.drift_available:
         data.notes.append("drift monitoring is not installed in these results (no drift table)")
     return data

@@ -10,7 +10,7 @@ from typing import Any
 
 from scoring.reports import charts
 from scoring.reports.data import ReportData
-from scoring.reports.outputs import cell, empty_reason
+from scoring.reports.outputs import cell, empty_reason, terminal_columns
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +70,16 @@ def _kpis(data: ReportData) -> str:
     positives = sum(r["positives"] for r in daily)
     versions = sorted({r["model_version"] for r in daily})
     failed = sum(1 for r in runs if r["status"] != "success")
+    if data.task == "regression":
+        total = sum(r["mean_score"] * r["rows_scored"] for r in daily if r["rows_scored"])
+        lows = [r["score_min"] for r in daily if r["rows_scored"]]
+        highs = [r["score_max"] for r in daily if r["rows_scored"]]
+        rate = [("mean prediction", f"{total / scored:.4g}" if scored else "–"),
+                ("range", f"{min(lows):.4g} .. {max(highs):.4g}" if lows else "–")]
+    else:
+        rate = [("positive rate", f"{positives / scored:.4f}" if scored and data.task == "binary" else "–")]
     items = [("days with predictions", len(daily)), ("rows scored", f"{scored:,}"),
-             ("rows quarantined", f"{quarantined:,}"),
-             ("positive rate", f"{positives / scored:.4f}" if scored else "–"),
+             ("rows quarantined", f"{quarantined:,}"), *rate,
              ("model versions", ", ".join(f"v{v}" for v in versions) or "–"), ("runs", len(runs)),
              ("failed runs", failed)]
     return ('<table class="kpis"><tbody><tr>' + "".join(f"<th>{_e(k)}</th>" for k, _ in items) + "</tr><tr>"
@@ -106,10 +113,15 @@ def render_html(data: ReportData, psi_warn: float = 0.1, psi_alert: float = 0.25
     parts.append(_kpis(data))
     parts.append(_chart("chart-rows-per-day", "Rows per day: scored vs quarantined",
                         lambda: charts.rows_per_day(daily, runs, start, end)))
-    parts.append(_chart("chart-score-over-time", "Positive rate and score quantiles over time",
-                        lambda: charts.score_over_time(daily, start, end)))
-    parts.append(_chart("chart-score-distribution", "Score distribution vs the training reference",
-                        lambda: charts.score_distribution(bins, data.day, version, data.references.get(version))))
+    task = data.task
+    regression = task == "regression"
+    parts.append(_chart("chart-score-over-time", "Mean and quantiles of the predictions over time" if regression
+                        else "Positive rate and score quantiles over time",
+                        lambda: charts.score_over_time(daily, start, end, task)))
+    parts.append(_chart("chart-score-distribution", "Distribution of the predictions" if regression
+                        else "Score distribution vs the training reference",
+                        lambda: charts.score_distribution(bins, data.day, version, data.references.get(version),
+                                                          task)))
     parts.append(_chart("chart-quarantine", "Quarantined rows by rule",
                         lambda: charts.quarantine_by_rule(data.sections["quarantine_summary"].to_pylist())))
 
@@ -124,7 +136,8 @@ def render_html(data: ReportData, psi_warn: float = 0.1, psi_alert: float = 0.25
                  + (_table(runs, RUN_COLUMNS, "runs", lambda r: r["status"] != "success") if runs
                     else f'<p class="empty">{_e(empty_reason(data, "run_history"))}.</p>') + "</section>")
     parts.append('<section id="daily-table"><details><summary>Daily summary rows</summary>'
-                 + (_table(daily, DAILY_COLUMNS, "daily", lambda r: False) if daily
+                 + (_table(daily, DAILY_COLUMNS if not regression else terminal_columns(data, "daily_summary"),
+                           "daily", lambda r: False) if daily
                     else f'<p class="empty">{_e(empty_reason(data, "daily_summary"))}.</p>')
                  + "</details></section>")
     title = f"Scoring report {data.model} {start} .. {end}"

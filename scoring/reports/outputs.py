@@ -24,10 +24,13 @@ TERMINAL_COLUMNS = {
     "run_history": ["day", "model_version", "status", "rows_in", "rows_rejected", "rows_scored", "started_at",
                     "duration_s", "trigger", "is_latest", "error"],
 }
+# A regression model has no positives: its daily rows show the predictions' range instead.
+REGRESSION_DAILY = ["day", "model_version", "rows_scored", "rows_quarantined", "mean_score", "score_min",
+                    "score_p10", "score_p50", "score_p90", "score_max"]
 TEXT_COLUMNS = {"rule", "column_name", "feature", "error", "status", "trigger", "started_at"}
 HEADERS = {"model_version": "ver", "rows_scored": "scored", "rows_quarantined": "quar.",
            "mean_score": "mean", "positive_rate": "pos.rate", "score_p10": "p10", "score_p50": "p50",
-           "score_p90": "p90", "column_name": "column", "rows_in": "in", "rows_rejected": "rejected",
+           "score_p90": "p90", "score_min": "min", "score_max": "max", "column_name": "column", "rows_in": "in", "rows_rejected": "rejected",
            "started_at": "started (UTC)", "duration_s": "seconds", "is_latest": "latest"}
 TERMINAL_DEFAULT = ("daily_summary", "quarantine_summary", "drift_summary", "run_history")
 FLOAT_DIGITS = 4
@@ -74,6 +77,13 @@ def cell(value: Any) -> str:
     return str(plain(value))
 
 
+def terminal_columns(data: ReportData, section: str) -> list[str]:
+    """The columns of ``section`` shown in the terminal (and the HTML tables) for the report's model task."""
+    if section == "daily_summary" and data.task == "regression":
+        return REGRESSION_DAILY
+    return TERMINAL_COLUMNS[section]
+
+
 def rich_tables(data: ReportData, sections: tuple[str, ...] | None = None) -> list[Table | Text]:
     """A Rich table per section (failed runs in red); an empty section is one line saying why."""
     out = []
@@ -81,8 +91,9 @@ def rich_tables(data: ReportData, sections: tuple[str, ...] | None = None) -> li
         tbl = data.sections[section]
         title = f"{section} — {data.model} {data.start} .. {data.end} ({tbl.num_rows} rows)"
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
-        cells = [[cell(r[c]) for c in TERMINAL_COLUMNS[section]] for r in tbl.to_pylist()]
-        for i, col in enumerate(TERMINAL_COLUMNS[section]):
+        columns = terminal_columns(data, section)
+        cells = [[cell(r[c]) for c in columns] for r in tbl.to_pylist()]
+        for i, col in enumerate(columns):
             text = col in TEXT_COLUMNS
             # Numbers and days never wrap; only the text columns fold when the terminal is narrow.
             widest = max([len(HEADERS.get(col, col)), *(len(row[i]) for row in cells)])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from scoring.reports.summaries import BIN_EXPR, STATS_EXPRS, Partition, summary_tables
+from scoring.reports.summaries import STATS_EXPRS, TASK_EXPR, Partition, bin_expr, summary_tables
 from scoring.sqlident import quote
 from scoring.storage.results.tables import PREDICTION_STATS, QUARANTINE_COUNTS, SCORE_BINS
 from scoring.storage.results.views import VIEW_NAMES, create_postgres_views
@@ -78,6 +78,10 @@ def _session(cfg: ResultsConfig) -> Iterator[_Session]:
 
     if not cfg.url:
         raise ConfigError("refreshing PostgreSQL reports needs results.url")
+    from scoring.storage.results.postgres_store import PostgresResults
+
+    # Migrates tables created by earlier versions (the views name their new columns); no DDL when current.
+    PostgresResults(cfg).ensure_schema()
     with psycopg.connect(cfg.url, autocommit=True) as con:
         try:
             create_postgres_views(con, cfg.db_schema)
@@ -103,11 +107,13 @@ def stale_partitions(s: _Session) -> list[Partition]:
 
 
 def rebuild_partition(s: _Session, part: Partition, predictions: str) -> None:
-    """Recompute one partition's summaries from the predictions and quarantine tables and replace them."""
+    """Recompute one partition's summaries from the predictions and quarantine tables and replace them. The
+    task is inferred from the rows (``TASK_EXPR``): the predictions table does not record it."""
     where, key = "WHERE day = ? AND model_name = ?", [part.day, part.model_name]
     pred = s.name(predictions)
-    stats = s.rows(f"SELECT {STATS_EXPRS} FROM {pred} {where}", key)[0]  # noqa: S608 - quoted
-    bins = {r["bin"]: r["n"] for r in s.rows(f"SELECT {BIN_EXPR} AS bin, count(*) AS n FROM {pred} {where} "  # noqa: S608
+    stats = s.rows(f"SELECT {STATS_EXPRS}, {TASK_EXPR} FROM {pred} {where}", key)[0]  # noqa: S608 - quoted
+    expr = bin_expr(stats["task"], stats["score_min"], stats["score_max"])
+    bins = {r["bin"]: r["n"] for r in s.rows(f"SELECT {expr} AS bin, count(*) AS n FROM {pred} {where} "  # noqa: S608
                                              "GROUP BY 1", key)}
     rules = s.rows(f"SELECT rule, column_name, count(*) AS {quote('count')} FROM {s.name('quarantine')} "  # noqa: S608
                    f"{where} GROUP BY rule, column_name", key)

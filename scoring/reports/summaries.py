@@ -1,7 +1,10 @@
 """Per-(day, model) report summaries computed from a run's staged chunk files, before publish.
 
 ``summarize`` returns rows for the summary tables declared in ``scoring/storage/results/tables.py``
-(``prediction_stats``, ``score_bins``, ``quarantine_counts``). The caller passes them to
+(``prediction_stats``, ``score_bins``, ``quarantine_counts``). By task: binary counts positives (label 1) and
+bins scores over [0, 1]; multiclass has no positives (0, positive rate NULL) and bins the predicted class's
+probability over [0, 1]; regression has no positives either and bins the predictions over the day's
+[min, max] (one bin when every prediction is the same). The caller passes them to
 ``ResultsStore.publish(..., extra=...)`` so they replace the day's partition in the same transaction as the
 predictions: reports then read a few rows per day and never scan the predictions table.
 """
@@ -25,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 SCORE_BIN_COUNT = 20  # equal-width bins over [0, 1]; each training-reference bin (tenths) is two of them
 QUANTILES = (0.1, 0.5, 0.9)
+TASKS = ("binary", "multiclass", "regression")
 
 _ARROW = {"string": pa.string(), "float": pa.float64(), "int32": pa.int32(), "int64": pa.int64(),
           "date": pa.date32()}
@@ -40,6 +44,35 @@ STATS_EXPRS = (
     "min(score) AS score_min, max(score) AS score_max"
 )
 BIN_EXPR = f"CAST(LEAST(GREATEST(FLOOR(score * {SCORE_BIN_COUNT}), 0), {SCORE_BIN_COUNT - 1}) AS INTEGER)"
+# The task of a partition published without one recorded (rebuilding summaries from the predictions table):
+# binary models set labels, multiclass ones only the predicted class, regressors neither.
+TASK_EXPR = ("CASE WHEN count(*) = 0 THEN NULL WHEN count(label) > 0 THEN 'binary' "
+             "WHEN count(predicted_class) > 0 THEN 'multiclass' ELSE 'regression' END AS task")
+
+
+def bin_expr(task: str | None, lo: float | None = None, hi: float | None = None) -> str:
+    """The SQL bin number (0..19) of ``score``: over [0, 1] for classifiers (and unknown tasks), over
+    [lo, hi] (the day's min and max) for regression, where lo == hi puts every row in bin 0."""
+    if task != "regression":
+        return BIN_EXPR
+    if lo is None or hi is None or not hi > lo:
+        return "0"
+    # repr() of a float is a plain SQL numeric literal (both values come from the data, never from users).
+    scaled = f"FLOOR((score - ({float(lo)!r})) / ({float(hi)!r} - ({float(lo)!r})) * {SCORE_BIN_COUNT})"
+    return f"CAST(LEAST(GREATEST({scaled}, 0), {SCORE_BIN_COUNT - 1}) AS INTEGER)"
+
+
+def bin_edges(task: str | None, lo: float | None, hi: float | None) -> list[tuple[float, float]]:
+    """(bin_lo, bin_hi) per bin: 20 tenths-of-halves of [0, 1] for classifiers; for regression 20 equal
+    widths of [lo, hi], or the single bin [lo, lo] when lo == hi."""
+    if task == "regression" and lo is not None and hi is not None:
+        if not hi > lo:
+            return [(lo, hi)]
+        width = (hi - lo) / SCORE_BIN_COUNT
+        return [(lo + b * width, hi if b == SCORE_BIN_COUNT - 1 else lo + (b + 1) * width)
+                for b in range(SCORE_BIN_COUNT)]
+    width = 1.0 / SCORE_BIN_COUNT
+    return [(round(b * width, 10), round((b + 1) * width, 10)) for b in range(SCORE_BIN_COUNT)]
 
 
 @dataclass(frozen=True)
@@ -58,32 +91,40 @@ def arrow_schema(spec: TableSpec) -> pa.Schema:
     return pa.schema([pa.field(c.name, _ARROW[c.type], c.nullable) for c in spec.columns])
 
 
-def summarize(run: RunRecord, prediction_files: Sequence[Path], quarantine_files: Sequence[Path]) -> dict[str, pa.Table]:
+def summarize(run: RunRecord, prediction_files: Sequence[Path], quarantine_files: Sequence[Path],
+              task: str = "binary") -> dict[str, pa.Table]:
     """Summary rows of one run's (day, model) partition, from its staged Parquet files.
 
     Args:
         run: the run being published (day, model name and version, run id, rows rejected).
-        prediction_files: staged prediction chunks (source_key, score, label).
+        prediction_files: staged prediction chunks (source_key, score, label, ...).
         quarantine_files: staged quarantine chunks (source_key, column_name, rule, value, row_json).
+        task: the model's task, ``binary``, ``multiclass`` or ``regression``; recorded in prediction_stats.
 
     Returns:
         ``{table name: rows}`` for ``publish(..., extra=...)``: one ``prediction_stats`` row, one
         ``score_bins`` row per bin (none when nothing was scored) and one ``quarantine_counts`` row per
         (rule, column).
+
+    Raises:
+        ValueError: an unknown task.
     """
+    if task not in TASKS:
+        raise ValueError(f"unknown model task {task!r}: expected one of {', '.join(TASKS)}")
     with duckdb.connect() as con:
         if prediction_files:
             files = [str(p) for p in prediction_files]
             stats = con.sql(f"SELECT {STATS_EXPRS} FROM read_parquet($1)",  # noqa: S608 - constant SQL
                             params=[files]).to_arrow_table().to_pylist()[0]
-            counts = dict(con.sql(f"SELECT {BIN_EXPR} AS bin, count(*) FROM read_parquet($1) GROUP BY 1",  # noqa: S608
+            expr = bin_expr(task, stats["score_min"], stats["score_max"])
+            counts = dict(con.sql(f"SELECT {expr} AS bin, count(*) FROM read_parquet($1) GROUP BY 1",  # noqa: S608
                                   params=[files]).fetchall())
         else:
             stats, counts = {"rows_scored": 0, "positives": 0}, {}
         rules = (con.sql("SELECT rule, column_name, count(*) AS count FROM read_parquet($1) GROUP BY ALL",
                          params=[[str(p) for p in quarantine_files]]).to_arrow_table().to_pylist()
                  if quarantine_files else [])
-    return summary_tables(run, stats, counts, rules)
+    return summary_tables(run, {**stats, "task": task}, counts, rules)
 
 
 def summary_tables(run: RunRecord | Partition, stats: dict[str, Any], bin_counts: dict[int, int],
@@ -92,17 +133,18 @@ def summary_tables(run: RunRecord | Partition, stats: dict[str, Any], bin_counts
 
     Args:
         run: the run that published the partition (day, model name and version, run id, rows rejected).
-        stats: the columns of ``STATS_EXPRS`` (at least rows_scored and positives).
-        bin_counts: rows per score bin; missing bins count zero.
+        stats: the columns of ``STATS_EXPRS`` (at least rows_scored and positives) and ``task`` (None: binary
+            bins).
+        bin_counts: rows per score bin (numbered as ``bin_expr`` of the task does); missing bins count zero.
         rules: ``{rule, column_name, count}`` per quarantine rule and column.
     """
     head = {"day": run.day, "model_name": run.model_name}
     stats_row = {**head, "model_version": run.model_version, "run_id": run.run_id,
                  "rows_quarantined": run.rows_rejected or 0, **stats}
-    width = 1.0 / SCORE_BIN_COUNT
-    bins = [{**head, "model_version": run.model_version, "bin": b, "bin_lo": round(b * width, 10),
-             "bin_hi": round((b + 1) * width, 10), "count": int(bin_counts.get(b, 0))}
-            for b in range(SCORE_BIN_COUNT)] if stats["rows_scored"] else []
+    edges = bin_edges(stats.get("task"), stats.get("score_min"), stats.get("score_max"))
+    bins = [{**head, "model_version": run.model_version, "bin": b, "bin_lo": lo, "bin_hi": hi,
+             "count": int(bin_counts.get(b, 0))}
+            for b, (lo, hi) in enumerate(edges)] if stats["rows_scored"] else []
     rules = sorted(rules, key=lambda r: (r["rule"], r["column_name"] or ""))
     logger.debug("summaries of %s: %s rows scored, %s quarantine rules", run.run_id, stats["rows_scored"],
                  len(rules))

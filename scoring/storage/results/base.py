@@ -59,7 +59,8 @@ class ResultsStore(ABC):
 
     @abstractmethod
     def ensure_schema(self) -> None:
-        """Create the tables if they do not exist."""
+        """Create the tables if they do not exist and migrate tables created by earlier versions in place
+        (missing columns added, NOT NULL dropped where the spec allows NULL); no DDL when all is current."""
 
     @abstractmethod
     def start_run(self, run: RunRecord) -> None:

@@ -23,6 +23,15 @@ from scoring.errors import PublishError
 from scoring.sqlident import quote
 from scoring.storage.pgconn import connect, error_line, resolve_url
 from scoring.storage.results.base import RUN_COLUMNS, ResultsStore, RunRecord
+from scoring.storage.results.evolution import (
+    ExistingColumn,
+    missing_passthrough,
+    postgres_arrow_type,
+    postgres_column_arrow,
+    sql_type,
+    staged_columns,
+    table_changes,
+)
 from scoring.storage.results.tables import QUARANTINE, RUNS, TableSpec, all_tables
 
 logger = logging.getLogger(__name__)
@@ -33,6 +42,35 @@ ARROW = {"string": pa.string(), "float": pa.float64(), "int8": pa.int16(), "int3
          "int64": pa.int64(), "date": pa.date32(), "timestamptz": pa.timestamp("us", tz="UTC"),
          "bool": pa.bool_(), "json": pa.json_()}
 READ_BATCH = 131_072
+# One catalog read for ensure_schema and publish: the schema's tables with their columns (pg_catalog, for
+# format_type's exact types), its indexes, and its views with their fingerprint comments.
+CATALOG_SQL = """
+    SELECT c.relname, c.relkind::text, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+           obj_description(c.oid, 'pg_class')
+    FROM pg_namespace n
+    LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'i')
+    LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
+    WHERE n.nspname = $1"""
+
+
+class Catalog:
+    """What a results schema holds, from one ``CATALOG_SQL`` read."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.schema_exists = bool(rows)
+        self.relations: set[str] = set()
+        self.tables: dict[str, dict[str, ExistingColumn]] = {}
+        self.view_comments: dict[str, str | None] = {}
+        for name, kind, column, type_, not_null, comment in rows:
+            if name is None:
+                continue
+            self.relations.add(name)
+            if kind == "v":
+                self.view_comments[name] = comment
+            elif kind in ("r", "p"):
+                columns = self.tables.setdefault(name, {})
+                if column is not None:
+                    columns[column] = ExistingColumn(type_, not not_null)
 
 
 def arrow_schema(spec: TableSpec) -> pa.Schema:
@@ -68,12 +106,14 @@ def create_sql(schema: str, spec: TableSpec) -> list[tuple[str, str]]:
 
 
 def _file_batches(files: list[Path], schema: pa.Schema, constants: dict[str, Any]) -> Iterator[pa.RecordBatch]:
-    """The staged Parquet rows, batch by batch, completed with the run's constant columns."""
+    """The staged Parquet rows, batch by batch, completed with the run's constant columns (and NULL for a
+    column the file lacks: predicted_class/probabilities staged before the model contract, a passthrough
+    column)."""
     for path in files:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH):
             n = batch.num_rows
             arrays = [conform(batch.column(f.name), f.type) if f.name in batch.schema.names
-                      else pa.repeat(pa.scalar(constants[f.name], f.type), n) for f in schema]
+                      else pa.repeat(pa.scalar(constants.get(f.name), f.type), n) for f in schema]
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -134,30 +174,73 @@ class PostgresResults(ResultsStore):
         finally:
             con.close()
 
+    def _catalog(self, cur: Any) -> Catalog:
+        cur.execute(CATALOG_SQL, [self.schema])
+        return Catalog(cur.fetchall())
+
     def ensure_schema(self) -> None:
-        def work(cur: Any) -> None:
+        """Create the schema, missing tables and indexes, migrate tables of earlier versions in place (add
+        the columns they lack, drop NOT NULL where the spec allows NULL) and recreate outdated views, in one
+        transaction. One catalog read; no DDL (so no lock that would block readers) when all is current."""
+        from scoring.storage.results.views import POSTGRES, view_statements
+
+        def work(cur: Any) -> int:
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [f"scoring-ddl:{self.schema}"])
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
+            found = self._catalog(cur)
+            statements = [] if found.schema_exists else [f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}"]
             for spec in all_tables(self.cfg.table):
-                for name, statement in create_sql(self.schema, spec):
-                    # Only missing objects get DDL: CREATE INDEX IF NOT EXISTS would still lock the table.
-                    cur.execute("SELECT to_regclass($1) IS NULL", [f"{quote(self.schema)}.{quote(name)}"])
-                    if cur.fetchone()[0]:
-                        cur.execute(statement)
-            from scoring.storage.results.views import POSTGRES, view_statements
+                # Only missing objects get DDL: CREATE INDEX IF NOT EXISTS would still lock the table.
+                statements += [sql for name, sql in create_sql(self.schema, spec) if name not in found.relations]
+                if spec.name in found.tables:
+                    statements += self._migration(spec, found.tables[spec.name])
+            has_drift = "drift" in found.tables or "drift" not in found.relations
+            statements += view_statements(POSTGRES, self.table_name, has_drift, found.view_comments)
+            for statement in statements:
+                cur.execute(statement)
+            return len(statements)
 
-            cur.execute("SELECT to_regclass($1) IS NOT NULL", [self.table_name("drift")])
-            for statement in view_statements(POSTGRES, self.table_name, bool(cur.fetchone()[0])):
-                cur.execute(statement)  # the report views over the tables above
+        ran = self._transaction(work)
+        logger.debug("results schema %s: %s DDL statement(s)", self.schema, ran)
 
-        self._transaction(work)
+    def _migration(self, spec: TableSpec, existing: dict[str, ExistingColumn]) -> list[str]:
+        """ALTER TABLE statements bringing a table created by an earlier version up to its spec."""
+        changes = table_changes(spec, existing)
+        if not changes:
+            return []
+        logger.info("migrating results table %s.%s: adding %s, dropping NOT NULL on %s", self.schema, spec.name,
+                    [c.name for c in changes.add] or "nothing", list(changes.drop_not_null) or "nothing")
+        actions = [f"ADD COLUMN IF NOT EXISTS {quote(c.name)} {TYPES[c.type]}" for c in changes.add]
+        actions += [f"ALTER COLUMN {quote(c)} DROP NOT NULL" for c in changes.drop_not_null]
+        return [f"ALTER TABLE {self.table_name(spec.name)} {', '.join(actions)}"]
+
+    def _passthrough_schema(self, fields: tuple[pa.Field, ...]) -> list[pa.Field]:
+        """Add the passthrough columns the predictions table lacks, in a short transaction of its own before
+        the publish (so readers are not blocked for the whole load); return the Arrow fields to COPY them as.
+
+        Raises:
+            PublishError: a passthrough column whose type conflicts with the table's column of that name.
+        """
+        table = self.cfg.table
+
+        def work(cur: Any) -> list[pa.Field]:
+            existing = self._catalog(cur).tables.get(table, {})
+            missing = missing_passthrough(table, fields, existing)
+            if missing:
+                cur.execute(f"ALTER TABLE {self.table_name(table)} " + ", ".join(
+                    f"ADD COLUMN IF NOT EXISTS {quote(f.name)} {sql_type(f.type, 'postgres')}" for f in missing))
+                logger.info("added passthrough column(s) %s to %s.%s", [f.name for f in missing], self.schema, table)
+            lowered = {k.lower(): v for k, v in existing.items()}
+            return [pa.field(f.name, postgres_column_arrow(lowered[f.name.lower()].sql_type, f.type)
+                             if f.name.lower() in lowered else postgres_arrow_type(f.type)) for f in fields]
+
+        return self._transaction(work)
 
     def _ingest(self, cur: Any, spec: TableSpec, batches: Iterator[pa.RecordBatch]) -> int:
-        schema = arrow_schema(spec)
         first = next(batches, None)
         if first is None:
             return 0
-        reader = pa.RecordBatchReader.from_batches(schema, _chain(first, batches))
+        # The batches' own schema: the spec's columns plus, for predictions, any passthrough columns.
+        reader = pa.RecordBatchReader.from_batches(first.schema, _chain(first, batches))
         return int(cur.adbc_ingest(spec.name, reader, mode="append", db_schema_name=self.schema) or 0)
 
     def start_run(self, run: RunRecord) -> None:
@@ -193,12 +276,16 @@ class PostgresResults(ResultsStore):
                 raise PublishError(f"rows for results table {name!r} lack column(s): {', '.join(missing)}")
         constants = {"model_name": run.model_name, "model_version": run.model_version, "run_id": run.run_id,
                      "day": run.day, "scored_at": run.started_at}
+        pred = specs[self.cfg.table]
+        staged = staged_columns(prediction_files, pred.column_names)
+        pred_schema = arrow_schema(pred)
+        if staged.passthrough:
+            pred_schema = pa.schema([*pred_schema, *self._passthrough_schema(staged.passthrough)])
         lock_key = f"{self.schema}.{self.cfg.table}|{run.day.isoformat()}|{run.model_name}"
 
         def work(cur: Any) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [lock_key])
-            pred = specs[self.cfg.table]
-            self._replace(cur, pred, run, _file_batches(prediction_files, arrow_schema(pred), constants))
+            self._replace(cur, pred, run, _file_batches(prediction_files, pred_schema, constants))
             self._replace(cur, QUARANTINE, run,
                           _file_batches(quarantine_files, arrow_schema(QUARANTINE), constants))
             for name, rows in (extra or {}).items():

@@ -32,10 +32,20 @@ def _c(name: str, type_: str, nullable: bool = True) -> Column:
     return Column(name, type_, nullable)
 
 
+# The columns of a staged prediction file, in order; any further staged column is a passthrough column (a
+# source column listed in ``results.passthrough``, copied with its source type). ``label`` is set for binary
+# models only; ``predicted_class`` for classifiers; ``probabilities`` (JSON {class: probability}) only when
+# ``output.probabilities`` asks for it. Files staged before the model contract lack the last two (read as NULL).
+STAGED_PREDICTION_COLUMNS = ("source_key", "score", "label", "predicted_class", "probabilities")
+
+
 def predictions_spec(name: str) -> TableSpec:
-    """The predictions table; its name comes from the configuration."""
+    """The predictions table; its name comes from the configuration. Passthrough columns are added to the
+    table when first published (they are not part of the spec); tables created before the model contract
+    get ``predicted_class`` and ``probabilities`` appended by ``ensure_schema``, so insert by column name."""
     return TableSpec(name, (
-        _c("source_key", "string", False), _c("score", "float", False), _c("label", "int8", False),
+        _c("source_key", "string", False), _c("score", "float", False), _c("label", "int8"),
+        _c("predicted_class", "string"), _c("probabilities", "json"),
         _c("model_name", "string", False), _c("model_version", "int32", False), _c("run_id", "string", False),
         _c("day", "date", False), _c("scored_at", "timestamptz", False),
     ), primary_key=("day", "model_name", "source_key"))
@@ -78,6 +88,7 @@ PREDICTION_STATS = TableSpec("prediction_stats", (
     _c("positives", "int64", False), _c("mean_score", "float"), _c("positive_rate", "float"),
     _c("score_p10", "float"), _c("score_p50", "float"), _c("score_p90", "float"),
     _c("score_min", "float"), _c("score_max", "float"),
+    _c("task", "string"),  # binary | multiclass | regression; NULL in rows published before the model contract
 ))
 SCORE_BINS = TableSpec("score_bins", (
     _c("day", "date", False), _c("model_name", "string", False), _c("model_version", "int32", False),
