@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from scoring.errors import SchemaError, ValidationFailed
+from scoring.models.contract import contract_of
 from scoring.models.signature import logical_type
 from scoring.quality.batch_rules import QualityReport, evaluate
 from scoring.quality.compile import CompiledSuite, Rule, compile_suite
@@ -55,6 +56,7 @@ class Quality:
     plan: SchemaPlan
     source_columns: list[str]
     reference: dict[str, Any]
+    task: str = "binary"
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -112,8 +114,11 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     if (reference.get("score") or {}).get("kind") == "numeric":
         drift[SCORE] = reference["score"]
     gate = Gate(key, tuple(row_rules), dict(plan.casts), cast_rules, duplicates, nulls, drift)
+    missing = [c for c in cfg.results.passthrough if c not in schema.names]
+    if missing:
+        raise SchemaError(f"results.passthrough column(s) {', '.join(map(repr, missing))} are not in the source")
     quality = Quality(plan.columns, gate, [*own, *compiled.rules], suite, path, generated, plan,
-                      list(schema.names), reference)
+                      list(schema.names), reference, contract_of(mv.meta).task)
     quality.timings["prepare_s"] = time.perf_counter() - started
     return quality
 
@@ -139,7 +144,7 @@ def conclude_quality(cfg: Config, run: RunRecord, quality: Quality, manifests: l
     stats = merge_stats([m.stats.get("gate", {}) for m in manifests])
     report = evaluate(quality.rules, stats, run.rows_in, run.rows_rejected, cfg.validation.error_threshold,
                       quality.source_columns)
-    report.failures.extend(check_predictions(prediction_files, run.rows_scored))
+    report.failures.extend(check_predictions(prediction_files, run.rows_scored, quality.task))
     counts = merge_counts([m.stats.get("drift", {}) for m in manifests])
     psi = psi_by_feature(quality.reference, counts, run.rows_scored)
     vcfg = cfg.validation

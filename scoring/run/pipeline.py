@@ -56,7 +56,8 @@ def resolve_model(cfg: Config, version: int | None = None) -> ModelVersion:
 
 def score_spec(cfg: Config, mv: ModelVersion) -> ScoreSpec:
     """How the run scores with ``mv``: its contract, the configured threshold and output options."""
-    return ScoreSpec(cfg.source.key_column, contract_of(mv.meta), cfg.model.threshold)
+    return ScoreSpec(cfg.source.key_column, contract_of(mv.meta), cfg.model.threshold, cfg.output.probabilities,
+                     tuple(cfg.results.passthrough))
 
 
 def _load(store_root: Path, name: str, version: int) -> Any:
@@ -139,7 +140,9 @@ def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
     files, qfiles = stage.prediction_files(manifests), stage.quarantine_files(manifests)
     extra = conclude_quality(cfg, run, quality, manifests, files) if quality is not None else {}
     run.finish("success")
-    results.publish(run, files, qfiles, extra={**extra, **summarize(run, files, qfiles)})
+    task = quality.task if quality is not None else "binary"
+    run.details["task"] = task
+    results.publish(run, files, qfiles, extra={**extra, **summarize(run, files, qfiles, task)})
 
 
 def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException, stage: Stage | None = None,

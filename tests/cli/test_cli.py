@@ -67,7 +67,7 @@ def test_models_register_a_model_trained_elsewhere_and_promote(cfg_path: Path, s
                               "--artifact", str(tmp_path / "mine.joblib"), "--training-data",
                               str(tmp_path / "train.parquet"), "--label", "defaulted"])
     assert res.exit_code == 0, res.output
-    assert "version 2" in res.output and "3 features" in res.output
+    assert "version 2" in res.output and "3 inputs" in res.output
     res = runner.invoke(app, ["models", "promote", "loan_default", "2", "--config", str(cfg_path)])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])

@@ -26,6 +26,7 @@ from tests.models.cases import NEW_LEVEL, SCORE_DAY, Case, cases, day_rows, make
 
 runner = CliRunner()
 CASES = {c.name: c for c in cases()}
+PASSTHROUGH = ["region", "visits", "ts"]
 CATEGORY_CASES = {"hgb_native_categorical", "xgboost_categorical", "lightgbm_categorical",
                   "encoder_refuses_new_levels"}
 
@@ -100,8 +101,6 @@ def check_published(case: Case, model: object, truth: pd.DataFrame, pub: pd.Data
     assert diff.max() <= 1e-9, f"{case.name}: max |diff| {diff.max()}"
     assert result.rows_in == len(day) == result.rows_scored + result.rows_rejected
     assert result.rows_rejected == len(quarantined)
-    if "predicted_class" not in pub:  # TEMP until the results schema lands
-        return
     if case.task == "binary":
         assert (pub["label"] == (pub["score"] >= 0.5).astype(int)).all()
     else:
@@ -113,19 +112,22 @@ def check_published(case: Case, model: object, truth: pd.DataFrame, pub: pd.Data
         assert (pub.loc[own.index, "predicted_class"] == expect).all()
     if case.output.get("probabilities"):
         probs = model.predict_proba(case.given(scored))
-        got = np.array([[json.loads(p)[str(c)] for c in model.classes_] for p in pub.loc[own.index, "probabilities"]])
+        got = np.array([[(p if isinstance(p, dict) else json.loads(p))[str(c)] for c in model.classes_]
+                        for p in pub.loc[own.index, "probabilities"]])
         assert np.abs(got - probs).max() <= 1e-12
 
 
 def quarantine_keys(results: Path) -> pd.DataFrame:
     with duckdb.connect(str(results), read_only=True) as con:
-        return con.sql("SELECT source_key, column_name, rule, value FROM quarantine").df()
+        return con.sql("SELECT source_key, column_name, rule, value, reason FROM quarantine").df()
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_model_type_scores_exactly(name: str, tmp_path: Path, truth: pd.DataFrame, source_db: Path) -> None:
     case = CASES[name]
-    cfg = write_cfg(tmp_path, duckdb_source(source_db), case.name, **({"output": case.output} if case.output else {}))
+    results = {"kind": "duckdb", "path": str(tmp_path / "results.duckdb"), "staging_dir": str(tmp_path / "staging"),
+               "passthrough": PASSTHROUGH if name == "binary" else []}
+    cfg = write_cfg(tmp_path, duckdb_source(source_db), case.name, results, output=case.output)
     model, artifact, data = fit_and_save(case, truth, tmp_path)
     res = register(cfg, case, artifact, data)
     assert res.exit_code == 0, res.output
@@ -137,9 +139,19 @@ def test_model_type_scores_exactly(name: str, tmp_path: Path, truth: pd.DataFram
     q = quarantine_keys(tmp_path / "results.duckdb")
     check_published(case, model, truth, published(tmp_path / "results.duckdb", SCORE_DAY), set(q["source_key"]),
                     result)
+    if name == "binary":  # passthrough columns beside the predictions, with their source types
+        pub = published(tmp_path / "results.duckdb", SCORE_DAY).set_index("source_key")
+        day = day_rows(truth).set_index(day_rows(truth)["id"].astype(str))
+        for column in PASSTHROUGH:
+            assert pub[column].equals(day.loc[pub.index, column].rename(column)) or \
+                list(pub[column]) == list(day.loc[pub.index, column]), column
+        with duckdb.connect(str(tmp_path / "results.duckdb"), read_only=True) as con:
+            types = dict(con.sql("SELECT column_name, data_type FROM information_schema.columns "
+                                 "WHERE table_name = 'predictions'").fetchall())
+        assert (types["region"], types["visits"], types["ts"]) == ("VARCHAR", "BIGINT", "TIMESTAMP")
     if name == "raises_on_some_rows":
         assert set(q["rule"]) == {"model_error"}
-        assert q["value"].str.contains("tag 'boom' cannot be encoded").all()
+        assert q["reason"].str.contains("tag 'boom' cannot be encoded").all()
         assert set(q["column_name"]) == {"tag"}
     if name == "encoder_refuses_new_levels":  # knowable in advance: the suite quarantines before scoring
         assert set(q["rule"]) == {"expect_column_values_to_be_in_set"} and set(q["column_name"]) == {"region"}
@@ -297,7 +309,7 @@ def test_model_type_scores_exactly_on_postgres(name: str, tmp_path: Path, truth:
     source = {"kind": "postgres", "url": pg_url, "table": f"{pg_schema}.events", "timestamp_column": "ts",
               "key_column": "id"}
     results = {"kind": "postgres", "url": pg_url, "schema": pg_schema, "staging_dir": str(tmp_path / "staging")}
-    cfg = write_cfg(tmp_path, source, case.name, results, **({"output": case.output} if case.output else {}))
+    cfg = write_cfg(tmp_path, source, case.name, results, output=case.output)
     model, artifact, data = fit_and_save(case, truth, tmp_path)
     assert register(cfg, case, artifact, data).exit_code == 0
     result = run_day(load_config(cfg), SCORE_DAY)

@@ -76,7 +76,7 @@ def test_error_threshold_fails_the_run_publishes_nothing_and_keeps_the_quarantin
     good = load_config(write_config(tmp_path, sample_db, store))
     first = pipeline.run_day(good, CLEAN_DAY)
     before = published(good.results.path, CLEAN_DAY)
-    db = dirty_source(tmp_path, sample_db, f"UPDATE loan_applications SET loan_amount = -5 WHERE {KEY} % 30 = 0")
+    db = dirty_source(tmp_path, sample_db, f"UPDATE loan_applications SET loan_amount = -1e9 WHERE {KEY} % 30 = 0")
     share = len(keys_where(db, f"{day_filter(CLEAN_DAY)} AND {KEY} % 30 = 0")) / 600
     assert 0.02 < share < 0.05
     cfg = load_config(write_config(tmp_path, db, store, validation={"error_threshold": 0.02}))

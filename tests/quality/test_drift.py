@@ -65,7 +65,7 @@ def test_a_shifted_feature_alerts_and_thresholds_are_configurable(tmp_path, samp
 
 
 def test_a_failed_run_publishes_no_drift_rows(tmp_path, sample_db, store) -> None:
-    db = dirty_source(tmp_path, sample_db, "UPDATE loan_applications SET loan_amount = NULL")
+    db = dirty_source(tmp_path, sample_db, "UPDATE loan_applications SET loan_amount = -1e9")
     cfg = load_config(write_config(tmp_path, db, store))
     with pytest.raises(ValidationFailed):
         pipeline.run_day(cfg, CLEAN_DAY)

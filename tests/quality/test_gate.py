@@ -53,10 +53,32 @@ def test_clean_day_quarantines_nothing(cfg) -> None:
     assert last_run(cfg.results.path)["details"]["validation"]["success"] is True
 
 
-def test_nulls_in_a_required_column_are_quarantined_nulls_elsewhere_scored(tmp_path, sample_db, store) -> None:
+def test_nulls_the_model_takes_are_scored_exactly_and_a_critical_rule_quarantines_them(tmp_path, sample_db,
+                                                                                        store) -> None:
+    """The sample model (HistGradientBoosting, NaN-native) takes a NULL anywhere: the generated not-null rules are
+    warnings, NULL rows are scored with the model's own output; a user who makes a rule critical quarantines."""
     db = dirty_source(tmp_path, sample_db, f"UPDATE loan_applications SET loan_amount = NULL WHERE {KEY} % 50 = 3",
                       f"UPDATE loan_applications SET age = NULL WHERE {KEY} % 50 = 4")
     cfg, result = _run(tmp_path, db, store)
+    nulls = keys_where(db, f"{day_filter(CLEAN_DAY)} AND {KEY} % 50 IN (3, 4)")
+    assert result.rows_rejected == 0 and len(nulls) > 10
+    out = published(cfg.results.path, CLEAN_DAY).set_index("source_key")
+    src = source_day(db, CLEAN_DAY)
+    src = src[src[KEY].astype(str).isin(nulls)]
+    ms = ModelStore(store)
+    mv = ms.get("loan_default", 1)
+    own = ms.load(mv).predict_proba(src[[f["name"] for f in mv.features]])[:, 1]
+    assert abs(out.loc[src[KEY].astype(str), "score"].to_numpy() - own).max() <= 1e-9
+    rules = {r["column"]: r for r in last_run(cfg.results.path)["details"]["validation"]["rules"]
+             if r["type"] == NOT_NULL}
+    assert rules["loan_amount"]["unexpected_count"] == len(src[src["loan_amount"].isna()])
+
+    def critical(exp: dict) -> None:
+        if exp["type"] == NOT_NULL and exp["kwargs"]["column"] == "loan_amount":
+            exp["severity"] = "critical"
+
+    edit_suite(Path(last_run(cfg.results.path)["details"]["suite"]), critical)
+    result = pipeline.run_day(cfg, CLEAN_DAY)
     bad = keys_where(db, f"{day_filter(CLEAN_DAY)} AND {KEY} % 50 = 3")
     nullable = keys_where(db, f"{day_filter(CLEAN_DAY)} AND {KEY} % 50 = 4")
     q = quarantine(cfg.results.path, result.run_id)
@@ -79,11 +101,10 @@ def test_nan_and_infinities(tmp_path, sample_db, store) -> None:
     cfg, result = _run(tmp_path, db, store)
     q = quarantine(cfg.results.path, result.run_id)
     got = {(r.column_name, r.rule, r.value) for r in q.itertuples()}
-    assert got == {("annual_income", BETWEEN, "inf"), ("annual_income", BETWEEN, "-inf"),
-                   ("loan_amount", NOT_NULL, "nan")}
+    assert got == {("annual_income", BETWEEN, "inf"), ("annual_income", BETWEEN, "-inf")}
     day = day_filter(CLEAN_DAY)
-    assert set(q["source_key"]) == keys_where(db, f"{day} AND {KEY} % 97 IN (1, 2, 4)")
-    nan_income = keys_where(db, f"{day} AND {KEY} % 97 = 3")
+    assert set(q["source_key"]) == keys_where(db, f"{day} AND {KEY} % 97 IN (1, 2)")
+    nan_income = keys_where(db, f"{day} AND {KEY} % 97 IN (3, 4)")  # NaN is missing, and the model takes it
     assert nan_income and nan_income <= set(published(cfg.results.path, CLEAN_DAY)["source_key"])
     json.loads(q["row_json"].iloc[0])  # valid JSON even with NaN / inf in the row
     _conserved(cfg, result)

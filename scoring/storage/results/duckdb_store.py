@@ -173,7 +173,7 @@ class DuckDBResults(ResultsStore):
                               [run.model_name, run.model_version, run.run_id, run.day, run.started_at, files],
                               names)
                 self._replace(con, QUARANTINE, run,
-                              "SELECT $1, $2, $3, source_key, column_name, rule, value, row_json "
+                              "SELECT $1, $2, $3, source_key, column_name, rule, value, row_json, reason "
                               "FROM read_parquet($4)" if qfiles else "", [*head, qfiles])
                 for name, rows in (extra or {}).items():
                     spec = next(s for s in all_tables(self.cfg.table) if s.name == name)
@@ -196,7 +196,7 @@ class DuckDBResults(ResultsStore):
                 if qfiles:
                     con.execute(f"INSERT INTO {quote(QUARANTINE.name)} "  # noqa: S608 - quoted constant
                                 f"({', '.join(map(quote, QUARANTINE.column_names))}) "
-                                "SELECT $1, $2, $3, source_key, column_name, rule, value, row_json "
+                                "SELECT $1, $2, $3, source_key, column_name, rule, value, row_json, reason "
                                 "FROM read_parquet($4)", [run.run_id, run.day, run.model_name, qfiles])
                 self._update_run(con, run)
                 con.execute("COMMIT")

@@ -62,7 +62,7 @@ RUNS = TableSpec("runs", (
 QUARANTINE = TableSpec("quarantine", (
     _c("run_id", "string", False), _c("day", "date", False), _c("model_name", "string", False),
     _c("source_key", "string"), _c("column_name", "string"), _c("rule", "string", False), _c("value", "string"),
-    _c("row_json", "json"),
+    _c("row_json", "json"), _c("reason", "string"),
 ))
 
 # Tables published with each run besides predictions and quarantine (later features add theirs here).
