@@ -316,3 +316,22 @@ def test_model_type_scores_exactly_on_postgres(name: str, tmp_path: Path, truth:
     pub = pg_frame(pg_url, f'SELECT * FROM "{pg_schema}".predictions WHERE day = %s ORDER BY source_key', [SCORE_DAY])
     quarantined = pg_frame(pg_url, f'SELECT source_key FROM "{pg_schema}".quarantine')
     check_published(case, model, truth, pub, set(quarantined["source_key"]), result)
+
+
+def test_parity_check_catches_the_old_conversion_of_nullable_booleans(truth: pd.DataFrame) -> None:
+    """The conversion scoring used before the contract (Arrow's own ``to_pandas()``: a nullable boolean becomes
+    objects with None) gives wrong scores on exactly the NULL rows: the parity check refuses it."""
+    import dataclasses
+
+    from scoring.errors import ModelStoreError
+    from scoring.models.parity import parity_check
+    from scoring.models.registry import build_contract
+
+    case = CASES["nullable_boolean_integer"]
+    train = training_rows(truth)
+    model = case.fit(train)
+    contract = build_contract(model, train, case.name)
+    assert parity_check(model, train, contract, case.name)["max_abs_diff"] <= 1e-9
+    old = dataclasses.replace(contract, inputs=tuple(dataclasses.replace(i, dtype="arrow") for i in contract.inputs))
+    with pytest.raises(ModelStoreError, match=r"parity check failed: .*'flag' \(boolean -> object\)"):
+        parity_check(model, train, old, case.name)
