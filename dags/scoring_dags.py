@@ -89,8 +89,11 @@ def business_interval(cfg: Config, params: Any, dag_run: Any, data_interval_end:
     """The business day this Airflow run scores, as a ``DataInterval`` (the rule: ``dates.day_of_run``)."""
     from scoring.dates import DataInterval, day_of_run
 
-    day = day_of_run(cfg.timezone, _run_type(dag_run), scheduled_at=data_interval_end or dag_run.run_after,
-                     logical_date=getattr(dag_run, "logical_date", None), day=(params or {}).get("day"))
+    run_type = _run_type(dag_run)
+    # A scheduled run was due at its interval's end; a manual run without a logical date, when it was triggered.
+    due = dag_run.run_after if run_type == "manual" or data_interval_end is None else data_interval_end
+    day = day_of_run(cfg.timezone, run_type, scheduled_at=due, logical_date=getattr(dag_run, "logical_date", None),
+                     day=(params or {}).get("day"))
     return DataInterval.for_day(day, cfg.timezone)
 
 
