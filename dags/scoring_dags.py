@@ -9,6 +9,11 @@ modules (pyarrow, DuckDB, scikit-learn) are imported inside the tasks. Each task
 
     plan -> validate -> score_chunk (one mapped task per chunk) -> publish (pool scoring_publish,
     Asset event with the counts) -> record_ledger (always runs; records a failed run)
+    [-> recheck_late_data, with schedule.recheck_days > 0]
+
+What a run scores is one business day of ``schedule.timezone`` (``scoring.dates.day_of_run``): a run of the
+schedule, the business day before it was due; a manual run, its ``day`` param or the date of its logical
+date; ``schedule.cron`` only says when runs start.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
@@ -70,21 +76,38 @@ def fail_fast_unless_transient() -> Iterator[None]:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
+def _run_type(dag_run: Any) -> str:
+    return getattr(dag_run.run_type, "value", str(dag_run.run_type))
+
+
 def _details(dag_run: Any) -> dict[str, Any]:
     return {"airflow_dag_id": dag_run.dag_id, "airflow_run_id": dag_run.run_id,
-            "airflow_run_type": getattr(dag_run.run_type, "value", str(dag_run.run_type))}
+            "airflow_run_type": _run_type(dag_run)}
+
+
+def business_interval(cfg: Config, params: Any, dag_run: Any, data_interval_end: Any) -> Any:
+    """The business day this Airflow run scores, as a ``DataInterval`` (the rule: ``dates.day_of_run``)."""
+    from scoring.dates import DataInterval, day_of_run
+
+    run_type = _run_type(dag_run)
+    # A scheduled run was due at its interval's end; a manual run without a logical date, when it was triggered.
+    due = dag_run.run_after if run_type == "manual" or data_interval_end is None else data_interval_end
+    day = day_of_run(cfg.timezone, run_type, scheduled_at=due, logical_date=getattr(dag_run, "logical_date", None),
+                     day=(params or {}).get("day"))
+    return DataInterval.for_day(day, cfg.timezone)
 
 
 def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
-    """The daily DAG of one config: scores exactly each run's data interval."""
+    """The daily DAG of one config: each run scores one business day (see the module docstring)."""
     conf = str(path)
     sched = cfg.schedule
+    zone = ZoneInfo(sched.timezone)
 
     @dag(
         dag_id=f"scoring_{cfg.model.name}",
         description=f"score {cfg.model.name} daily from {cfg.source.table or 'a custom query'} ({path.name})",
-        schedule=CronDataIntervalTimetable(sched.cron, timezone="UTC"),
-        start_date=dt.datetime.combine(sched.start_date, dt.time(), tzinfo=dt.UTC),
+        schedule=CronDataIntervalTimetable(sched.cron, timezone=sched.timezone),
+        start_date=dt.datetime.combine(sched.start_date, dt.time(), tzinfo=zone),
         catchup=sched.catchup,
         max_active_runs=sched.max_active_runs,
         default_args={
@@ -99,6 +122,12 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
                                    description="score with this version instead of the alias or pin"),
             "rows_per_chunk": Param(None, type=["null", "integer"], minimum=1,
                                     description="rows per chunk instead of the configured size"),
+            "day": Param(None, type=["null", "string"], format="date",
+                         description=f"business day to score, YYYY-MM-DD in {sched.timezone} (default: a "
+                         "scheduled run the day before it is due, a manual run the date of its logical date)"),
+            "model_as_of": Param("now", enum=["now", "day"],
+                                 description="now: the alias's target at run time; day: its target on the "
+                                 "scored business day (alias history)"),
         },
         tags=["scoring", cfg.model.name],
         doc_md=__doc__,
@@ -107,13 +136,14 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
         @task
         def plan(params: Any = None, dag_run: Any = None, data_interval_start: Any = None,
                  data_interval_end: Any = None) -> dict[str, Any]:
-            from scoring.dates import DataInterval
             from scoring.run.plan import plan_run
 
             with fail_fast_unless_transient():
-                return plan_run(runtime_config(conf), DataInterval.from_bounds(data_interval_start, data_interval_end),
+                run_cfg = runtime_config(conf)
+                return plan_run(run_cfg, business_interval(run_cfg, params, dag_run, data_interval_end),
                                 version=params.get("model_version"), rows_per_chunk=params.get("rows_per_chunk"),
-                                key=dag_run.run_id, details=_details(dag_run))
+                                key=dag_run.run_id, details=_details(dag_run),
+                                model_as_of=params.get("model_as_of") or "now")
 
         @task
         def validate(planned: dict[str, Any]) -> list[int]:
@@ -140,22 +170,39 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
             return counts
 
         @task(pool=POOL, trigger_rule="all_done", retries=0)
-        def record_ledger(ti: Any = None, dag_run: Any = None, data_interval_start: Any = None,
+        def record_ledger(ti: Any = None, dag_run: Any = None, params: Any = None,
                           data_interval_end: Any = None) -> dict[str, Any]:
-            from scoring.dates import DataInterval
             from scoring.run.plan import record_outcome
 
             states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
-            states = {k: v for k, v in states.items() if k != ti.task_id}
-            outcome = record_outcome(runtime_config(conf), DataInterval.from_bounds(data_interval_start,
-                                     data_interval_end), ti.xcom_pull(task_ids="plan"), states, _details(dag_run))
+            states = {k: v for k, v in states.items() if k not in (ti.task_id, "recheck_late_data")}
+            run_cfg = runtime_config(conf)
+            outcome = record_outcome(run_cfg, business_interval(run_cfg, params, dag_run, data_interval_end),
+                                     ti.xcom_pull(task_ids="plan"), states, _details(dag_run))
             if outcome["status"] != "success":
                 raise AirflowFailException(f"run failed: {', '.join(outcome['failed']) or 'see the task logs'}")
             return outcome
 
+        @task(pool=POOL, outlets=[asset])
+        def recheck_late_data(planned: dict[str, Any], outlet_events: Any = None) -> list[dict[str, Any]]:
+            import datetime as dt
+
+            from scoring.run.late import rescore_late_days
+
+            late = rescore_late_days(runtime_config(conf), dt.date.fromisoformat(planned["day"]))
+            done = [{"day": str(d.day), "rows_before": d.rows_before, "rows_now": d.rows_now,
+                     "run_id": d.result.run_id if d.result else None, "error": d.error} for d in late]
+            outlet_events[asset].extra = {"late_data": done}
+            failed = [d["day"] for d in done if d["error"]]
+            if failed:
+                raise AirflowFailException(f"late-data re-score failed for {', '.join(failed)}")
+            return done
+
         planned = plan()
         chunks = score_chunk.partial(planned=planned).expand(index=validate(planned))
-        publish(planned, chunks) >> record_ledger()
+        ledger = publish(planned, chunks) >> record_ledger()
+        if sched.recheck_days > 0:
+            ledger >> recheck_late_data(planned)
 
     return scoring_dag()
 

@@ -10,7 +10,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from scoring.errors import ConfigError
+from scoring.dates import zone_info
+from scoring.errors import ConfigError, ScoringError
 from scoring.sqlident import validate_identifier
 
 DEFAULT_CONFIG = "scoring.yaml"
@@ -38,6 +39,13 @@ class SourceConfig(_Strict):
     connection_id: str | None = Field(None, description="Airflow Connection id used under Airflow")
     connect_timeout_s: float = Field(30.0, ge=0, description="kind postgres: keep retrying a refused or "
                                      "timed-out connection this long")
+    timestamp_timezone: str | None = Field(None, description="IANA zone of naive (no time zone) timestamps "
+                                           "in the source; default: schedule.timezone")
+
+    @field_validator("timestamp_timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else _check_zone(value)
 
     @field_validator("timestamp_column", "key_column")
     @classmethod
@@ -167,16 +175,63 @@ class ValidationConfig(_Strict):
     data_docs_dir: Path | None = Field(None, description="default: <results.staging_dir>/../data_docs")
 
 
-class ScheduleConfig(_Strict):
-    """Airflow scheduling of this model's DAG."""
+def _check_zone(name: str) -> str:
+    try:
+        zone_info(name)
+    except ScoringError as exc:
+        raise ValueError(str(exc)) from None
+    return name
 
-    cron: str = "@daily"
+
+# Airflow's presets that croniter does not know (the others, e.g. @daily, it expands itself).
+CRON_PRESETS = {"@quarterly": "0 0 1 */3 *"}
+
+
+def check_daily_cron(expression: str) -> str:
+    """Refuse a cron that fires more than once a day (or is not a 5-field cron); return it unchanged.
+
+    Each run replaces a whole business day's partition, so a second run the same day would only score the
+    day again; sub-daily scoring would need interval partitions. Raises ValueError naming the problem.
+    """
+    from croniter import croniter  # imported on use: the DAG file parses configs and must stay light
+
+    try:
+        fields = croniter.expand(CRON_PRESETS.get(expression, expression))[0]
+    except Exception:  # noqa: BLE001 - croniter raises several types for a bad expression
+        raise ValueError(f"{expression!r} is not a cron expression (5 fields, or @daily, @weekly, ...)") from None
+    if len(fields) != 5:
+        raise ValueError(f"{expression!r} has {len(fields)} fields; Airflow takes 5 (minute hour day month weekday)")
+    minutes, hours = fields[0], fields[1]
+    if len(minutes) != 1 or len(hours) != 1 or "*" in (minutes[0], hours[0]):
+        raise ValueError(f"{expression!r} fires more than once a day; a run scores a whole business day, so "
+                         "the cron must fire at most once a day (e.g. '0 6 * * *')")
+    return expression
+
+
+class ScheduleConfig(_Strict):
+    """When runs start (``cron``, in ``timezone``) and what a day is: every run scores one business day."""
+
+    cron: str = Field("@daily", description="when the DAG runs, at most once a day; it scores the previous "
+                      "business day")
+    timezone: str = Field("UTC", description="IANA time zone of the business day (partitions, yesterday)")
+    recheck_days: int = Field(0, ge=0, le=366, description="re-score any of the previous N business days whose "
+                              "source row count changed since its last successful run (0: off)")
     start_date: dt.date = dt.date(2026, 1, 1)
     catchup: bool = False
     max_active_runs: int = 1
     retries: int = Field(3, ge=0, description="retries of a task failing on a transient error")
     retry_delay_s: float = Field(60.0, gt=0, description="first retry delay; doubles each retry (max 30 min)")
     task_timeout_min: float = Field(60.0, gt=0, description="timeout of each task")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return check_daily_cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _check_zone(value)
 
 
 class Config(_Strict):
@@ -192,6 +247,11 @@ class Config(_Strict):
     validation: ValidationConfig = ValidationConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     path: Path | None = Field(None, exclude=True, description="the file this was loaded from")
+
+    @property
+    def timezone(self) -> str:
+        """The business time zone (``schedule.timezone``)."""
+        return self.schedule.timezone
 
 
 def _resolve(base: Path, value: Path | None) -> Path | None:

@@ -69,11 +69,11 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug lo
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def day_or_yesterday(text: str | None) -> dt.date:
-    """``text`` as a date (YYYY-MM-DD), or yesterday (UTC) when it is None."""
+def day_or_yesterday(text: str | None, zone: str = "UTC") -> dt.date:
+    """``text`` as a date (YYYY-MM-DD), or yesterday's business day in ``zone`` when it is None."""
     from scoring.dates import parse_day, yesterday
 
-    return parse_day(text) if text else yesterday()
+    return parse_day(text) if text else yesterday(zone)
 
 
 def progress_bar() -> Progress:

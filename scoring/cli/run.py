@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -26,6 +27,27 @@ def _print_result(result: Any, cfg: Any, sample: int) -> None:
                      f"first {sample} predictions")
 
 
+class ModelAsOf(StrEnum):
+    now = "now"
+    day = "day"
+
+
+def _print_late(late: list[Any]) -> int:
+    """Print the late-data re-scores; return how many failed."""
+    if not late:
+        return 0
+    table = Table(title="late data: days re-scored")
+    for col in ("day", "rows before", "rows now", "status", "scored / error"):
+        table.add_column(col)
+    for item in late:
+        r = item.result
+        table.add_row(str(item.day), str(item.rows_before), str(item.rows_now),
+                      "[green]success" if r else "[red]failed",
+                      f"{r.rows_scored} scored, {r.rows_rejected} quarantined" if r else item.error or "")
+    console.print(table)
+    return sum(1 for item in late if item.error)
+
+
 def _print_arrow(tbl: Any, title: str) -> None:
     out = Table(title=title)
     for name in tbl.column_names:
@@ -38,22 +60,29 @@ def _print_arrow(tbl: Any, title: str) -> None:
 @app.command()
 @handle_errors
 def run(config: ConfigOpt = None,
-        date: Annotated[str | None, typer.Option("--date", "-d", help="day to score, YYYY-MM-DD "
-                                                 "(default: yesterday, UTC)")] = None,
+        date: Annotated[str | None, typer.Option("--date", "-d", help="business day to score, YYYY-MM-DD "
+                                                 "(default: yesterday in schedule.timezone)")] = None,
         version: Annotated[int | None, typer.Option(help="model version overriding alias/pin")] = None,
         rows_per_chunk: Annotated[int | None, typer.Option(help="override the chunk size")] = None,
         show: Annotated[int, typer.Option(help="predictions to print")] = 5) -> None:
-    """Score one day and replace its partition of the predictions table."""
+    """Score one business day and replace its partition; then re-score late data (schedule.recheck_days)."""
+    from scoring.dates import parse_day
+    from scoring.run.late import rescore_late_days
     from scoring.run.pipeline import run_day
 
-    day = day_or_yesterday(date)
+    day = parse_day(date) if date else None
     cfg = load(config)
+    day = day or day_or_yesterday(None, cfg.timezone)
     with progress_bar() as progress:
         task = progress.add_task(f"scoring {day}", total=None)
         result = run_day(cfg, day, version=version, rows_per_chunk=rows_per_chunk,
                          on_start=lambda n: progress.update(task, total=n),
                          on_chunk=lambda m: progress.advance(task, m.rows_in))
     _print_result(result, cfg, show)
+    failed = _print_late(rescore_late_days(cfg, day))
+    if failed:
+        err.print(f"[bold red]{failed} late-data re-score(s) failed[/]")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -62,8 +91,11 @@ def backfill(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
              end: Annotated[str, typer.Option(help="last day, inclusive")],
              config: ConfigOpt = None,
              fail_fast: Annotated[bool, typer.Option(help="stop at the first failed day")] = False,
-             version: Annotated[int | None, typer.Option(help="model version overriding alias/pin")] = None) -> None:
-    """Score each day of a range (inclusive), sequentially; exit code = number of failed days."""
+             version: Annotated[int | None, typer.Option(help="model version overriding alias/pin")] = None,
+             model_as_of: Annotated[ModelAsOf, typer.Option(
+                 "--model-as-of", help="now: the alias's target today; day: its target on each day "
+                 "(from the alias history)")] = ModelAsOf.now) -> None:
+    """Score each business day of a range (inclusive), sequentially; exit code = number of failed days."""
     from scoring.dates import day_range, parse_day
     from scoring.run.backfill import backfill as run_backfill
 
@@ -85,7 +117,8 @@ def backfill(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
             else:
                 summary.add_row(str(o.day), "[red]failed", "", "", "", o.error or "")
 
-        outcomes = run_backfill(cfg, first, last, fail_fast=fail_fast, on_day=on_day, version=version)
+        outcomes = run_backfill(cfg, first, last, fail_fast=fail_fast, on_day=on_day, version=version,
+                                model_as_of=model_as_of.value)
     console.print(summary)
     failed = sum(1 for o in outcomes if o.error)
     if failed:

@@ -94,7 +94,7 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     _check_rule_columns(compiled, schema, plan, path)
     own: list[Rule] = []
     if ts in schema.names and (pa.types.is_timestamp(schema.field(ts).type) or pa.types.is_date(schema.field(ts).type)):
-        own.append(interval_rule(ts, interval.start, interval.end))
+        own.append(interval_rule(ts, *source.interval_bounds(interval)))  # naive columns: local wall time
     cast_rules: dict[str, str] = {}
     for column in plan.casts:
         rule = compiled.type_rule(column)

@@ -7,6 +7,8 @@
 - ``chunks``: score and stage chunks, serially or over a process pool.
 - ``sizing``: chunk rows from a memory budget.
 - ``backfill``: each day of a range, sequentially.
+- ``model_choice``: which version scores a day (explicit, pinned, the alias now or on that day) and the rule.
+- ``late``: re-score recent days whose source rows changed after they were scored (``schedule.recheck_days``).
 
 May import: ``quality``, ``reports``, ``models``, ``storage`` and the ground floor. Never ``cli``.
 """

@@ -19,6 +19,7 @@ from scoring.models.store import ModelStore, ModelVersion
 from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
 from scoring.reports.summaries import summarize
 from scoring.run.chunks import run_chunks
+from scoring.run.model_choice import choose_model
 from scoring.run.sizing import chunk_rows
 from scoring.storage.pgconn import redact_url
 from scoring.storage.results import ResultsStore, RunRecord, open_results
@@ -68,28 +69,32 @@ def _load(store_root: Path, name: str, version: int) -> Any:
 def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = None, trigger: str = "cli",
                  rows_per_chunk: int | None = None,
                  on_start: Callable[[int], None] | None = None,
-                 on_chunk: Callable[[ChunkManifest], None] | None = None) -> RunResult:
+                 on_chunk: Callable[[ChunkManifest], None] | None = None,
+                 model_as_of: str = "now", details: dict[str, Any] | None = None) -> RunResult:
     """Score every source row of ``interval`` and replace the (day, model) partition of predictions.
 
     Args:
         cfg: the loaded configuration.
         interval: the run's data interval; the partition key is its start day.
         version: a model version overriding the configured alias or pin.
-        trigger: recorded in the ledger (cli, backfill, airflow).
+        trigger: recorded in the ledger (cli, backfill, airflow, late-data).
         rows_per_chunk: overrides the configured chunk size.
         on_start: called with the interval's row count before scoring (progress bars).
         on_chunk: called after each staged chunk.
+        model_as_of: ``now`` or ``day``: the alias's target now or on the business day (``model_choice``).
+        details: more ledger details (they win over the model rule's).
 
     Returns:
         The run's counts. Raises ScoringError (after recording the failure in the ledger) on failure;
         the previous partition is then left as it was.
     """
-    mv = resolve_model(cfg, version)
+    mv, rule = choose_model(cfg, interval, version, model_as_of)
     results = open_results(cfg.results)
     results.ensure_schema()
     started = dt.datetime.now(dt.UTC)
     run = RunRecord(make_run_id(cfg.model.name, interval.day, started), interval.day, cfg.model.name,
-                    mv.version, started, trigger=trigger)
+                    mv.version, started, trigger=trigger,
+                    details={**rule, "interval": interval.describe(), **(details or {})})
     results.start_run(run)
     stage = Stage(cfg.results.staging_dir / cfg.model.name / interval.day.isoformat() / run.run_id)
     manifests: list[ChunkManifest] = []
@@ -161,8 +166,8 @@ def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException, st
 
 
 def run_day(cfg: Config, day: dt.date, **kwargs: Any) -> RunResult:
-    """Score one calendar day (UTC). See ``run_interval``."""
-    return run_interval(cfg, DataInterval.for_day(day), **kwargs)
+    """Score one business day (in ``schedule.timezone``). See ``run_interval``."""
+    return run_interval(cfg, DataInterval.for_day(day, cfg.timezone), **kwargs)
 
 
 def _one_line(exc: BaseException) -> str:

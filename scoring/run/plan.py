@@ -30,7 +30,8 @@ from scoring.models.store import ModelStore
 from scoring.quality.run_checks import Quality, prepare_quality
 from scoring.quality.schema_check import check_schema
 from scoring.run.chunks import process_chunk
-from scoring.run.pipeline import finish_run, make_run_id, record_failure, resolve_model, score_spec
+from scoring.run.model_choice import choose_model
+from scoring.run.pipeline import finish_run, make_run_id, record_failure, score_spec
 from scoring.run.sizing import chunk_rows
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.sources import open_source
@@ -65,7 +66,8 @@ def _plan_id(plan: dict[str, Any]) -> str:
 
 
 def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, rows_per_chunk: int | None = None,
-             *, key: str = "manual", details: dict[str, Any] | None = None) -> dict[str, Any]:
+             *, key: str = "manual", details: dict[str, Any] | None = None,
+             model_as_of: str = "now") -> dict[str, Any]:
     """Resolve the model version and cut the interval's rows into chunks sized from the memory budget.
 
     Args:
@@ -75,12 +77,13 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
         rows_per_chunk: overrides the configured chunk size.
         key: identifies the scheduler's run (its run id); staged chunks are kept per key.
         details: scheduler facts to keep in the ledger (run id, run type, ...).
+        model_as_of: ``now`` or ``day``: the alias's target now or on the business day (``model_choice``).
 
     Returns:
         A JSON-serialisable plan: ``plan_id``, ``run_key``, ``day``, ``interval``, ``model``, ``rows``,
         ``rows_per_chunk`` and ``chunks`` (index and key range of each).
     """
-    mv = resolve_model(cfg, version)
+    mv, rule = choose_model(cfg, interval, version, model_as_of)
     model = ModelStore(cfg.model.store).load(mv)
     with open_source(cfg.source) as source:
         schema = source.schema()
@@ -93,9 +96,10 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
               for i, r in enumerate(key_ranges(cuts))]
     plan: dict[str, Any] = {
         "run_key": run_key(key), "day": interval.day.isoformat(),
-        "interval": {"start": interval.start.isoformat(), "end": interval.end.isoformat()},
+        "interval": {"start": interval.start.isoformat(), "end": interval.end.isoformat(), "zone": interval.zone},
         "model": {"name": mv.name, "version": mv.version}, "rows": rows, "rows_per_chunk": size,
-        "chunks": chunks, "planned_at": dt.datetime.now(dt.UTC).isoformat(), "details": details or {},
+        "chunks": chunks, "planned_at": dt.datetime.now(dt.UTC).isoformat(),
+        "details": {**rule, "interval": interval.describe(), **(details or {})},
     }
     plan["plan_id"] = _plan_id(plan)
     logger.info("plan %s: %s rows of %s in %s chunks of <= %s rows, %s v%s", plan["plan_id"], rows,
@@ -106,7 +110,7 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
 def plan_interval(plan: dict[str, Any]) -> DataInterval:
     """The data interval a plan covers."""
     return DataInterval(dt.datetime.fromisoformat(plan["interval"]["start"]),
-                        dt.datetime.fromisoformat(plan["interval"]["end"]))
+                        dt.datetime.fromisoformat(plan["interval"]["end"]), plan["interval"].get("zone", "UTC"))
 
 
 def run_folder(cfg: Config, plan: dict[str, Any]) -> Stage:

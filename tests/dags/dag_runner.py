@@ -4,8 +4,8 @@ the dags folder and the scoring configs (the tests start it as a subprocess so n
     python -m tests.dags.dag_runner --dag-id scoring_loan_default --day 2026-03-07 [--day ...] [--conf JSON]
 
 Prints one JSON line per day: the day, the dag run's state, its data interval, the seconds it took and the
-state of each task instance. A manual run's data interval is the period before its logical date (Airflow's
-rule for manual runs of a data-interval timetable), so day D runs with logical date D + 1 day.
+state of each task instance. A manual run scores the business day its logical date names (README "What day
+is scored"), so day D runs with logical date D (midnight UTC), as ``airflow dags test DAG D`` does.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     conf = json.loads(args.conf) if args.conf else None
     for text in args.day:
         day = dt.date.fromisoformat(text)
-        logical = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+        logical = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
         started = time.perf_counter()
         # run_after fixed: the run id (hence the staging folder) is the same when a day is run again,
         # as when a run is cleared under the scheduler.

@@ -71,7 +71,7 @@ def test_failed_chunk_keeps_the_partition_and_the_rerun_reuses_good_chunks(
     assert [p.stem for p in manifests] == ["chunk-00000", "chunk-00001", "chunk-00003"]
     staged = {p.stem: json.loads(p.read_text()) for p in manifests}
     assert sum(m["rows_in"] for m in staged.values()) == 450
-    assert len({p.parent for p in manifests}) == 1 and manifests[0].parent.parent.name == "manual__2026-03-08T00_00_00_00_00"
+    assert len({p.parent for p in manifests}) == 1 and manifests[0].parent.parent.name == "manual__2026-03-07T00_00_00_00_00"  # logical date = the day
 
     _set_view(source, None)  # the source recovers; run the same Airflow run again (as a clear would)
     rerun = run_days(env, [SCORE_DAY.isoformat()], conf={"rows_per_chunk": ROWS_PER_CHUNK})[0]

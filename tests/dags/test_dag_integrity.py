@@ -96,7 +96,7 @@ def test_task_graph_pool_retries_and_parse_cost(tmp_path: Path, sample_db: Path,
     assert tasks["record_ledger"]["trigger_rule"] == "all_done" and tasks["record_ledger"]["retries"] == 0
     assert all(tasks[t]["backoff"] == 2.0 and tasks[t]["retries"] == 3 for t in ("plan", "score_chunk", "publish"))
     assert tasks["publish"]["outlets"] and not tasks["score_chunk"]["outlets"]
-    assert dag["params"] == ["model_version", "rows_per_chunk"]
+    assert dag["params"] == ["day", "model_as_of", "model_version", "rows_per_chunk"]
     # No top-level work: parsing imports none of the heavy modules and takes well under a second.
     assert out["heavy"] == []
     assert out["parse_s"] < 1.0, out["stats"]

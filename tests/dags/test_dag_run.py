@@ -70,7 +70,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory, sample_db: Path, trained_stor
 def test_one_day_succeeds_and_equals_the_cli(runs: dict) -> None:
     first = runs["lines"][0]
     assert first["state"] == "success", first
-    assert first["interval"] == [f"{DAYS[0]}T00:00:00+00:00", f"{DAYS[1]}T00:00:00+00:00"]
+    # The run scores the business day its logical date names (UTC here): the interval in the ledger.
+    scored = json.loads(ledger(runs["dag"])["details"][0])["interval"]
+    assert [scored["start"], scored["end"]] == [f"{DAYS[0]}T00:00:00+00:00", f"{DAYS[1]}T00:00:00+00:00"]
     assert first["tasks"]["publish"] == first["tasks"]["record_ledger"] == "success"
     mapped = sorted(k for k in first["tasks"] if k.startswith("score_chunk_"))
     assert mapped == [f"score_chunk_{i}" for i in range(4)]  # 600 rows in chunks of 150 (DAG param)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scoring.errors import SourceError
 from scoring.sqlident import quote, quote_qualified
 
 if TYPE_CHECKING:
@@ -64,6 +65,47 @@ class Source(ABC):
     @abstractmethod
     def schema(self) -> pa.Schema:
         """Columns and Arrow types of the source relation."""
+
+    @property
+    def timestamp_zone(self) -> str | None:
+        """The declared zone of naive timestamps (``source.timestamp_timezone``); None: the business zone."""
+        return self.cfg.timestamp_timezone
+
+    def interval_bounds(self, interval: DataInterval) -> tuple[Any, Any]:
+        """The interval's bounds as the timestamp column compares them.
+
+        A zone-aware timestamp column gets aware UTC instants; a naive one, wall-clock times in
+        ``source.timestamp_timezone`` (default: the business zone ``interval.zone``); a date column, the
+        local dates of the bounds. Raises SourceError when the column is missing or of another type.
+        """
+        ts = self.cfg.timestamp_column
+        if ts not in self.schema().names:
+            raise SourceError(f"timestamp column {ts!r} not in source {self.describe!r}")
+        kind = self.schema().field(ts).type
+        if pa.types.is_timestamp(kind) and kind.tz is not None:
+            return interval.start, interval.end
+        naive = interval.naive(self.timestamp_zone or interval.zone)
+        if pa.types.is_timestamp(kind):
+            return naive
+        if pa.types.is_date(kind):
+            return naive[0].date(), naive[1].date()
+        raise SourceError(f"timestamp column {ts!r} of source {self.describe!r} has type {kind}, "
+                          "expected a timestamp or date")
+
+    def day_counts_sql(self, ph: Callable[[int], str], days: int) -> str:
+        """Generic SQL: rows per day of ``days`` consecutive intervals, as ``(bucket, n)`` rows (empty days
+        absent). Parameters 1 .. days + 1 are the bounds in order; ``ph(n)`` renders placeholder n."""
+        ts = quote(self.cfg.timestamp_column)
+        cases = " ".join(f"WHEN {ts} < {ph(i + 2)} THEN {i}" for i in range(days))
+        inner = self.interval_sql((ph(1), ph(days + 1)), f"CASE {cases} END AS bucket")
+        return f"SELECT bucket, count(*) AS n FROM ({inner}) AS days GROUP BY bucket"  # noqa: S608
+
+    def day_counts(self, intervals: list[DataInterval]) -> list[int]:
+        """Rows in each of ``intervals`` (consecutive business days, in order).
+
+        This fallback counts each interval; sources override it with one grouped ``day_counts_sql`` query.
+        """
+        return [self.count(interval) for interval in intervals]
 
     @abstractmethod
     def count(self, interval: DataInterval) -> int:

@@ -48,13 +48,7 @@ class DuckDBSource(Source):
         return self._schema
 
     def _params(self, interval: DataInterval) -> list[object]:
-        ts = self.schema().field(self.cfg.timestamp_column).type if self.cfg.timestamp_column in self.schema().names \
-            else None
-        if ts is None:
-            raise SourceError(f"timestamp column {self.cfg.timestamp_column!r} not in source {self.describe!r}")
-        if pa.types.is_timestamp(ts) and ts.tz is None:
-            return list(interval.naive())
-        return [interval.start, interval.end]
+        return list(self.interval_bounds(interval))
 
     def count(self, interval: DataInterval) -> int:
         return int(self._run(self.interval_sql(("$1", "$2"), "count(*)"), self._params(interval)).fetchall()[0][0])
@@ -65,6 +59,11 @@ class DuckDBSource(Source):
             yield from rel.to_arrow_reader(batch_rows)
         except duckdb.Error as exc:
             raise SourceError(f"reading source {self.describe!r} failed: {_first_line(exc)}") from None
+
+    def day_counts(self, intervals: list[DataInterval]) -> list[int]:
+        bounds = [self._params(i)[0] for i in intervals] + [self._params(intervals[-1])[1]] if intervals else []
+        counts = dict(self._run(self.day_counts_sql(lambda n: f"${n}", len(intervals)), bounds).fetchall())
+        return [int(counts.get(i, 0)) for i in range(len(intervals))]
 
     def key_cuts(self, interval: DataInterval, n_chunks: int) -> list[Any]:
         sql = self.key_cuts_sql(lambda n: f"${n}")

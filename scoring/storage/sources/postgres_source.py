@@ -103,24 +103,29 @@ class PostgresSource(Source):
 
     def _bind(self, interval: DataInterval) -> tuple[str, str]:
         """Bind the interval into transaction-local settings; return the bounds as SQL expressions."""
-        ts = self.cfg.timestamp_column
-        if ts not in self.schema().names:
-            raise SourceError(f"timestamp column {ts!r} not in source {self.describe!r}")
-        kind = self.schema().field(ts).type
-        if pa.types.is_timestamp(kind) and kind.tz is not None:
-            cast, bounds = "timestamptz", (interval.start.isoformat(), interval.end.isoformat())
-        elif pa.types.is_timestamp(kind):
-            cast, bounds = "timestamp", tuple(b.isoformat() for b in interval.naive())
-        elif pa.types.is_date(kind):
-            cast, bounds = "date", (interval.start.date().isoformat(), interval.end.date().isoformat())
-        else:
-            raise SourceError(f"timestamp column {ts!r} of source {self.describe!r} has type {kind}, "
-                              "expected a timestamp or date")
+        cast, bounds = self._typed_bounds(interval)
         self._execute("SELECT set_config($1, $2, true), set_config($3, $4, true)",
                       [START, bounds[0], END, bounds[1]])
         # Scalar subqueries run once (an InitPlan); a bare current_setting() would be re-evaluated per row.
         return (f"(SELECT CAST(current_setting('{START}') AS {cast}))",
                 f"(SELECT CAST(current_setting('{END}') AS {cast}))")
+
+    def _typed_bounds(self, interval: DataInterval) -> tuple[str, tuple[str, str]]:
+        """The SQL type of the timestamp column and the interval's bounds as text of that type."""
+        kind = self.schema().field(self.cfg.timestamp_column).type
+        lo, hi = self.interval_bounds(interval)  # raises for a missing column or another type
+        cast = "date" if pa.types.is_date(kind) else "timestamptz" if kind.tz is not None else "timestamp"
+        return cast, (lo.isoformat(), hi.isoformat())
+
+    def day_counts(self, intervals: list[DataInterval]) -> list[int]:
+        if not intervals:
+            return []
+        bounds = [self._typed_bounds(i) for i in intervals]
+        cast = bounds[0][0]
+        params = [b[1][0] for b in bounds] + [bounds[-1][1][1]]
+        sql = self.day_counts_sql(lambda n: f"CAST(${n} AS {cast})", len(intervals))
+        counts = {int(b): int(n) for b, n in self._execute(sql, params)}
+        return [counts.get(i, 0) for i in range(len(intervals))]
 
     def count(self, interval: DataInterval) -> int:
         sql = self.interval_sql(self._bind(interval), "count(*)")

@@ -1,0 +1,71 @@
+"""Which model version scores a day, and the rule that chose it (recorded in the ledger's run details).
+
+Rules, in order: an explicit version (``--version``, the DAG param ``model_version``); the config's pin
+(``model.version``); else the alias (``model.alias``), either its target now (``model_as_of="now"``, the
+default) or its target on the business day itself (``"day"``: the version the alias pointed at when the day
+ended, from the store's append-only alias history, so a backfill scores each day with that day's champion).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Literal
+
+from scoring.config import Config
+from scoring.dates import DataInterval
+from scoring.errors import ConfigError, ModelStoreError
+from scoring.models.store import ModelStore, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+ModelAsOf = Literal["now", "day"]
+MODEL_AS_OF: tuple[str, ...] = ("now", "day")
+
+
+def check_model_as_of(cfg: Config, version: int | None, model_as_of: str) -> None:
+    """Raise ConfigError (one line) for an unknown rule, or ``day`` combined with an explicit or pinned version."""
+    if model_as_of not in MODEL_AS_OF:
+        raise ConfigError(f"model_as_of must be one of {', '.join(MODEL_AS_OF)}, not {model_as_of!r}")
+    if model_as_of == "day" and (version is not None or cfg.model.version is not None):
+        pinned = f"--version {version}" if version is not None else f"model.version: {cfg.model.version}"
+        raise ConfigError(f"model_as_of 'day' follows the alias history of {cfg.model.alias!r}, but {pinned} "
+                          "pins a version; drop one of them")
+
+
+def choose_model(cfg: Config, interval: DataInterval, version: int | None = None,
+                 model_as_of: str = "now") -> tuple[ModelVersion, dict[str, Any]]:
+    """The version to score ``interval`` with, and ledger details naming the rule that chose it.
+
+    Args:
+        cfg: the loaded configuration (``model`` section).
+        interval: the business day scored (``day`` uses its end).
+        version: an explicit version (wins over everything but cannot be combined with ``day``).
+        model_as_of: ``now`` (the alias's target at run time) or ``day`` (its target on that business day).
+
+    Returns:
+        The model version and ``{"model_rule": ..., ...}``: ``explicit-version``, ``config-pin``,
+        ``alias-now`` or ``alias-on-day`` (with ``model_alias`` and, for the last, ``model_as_of_time``).
+
+    Raises:
+        ConfigError: an unknown ``model_as_of``, or ``day`` with an explicit or pinned version.
+        ModelStoreError: unknown model or version, or the alias did not exist yet on that day.
+    """
+    check_model_as_of(cfg, version, model_as_of)
+    store = ModelStore(cfg.model.store)
+    name, alias = cfg.model.name, cfg.model.alias
+    if model_as_of == "day":
+        # The champion of day D is the version the alias pointed at when D ended (a promotion during D counts).
+        when = interval.end - dt.timedelta(microseconds=1)
+        target = store.alias_at(name, alias, when)
+        if target is None:
+            store.versions(name)  # raises for an unknown model
+            raise ModelStoreError(f"alias {alias!r} of model {name!r} did not exist yet on {interval.day} "
+                                  f"({interval.zone}); score that day with --model-as-of now or --version")
+        rule = {"model_rule": "alias-on-day", "model_alias": alias, "model_as_of_time": when.isoformat()}
+        return store.get(name, target), rule
+    if version is not None:
+        return store.get(name, version), {"model_rule": "explicit-version"}
+    if cfg.model.version is not None:
+        return store.get(name, cfg.model.version), {"model_rule": "config-pin"}
+    return store.resolve(name, alias), {"model_rule": "alias-now", "model_alias": alias}
