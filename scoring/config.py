@@ -159,6 +159,27 @@ class TrainingConfig(_Strict):
     random_state: int = 0
 
 
+class FeatureDrift(_Strict):
+    """Fixed PSI thresholds of one feature (they replace the calibrated ones)."""
+
+    warn: float = Field(gt=0)
+    alert: float = Field(gt=0)
+
+
+class DriftConfig(_Strict):
+    """How drift (PSI) is judged; see README "Drift"."""
+
+    method: Literal["calibrated", "fixed"] = Field(
+        "calibrated", description="calibrated: each feature against its own training days' PSI (mean + k sd, "
+        "never below psi_warn/psi_alert); fixed: psi_warn/psi_alert for every feature")
+    warn_sd: float = Field(2.0, gt=0, description="calibrated warn threshold: mean + warn_sd x sd of training days")
+    alert_sd: float = Field(3.0, gt=0, description="calibrated alert threshold: mean + alert_sd x sd")
+    window_days: int = Field(1, ge=1, le=60, description="compare the last N business days pooled (7: week "
+                             "against week), the run's day included")
+    exclude: list[str] = Field(default_factory=list, description="features never judged (PSI still recorded)")
+    features: dict[str, FeatureDrift] = Field(default_factory=dict, description="fixed thresholds per feature")
+
+
 class ValidationConfig(_Strict):
     """Data quality gate settings."""
 
@@ -173,6 +194,7 @@ class ValidationConfig(_Strict):
                                 "widened by this many training spans (floored at 0 if never negative)")
     data_docs: bool = Field(True, description="write GX Data Docs (HTML) for each run")
     data_docs_dir: Path | None = Field(None, description="default: <results.staging_dir>/../data_docs")
+    drift: DriftConfig = DriftConfig()
 
 
 def _check_zone(name: str) -> str:

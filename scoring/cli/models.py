@@ -92,7 +92,7 @@ def models_register(
     from scoring.dates import parse_day
     from scoring.models.registry import register_model
     from scoring.models.store import ModelStore
-    from scoring.models.training import read_window
+    from scoring.models.training import read_window, training_days
     from scoring.quality.suite import write_version_suite
 
     cfg = load(config)
@@ -109,7 +109,8 @@ def models_register(
         mv = register_model(ModelStore(cfg.model.store), name, artifact, frame, label_column=label,
                             exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
                             aliases=alias or [], task=task, positive_class=positive_class, features=declared,
-                            code=code or [])
+                            code=code or [], days=training_days(cfg, frame),
+                            drift_window=cfg.validation.drift.window_days)
         suite = write_version_suite(cfg, mv)
     sig, parity = mv.meta["signature"], mv.meta["parity"]
     what = sig["task"] + (f", positive class {sig['positive_class']!r}" if sig["task"] == "binary" else "")

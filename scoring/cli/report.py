@@ -105,13 +105,23 @@ def drift(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
     if as_json:
         console.print_json(json.dumps(rows, default=str))
         return
-    out = Table(title=f"drift {first} .. {last} ({cfg.model.name}; warn >= {cfg.validation.psi_warn}, "
-                      f"alert >= {cfg.validation.psi_alert})")
-    for col in ("day", "version", "feature", "psi", "status"):
-        out.add_column(col, justify="right" if col == "psi" else "left")
+    dcfg = cfg.validation.drift
+    out = Table(title=f"drift {first} .. {last} ({cfg.model.name}; {dcfg.method} thresholds, "
+                      f"{dcfg.window_days}-day window)")
+    for col in ("day", "v", "feature", "psi", "warn/alert at", "status"):
+        out.add_column(col, justify="right" if col in ("psi", "warn/alert at") else "left",
+                       no_wrap=col == "feature")
+
+    def limits(r: dict) -> str:
+        if r.get("basis") == "excluded":
+            return "excluded"
+        warn, alert = r.get("warn_at"), r.get("alert_at")
+        shown = "-" if warn is None else f"{warn:.3g}/{alert:.3g}"
+        return f"{shown} {(r.get('basis') or 'fixed')[:3]}"
+
     for r in rows:
         colour = {"ok": "green", "warn": "yellow", "alert": "red"}[r["status"]]
-        out.add_row(str(r["day"]), str(r["model_version"]), r["feature"], f"{r['psi']:.4f}",
+        out.add_row(str(r["day"]), str(r["model_version"]), r["feature"], f"{r['psi']:.4f}", limits(r),
                     f"[{colour}]{r['status']}")
     console.print(out)
     if not rows:

@@ -22,7 +22,7 @@ from scoring.models.contract import TASKS, Contract, choose_positive, json_value
 from scoring.models.introspect import final_estimator, infer_inputs
 from scoring.models.metrics import task_metrics
 from scoring.models.parity import SAMPLE_ROWS, parity_check
-from scoring.models.reference import build_reference
+from scoring.models.reference import build_reference, drift_baseline
 from scoring.models.scorer import raw_outputs
 from scoring.models.signature import features_from_frame
 from scoring.models.store import ModelStore, ModelVersion
@@ -119,7 +119,8 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
                    window: tuple[dt.date, dt.date] | None = None, metrics: dict[str, float] | None = None,
                    aliases: Sequence[str] = (), extra: dict[str, Any] | None = None, task: str | None = None,
                    positive_class: str | None = None, features: Sequence[str] | None = None,
-                   code: Sequence[Path] = (), parity_rows: int = SAMPLE_ROWS) -> ModelVersion:
+                   code: Sequence[Path] = (), parity_rows: int = SAMPLE_ROWS, days: pd.Series | None = None,
+                   drift_window: int = 1) -> ModelVersion:
     """Register ``artifact`` with its contract, parity check, feature schema and drift reference.
 
     Args:
@@ -138,6 +139,9 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
         features: the inputs in fit order, for models fitted without column names.
         code: the user's own modules or packages the pickle needs (copied into the version and hashed).
         parity_rows: sample size of the parity check.
+        days: the business day of each row of ``reference_frame``: the drift baseline (PSI of each training
+            day against the reference) is computed from them; none without.
+        drift_window: business days pooled per drift window (``validation.drift.window_days``).
 
     Raises:
         ModelStoreError: (one line) the artifact cannot be loaded, a declaration is missing or wrong, the
@@ -167,6 +171,9 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
         "reference": build_reference(reference_frame, schema, _score_of(contract, outputs), contract.task),
         **(extra or {}),
     }
+    if days is not None:
+        meta["reference"]["baseline"] = drift_baseline(reference_frame, days, meta["reference"], schema,
+                                                       _score_of(contract, outputs), drift_window)
     if metrics is not None and labels is not None:
         meta["training_metrics"] = computed
     return store.register(name, artifact, meta, aliases=list(aliases), **({"code": list(code)} if code else {}))

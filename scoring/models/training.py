@@ -16,6 +16,7 @@ from scoring.dates import DataInterval
 from scoring.errors import ConfigError, ScoringError
 from scoring.models.contract import Contract
 from scoring.models.metrics import task_metrics
+from scoring.models.reference import business_days
 from scoring.models.registry import register_model
 from scoring.models.store import ModelStore, ModelVersion
 from scoring.storage.sources import open_source
@@ -29,6 +30,14 @@ def read_window(cfg: Config, start: dt.date, end: dt.date) -> pd.DataFrame:
     with open_source(cfg.source) as source:
         table = pa.Table.from_batches(list(source.batches(interval, 500_000)), schema=source.schema())
     return table.to_pandas()
+
+
+def training_days(cfg: Config, frame: pd.DataFrame) -> pd.Series | None:
+    """The business day of each training row (for the drift baseline), or None without the timestamp column."""
+    ts = cfg.source.timestamp_column
+    if ts not in frame.columns:
+        return None
+    return business_days(frame[ts], cfg.schedule.timezone, cfg.source.timestamp_timezone)
 
 
 def _estimator(kind: str, seed: int) -> object:
@@ -78,5 +87,6 @@ def train_model(cfg: Config, start: dt.date | None = None, end: dt.date | None =
         joblib.dump(model, artifact)
         mv = register_model(ModelStore(cfg.model.store), cfg.model.name, artifact, frame,
                             label_column=tcfg.label_column, exclude={ts, key}, window=(start, end),
-                            metrics=metrics, aliases=list(aliases))
+                            metrics=metrics, aliases=list(aliases), days=training_days(cfg, frame),
+                            drift_window=cfg.validation.drift.window_days)
     return mv

@@ -9,7 +9,10 @@ Drift counts cover the rows that were scored (the rows the model saw), not the q
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,25 +20,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scoring.errors import ScoringError
-from scoring.models.reference import MISSING, N_BINS, OTHER, expected_shares, psi
+from scoring.models.reference import MISSING, N_BINS, OTHER, expected_shares, numeric_counts, psi
 
 if TYPE_CHECKING:
-    from scoring.config import Config
+    from scoring.config import Config, ValidationConfig
 
 logger = logging.getLogger(__name__)
 
 SCORE = "__score__"  # the drift row of the model's score
-DRIFT_COLUMNS = ["run_id", "day", "model_name", "model_version", "feature", "psi", "status"]
+DRIFT_COLUMNS = ["run_id", "day", "model_name", "model_version", "feature", "psi", "status", "warn_at", "alert_at",
+                 "basis"]
 
 
 def _numeric_counts(ref: dict[str, Any], col: pa.ChunkedArray) -> list[int]:
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
     x = np.asarray(pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64)
-    finite = x[np.isfinite(x)]
-    edges = np.asarray(ref["edges"], dtype=np.float64)
-    counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1)
-    return [*map(int, counts), int(x.size - finite.size)]
+    return numeric_counts(ref, x)
 
 
 def _categorical_counts(ref: dict[str, Any], col: pa.ChunkedArray) -> list[int]:
@@ -48,7 +49,8 @@ def _categorical_counts(ref: dict[str, Any], col: pa.ChunkedArray) -> list[int]:
         key = MISSING if item["values"] is None else item["values"]
         found[key] = found.get(key, 0) + int(item["counts"])
     known = [k for k in ref["shares"] if k != OTHER]
-    counts = [found.get(k, 0) for k in known]
+    # booleans: Arrow spells them true/false, as level_key does (references written before it say True/False)
+    counts = [found.get(k, found.get(k.lower(), 0)) for k in known]
     if OTHER in ref["shares"]:
         counts.append(len(col) - sum(counts))
     return counts
@@ -89,8 +91,48 @@ def status_of(value: float, warn: float, alert: float) -> str:
     return "alert" if value >= alert else "warn" if value >= warn else "ok"
 
 
-def psi_by_feature(reference: dict[str, Any], counts: dict[str, list[int]], rows: int) -> dict[str, float]:
-    """PSI of every counted feature (and ``SCORE``) against ``reference``; empty when no row was scored."""
+@dataclass(frozen=True)
+class Limits:
+    """The PSI thresholds one feature is judged by, and where they come from."""
+
+    warn: float
+    alert: float
+    basis: str  # calibrated | fixed | configured | excluded
+
+
+def limits_for(name: str, baseline: dict[str, Any] | None, cfg: ValidationConfig) -> Limits:
+    """Thresholds of feature ``name`` (``SCORE`` for the score).
+
+    ``validation.drift.features`` wins; ``method: calibrated`` with a baseline of the same window size judges
+    the feature against its own training windows: warn at mean + ``warn_sd`` sd, alert at mean + ``alert_sd``
+    sd (NannyML's standard-deviation thresholds), never below the fixed ``psi_warn``/``psi_alert``; otherwise
+    the fixed thresholds.
+    """
+    dcfg = cfg.drift
+    if name in dcfg.exclude:
+        return Limits(math.inf, math.inf, "excluded")
+    if name in dcfg.features:
+        own = dcfg.features[name]
+        return Limits(own.warn, max(own.alert, own.warn), "configured")
+    stats = None
+    if dcfg.method == "calibrated" and baseline and baseline.get("window_days") == dcfg.window_days:
+        stats = baseline.get("score") if name == SCORE else baseline.get("features", {}).get(name)
+    if not stats:
+        return Limits(cfg.psi_warn, cfg.psi_alert, "fixed")
+    warn = max(cfg.psi_warn, stats["mean"] + dcfg.warn_sd * stats["sd"])
+    return Limits(warn, max(cfg.psi_alert, stats["mean"] + dcfg.alert_sd * stats["sd"], warn), "calibrated")
+
+
+def psi_by_feature(reference: dict[str, Any], counts: dict[str, list[int]], rows: int | None = None
+                   ) -> dict[str, float]:
+    """PSI of every counted feature (and ``SCORE``) against ``reference``; empty when no row was counted.
+
+    ``rows`` is the number of rows counted; by default the score's counts add up to it (every scored row
+    has a score), which also holds for pooled days. A feature's counts may add up to less: levels unseen in
+    training fall in no bucket when the reference has no 'other' level.
+    """
+    if rows is None:
+        rows = sum(counts.get(SCORE, []))
     if rows <= 0:
         return {}
     out: dict[str, float] = {}
@@ -103,9 +145,16 @@ def psi_by_feature(reference: dict[str, Any], counts: dict[str, list[int]], rows
 
 
 def drift_table(run_id: str, day: dt.date, model_name: str, model_version: int, values: dict[str, float],
-                warn: float, alert: float) -> pa.Table:
-    """Rows of the ``drift`` table for one run."""
+                limits: dict[str, Limits], counts: dict[str, list[int]] | None = None) -> pa.Table:
+    """Rows of the ``drift`` table for one run: PSI, status, the thresholds used and the run's own counts
+    (kept so later runs can pool days)."""
     names = list(values)
+    status = [("ok" if limits[n].basis == "excluded" else status_of(values[n], limits[n].warn, limits[n].alert))
+              for n in names]
+
+    def finite(x: float) -> float | None:
+        return x if math.isfinite(x) else None
+
     return pa.table({
         "run_id": pa.array([run_id] * len(names), pa.string()),
         "day": pa.array([day] * len(names), pa.date32()),
@@ -113,7 +162,11 @@ def drift_table(run_id: str, day: dt.date, model_name: str, model_version: int, 
         "model_version": pa.array([model_version] * len(names), pa.int32()),
         "feature": pa.array(names, pa.string()),
         "psi": pa.array([values[n] for n in names], pa.float64()),
-        "status": pa.array([status_of(values[n], warn, alert) for n in names], pa.string()),
+        "status": pa.array(status, pa.string()),
+        "warn_at": pa.array([finite(limits[n].warn) for n in names], pa.float64()),
+        "alert_at": pa.array([finite(limits[n].alert) for n in names], pa.float64()),
+        "basis": pa.array([limits[n].basis for n in names], pa.string()),
+        "counts": pa.array([json.dumps((counts or {}).get(n)) for n in names], pa.string()),
     })
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from scoring.models.contract import contract_of
 from scoring.models.signature import logical_type
 from scoring.quality.batch_rules import QualityReport, evaluate
 from scoring.quality.compile import CompiledSuite, Rule, compile_suite
-from scoring.quality.drift import SCORE, drift_table, merge_counts, psi_by_feature, status_of
+from scoring.quality.drift import SCORE, drift_table, limits_for, merge_counts, psi_by_feature, status_of
 from scoring.quality.gate import Gate, interval_rule, merge_stats
 from scoring.quality.output_checks import check_predictions
 from scoring.quality.schema_check import SchemaPlan, plan_schema
@@ -133,8 +134,12 @@ def _batch_name(cfg: Config, day: Any) -> str:
 
 
 def conclude_quality(cfg: Config, run: RunRecord, quality: Quality, manifests: list[ChunkManifest],
-                     prediction_files: list[Path]) -> dict[str, pa.Table]:
+                     prediction_files: list[Path], previous_counts: Sequence[dict[str, list[int]]] = ()
+                     ) -> dict[str, pa.Table]:
     """Judge the whole interval after its chunks; fill ``run.details``.
+
+    ``previous_counts`` are the drift counts of the previous business days of the drift window
+    (``validation.drift.window_days`` - 1 of them at most, same model version), pooled with this run's.
 
     Returns:
         Extra tables to publish with the run (``drift``). Raises ValidationFailed (after writing the
@@ -146,14 +151,19 @@ def conclude_quality(cfg: Config, run: RunRecord, quality: Quality, manifests: l
                       quality.source_columns)
     report.failures.extend(check_predictions(prediction_files, run.rows_scored, quality.task))
     counts = merge_counts([m.stats.get("drift", {}) for m in manifests])
-    psi = psi_by_feature(quality.reference, counts, run.rows_scored)
+    pooled = merge_counts([*previous_counts, counts]) if previous_counts else counts
+    psi = psi_by_feature(quality.reference, pooled, None if previous_counts else run.rows_scored)
     vcfg = cfg.validation
-    table = drift_table(run.run_id, run.day, run.model_name, run.model_version, psi, vcfg.psi_warn,
-                        vcfg.psi_alert)
-    flagged = {n: round(v, 4) for n, v in psi.items() if status_of(v, vcfg.psi_warn, vcfg.psi_alert) != "ok"}
+    baseline = quality.reference.get("baseline")
+    limits = {n: limits_for(n, baseline, vcfg) for n in psi}
+    table = drift_table(run.run_id, run.day, run.model_name, run.model_version, psi, limits, counts)
+    flagged = {n: round(v, 4) for n, v in psi.items()
+               if limits[n].basis != "excluded" and status_of(v, limits[n].warn, limits[n].alert) != "ok"}
     for name, value in flagged.items():
-        logger.warning("drift: %s PSI %.3f (%s)", "score" if name == SCORE else name, value,
-                       status_of(value, vcfg.psi_warn, vcfg.psi_alert))
+        logger.warning("drift: %s PSI %.3f (%s; %s thresholds warn %.3g, alert %.3g)",
+                       "score" if name == SCORE else name, value,
+                       status_of(value, limits[name].warn, limits[name].alert), limits[name].basis,
+                       limits[name].warn, limits[name].alert)
     for warning in report.warnings:
         logger.warning("data quality: %s", warning)
     quality.timings["gate_s"] = stats["gate_s"]
@@ -164,7 +174,9 @@ def conclude_quality(cfg: Config, run: RunRecord, quality: Quality, manifests: l
         "validation": report.details(),
         "schema": {"cast": quality.plan.casts, "ignored_columns": quality.plan.ignored,
                    "warnings": quality.plan.warnings},
-        "drift": {"psi_warn": vcfg.psi_warn, "psi_alert": vcfg.psi_alert, "flagged": flagged},
+        "drift": {"psi_warn": vcfg.psi_warn, "psi_alert": vcfg.psi_alert, "method": vcfg.drift.method,
+                  "window_days": vcfg.drift.window_days, "days_pooled": 1 + len(previous_counts),
+                  "flagged": flagged},
     })
     if vcfg.data_docs:
         _write_docs(cfg, run, quality, report)

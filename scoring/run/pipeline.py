@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,11 +144,34 @@ def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
     run.rows_scored = sum(m.scored for m in manifests)
     run.rows_rejected = sum(m.rejected for m in manifests)
     files, qfiles = stage.prediction_files(manifests), stage.quarantine_files(manifests)
-    extra = conclude_quality(cfg, run, quality, manifests, files) if quality is not None else {}
+    extra = conclude_quality(cfg, run, quality, manifests, files, previous_drift_counts(cfg, results, run)) \
+        if quality is not None else {}
     run.finish("success")
     task = quality.task if quality is not None else "binary"
     run.details["task"] = task
     results.publish(run, files, qfiles, extra={**extra, **summarize(run, files, qfiles, task)})
+
+
+def previous_drift_counts(cfg: Config, results: ResultsStore, run: RunRecord) -> list[dict[str, list[int]]]:
+    """Drift counts of the ``validation.drift.window_days`` - 1 business days before ``run.day`` published
+    with the same model version (empty for a one-day window, or days without counts)."""
+    window = cfg.validation.drift.window_days
+    if window <= 1:
+        return []
+    sql = (f"SELECT day, feature, counts FROM {results.table_name('drift')} "  # noqa: S608 - quoted identifier
+           "WHERE model_name = $1 AND model_version = $2 AND day >= $3 AND day < $4 AND counts IS NOT NULL")
+    try:
+        rows = results.query(sql, [run.model_name, run.model_version, run.day - dt.timedelta(days=window - 1),
+                                   run.day]).to_pylist()
+    except Exception as exc:  # noqa: BLE001 - a results database without counts yet: judge the day alone
+        logger.info("no earlier drift counts to pool (%s)", str(exc).splitlines()[0])
+        return []
+    by_day: dict[Any, dict[str, list[int]]] = {}
+    for row in rows:
+        counts = json.loads(row["counts"]) if isinstance(row["counts"], str) else row["counts"]
+        if counts:
+            by_day.setdefault(row["day"], {})[row["feature"]] = counts
+    return list(by_day.values())
 
 
 def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException, stage: Stage | None = None,

@@ -47,7 +47,8 @@ def test_psi_accumulated_over_chunks_equals_psi_of_the_whole_day(tmp_path, sampl
     want = psi(expected_shares(ref["score"]), actual_shares(ref["score"], out["score"].to_numpy()))
     assert drift.loc[SCORE, "psi"] == pytest.approx(want, rel=1e-9)
     for name, r in drift.iterrows():
-        assert r["status"] == status_of(r["psi"], cfg.validation.psi_warn, cfg.validation.psi_alert), name
+        assert r["status"] == status_of(r["psi"], r["warn_at"], r["alert_at"]), name
+        assert r["warn_at"] >= cfg.validation.psi_warn and r["alert_at"] >= cfg.validation.psi_alert, name
 
 
 def test_a_shifted_feature_alerts_and_thresholds_are_configurable(tmp_path, sample_db, store) -> None:

@@ -72,7 +72,8 @@ EXTRA_TABLES: dict[str, TableSpec] = {}
 EXTRA_TABLES["drift"] = TableSpec("drift", (
     _c("run_id", "string", False), _c("day", "date", False), _c("model_name", "string", False),
     _c("model_version", "int32", False), _c("feature", "string", False), _c("psi", "float", False),
-    _c("status", "string", False),
+    _c("status", "string", False), _c("warn_at", "float"), _c("alert_at", "float"), _c("basis", "string"),
+    _c("counts", "json"),
 ))
 
 
