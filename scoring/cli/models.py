@@ -159,6 +159,14 @@ def models_suite(name: str, version: Annotated[int | None, typer.Option(help="de
     mv = ModelStore(cfg.model.store).resolve(name, cfg.model.alias, version)
     existed = suite_path(cfg.validation.suites_dir, mv.name, mv.version).exists()
     path = write_version_suite(cfg, mv, overwrite=force)
-    rules = compile_suite(read_suite(path), path).rules
+    suite = read_suite(path)
+    rules = compile_suite(suite, path).rules
     state = "kept the existing" if existed and not force else "wrote the"
-    console.print(f"{state} expectation suite {path} ({len(rules)} expectations)")
+    console.print(f"{state} expectation suite {path} ({len(rules)} expectations)", soft_wrap=True)
+    table = Table()
+    for col in ("expectation", "column", "severity", "why"):
+        table.add_column(col, overflow="fold")
+    for exp in suite["expectations"]:
+        table.add_row(exp["type"].removeprefix("expect_"), str(exp.get("kwargs", {}).get("column") or ""),
+                      exp.get("severity", "critical"), str((exp.get("meta") or {}).get("why", "")))
+    console.print(table)

@@ -111,6 +111,11 @@ def test_missing_suite_is_generated_or_refused(tmp_path, sample_db, store) -> No
         pipeline.run_day(cfg, CLEAN_DAY)
     res = runner.invoke(app, ["models", "suite", "loan_default", "--config", str(cfg.path)])
     assert res.exit_code == 0 and "wrote the expectation suite" in res.output, res.output
+    assert "severity" in res.output and "warning" in res.output  # each rule's severity and why, as a table
+    suite = json.loads(next((cfg.validation.suites_dir / "loan_default").glob("v1.json")).read_text())
+    nulls = [e for e in suite["expectations"] if e["type"] == "expect_column_values_to_not_be_null"
+             and e["kwargs"]["column"] != "application_id"]
+    assert nulls and all(e["severity"] == "warning" and "handles NaN natively" in e["meta"]["why"] for e in nulls)
     assert pipeline.run_day(cfg, CLEAN_DAY).rows_scored == 600
     assert last_run(cfg.results.path)["details"]["suite_generated"] is False
     res = runner.invoke(app, ["models", "suite", "loan_default", "--config", str(cfg.path)])
