@@ -68,6 +68,7 @@ def make_frame(seed: int = 3) -> pd.DataFrame:
     })
     frame.loc[(day == 5) & (np.arange(n) % 37 == 0), "tag"] = "boom"  # the model of one case raises on these
     frame.loc[(day == 5) & (np.arange(n) % 29 == 0), "region"] = NEW_LEVEL  # a level training never saw
+    frame.loc[(day == 5) & (np.arange(n) % 23 == 0), "x3"] = np.nan  # never missing in training
     return frame
 
 
