@@ -6,7 +6,8 @@ in the query string). GX's site builder has no setting for the asset location, s
 page of the site is rewritten: each known CDN URL becomes a relative link to the copy shipped in
 ``scoring/quality/assets/vendor`` (copied into ``<site>/static/vendor/``), the logo becomes GX's own copy in
 ``<site>/static/images/``, and the subresource-integrity attributes go (a ``crossorigin`` load of a
-``file:`` URL fails in Chromium). Tags for assets not shipped are removed where the page does not need them
+``file:`` URL fails in Chromium), and a relative link into ``static/`` that misses (GX's favicon link on
+validation pages) is corrected. Tags for assets not shipped are removed where the page does not need them
 (the dark theme; Vega on pages without a chart). Anything else still pointing at the network is logged.
 No GX import; nothing is downloaded.
 """
@@ -52,6 +53,7 @@ GX_IMAGES = "https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/"
 
 _TAG = re.compile(r"<(script|link|img)\b[^>]*?\b(src|href)=\"(https?://[^\"]+)\"[^>]*>(\s*</script>)?", re.I)
 _SRI = re.compile(r"\s+(integrity|crossorigin)=\"[^\"]*\"", re.I)
+_STATIC = re.compile(r"\b(src|href)=\"((?:\.\./)*\.?/?static/([^\"?#]+))\"")
 
 
 def install_assets(site_dir: Path) -> Path:
@@ -98,7 +100,13 @@ def offline_page(html: str, page: Path, site_dir: Path) -> tuple[str, list[str]]
         left.append(url)
         return tag
 
-    return _TAG.sub(swap, html), left
+    def static(match: re.Match[str]) -> str:
+        # GX 1.x links the favicon one folder short on validation pages: point it at the site's copy.
+        if (page.parent / match.group(2)).exists() or not (site_dir / "static" / match.group(3)).is_file():
+            return match.group(0)
+        return f'{match.group(1)}="{local(site_dir / "static" / match.group(3))}"'
+
+    return _STATIC.sub(static, _TAG.sub(swap, html)), left
 
 
 def make_offline(site_dir: Path) -> list[str]:
@@ -119,8 +127,6 @@ def make_offline(site_dir: Path) -> list[str]:
         if ".gx_stores" in page.parts or "static" in page.relative_to(site_dir).parts[:1]:
             continue
         html = page.read_text(encoding="utf-8")
-        if "http" not in html:
-            continue
         new, left = offline_page(html, page, site_dir)
         if new != html:
             page.write_text(new, encoding="utf-8")
