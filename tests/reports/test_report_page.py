@@ -20,7 +20,7 @@ from tests.conftest import START, write_config
 from tests.reports.browser import render
 
 runner = CliRunner()
-EMPTY = START  # its source rows are deleted: a successful run of 0 rows
+EMPTY = START + dt.timedelta(days=2)  # its source rows are deleted: a successful run of 0 rows
 FAILED = START + dt.timedelta(days=3)
 LONG_ERROR = "cannot_open_/" + "very_long_path_segment_without_spaces/" * 40 + "results.duckdb"
 
@@ -51,12 +51,13 @@ def report_cfg(tmp_path: Path, sample_db: Path, store: Path) -> Path:
         con.execute("DELETE FROM loan_applications WHERE CAST(applied_at AS DATE) = $1", [EMPTY])
     cfg_path = write_config(tmp_path, source, store)
     cfg = load_config(cfg_path)
-    assert pipeline.run_day(cfg, EMPTY).rows_in == 0
-    pipeline.run_day(cfg, START + dt.timedelta(days=1))
+    # v1 on the first day of the range: its marker is at the chart's left edge, where the legend sits.
+    pipeline.run_day(cfg, START)
     v1 = ModelStore(store).get("loan_default", 1)
     ModelStore(store).register("loan_default", v1.artifact, {k: v for k, v in v1.meta.items() if k not in (
         "name", "version", "created_at", "sha256", "sklearn_version")})
-    pipeline.run_day(cfg, START + dt.timedelta(days=2), version=2)
+    pipeline.run_day(cfg, START + dt.timedelta(days=1), version=2)
+    assert pipeline.run_day(cfg, EMPTY, version=2).rows_in == 0
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(duckdb_store, "before_commit", _crash)
         with pytest.raises(RuntimeError):
@@ -72,7 +73,7 @@ def test_report_page_counts_days_wraps_errors_and_keeps_version_labels_clear(rep
     page = render(out, PAGE_FACTS, screenshot=tmp_path / "report.png", width=1400)
     facts = page.facts
     assert page.problems == []
-    assert facts["kpis"]["days with predictions"] == "2"  # 03-02 and 03-03; 03-01 scored 0 rows
+    assert facts["kpis"]["days with predictions"] == "2"  # 03-01 and 03-02; 03-03 scored 0 rows
     assert facts["viewport"] == 1400 and facts["pageWidth"] <= 1400 and facts["runTableRight"] <= 1400, facts
     assert any(LONG_ERROR in t for t in facts["errorTitles"]), facts["errorTitles"]  # the full text on hover
     assert all(len(t) <= 300 for t in facts["errorTexts"])
