@@ -14,6 +14,9 @@ modules (pyarrow, DuckDB, scikit-learn) are imported inside the tasks. Each task
 What a run scores is one business day of ``schedule.timezone`` (``scoring.dates.day_of_run``): a run of the
 schedule, the business day before it was due; a manual run, its ``day`` param or the date of its logical
 date; ``schedule.cron`` only says when runs start.
+
+    report DAG, on that Asset: refresh_reports -> data_docs_runs (the published runs' ledger rows) ->
+    build_data_docs (GX Data Docs from those rows; only with ``validation.data_docs: true``)
 """
 
 from __future__ import annotations
@@ -208,7 +211,8 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
 
 
 def build_report_dag(path: Path, cfg: Config, asset: Asset) -> Any:
-    """Refreshes the report tables each time the scoring DAG publishes predictions."""
+    """Refreshes the report tables each time the scoring DAG publishes predictions, then builds the published
+    runs' Data Docs (``validation.data_docs``): a scoring run never builds them."""
     conf = str(path)
 
     @dag(
@@ -231,7 +235,25 @@ def build_report_dag(path: Path, cfg: Config, asset: Asset) -> Any:
             with fail_fast_unless_transient():
                 return {**refresh(runtime_config(conf)), "events": events}
 
-        refresh_reports()
+        refreshed = refresh_reports()
+        if cfg.validation.data_docs:
+            @task(pool=POOL)
+            def data_docs_runs(refreshed: dict[str, Any]) -> list[dict[str, Any]]:
+                from scoring.quality.data_docs import docs_rows
+
+                run_ids = [e["run_id"] for e in refreshed["events"] if e.get("run_id")]
+                with fail_fast_unless_transient():
+                    return docs_rows(runtime_config(conf), run_ids=run_ids or None)
+
+            # Outside the pool: importing GX takes seconds, and the rows are already read.
+            @task
+            def build_data_docs(rows: list[dict[str, Any]]) -> list[str]:
+                from scoring.quality.data_docs import render_docs
+
+                with fail_fast_unless_transient():
+                    return render_docs(runtime_config(conf), rows)
+
+            build_data_docs(data_docs_runs(refreshed))
 
     return report_dag()
 

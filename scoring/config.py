@@ -192,7 +192,8 @@ class ValidationConfig(_Strict):
                                 "(default: generate it from the model's registered training profile)")
     range_margin: float = Field(3.0, ge=0.0, description="generated numeric ranges: training min/max "
                                 "widened by this many training spans (floored at 0 if never negative)")
-    data_docs: bool = Field(True, description="write GX Data Docs (HTML) for each run")
+    data_docs: bool = Field(True, description="the report DAG builds GX Data Docs (HTML) of each published run "
+                            "(`scoring run` never does; `scoring docs` builds them on demand either way)")
     data_docs_dir: Path | None = Field(None, description="default: <results.staging_dir>/../data_docs")
     drift: DriftConfig = DriftConfig()
 

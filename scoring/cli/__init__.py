@@ -1,8 +1,8 @@
 """The face: the ``scoring`` command line, everything the DAG does and more, without a scheduler.
 
 One module per command group, each command a thin call into a wing: ``run`` (run, backfill), ``runs`` (the
-ledger), ``models`` (train, models list/show/register/promote/suite), ``report`` (report, drift), ``sample``
-(sample-data); ``app`` holds the Typer application and what the groups share.
+ledger), ``models`` (train, models list/show/register/promote/suite), ``report`` (report, drift), ``docs``
+(Data Docs from the ledger), ``sample`` (sample-data); ``app`` holds the Typer application and what the groups share.
 
 May import: every wing below it (run, quality, reports, models, storage, the ground floor). Nothing in
 ``scoring`` imports it.
@@ -14,7 +14,7 @@ from scoring.cli.app import app
 
 # Each module registers its commands on import; this order is the order of `scoring --help`.
 # isort: off
-from scoring.cli import run, runs, models, sample, report  # noqa: E402, F401
+from scoring.cli import run, runs, models, sample, report, docs  # noqa: E402, F401
 # isort: on
 
 __all__ = ["app"]

@@ -10,7 +10,8 @@ Owns the data quality gate and everything it judges with:
 - ``batch_rules``: merge chunk counts, evaluate batch-level rules and the error threshold.
 - ``output_checks``: checks on the staged predictions (no null score, [0, 1], one per key).
 - ``drift``: PSI of each feature and of the score against the training reference.
-- ``data_docs``: GX Data Docs (HTML) of a run's validation.
+- ``data_docs``: GX Data Docs (HTML) of runs' validations, built from the run ledger (never by a run).
+- ``offline``: point the Data Docs pages at the CSS/JS shipped in ``assets/`` instead of public CDNs.
 - ``run_checks``: what a run calls before its chunks (``prepare_quality``) and after them (``conclude_quality``).
 
 May import: ``scoring.models`` (model versions, reference statistics, the signature), ``scoring.storage``

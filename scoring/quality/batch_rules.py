@@ -52,6 +52,54 @@ class QualityReport:
                 "quarantined_share": round(self.quarantined_share, 6), "error_threshold": self.error_threshold,
                 "failures": self.failures, "warnings": self.warnings, "rules": rules}
 
+    def outcome_records(self) -> list[dict[str, Any]]:
+        """Every rule with its result, compact and JSON-able: what Data Docs render, kept in the ledger
+        (``runs.details.validation.outcomes``) so the pages can be built after the run, in another process.
+
+        Returns:
+            One dict per outcome, in reporting order: ``{"rule": {id, type, kwargs, severity[, source]},
+            "success": bool[, "blocking": true], "result": {...}}``; a row rule's result keeps only its
+            counts and sample (``unexpected_count``, ``missing_count``, ``partial_unexpected_list``, each
+            left out when 0 or empty; the percentages follow from them), a batch rule's its
+            ``observed_value``. The rule is stored whole (not only its id) because a suite edited after
+            the run renumbers its expectations.
+        """
+        records = []
+        for o in self.outcomes:
+            rule: dict[str, Any] = {"id": o.rule.id, "type": o.rule.type, "kwargs": o.rule.kwargs,
+                                    "severity": o.rule.severity}
+            if o.rule.source != "suite":
+                rule["source"] = o.rule.source
+            if o.rule.row_level:
+                result = {k: o.result[k] for k in ("unexpected_count", "missing_count", "partial_unexpected_list")
+                          if o.result.get(k)}
+            else:
+                result = dict(o.result)
+            records.append({"rule": rule, "success": o.success, **({"blocking": True} if o.blocking else {}),
+                            "result": result})
+        return records
+
+    @classmethod
+    def from_details(cls, validation: dict[str, Any], rows_in: int) -> QualityReport:
+        """The report back from the ledger's ``details.validation`` (``details()`` plus ``outcomes``).
+
+        Args:
+            validation: the ledger's ``details.validation`` of one run.
+            rows_in: the run's ``rows_in`` (every row rule's element count).
+
+        Raises:
+            KeyError: ``validation`` has no ``outcomes`` (a run recorded before they were kept).
+        """
+        report = cls(rows_in, validation["rows_quarantined"], validation["error_threshold"],
+                     failures=list(validation.get("failures", [])), warnings=list(validation.get("warnings", [])))
+        for item in validation["outcomes"]:
+            r, kept = item["rule"], item["result"]
+            rule = Rule(r["id"], r["type"], dict(r["kwargs"]), r["severity"], r.get("source", "suite"))
+            result = (row_result(rows_in, kept.get("unexpected_count", 0), kept.get("missing_count", 0),
+                                 list(kept.get("partial_unexpected_list", []))) if rule.row_level else dict(kept))
+            report.outcomes.append(Outcome(rule, item["success"], result, item.get("blocking", False)))
+        return report
+
 
 def _within(value: float, kw: dict[str, Any]) -> bool:
     low, high = kw.get("min_value"), kw.get("max_value")
@@ -64,16 +112,22 @@ def _describe(rule: Rule) -> str:
     return f"{rule.type} on {rule.column!r}" if rule.column else rule.type
 
 
+def row_result(rows: int, unexpected: int, missing: int, partial: list[Any]) -> dict[str, Any]:
+    """GX's result dict of a row-level rule from its counts on ``rows`` rows."""
+    nonmissing = rows - missing
+    return {"element_count": rows, "unexpected_count": unexpected, "missing_count": missing,
+            "missing_percent": 100 * missing / rows if rows else None,
+            "unexpected_percent": 100 * unexpected / nonmissing if nonmissing else None,
+            "unexpected_percent_total": 100 * unexpected / rows if rows else None,
+            "unexpected_percent_nonmissing": 100 * unexpected / nonmissing if nonmissing else None,
+            "partial_unexpected_list": partial}
+
+
 def _row_outcome(rule: Rule, stats: dict[str, Any], rows: int) -> Outcome:
     unexpected = stats["unexpected"].get(rule.id, 0)
     missing = stats["missing"].get(rule.id, 0)
     nonmissing = rows - missing
-    result = {"element_count": rows, "unexpected_count": unexpected, "missing_count": missing,
-              "missing_percent": 100 * missing / rows if rows else None,
-              "unexpected_percent": 100 * unexpected / nonmissing if nonmissing else None,
-              "unexpected_percent_total": 100 * unexpected / rows if rows else None,
-              "unexpected_percent_nonmissing": 100 * unexpected / nonmissing if nonmissing else None,
-              "partial_unexpected_list": stats["partial"].get(rule.id, [])}
+    result = row_result(rows, unexpected, missing, stats["partial"].get(rule.id, []))
     if rule.mostly is None:
         return Outcome(rule, unexpected == 0, result)
     success = nonmissing == 0 or 1 - unexpected / nonmissing >= rule.mostly

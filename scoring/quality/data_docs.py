@@ -1,25 +1,33 @@
-"""GX Data Docs (HTML) of one run's validation, rendered by Great Expectations from the run's results.
+"""GX Data Docs (HTML) of runs' validations, rendered by Great Expectations from the run ledger.
 
 The row-level gate runs as compiled vectorized rules, not through GX's pandas engine (see README, "Data
-quality"). Its whole-interval outcome (counts, unexpected percentages, a sample of unexpected values,
-observed values of batch rules) is turned into GX's own ``ExpectationSuiteValidationResult`` and GX's
-``SiteBuilder`` renders the pages, next to the suite's page. Each model has one site folder
-(``<data_docs_dir>/<model>/``, static assets shared; GX's stores are kept in ``.gx_stores/`` so the index
-lists every run); each run adds its own validation page, whose path goes to the ledger
-(``runs.details.data_docs``). Importing GX costs several seconds of CPU, once per process (a backfill pays
-it once); rendering a run's pages takes well under a second. Starting the import in a background thread
-during scoring was measured and did not shorten runs on 2 busy cores, so it is plain and synchronous.
+quality"). A run records its whole-interval outcome in the ledger (``runs.details.validation``: every rule
+with its GX result dict, in ``outcomes``) and never imports GX. The pages are built afterwards, from the
+ledger row and the suite file, by ``scoring docs`` (``build_docs``) or the report DAG (``docs_rows`` then
+``render_docs``): the outcome becomes GX's own ``ExpectationSuiteValidationResult`` and GX's ``SiteBuilder``
+renders it next to the suite's page. Each model has one site folder (``<data_docs_dir>/<model>/``, static
+assets shared; GX's stores are kept in ``.gx_stores/`` so the index lists every run built). The pages then
+get their CSS/JS from copies shipped in the package (``scoring.quality.offline``), so they render styled
+offline. Importing GX costs several seconds of CPU, once per process; rendering a run's pages well under one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from scoring.errors import ScoringError
 from scoring.quality.batch_rules import QualityReport
+from scoring.quality.offline import make_offline
+from scoring.quality.run_checks import suite_sha256
+from scoring.quality.suite import SuiteError, read_suite
+
+if TYPE_CHECKING:
+    from scoring.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +62,10 @@ def _context(site_dir: Path) -> Any:
 
 
 def build_data_docs(site_dir: Path, suite: dict[str, Any], report: QualityReport, *, run_name: str,
-                    run_time: dt.datetime, batch: str, meta: dict[str, Any] | None = None) -> Path:
-    """Render the run's validation into the site at ``site_dir``; returns the validation page's path.
+                    run_time: dt.datetime, batch: str, meta: dict[str, Any] | None = None,
+                    rule_meta: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Render the run's validation into the site at ``site_dir``, with its assets local; returns the
+    validation page's path.
 
     Args:
         site_dir: the model's Data Docs folder.
@@ -65,6 +75,7 @@ def build_data_docs(site_dir: Path, suite: dict[str, Any], report: QualityReport
         run_time: when the run started.
         batch: what was validated (source and day), shown as the batch.
         meta: more facts shown on the page (model version, rows, quarantine share, ...).
+        rule_meta: each rule's ``meta`` from the suite (by rule id), shown with its result.
     """
     # GX logs hundreds of INFO lines while importing; only its warnings matter here.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -83,7 +94,8 @@ def build_data_docs(site_dir: Path, suite: dict[str, Any], report: QualityReport
     for outcome in report.outcomes:
         rule = outcome.rule
         config = ExpectationConfiguration(type=rule.type, kwargs=dict(rule.kwargs), severity=rule.severity,
-                                          meta={"scoring_rule": rule.id, "added_by": rule.source})
+                                          meta={**(rule_meta or {}).get(rule.id, {}), "scoring_rule": rule.id,
+                                                "added_by": rule.source})
         results.append(ExpectationValidationResult(success=outcome.success, expectation_config=config,
                                                     result=dict(outcome.result)))
     passed = sum(1 for r in results if r.success)
@@ -104,4 +116,128 @@ def build_data_docs(site_dir: Path, suite: dict[str, Any], report: QualityReport
     context.validation_results_store.set(key, validation)
     context.build_data_docs(site_names=[SITE], resource_identifiers=[key, ExpectationSuiteIdentifier(name=gx_suite.name)])
     url = context.get_docs_sites_urls(resource_identifier=key, site_name=SITE)[0]["site_url"]
+    make_offline(site_dir)
     return Path(unquote(urlparse(url).path))
+
+
+RUN_FIELDS = ("run_id", "day", "model_name", "model_version", "status", "rows_in", "rows_rejected",
+              "rows_scored", "started_at", "details")
+
+
+def docs_site(cfg: Config, model: str) -> Path:
+    """The model's Data Docs site folder (``validation.data_docs_dir/<model>``)."""
+    return Path(cfg.validation.data_docs_dir or cfg.results.staging_dir.parent / "data_docs") / model
+
+
+def docs_rows(cfg: Config, *, day: dt.date | None = None, run_ids: list[str] | None = None,
+              model: str | None = None) -> list[dict[str, Any]]:
+    """The ledger rows to build Data Docs from, JSON-able (the report DAG passes them between tasks).
+
+    Args:
+        cfg: the configuration (results store, model name).
+        day: the latest run of this day that recorded a validation; with neither ``day`` nor ``run_ids``,
+            the latest such run of the model.
+        run_ids: these runs (any model), in this order.
+        model: the model (default the configured one) for ``day`` or the latest run.
+
+    Returns:
+        Rows with ``RUN_FIELDS``; ``day`` and ``started_at`` as ISO strings, ``details`` a dict.
+
+    Raises:
+        ScoringError: no such run, or it recorded no validation (one line naming it).
+    """
+    from scoring.storage.results import open_results
+
+    results = open_results(cfg.results)
+    model = model or cfg.model.name
+    cols = ", ".join(RUN_FIELDS)
+    table = results.table_name("runs")
+    if run_ids:
+        marks = ", ".join(f"${i + 1}" for i in range(len(run_ids)))
+        found = {r["run_id"]: r for r in results.query(
+            f"SELECT {cols} FROM {table} WHERE run_id IN ({marks})", list(run_ids)).to_pylist()}  # noqa: S608
+        missing = [r for r in run_ids if r not in found]
+        if missing:
+            raise ScoringError(f"run {missing[0]!r} is not in the run ledger")
+        rows = [found[r] for r in run_ids]
+    else:
+        sql = f"SELECT {cols} FROM {table} WHERE model_name = $1"  # noqa: S608 - quoted identifier
+        params: list[Any] = [model]
+        if day is not None:
+            sql += " AND day = $2"
+            params.append(day)
+        rows = [r for r in results.query(sql + " ORDER BY started_at DESC", params).to_pylist()
+                if "validation" in json.loads(r["details"] or "{}")][:1]
+        if not rows:
+            raise ScoringError(f"no run of {model}{f' on {day}' if day else ''} recorded a data quality "
+                               "validation in the run ledger")
+    out = []
+    for row in rows:
+        details = json.loads(row["details"] or "{}")
+        if "validation" not in details:
+            raise ScoringError(f"run {row['run_id']} recorded no data quality validation "
+                               f"(status {row['status']}: it stopped before its checks)")
+        out.append({**row, "day": str(row["day"]), "started_at": row["started_at"].isoformat(),
+                    "details": details})
+    return out
+
+
+def render_docs(cfg: Config, rows: list[dict[str, Any]]) -> list[str]:
+    """Build the Data Docs page of each ledger row (from ``docs_rows``) into the model's site.
+
+    Runs recorded before the ledger kept every outcome had their page built during the run: that page is
+    returned as it is (made offline) when it still exists.
+
+    Returns:
+        The validation pages' paths, in the order of ``rows``.
+
+    Raises:
+        ScoringError: the suite file is gone, or an old run's page is gone (one line naming it).
+    """
+    pages: list[str] = []
+    for row in rows:
+        details, site = row["details"], docs_site(cfg, row["model_name"])
+        validation = details["validation"]
+        if "outcomes" not in validation:
+            old = details.get("data_docs")
+            if old and Path(old).is_file():
+                make_offline(site)
+                pages.append(old)
+                continue
+            raise ScoringError(f"run {row['run_id']} was recorded before the ledger kept every rule's result "
+                               "and its page is gone; score the day again to get its Data Docs")
+        path = Path(details["suite"])
+        try:
+            suite = read_suite(path)
+        except (OSError, SuiteError) as exc:
+            raise ScoringError(f"run {row['run_id']}: cannot read its expectation suite {str(path)!r}: "
+                               f"{exc}") from None
+        same = suite_sha256(suite) == details.get("suite_sha256")
+        if not same:
+            logger.warning("suite %s was edited since run %s: its page shows the run's rules, the suite page "
+                           "the file as it is now", path, row["run_id"])
+        rule_meta = ({f"e{i + 1}": dict(e.get("meta") or {}) for i, e in enumerate(suite.get("expectations", []))}
+                     if same else None)
+        report = QualityReport.from_details(validation, row["rows_in"])
+        page = build_data_docs(site, suite, report, run_name=row["run_id"],
+                               run_time=dt.datetime.fromisoformat(row["started_at"]),
+                               batch=validation.get("batch") or row["day"],
+                               meta={"model": f"{row['model_name']} v{row['model_version']}", "day": row["day"],
+                                     "status": row["status"], "rows_in": row["rows_in"],
+                                     "rows_scored": row["rows_scored"], "rows_quarantined": row["rows_rejected"]},
+                               rule_meta=rule_meta)
+        logger.debug("Data Docs of run %s: %s", row["run_id"], page)
+        pages.append(str(page))
+    return pages
+
+
+def build_docs(cfg: Config, *, day: dt.date | None = None, run_id: str | None = None) -> Path:
+    """Build the Data Docs page of one run from the ledger (``scoring docs``); returns its path.
+
+    Args:
+        cfg: the configuration.
+        day: the latest run of the configured model on this day that recorded a validation.
+        run_id: this run instead. With neither, the model's latest run that recorded a validation.
+    """
+    rows = docs_rows(cfg, day=day, run_ids=[run_id] if run_id else None)
+    return Path(render_docs(cfg, rows)[0])

@@ -3,12 +3,17 @@
 Before: load (or generate) the model version's suite, compile it, check the source schema under the
 schema-drift policy, find duplicated keys of the interval, and build the picklable ``Gate``.
 After: merge the chunks' counts, evaluate batch rules and the error threshold, check the staged outputs,
-compute drift, write Data Docs and the ledger details; raise ``ValidationFailed`` if the run must not
-publish.
+compute drift and write the ledger details; raise ``ValidationFailed`` if the run must not publish.
+
+Data Docs are not built here: the details keep every rule's outcome (``validation.outcomes``), the batch
+name and the suite's hash, so ``scoring.quality.data_docs.build_docs`` renders the pages later, from the
+ledger (``scoring docs``, the report DAG), and a run never imports Great Expectations.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import time
@@ -22,7 +27,7 @@ import pyarrow as pa
 from scoring.errors import SchemaError, ValidationFailed
 from scoring.models.contract import contract_of
 from scoring.models.signature import logical_type
-from scoring.quality.batch_rules import QualityReport, evaluate
+from scoring.quality.batch_rules import evaluate
 from scoring.quality.compile import CompiledSuite, Rule, compile_suite
 from scoring.quality.drift import SCORE, drift_table, limits_for, merge_counts, psi_by_feature, status_of
 from scoring.quality.gate import Gate, interval_rule, merge_stats
@@ -124,13 +129,15 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     return quality
 
 
-def _site(cfg: Config, model: str) -> Path:
-    return Path(cfg.validation.data_docs_dir or cfg.results.staging_dir.parent / "data_docs") / model
-
-
-def _batch_name(cfg: Config, day: Any) -> str:
+def batch_name(cfg: Config, day: Any) -> str:
+    """What Data Docs show as the validated batch: the source table (or ``query``) and the day."""
     name = cfg.source.table or "query"
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{name}__{day}")
+
+
+def suite_sha256(suite: dict[str, Any]) -> str:
+    """A hash of the suite's content (key order ignored), to tell later whether the file was edited."""
+    return hashlib.sha256(json.dumps(suite, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def conclude_quality(cfg: Config, run: RunRecord, quality: Quality, manifests: list[ChunkManifest],
@@ -143,7 +150,7 @@ def conclude_quality(cfg: Config, run: RunRecord, quality: Quality, manifests: l
 
     Returns:
         Extra tables to publish with the run (``drift``). Raises ValidationFailed (after writing the
-        details and Data Docs) when a blocking rule, the error threshold or an output check fails.
+        details) when a blocking rule, the error threshold or an output check fails.
     """
     started = time.perf_counter()
     stats = merge_stats([m.stats.get("gate", {}) for m in manifests])
@@ -171,33 +178,16 @@ def conclude_quality(cfg: Config, run: RunRecord, quality: Quality, manifests: l
     quality.timings["conclude_s"] = time.perf_counter() - started
     run.details.update({
         "suite": str(quality.suite_path), "suite_generated": quality.suite_generated,
-        "validation": report.details(),
+        "suite_sha256": suite_sha256(quality.suite),
+        "validation": {**report.details(), "outcomes": report.outcome_records(),
+                       "batch": batch_name(cfg, run.day)},
         "schema": {"cast": quality.plan.casts, "ignored_columns": quality.plan.ignored,
                    "warnings": quality.plan.warnings},
         "drift": {"psi_warn": vcfg.psi_warn, "psi_alert": vcfg.psi_alert, "method": vcfg.drift.method,
                   "window_days": vcfg.drift.window_days, "days_pooled": 1 + len(previous_counts),
                   "flagged": flagged},
     })
-    if vcfg.data_docs:
-        _write_docs(cfg, run, quality, report)
     run.details["timings"] = {k: round(v, 4) for k, v in quality.timings.items()}
     if not report.success:
         raise ValidationFailed("data quality: " + "; ".join(report.failures))
     return {"drift": table}
-
-
-def _write_docs(cfg: Config, run: RunRecord, quality: Quality, report: QualityReport) -> None:
-    from scoring.quality.data_docs import build_data_docs
-
-    started = time.perf_counter()
-    try:
-        page = build_data_docs(_site(cfg, run.model_name), quality.suite, report, run_name=run.run_id,
-                               run_time=run.started_at, batch=_batch_name(cfg, run.day),
-                               meta={"model": f"{run.model_name} v{run.model_version}", "day": str(run.day),
-                                     "rows_in": run.rows_in, "rows_scored": run.rows_scored,
-                                     "rows_quarantined": run.rows_rejected})
-        run.details["data_docs"] = str(page)
-    except Exception as exc:  # noqa: BLE001 - the docs are a view; the run's verdict does not depend on them
-        logger.warning("could not write Data Docs for run %s: %s", run.run_id, exc)
-        run.details["data_docs_error"] = f"{type(exc).__name__}: {exc}"
-    quality.timings["data_docs_s"] = time.perf_counter() - started

@@ -60,6 +60,9 @@ def _date_axis(ax: Any, start: dt.date, end: dt.date) -> None:
     ax.set_xlim(_at(start, -0.6), _at(end, 0.6))
 
 
+LEGEND_ROW_PT = 16  # height of one row of an 8 pt legend placed by _legend_above
+
+
 def _legend_above(ax: Any) -> None:
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=4, fontsize=8, frameon=False)
 
@@ -131,8 +134,10 @@ def score_over_time(daily: list[dict[str, Any]], start: dt.date, end: dt.date, t
                 if i:  # the first version is where the chart starts, not a change
                     ax.axvline(_at(day, -0.5), color=FAILED, ls="--", lw=1,
                                gid=f"version-change-{day}-v{version}-{k}")
-            top.annotate(f"v{version}", (_at(day, -0.5 if i else 0.0), 1.0), xycoords=("data", "axes fraction"), va="bottom",
-                         ha="left", fontsize=8, color=FAILED if i else "#333333", gid=f"version-label-v{version}")
+            # Above the legend row (which sits on the axes' top edge), so a label never hides under it.
+            top.annotate(f"v{version}", (_at(day, -0.5 if i else 0.0), 1.0), xycoords=("data", "axes fraction"),
+                         xytext=(0, LEGEND_ROW_PT), textcoords="offset points", va="bottom", ha="left", fontsize=8,
+                         color=FAILED if i else "#333333", gid=f"version-label-v{version}")
         _legend_above(top)
         bottom.legend(loc="upper left", ncols=3, fontsize=8)
         _date_axis(bottom, start, end)

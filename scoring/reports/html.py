@@ -21,10 +21,12 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-to
 .meta { color: #555; } .chart svg { width: 100%; height: auto; }
 .warnings { background: #fdecea; border-left: 4px solid #c44e52; padding: 8px 16px; }
 .notes { background: #eef3fb; border-left: 4px solid #4c72b0; padding: 8px 16px; }
+.warnings, .notes { overflow-wrap: anywhere; }
 .empty { color: #555; font-style: italic; border: 1px dashed #bbb; padding: 16px; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 8px 0; }
 th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
 td.text { white-space: normal; }
+td.error { max-width: 32em; overflow-wrap: anywhere; }
 th { background: #f4f4f4; } td.text { text-align: left; }
 tr.failed td { background: #fdecea; color: #8b1c1c; font-weight: 600; }
 .kpis td { font-size: 1.1em; } figure { margin: 0; }
@@ -40,12 +42,26 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+ERROR_CHARS = 300  # an error cell shows this much; the whole text is in its title (hover)
+
+
+def _error_cell(error: Any) -> str:
+    """An error in a cell that wraps anywhere (a path or a token without spaces must not widen the table),
+    cut at ``ERROR_CHARS`` with the full text in the title."""
+    text = cell(error)
+    if not text:
+        return '<td class="text error"></td>'
+    shown = text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS - 1] + "…"
+    return f'<td class="text error" title="{_e(text)}">{_e(shown)}</td>'
+
+
 def _table(rows: list[dict[str, Any]], columns: list[str], css: str, failed: Callable[[dict], bool]) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = []
     for r in rows:
         cls = ' class="failed"' if failed(r) else ""
-        cells = "".join(f'<td class="text">{_e(cell(r[c]))}</td>' if c in ("error", "status", "trigger")
+        cells = "".join(_error_cell(r[c]) if c == "error"
+                        else f'<td class="text">{_e(cell(r[c]))}</td>' if c in ("status", "trigger")
                         else f"<td>{_e(cell(r[c]))}</td>" for c in columns)
         body.append(f"<tr{cls}>{cells}</tr>")
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
@@ -78,7 +94,7 @@ def _kpis(data: ReportData) -> str:
                 ("range", f"{min(lows):.4g} .. {max(highs):.4g}" if lows else "–")]
     else:
         rate = [("positive rate", f"{positives / scored:.4f}" if scored and data.task == "binary" else "–")]
-    items = [("days with predictions", len(daily)), ("rows scored", f"{scored:,}"),
+    items = [("days with predictions", sum(1 for r in daily if r["rows_scored"])), ("rows scored", f"{scored:,}"),
              ("rows quarantined", f"{quarantined:,}"), *rate,
              ("model versions", ", ".join(f"v{v}" for v in versions) or "–"), ("runs", len(runs)),
              ("failed runs", failed)]

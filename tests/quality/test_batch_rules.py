@@ -15,6 +15,7 @@ from scoring.config import load_config
 from scoring.errors import ValidationFailed
 from scoring.models.registry import register_model
 from scoring.models.store import ModelStore
+from scoring.quality.data_docs import build_docs
 from scoring.run import pipeline
 from tests.conftest import START, write_config
 from tests.helpers import ledger, published, source_day
@@ -89,7 +90,9 @@ def test_error_threshold_fails_the_run_publishes_nothing_and_keeps_the_quarantin
     assert run["rows_in"] == 600 == run["rows_scored"] + run["rows_rejected"]
     q = quarantine(cfg.results.path, run["run_id"])
     assert len(q) == run["rows_rejected"] and set(q["column_name"]) == {"loan_amount"}
-    assert run["details"]["validation"]["success"] is False and Path(run["details"]["data_docs"]).is_file()
+    assert run["details"]["validation"]["success"] is False and "data_docs" not in run["details"]
+    page = build_docs(cfg, run_id=run["run_id"]).read_text()  # a failed run's Data Docs, from the ledger
+    assert run["run_id"] in page and "Failed" in page
     assert list(ledger(cfg.results.path)["status"]) == ["success", "failed"]
     # Under the threshold the same data publishes, and replaces the day's quarantine partition.
     cfg = load_config(write_config(tmp_path, db, store, validation={"error_threshold": 0.05}))

@@ -145,26 +145,6 @@ def test_suite_mistakes_are_one_line_errors_naming_the_expectation(tmp_path, cfg
         compile_suite(read_suite(path), path)
 
 
-def test_data_docs_of_each_run_are_written_and_recorded(tmp_path, sample_db, store) -> None:
-    cfg = load_config(write_config(tmp_path, sample_db, store))
-    result = pipeline.run_day(cfg, SCORE_DAY)
-    page = Path(last_run(cfg.results.path)["details"]["data_docs"])
-    assert page.is_file() and page.is_relative_to(tmp_path / "data_docs" / "loan_default")
-    html = page.read_text()
-    assert result.run_id in html and "loan_default_v1" in html
-    assert "PR" in html and "GU" in html  # sample of unexpected values of the unseen-levels warning
-    index = tmp_path / "data_docs" / "loan_default" / "index.html"
-    assert index.is_file()
-    assert (tmp_path / "data_docs" / "loan_default" / "expectations" / "loan_default_v1.html").is_file()
-    second = pipeline.run_day(cfg, SCORE_DAY)
-    other = Path(last_run(cfg.results.path)["details"]["data_docs"])
-    assert other != page and other.is_file() and page.is_file() and second.run_id in other.read_text()
-    assert result.run_id in index.read_text() and second.run_id in index.read_text()  # the index lists every run
-    off = load_config(write_config(tmp_path, sample_db, store, validation={"data_docs": False}))
-    pipeline.run_day(off, SCORE_DAY)
-    assert "data_docs" not in last_run(off.results.path)["details"]
-
-
 def test_models_register_writes_the_suite(tmp_path, sample_db, store) -> None:
     frame = source_day(sample_db, START)
     data = tmp_path / "train.parquet"

@@ -1,0 +1,26 @@
+"""`scoring docs`: build the GX Data Docs page of a run from the run ledger (never done by `scoring run`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from scoring.cli.app import ConfigOpt, app, console, handle_errors, load
+from scoring.errors import ScoringError
+
+
+@app.command()
+@handle_errors
+def docs(config: ConfigOpt = None,
+         day: Annotated[str | None, typer.Option(help="the latest run of this day, YYYY-MM-DD")] = None,
+         run: Annotated[str | None, typer.Option("--run", help="this run id (see `scoring runs`)")] = None) -> None:
+    """Build a run's Data Docs (default: the model's latest run) and print the page's path."""
+    from scoring.dates import parse_day
+    from scoring.quality.data_docs import build_docs
+
+    if day and run:
+        raise ScoringError("give --day or --run, not both")
+    cfg = load(config)
+    page = build_docs(cfg, day=parse_day(day) if day else None, run_id=run)
+    console.print(str(page), highlight=False, soft_wrap=True)
