@@ -242,8 +242,9 @@ def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException, st
             results.record_failure(run, stage.quarantine_files(manifests))
         else:
             results.fail_run(run)
-    except Exception:  # noqa: BLE001 - the original error matters more than the ledger write
-        logger.exception("could not record the failure of run %s", run.run_id)
+    except Exception as err:  # noqa: BLE001 - the original error matters more than the ledger write
+        logger.error("could not record the failure of run %s (it stays 'running' until the next run of the day "
+                     "or `scoring runs` marks it interrupted): %s", run.run_id, _one_line(err))
     (logger.warning if run.status == "superseded" else logger.error)("run %s %s: %s", run.run_id, run.status,
                                                                        run.error)
 

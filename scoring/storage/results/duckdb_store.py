@@ -216,10 +216,10 @@ class DuckDBResults(ResultsStore):
                 self._add_passthrough(con, staged.passthrough)
             con.execute("BEGIN TRANSACTION")
             try:
-                newer = con.execute(NEWER_RUN_SQL.format(runs="runs"),
-                                    [run.day, run.model_name, run.run_id, run.started_at]).fetchone()
+                newer = con.sql(NEWER_RUN_SQL.format(runs="runs"),  # Arrow: timestamptz without pytz
+                                params=[run.day, run.model_name, run.run_id, run.started_at]).to_arrow_table().to_pylist()
                 if newer:
-                    raise superseded_error(run, newer[0], newer[1])
+                    raise superseded_error(run, newer[0]["run_id"], newer[0]["started_at"])
                 self._replace(con, pred, run, f"SELECT {select} FROM read_parquet($6, union_by_name = true)"  # noqa: S608
                               if files else "",
                               [run.model_name, run.model_version, run.run_id, run.day, run.started_at, files],
