@@ -195,9 +195,10 @@ class ModelStore:
         entry = {"alias": alias, "version": version, "at": (at or dt.datetime.now(dt.UTC)).isoformat()}
         file = self._dir(name) / HISTORY
         self.history(name)  # refuses a corrupted history before appending to it
-        torn = file.is_file() and file.stat().st_size > 0 and not file.read_bytes().endswith(b"\n")
+        if file.is_file() and file.stat().st_size > 0 and not (data := file.read_bytes()).endswith(b"\n"):
+            os.truncate(file, data.rfind(b"\n") + 1)  # drop a torn last line (an append that never completed)
         with file.open("a") as fh:
-            fh.write(("\n" if torn else "") + json.dumps(entry) + "\n")  # never glued onto a torn line
+            fh.write(json.dumps(entry) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         logger.info("alias %s of %s -> version %s", alias, name, version)

@@ -92,7 +92,7 @@ class DuckDBResults(ResultsStore):
                 return con
             except duckdb.Error as exc:
                 text = _first_line(exc)
-                if "lock" not in text.lower():
+                if not re.search(r"could not set lock|conflicting lock", text, re.IGNORECASE):  # not "block"
                     raise PublishError(f"cannot open results database {str(self.path)!r}: {text}") from None
                 holder = lock_holder(text)
                 if time.monotonic() - started >= wait:
