@@ -100,6 +100,13 @@ class ResultsConfig(_Strict):
                                      "timed-out connection this long")
     passthrough: list[str] = Field(default_factory=list, description="source columns copied into each "
                                    "prediction row, with their source types")
+    lock_timeout_s: float = Field(120.0, ge=0, description="wait this long for the results lock (DuckDB file "
+                                  "lock; PostgreSQL lock_timeout of DDL and publish), then fail naming the holder")
+    heartbeat_timeout_s: float = Field(1800.0, gt=0, description="a running attempt of another host silent this "
+                                       "long is marked interrupted")
+    reader_export: bool = Field(True, description="kind duckdb: export each published partition as Parquet with "
+                                "a read-only catalog of views, so readers never hold the results file")
+    export_dir: Path | None = Field(None, description="kind duckdb: where (default <results file>_export/)")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -309,6 +316,7 @@ def load_config(path: str | Path | None = None) -> Config:
     cfg.model.store = _resolve(base, cfg.model.store)
     cfg.results.path = _resolve(base, cfg.results.path)
     cfg.results.staging_dir = _resolve(base, cfg.results.staging_dir)
+    cfg.results.export_dir = _resolve(base, cfg.results.export_dir)
     cfg.validation.suites_dir = _resolve(base, cfg.validation.suites_dir)
     cfg.validation.data_docs_dir = _resolve(base, cfg.validation.data_docs_dir) \
         or cfg.results.staging_dir.parent / "data_docs"

@@ -29,3 +29,15 @@ class ValidationFailed(ScoringError):
 
 class PublishError(ScoringError):
     """The results database could not be written."""
+
+
+class StagingError(ScoringError):
+    """A chunk could not be staged (disk full, permissions); the message names the path."""
+
+
+class Superseded(ScoringError):
+    """A newer run of the same (day, model) already published; this run published nothing."""
+
+
+class ResultsLocked(PublishError):
+    """The results database stayed locked by another process past ``results.lock_timeout_s``."""

@@ -78,6 +78,9 @@ def run(config: ConfigOpt = None,
         result = run_day(cfg, day, version=version, rows_per_chunk=rows_per_chunk,
                          on_start=lambda n: progress.update(task, total=n),
                          on_chunk=lambda m: progress.advance(task, m.rows_in))
+    if result.status == "superseded":
+        err.print(f"[yellow]superseded:[/] {result.note}", highlight=False, soft_wrap=True)
+        return
     _print_result(result, cfg, show)
     failed = _print_late(rescore_late_days(cfg, day))
     if failed:
@@ -112,7 +115,8 @@ def backfill(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
             progress.advance(task)
             if o.result:
                 r = o.result
-                summary.add_row(str(o.day), "[green]success", str(r.rows_in), str(r.rows_rejected),
+                summary.add_row(str(o.day), f"[{'green' if r.status == 'success' else 'yellow'}]{r.status}",
+                                str(r.rows_in), str(r.rows_rejected),
                                 str(r.rows_scored), f"{r.duration_s:.2f}")
             else:
                 summary.add_row(str(o.day), "[red]failed", "", "", "", o.error or "")

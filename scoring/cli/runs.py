@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from typing import Annotated, Any
 
 import typer
@@ -11,7 +13,7 @@ from rich.table import Table
 
 from scoring.cli.app import ConfigOpt, app, console, handle_errors, load
 
-COLOURS = {"success": "green", "failed": "red"}
+COLOURS = {"success": "green", "failed": "red", "interrupted": "magenta", "superseded": "yellow"}
 
 
 def ledger_table(rows: list[dict[str, Any]], title: str, width: int = 80) -> tuple[Table, list[str]]:
@@ -33,7 +35,8 @@ def ledger_table(rows: list[dict[str, Any]], title: str, width: int = 80) -> tup
                       *(f"{r[c]:,}" if r[c] is not None else "" for c in ("rows_in", "rows_rejected", "rows_scored")),
                       f"{r['duration_s']:.1f}" if r["duration_s"] is not None else "", str(r["started_at"])[5:16]])
         if r["error"]:
-            errors.append(f"{r['day']} {model} ({r['status']}, run {r['run_id']}): {r['error']}")
+            staged = f", staged {r['rows_staged']:,} rows" if r.get("rows_staged") and not r["rows_scored"] else ""
+            errors.append(f"{r['day']} {model} ({r['status']}, run {r['run_id']}{staged}): {r['error']}")
     out = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=0, title_justify="left")
     headers = ("day", "model", "status", "rows in", "quar.", "scored", "secs", "started")
     widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(headers)]
@@ -56,7 +59,12 @@ def runs(config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="rows
     from scoring.storage.results import open_results
 
     cfg = load(config)
-    tbl = open_results(cfg.results).runs(limit=limit)
+    store = open_results(cfg.results)
+    try:  # attempts whose process is gone are shown as what they are
+        store.mark_interrupted(by="scoring runs")
+    except Exception as exc:  # noqa: BLE001 - listing the ledger must work even when it cannot be written
+        logging.getLogger(__name__).debug("could not mark interrupted runs: %s", exc)
+    tbl = store.runs(limit=limit)
     if as_json:
         console.print_json(json.dumps(tbl.to_pylist(), default=str))
         return
@@ -65,3 +73,22 @@ def runs(config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="rows
     console.print(table)
     for line in errors:
         console.print(f"[red]error[/] {line}", highlight=False, soft_wrap=False)
+
+
+@app.command()
+@handle_errors
+def cleanup(config: ConfigOpt = None,
+            older_than: Annotated[str, typer.Option(help="age of the newest file: 30m, 12h, 7d")] = "1d") -> None:
+    """Remove staging folders no live run holds and nothing touched for --older-than (default 1d)."""
+    from scoring.errors import ConfigError
+    from scoring.storage.staging import cleanup as remove_old
+
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", older_than.strip())
+    if not found:
+        raise ConfigError(f"--older-than {older_than!r}: expected a number and a unit s, m, h or d (e.g. 12h)")
+    seconds = float(found.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[found.group(2)]
+    cfg = load(config)
+    removed = remove_old(cfg.results.staging_dir, seconds)
+    console.print(f"removed {len(removed)} staging folder(s) under {cfg.results.staging_dir}")
+    for path in removed:
+        console.print(f"  {path}", highlight=False)

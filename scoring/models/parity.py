@@ -44,10 +44,10 @@ def parity_sample(frame: pd.DataFrame, names: list[str], rows: int = SAMPLE_ROWS
 
 def as_source_delivers(sample: pd.DataFrame, names: list[str]) -> pa.Table:
     """The sample's input columns written to a DuckDB table and read back as Arrow, as a run reads a source."""
-    import duckdb
+    from scoring.storage.duck import duck_connect
 
     arrow = pa.Table.from_pandas(sample[names], preserve_index=False)
-    with duckdb.connect() as con:
+    with duck_connect(utc=False) as con:
         con.register("training_sample", arrow)
         return con.sql("SELECT * FROM training_sample").to_arrow_table()
 

@@ -58,7 +58,20 @@ def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())  # durable before it replaces the old file
     os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file, or ModelStoreError naming the file and line."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelStoreError(f"model store file {str(path)!r} is corrupted (line {exc.lineno}: {exc.msg}); "
+                              "restore it from a backup or re-register the version") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelStoreError(f"cannot read model store file {str(path)!r}: {exc}") from None
 
 
 def _minor(version: str) -> tuple[int, ...]:
@@ -93,7 +106,10 @@ class ModelStore:
             if not self._dir(name).is_dir():
                 raise ModelStoreError(f"unknown model {name!r} in store {str(self.root)!r}")
             raise ModelStoreError(f"model {name!r} has no version {version}")
-        return ModelVersion(name, version, path, json.loads(meta_file.read_text()))
+        meta = _read_json(meta_file)
+        if not isinstance(meta, dict):
+            raise ModelStoreError(f"model store file {str(meta_file)!r} is corrupted (not a JSON object)")
+        return ModelVersion(name, version, path, meta)
 
     def register(self, name: str, artifact: Path, meta: dict[str, Any], aliases: Sequence[str] = (),
                  code: Sequence[Path] = ()) -> ModelVersion:
@@ -149,14 +165,39 @@ class ModelStore:
         file = self._dir(name) / HISTORY
         if not file.is_file():
             return []
-        return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        try:
+            text = file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelStoreError(f"cannot read alias history {str(file)!r}: {exc}") from None
+        lines = text.split("\n")
+        out = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                if not isinstance(entry, dict) or not {"alias", "version", "at"} <= entry.keys():
+                    raise ValueError("not an alias entry")
+            except ValueError as exc:
+                if number == len(lines) and not text.endswith("\n"):
+                    # A torn last line: an append that never completed (never acknowledged), so never in force.
+                    logger.warning("alias history %s: ignoring a torn last line %s", file, number)
+                    continue
+                raise ModelStoreError(f"alias history {str(file)!r} line {number} is corrupted ({exc}); "
+                                      "fix or remove that line") from None
+            out.append(entry)
+        return out
 
     def set_alias(self, name: str, alias: str, version: int, at: dt.datetime | None = None) -> None:
         """Point ``alias`` at ``version`` and append the change to the alias history."""
         validate_identifier(alias, "alias")
         self.get(name, version)
         entry = {"alias": alias, "version": version, "at": (at or dt.datetime.now(dt.UTC)).isoformat()}
-        with (self._dir(name) / HISTORY).open("a") as fh:
+        file = self._dir(name) / HISTORY
+        self.history(name)  # refuses a corrupted history before appending to it
+        if file.is_file() and file.stat().st_size > 0 and not (data := file.read_bytes()).endswith(b"\n"):
+            os.truncate(file, data.rfind(b"\n") + 1)  # drop a torn last line (an append that never completed)
+        with file.open("a") as fh:
             fh.write(json.dumps(entry) + "\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
+
+from scoring.storage.duck import duck_connect
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def check_predictions(files: list[Path], expected_rows: int, task: str = "binary
     filters = ", ".join(f"count(*) FILTER (WHERE {cond})" for cond in (bad_score, bad_label, no_class))
     head = "SELECT count(*), count(DISTINCT source_key), count(*) FILTER (WHERE source_key IS NULL), "
     sql = f"{head}{filters} FROM read_parquet($1, union_by_name = true)"  # noqa: S608 - constant conditions
-    with duckdb.connect() as con:
+    with duck_connect(utc=False) as con:
         rows, keys, null_keys, bad, labels, classes = con.sql(sql, params=[[str(f) for f in files]]).fetchall()[0]
     problems = []
     if rows != expected_rows:

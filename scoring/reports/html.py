@@ -32,8 +32,8 @@ tr.failed td { background: #fdecea; color: #8b1c1c; font-weight: 600; }
 .kpis td { font-size: 1.1em; } figure { margin: 0; }
 """
 
-RUN_COLUMNS = ["day", "model_version", "status", "rows_in", "rows_rejected", "rows_scored", "started_at",
-               "duration_s", "trigger", "is_latest", "error"]
+RUN_COLUMNS = ["day", "model_version", "status", "rows_in", "rows_rejected", "rows_scored", "rows_staged",
+               "started_at", "duration_s", "trigger", "is_latest", "error"]
 DAILY_COLUMNS = ["day", "model_version", "rows_scored", "rows_quarantined", "mean_score", "positive_rate",
                  "score_p10", "score_p50", "score_p90"]
 

@@ -21,14 +21,14 @@ TERMINAL_COLUMNS = {
     "score_histogram": ["day", "model_version", "bin", "bin_lo", "bin_hi", "count", "share"],
     "quarantine_summary": ["day", "rule", "column_name", "count"],
     "drift_summary": ["day", "model_version", "feature", "psi", "status"],
-    "run_history": ["day", "model_version", "status", "rows_in", "rows_rejected", "rows_scored", "started_at",
-                    "duration_s", "trigger", "is_latest", "error"],
+    "run_history": ["day", "model_version", "status", "rows_in", "rows_rejected", "rows_scored", "rows_staged",
+                    "started_at", "duration_s", "trigger", "is_latest", "error"],
 }
 # A regression model has no positives: its daily rows show the predictions' range instead.
 REGRESSION_DAILY = ["day", "model_version", "rows_scored", "rows_quarantined", "mean_score", "score_min",
                     "score_p10", "score_p50", "score_p90", "score_max"]
 TEXT_COLUMNS = {"rule", "column_name", "feature", "error", "status", "trigger", "started_at"}
-HEADERS = {"model_version": "ver", "rows_scored": "scored", "rows_quarantined": "quar.",
+HEADERS = {"model_version": "ver", "rows_scored": "scored", "rows_staged": "staged", "rows_quarantined": "quar.",
            "mean_score": "mean", "positive_rate": "pos.rate", "score_p10": "p10", "score_p50": "p50",
            "score_p90": "p90", "score_min": "min", "score_max": "max", "column_name": "column", "rows_in": "in", "rows_rejected": "rejected",
            "started_at": "started (UTC)", "duration_s": "seconds", "is_latest": "latest"}

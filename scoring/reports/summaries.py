@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
+from scoring.storage.duck import duck_connect
 from scoring.storage.results.base import RunRecord
 from scoring.storage.results.tables import PREDICTION_STATS, QUARANTINE_COUNTS, SCORE_BINS, TableSpec
 
@@ -111,7 +111,7 @@ def summarize(run: RunRecord, prediction_files: Sequence[Path], quarantine_files
     """
     if task not in TASKS:
         raise ValueError(f"unknown model task {task!r}: expected one of {', '.join(TASKS)}")
-    with duckdb.connect() as con:
+    with duck_connect(utc=False) as con:
         if prediction_files:
             files = [str(p) for p in prediction_files]
             stats = con.sql(f"SELECT {STATS_EXPRS} FROM read_parquet($1)",  # noqa: S608 - constant SQL

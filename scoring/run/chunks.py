@@ -18,7 +18,7 @@ from scoring.quality.compile import Rule
 from scoring.quality.drift import chunk_counts
 from scoring.quality.gate import Gate, apply_gate
 from scoring.quality.quarantine import quarantine_rows
-from scoring.storage.staging import ChunkManifest, Stage
+from scoring.storage.staging import ChunkManifest, Stage, input_digest
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def key_gate(key_column: str) -> Gate:
 
 
 def process_chunk(model: Any, batch: pa.RecordBatch | pa.Table, index: int, spec: ScoreSpec,
-                  stage: Stage, gate: Gate | None = None) -> ChunkManifest:
+                  stage: Stage, gate: Gate | None = None, digest: str = "") -> ChunkManifest:
     """Gate, score and stage one chunk. Pure except for the staged files.
 
     Rows failing a quarantining rule of ``gate`` are staged as quarantine records and not scored; the
@@ -49,7 +49,7 @@ def process_chunk(model: Any, batch: pa.RecordBatch | pa.Table, index: int, spec
         started = time.perf_counter()
         stats["drift"] = chunk_counts(gate.drift, scored.scored_rows, predictions.column("score").to_numpy())
         stats["drift_s"] = time.perf_counter() - started
-    manifest = stage.write(index, table.num_rows, predictions, quarantine, stats)
+    manifest = stage.write(index, table.num_rows, predictions, quarantine, stats, digest)
     logger.debug("chunk %s: %s in, %s scored, %s quarantined", index, table.num_rows,
                  manifest.scored, manifest.rejected)
     return manifest
@@ -63,15 +63,16 @@ def _init_worker(loader: Callable[[], Any]) -> None:
     _WORKER_MODEL = loader()
 
 
-def _worker(batch: pa.RecordBatch, index: int, spec: ScoreSpec, root: Path, gate: Gate | None) -> ChunkManifest:
-    return process_chunk(_WORKER_MODEL, batch, index, spec, Stage(root), gate)
+def _worker(batch: pa.RecordBatch, index: int, spec: ScoreSpec, root: Path, gate: Gate | None,
+            digest: str) -> ChunkManifest:
+    return process_chunk(_WORKER_MODEL, batch, index, spec, Stage(root), gate, digest)
 
 
 def run_chunks(batches: Iterator[pa.RecordBatch], model: Any, loader: Callable[[], Any], spec: ScoreSpec,
                stage: Stage, workers: int = 1,
                on_chunk: Callable[[ChunkManifest], None] | None = None,
                gate: Gate | None = None) -> list[ChunkManifest]:
-    """Process every batch; chunks already staged and verified are reused, not rescored.
+    """Process every batch; chunks already staged and verified from the same rows are reused, not rescored.
 
     Args:
         batches: the interval's record batches, in a stable order.
@@ -92,7 +93,8 @@ def run_chunks(batches: Iterator[pa.RecordBatch], model: Any, loader: Callable[[
 
     if workers <= 1:
         for index, batch in enumerate(batches):
-            finish(stage.completed(index) or process_chunk(model, batch, index, spec, stage, gate))
+            digest = input_digest(batch)
+            finish(stage.completed(index, digest) or process_chunk(model, batch, index, spec, stage, gate, digest))
         return done
     pending: deque[Future[ChunkManifest]] = deque()
     # spawn, not fork: the parent holds DuckDB and OpenMP threads, which a forked child can deadlock on.
@@ -100,11 +102,12 @@ def run_chunks(batches: Iterator[pa.RecordBatch], model: Any, loader: Callable[[
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                              initargs=(loader,)) as pool:
         for index, batch in enumerate(batches):
-            reused = stage.completed(index)
+            digest = input_digest(batch)
+            reused = stage.completed(index, digest)
             if reused:
                 finish(reused)
                 continue
-            pending.append(pool.submit(_worker, batch, index, spec, stage.root, gate))
+            pending.append(pool.submit(_worker, batch, index, spec, stage.root, gate, digest))
             while len(pending) >= 2 * workers:
                 finish(pending.popleft().result())
         while pending:

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scoring.config import Config
 from scoring.dates import DataInterval
-from scoring.errors import ScoringError, ValidationFailed
+from scoring.errors import (
+    ConfigError,
+    ModelStoreError,
+    SchemaError,
+    ScoringError,
+    Superseded,
+    ValidationFailed,
+)
 from scoring.models.contract import contract_of
 from scoring.models.scorer import ScoreSpec, encoded_width
 from scoring.models.store import ModelStore, ModelVersion
@@ -22,10 +31,12 @@ from scoring.reports.summaries import summarize
 from scoring.run.chunks import run_chunks
 from scoring.run.model_choice import choose_model
 from scoring.run.sizing import chunk_rows
+from scoring.storage.faults import fault_point
 from scoring.storage.pgconn import redact_url
 from scoring.storage.results import ResultsStore, RunRecord, open_results
+from scoring.storage.results.liveness import HEARTBEAT_S
 from scoring.storage.sources import open_source
-from scoring.storage.staging import ChunkManifest, Stage
+from scoring.storage.staging import ChunkManifest, Stage, remove_stale
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +54,8 @@ class RunResult:
     rows_scored: int
     duration_s: float
     results: str
+    status: str = "success"  # or "superseded": a newer run of the day had published; nothing was published
+    note: str | None = None
 
 
 def make_run_id(model: str, day: dt.date, started: dt.datetime) -> str:
@@ -91,16 +104,21 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
     """
     mv, rule = choose_model(cfg, interval, version, model_as_of)
     results = open_results(cfg.results)
-    results.ensure_schema()
+    clock = time.monotonic()
+    results.ensure_schema()  # before any scoring: a locked or unreadable results database stops the run here
     started = dt.datetime.now(dt.UTC)
     run = RunRecord(make_run_id(cfg.model.name, interval.day, started), interval.day, cfg.model.name,
                     mv.version, started, trigger=trigger,
                     details={**rule, "interval": interval.describe(), **(details or {})})
+    results.mark_interrupted(interval.day, cfg.model.name, by=run.run_id)
     results.start_run(run)
-    stage = Stage(cfg.results.staging_dir / cfg.model.name / interval.day.isoformat() / run.run_id)
+    steps = run.details.setdefault("steps", {"schema_s": round(time.monotonic() - clock, 3)})
+    fault_point("after_ledger_insert")
+    stage: Stage | None = None
     manifests: list[ChunkManifest] = []
     try:
         with open_source(cfg.source) as source:
+            clock = time.monotonic()
             quality = prepare_quality(cfg, mv, source, interval)  # suite, schema-drift policy, duplicate keys
             columns = quality.columns
             model = ModelStore(cfg.model.store).load(mv)
@@ -108,23 +126,86 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
             schema = source.schema()
             rows = chunk_rows(schema, encoded_width(model, len(columns)), cfg.chunking.memory_budget_mib,
                               rows_per_chunk or cfg.chunking.rows_per_chunk)
+            stage = _resumable_stage(cfg, interval, mv, rows, quality, run.run_id)
             if on_start:
                 on_start(source.count(interval))
             logger.info("scoring %s for %s with %s v%s, %s rows per chunk", source.describe, interval.day,
                         mv.name, mv.version, rows)
             loader = functools.partial(_load, cfg.model.store, mv.name, mv.version)
-            manifests = run_chunks(source.batches(interval, rows), model, loader, spec, stage,
-                                   workers=cfg.workers, on_chunk=on_chunk, gate=quality.gate)
+            steps["prepare_s"], clock = round(time.monotonic() - clock, 3), time.monotonic()
+            manifests = run_chunks(_mid_extract(source.batches(interval, rows)), model, loader, spec, stage,
+                                   workers=cfg.workers, on_chunk=_chunk_hook(results, run, on_chunk),
+                                   gate=quality.gate)
+            steps["score_s"] = round(time.monotonic() - clock, 3)
+            run.details["chunks_reused"] = sum(1 for m in manifests if m.index in stage.reused)
+        fault_point("before_publish")
         finish_run(cfg, results, run, stage, manifests, quality)
+    except Superseded as exc:
+        record_failure(results, run, exc)
+        stage.remove()
+        return RunResult(run.run_id, run.day, run.model_name, run.model_version, run.rows_in, run.rows_rejected,
+                         0, run.duration_s or 0.0, redact_url(str(cfg.results.path or cfg.results.url)),
+                         status="superseded", note=str(exc))
     except BaseException as exc:
         record_failure(results, run, exc, stage, manifests)
+        if stage is not None and isinstance(exc, NOT_RESUMABLE):
+            stage.remove()
+        elif stage is not None:
+            stage.unlock()
+            logger.info("staged chunks kept in %s: a rerun with the same plan reuses them", stage.root)
         raise
-    finally:
-        stage.remove()
+    stage.remove()
+    remove_stale(stage.root.parent, run.started_at.timestamp())
     logger.info("run %s: %s in, %s scored, %s quarantined in %.2fs", run.run_id, run.rows_in,
                 run.rows_scored, run.rows_rejected, run.duration_s)
     return RunResult(run.run_id, run.day, run.model_name, run.model_version, run.rows_in, run.rows_rejected,
                      run.rows_scored, run.duration_s or 0.0, redact_url(str(cfg.results.path or cfg.results.url)))
+
+
+# Failures a rerun of the same plan repeats: their staged chunks are removed instead of kept for a resume.
+NOT_RESUMABLE = (ValidationFailed, SchemaError, ConfigError, ModelStoreError)
+
+
+def _resumable_stage(cfg: Config, interval: DataInterval, mv: ModelVersion, rows: int, quality: Quality,
+                     run_id: str) -> Stage:
+    """The run's staging folder, ``<staging>/<model>/<day>/cli-<plan>``: the same for a rerun with the same
+    plan (model artifact, chunk size, configuration, suite), so it resumes from the chunks staged and verified
+    (``run_chunks`` reuses a chunk only when its source rows are the same). A live run of the same plan holds
+    the folder; this run then stages privately."""
+    suite = quality.suite_path.read_bytes() if quality.suite_path.is_file() else b""
+    plan = json.dumps([interval.start.isoformat(), interval.end.isoformat(), mv.version, mv.meta.get("sha256"),
+                       rows, cfg.model_dump(mode="json"), hashlib.sha256(suite).hexdigest()], default=str)
+    parent = cfg.results.staging_dir / cfg.model.name / interval.day.isoformat()
+    stage = Stage(parent / f"cli-{hashlib.sha256(plan.encode()).hexdigest()[:12]}")
+    if not stage.lock():
+        logger.warning("another live run stages the same plan in %s; staging privately", stage.root)
+        stage = Stage(parent / run_id)
+        stage.lock()
+    return stage
+
+
+def _mid_extract(batches: Iterator[Any]) -> Iterator[Any]:
+    """The source batches, with the ``mid_extract`` fault point after the first batch is read."""
+    for index, batch in enumerate(batches):
+        if index == 0:
+            fault_point("mid_extract")
+        yield batch
+
+
+def _chunk_hook(results: ResultsStore, run: RunRecord,
+                on_chunk: Callable[[ChunkManifest], None] | None) -> Callable[[ChunkManifest], None]:
+    """After each staged chunk: the caller's callback, the ``after_chunk_<k>`` fault point, a heartbeat."""
+    last = [time.monotonic()]
+
+    def hook(manifest: ChunkManifest) -> None:
+        if on_chunk:
+            on_chunk(manifest)
+        fault_point(f"after_chunk_{manifest.index}")
+        if time.monotonic() - last[0] >= HEARTBEAT_S:
+            results.heartbeat(run)
+            last[0] = time.monotonic()
+
+    return hook
 
 
 def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
@@ -144,8 +225,10 @@ def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
     run.rows_scored = sum(m.scored for m in manifests)
     run.rows_rejected = sum(m.rejected for m in manifests)
     files, qfiles = stage.prediction_files(manifests), stage.quarantine_files(manifests)
+    clock = time.monotonic()
     extra = conclude_quality(cfg, run, quality, manifests, files, previous_drift_counts(cfg, results, run)) \
         if quality is not None else {}
+    run.details.setdefault("steps", {})["checks_s"] = round(time.monotonic() - clock, 3)
     run.finish("success")
     task = quality.task if quality is not None else "binary"
     run.details["task"] = task
@@ -176,17 +259,22 @@ def previous_drift_counts(cfg: Config, results: ResultsStore, run: RunRecord) ->
 
 def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException, stage: Stage | None = None,
                    manifests: list[ChunkManifest] | None = None) -> None:
-    """Mark ``run`` failed in the ledger with a one-line error; predictions are not touched. A data quality
-    failure also keeps its quarantine rows, so users see which rows and rules failed."""
-    run.finish("failed", _one_line(exc))
+    """Mark ``run`` failed (``superseded`` for a newer run's publish) in the ledger with a one-line error;
+    predictions are not touched. ``rows_scored`` becomes 0 (nothing was published) and what was scored into
+    staging moves to ``rows_staged``. A data quality failure also keeps its quarantine rows, so users see
+    which rows and rules failed."""
+    run.finish("superseded" if isinstance(exc, Superseded) else "failed", _one_line(exc))
+    run.rows_staged, run.rows_scored = run.rows_scored or sum(m.scored for m in manifests or []), 0
     try:
         if isinstance(exc, ValidationFailed) and stage is not None and manifests:
             results.record_failure(run, stage.quarantine_files(manifests))
         else:
             results.fail_run(run)
-    except Exception:  # noqa: BLE001 - the original error matters more than the ledger write
-        logger.exception("could not record the failure of run %s", run.run_id)
-    logger.error("run %s failed: %s", run.run_id, run.error)
+    except Exception as err:  # noqa: BLE001 - the original error matters more than the ledger write
+        logger.error("could not record the failure of run %s (it stays 'running' until the next run of the day "
+                     "or `scoring runs` marks it interrupted): %s", run.run_id, _one_line(err))
+    (logger.warning if run.status == "superseded" else logger.error)("run %s %s: %s", run.run_id, run.status,
+                                                                       run.error)
 
 
 def run_day(cfg: Config, day: dt.date, **kwargs: Any) -> RunResult:

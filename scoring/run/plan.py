@@ -24,7 +24,14 @@ import pyarrow as pa
 
 from scoring.config import Config
 from scoring.dates import DataInterval
-from scoring.errors import ConfigError, ModelStoreError, SchemaError, ScoringError, ValidationFailed
+from scoring.errors import (
+    ConfigError,
+    ModelStoreError,
+    SchemaError,
+    ScoringError,
+    Superseded,
+    ValidationFailed,
+)
 from scoring.models.scorer import ScoreSpec, encoded_width
 from scoring.models.store import ModelStore
 from scoring.quality.run_checks import Quality, prepare_quality
@@ -36,7 +43,7 @@ from scoring.run.sizing import chunk_rows
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.sources import open_source
 from scoring.storage.sources.base import KeyRange, key_ranges
-from scoring.storage.staging import ChunkManifest, Stage
+from scoring.storage.staging import ChunkManifest, Stage, remove_stale
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +170,8 @@ def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int) -> dict[s
         return _manifest_dict(done, True)
     chunk = plan["chunks"][index]
     key_range = KeyRange(chunk["lo"], chunk["hi"], chunk["nulls"])
+    folder = run_folder(cfg, plan)
+    folder.lock(shared=True)  # while it stages (or until its process dies), cleanup leaves the folder alone
     with open_source(cfg.source) as source:
         schema = source.schema()
         spec, model = _spec_and_model(cfg, plan, schema)
@@ -170,6 +179,7 @@ def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int) -> dict[s
         batches = list(source.range_batches(plan_interval(plan), key_range, plan["rows_per_chunk"]))
     table = pa.Table.from_batches(batches) if batches else schema.empty_table()
     manifest = process_chunk(model, table, index, spec, stage, quality.gate)
+    folder.unlock()
     logger.info("chunk %s of plan %s: %s rows in, %s scored, %s quarantined", index, plan["plan_id"],
                 manifest.rows_in, manifest.scored, manifest.rejected)
     return _manifest_dict(manifest, False)
@@ -226,16 +236,22 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
                     dt.datetime.fromisoformat(plan["planned_at"]), trigger=TRIGGER,
                     details={**plan["details"], "plan_id": plan["plan_id"], "chunks": len(plan["chunks"]),
                              "chunks_reused": reused})
+    results.mark_interrupted(day, run.model_name, by=run.run_id)
     results.start_run(run)
     done = [m for m in manifests if m is not None]
     try:
         with open_source(cfg.source) as source:
             quality = _quality(cfg, plan, source)
         finish_run(cfg, results, run, stage, done, quality)
+    except Superseded as exc:  # a newer run of the day published: this plan's result must not replace it
+        record_failure(results, run, exc, stage, done)
+        shutil.rmtree(run_folder(cfg, plan).root, ignore_errors=True)
+        return _counts(run, plan, status="superseded", note=str(exc), table=cfg.results.table)
     except BaseException as exc:
         record_failure(results, run, exc, stage, done)
         raise
     shutil.rmtree(run_folder(cfg, plan).root, ignore_errors=True)
+    remove_stale(run_folder(cfg, plan).root.parent, run.started_at.timestamp())
     logger.info("run %s published: %s in, %s scored, %s quarantined (%s of %s chunks reused)", run.run_id,
                 run.rows_in, run.rows_scored, run.rows_rejected, reused, len(plan["chunks"]))
     return _counts(run, plan, chunks=len(plan["chunks"]), chunks_reused=reused, table=cfg.results.table)

@@ -63,7 +63,11 @@ def test_failure_before_commit_leaves_previous_partition(cfg, monkeypatch: pytes
     runs = ledger(cfg.results.path)
     assert list(runs["status"]) == ["success", "failed"]
     assert "injected crash" in runs.iloc[-1]["error"]
-    assert not any(cfg.results.staging_dir.rglob("*.parquet"))
+    assert any(cfg.results.staging_dir.rglob("*.parquet"))  # kept: the rerun resumes from them
+    monkeypatch.undo()
+    rerun = pipeline.run_day(cfg, SCORE_DAY)
+    assert ledger(cfg.results.path).iloc[-1]["details"].count('"chunks_reused": 1') == 1
+    assert rerun.rows_scored == good.rows_scored and not any(cfg.results.staging_dir.rglob("*.parquet"))
 
 
 def test_backfill_three_days_each_its_own_run(cfg) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +16,24 @@ if TYPE_CHECKING:
 
     from scoring.config import ResultsConfig
 
+from scoring.errors import Superseded
 from scoring.storage.results.tables import RUNS
 
 RUN_COLUMNS = tuple(RUNS.column_names)
+logger = logging.getLogger(__name__)
+
+# Inside a publish transaction: a successful run of the same (day, model) that started later (run id breaks
+# ties). Found -> this run is superseded and publishes nothing. $1 day, $2 model, $3 run id, $4 started_at.
+NEWER_RUN_SQL = ("SELECT run_id, started_at FROM {runs} WHERE day = $1 AND model_name = $2 AND status = 'success' "
+                 "AND run_id <> $3 AND (started_at > $4 OR (started_at = $4 AND run_id > $3)) "
+                 "ORDER BY started_at DESC LIMIT 1")
+
+
+def superseded_error(run: RunRecord, newer_id: str, newer_started: dt.datetime) -> Superseded:
+    """The one line a superseded run ends with, naming the newer run."""
+    return Superseded(f"superseded by run {newer_id} (started {newer_started:%Y-%m-%d %H:%M:%S}Z), which "
+                      f"published newer data for {run.day} / {run.model_name}; this run (started "
+                      f"{run.started_at:%Y-%m-%d %H:%M:%S}Z) published nothing")
 
 
 @dataclass
@@ -36,6 +54,10 @@ class RunRecord:
     error: str | None = None
     trigger: str = "cli"
     details: dict[str, Any] = field(default_factory=dict)
+    rows_staged: int | None = None  # scored into staging; rows_scored is what was published (0 when nothing)
+    host: str = field(default_factory=lambda: socket.gethostname())
+    pid: int = field(default_factory=os.getpid)
+    heartbeat_at: dt.datetime | None = None
 
     def finish(self, status: str, error: str | None = None) -> None:
         self.status = status
@@ -46,9 +68,7 @@ class RunRecord:
     def values(self) -> list[Any]:
         import json
 
-        row = [getattr(self, c) for c in RUN_COLUMNS]
-        row[-1] = json.dumps(self.details, default=str)
-        return row
+        return [json.dumps(self.details, default=str) if c == "details" else getattr(self, c) for c in RUN_COLUMNS]
 
 
 class ResultsStore(ABC):
@@ -84,6 +104,45 @@ class ResultsStore(ABC):
         day replaces the day's quarantine partition. Stores without an implementation record the failure
         only."""
         self.fail_run(run)
+
+    def heartbeat(self, run: RunRecord) -> None:  # noqa: B027 - optional: stores without one rely on host/pid
+        """Refresh the run's ``heartbeat_at`` if the store is free right now; never waits, never raises."""
+
+    def _set_status(self, updates: list[tuple[str, str, str]]) -> None:
+        """Set (status, error) of ``running`` rows by run id: ``(run_id, status, error)`` triples."""
+        raise NotImplementedError
+
+    def mark_interrupted(self, day: dt.date | None = None, model: str | None = None, by: str = "") -> list[str]:
+        """Mark ``running`` attempts whose process is gone as ``interrupted`` (all, or those of one (day, model)).
+
+        Args:
+            day, model: restrict to one partition (a starting run checks its own).
+            by: who noticed (a run id, or ``scoring runs``), kept in the error line.
+
+        Returns:
+            The run ids marked. Rows of live attempts are left alone.
+        """
+        from scoring.storage.results.liveness import attempt_alive
+
+        sql = (f"SELECT run_id, host, pid, started_at, heartbeat_at FROM {self.table_name('runs')} "  # noqa: S608
+               "WHERE status = 'running'")
+        params: list[Any] = []
+        if day is not None and model is not None:
+            sql += " AND day = $1 AND model_name = $2"
+            params = [day, model]
+        rows = self.query(sql, params).to_pylist()
+        dead = [r for r in rows if not attempt_alive(r["host"], r["pid"], r["started_at"], r["heartbeat_at"],
+                                                     self.cfg.heartbeat_timeout_s)]
+        updates = []
+        for r in dead:
+            last = r["heartbeat_at"] or r["started_at"]
+            who = f"process {r['pid']} on {r['host']}" if r["pid"] else "its process"
+            updates.append((r["run_id"], "interrupted", f"interrupted: {who} is gone (last heartbeat "
+                            f"{last:%Y-%m-%d %H:%M:%S}Z); noticed by {by or 'a later run'}"))
+        if updates:
+            self._set_status(updates)
+            logger.warning("marked %s attempt(s) interrupted: %s", len(updates), ", ".join(u[0] for u in updates))
+        return [u[0] for u in updates]
 
     @abstractmethod
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -10,9 +13,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from scoring.errors import PublishError
+from scoring.errors import PublishError, ResultsLocked, Superseded
 from scoring.sqlident import quote
-from scoring.storage.results.base import RUN_COLUMNS, ResultsStore, RunRecord
+from scoring.storage.duck import duck_connect
+from scoring.storage.faults import fault_point
+from scoring.storage.results.base import NEWER_RUN_SQL, RUN_COLUMNS, ResultsStore, RunRecord, superseded_error
 from scoring.storage.results.evolution import (
     ExistingColumn,
     missing_passthrough,
@@ -30,7 +35,6 @@ from scoring.storage.results.tables import (
 
 logger = logging.getLogger(__name__)
 
-LOCK_WAIT_S = 120.0
 RUN_CONSTANTS = ("model_name", "model_version", "run_id", "day", "scored_at")  # bound as $1..$5 in this order
 TYPES = {"string": "VARCHAR", "float": "DOUBLE", "int8": "TINYINT", "int32": "INTEGER", "int64": "BIGINT",
          "date": "DATE", "timestamptz": "TIMESTAMPTZ", "bool": "BOOLEAN", "json": "VARCHAR"}
@@ -65,19 +69,41 @@ class DuckDBResults(ResultsStore):
         super().__init__(cfg)
         self.path = Path(cfg.path)
 
-    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        """Open the file, waiting while another process holds DuckDB's single-writer lock."""
+    lock_wait_s = 0.0  # time this store spent waiting for the file lock (ledger timings)
+
+    def connect(self, read_only: bool = False, wait_s: float | None = None) -> duckdb.DuckDBPyConnection:
+        """Open the file, waiting while another process holds DuckDB's lock; says so at once, naming the holder.
+
+        Args:
+            read_only: a read-only connection (shares the file with other readers, not with a writer).
+            wait_s: how long to wait for the lock (default ``results.lock_timeout_s``; 0: do not wait).
+
+        Raises:
+            ResultsLocked: still locked after ``wait_s`` (names the holding process).
+            PublishError: the file is not a readable DuckDB database (corrupted, another format).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + LOCK_WAIT_S
+        wait = self.cfg.lock_timeout_s if wait_s is None else wait_s
+        started, warned = time.monotonic(), False
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only and self.path.exists())
-                con.execute("SET TimeZone = 'UTC'")
+                con = duck_connect(self.path, read_only=read_only and self.path.exists())
+                self.lock_wait_s += time.monotonic() - started
                 return con
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise PublishError(f"cannot open results database {str(self.path)!r}: {exc}") from None
-                time.sleep(0.5)
+            except duckdb.Error as exc:
+                text = _first_line(exc)
+                if not re.search(r"could not set lock|conflicting lock", text, re.IGNORECASE):  # not "block"
+                    raise PublishError(f"cannot open results database {str(self.path)!r}: {text}") from None
+                holder = lock_holder(text)
+                if time.monotonic() - started >= wait:
+                    self.lock_wait_s += time.monotonic() - started
+                    raise ResultsLocked(f"results database {str(self.path)!r} is locked by {holder}; gave up after "
+                                        f"{wait:.0f} s (results.lock_timeout_s)") from None
+                if not warned:
+                    logger.warning("results database %s is locked by %s; waiting up to %.0f s "
+                                   "(results.lock_timeout_s)", self.path, holder, wait)
+                    warned = True
+                time.sleep(0.2)
 
     def table_name(self, name: str) -> str:
         return quote(name)
@@ -108,7 +134,7 @@ class DuckDBResults(ResultsStore):
                         con.execute(statement)
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    _rollback(con)
                     raise
             from scoring.storage.results.views import create_duckdb_views
 
@@ -116,16 +142,36 @@ class DuckDBResults(ResultsStore):
 
     def start_run(self, run: RunRecord) -> None:
         marks = ", ".join(f"${i + 1}" for i in range(len(RUN_COLUMNS)))
+        run.heartbeat_at = dt.datetime.now(dt.UTC)
         with self.connect() as con:
             con.execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({marks})", run.values())  # noqa: S608
+            self._export_runs(con)
+
+    def heartbeat(self, run: RunRecord) -> None:
+        try:
+            with self.connect(wait_s=0) as con:
+                run.heartbeat_at = dt.datetime.now(dt.UTC)
+                con.execute("UPDATE runs SET heartbeat_at = $2 WHERE run_id = $1", [run.run_id, run.heartbeat_at])
+        except Exception as exc:  # noqa: BLE001 - a heartbeat is best effort: a reader may hold the file
+            logger.debug("heartbeat of %s skipped: %s", run.run_id, exc)
+
+    def _set_status(self, updates: list[tuple[str, str, str]]) -> None:
+        with self.connect() as con:
+            for run_id, status, error in updates:
+                con.execute("UPDATE runs SET status = $2, error = $3 WHERE run_id = $1 AND status = 'running'",
+                            [run_id, status, error])
+            self._export_runs(con)
 
     def _update_run(self, con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
         sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(RUN_COLUMNS[1:]))
         con.execute(f"UPDATE runs SET {sets} WHERE run_id = $1", run.values())  # noqa: S608 - constant columns
 
     def fail_run(self, run: RunRecord) -> None:
-        with self.connect() as con:
+        # A run that failed on the lock must not wait for it again to say so: its row stays ``running`` and
+        # the next run of the day (or ``scoring runs``) marks it interrupted.
+        with self.connect(wait_s=0 if run.error and "results.lock_timeout_s" in run.error else None) as con:
             self._update_run(con, run)
+            self._export_runs(con)
 
     def _replace(self, con: duckdb.DuckDBPyConnection, spec: TableSpec, run: RunRecord, select: str,
                  params: list[Any], columns: list[str] | None = None) -> None:
@@ -163,11 +209,17 @@ class DuckDBResults(ResultsStore):
         names = [*values, *RUN_CONSTANTS, *(f.name for f in staged.passthrough)]
         select = ", ".join([*(quote(c) if c in staged.core else "NULL" for c in values),  # NULL: staged before
                             "$1", "$2", "$3", "$4", "$5", *(quote(f.name) for f in staged.passthrough)])
+        waited = self.lock_wait_s
         with self.connect() as con:
+            begun = time.monotonic()
             if staged.passthrough:
                 self._add_passthrough(con, staged.passthrough)
             con.execute("BEGIN TRANSACTION")
             try:
+                newer = con.sql(NEWER_RUN_SQL.format(runs="runs"),  # Arrow: timestamptz without pytz
+                                params=[run.day, run.model_name, run.run_id, run.started_at]).to_arrow_table().to_pylist()
+                if newer:
+                    raise superseded_error(run, newer[0]["run_id"], newer[0]["started_at"])
                 self._replace(con, pred, run, f"SELECT {select} FROM read_parquet($6, union_by_name = true)"  # noqa: S608
                               if files else "",
                               [run.model_name, run.model_version, run.run_id, run.day, run.started_at, files],
@@ -181,18 +233,37 @@ class DuckDBResults(ResultsStore):
                     self._replace(con, spec, run, f"SELECT {', '.join(map(quote, spec.column_names))} "  # noqa: S608
                                   "FROM extra_rows" if rows.num_rows else "", [])
                     con.unregister("extra_rows")
+                run.details.setdefault("steps", {}).update(
+                    publish_lock_wait_s=round(self.lock_wait_s - waited, 3),
+                    publish_s=round(time.monotonic() - begun, 3))
+                run.finish("success")  # finished_at = the commit, so the ledger order is the publish order
+                run.rows_staged = run.rows_scored
                 self._update_run(con, run)
                 before_commit(run)
                 con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
+            except Superseded:
+                _rollback(con)
                 raise
+            except duckdb.Error as exc:
+                _rollback(con)  # the rollback's own error must not replace the cause
+                raise PublishError(f"publishing to results database {str(self.path)!r} failed: "
+                                   f"{_first_line(exc)}") from None
+            except BaseException:
+                _rollback(con)
+                raise
+            fault_point("after_commit")
+            self._export(con, run, [pred, QUARANTINE, *(s for s in all_tables(self.cfg.table)
+                                                        if s.partitioned and s.name not in (pred.name, QUARANTINE.name))])
 
     def record_failure(self, run: RunRecord, quarantine_files: list[Path]) -> None:
         qfiles = [str(p) for p in quarantine_files]
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
+                # Bounded quarantine: of a (day, model), keep the published run's rows and this attempt's only.
+                con.execute(f"DELETE FROM {quote(QUARANTINE.name)} WHERE day = $1 AND model_name = $2 "  # noqa: S608
+                            "AND run_id NOT IN (SELECT run_id FROM runs WHERE day = $1 AND model_name = $2 "
+                            "AND status = 'success')", [run.day, run.model_name])
                 if qfiles:
                     con.execute(f"INSERT INTO {quote(QUARANTINE.name)} "  # noqa: S608 - quoted constant
                                 f"({', '.join(map(quote, QUARANTINE.column_names))}) "
@@ -200,16 +271,65 @@ class DuckDBResults(ResultsStore):
                                 "FROM read_parquet($4)", [run.run_id, run.day, run.model_name, qfiles])
                 self._update_run(con, run)
                 con.execute("COMMIT")
+            except duckdb.Error as exc:
+                _rollback(con)
+                raise PublishError(f"recording run {run.run_id} in {str(self.path)!r} failed: "
+                                   f"{_first_line(exc)}") from None
             except BaseException:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
+            self._export(con, run, [QUARANTINE])
+
+    def _export_runs(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self.cfg.reader_export:
+            from scoring.storage.results.export import export_runs
+
+            export_runs(con, self.export_dir)
+
+    def _export(self, con: duckdb.DuckDBPyConnection, run: RunRecord, specs: list[TableSpec]) -> None:
+        """Refresh the reader export of the run's partition (after COMMIT: a failure here is logged only)."""
+        if not self.cfg.reader_export:
+            return
+        from scoring.storage.results.export import export_partition
+
+        try:
+            export_partition(con, self.export_dir, [s.name for s in specs], run.day, run.model_name)
+        except (OSError, duckdb.Error) as exc:
+            logger.error("reader export of %s / %s failed (the results file is up to date): %s", run.day,
+                         run.model_name, _first_line(exc))
+
+    @property
+    def export_dir(self) -> Path:
+        """Where the reader export lives: ``results.export_dir``, else ``<results file>_export/``."""
+        return self.cfg.export_dir or self.path.with_name(self.path.stem + "_export")
 
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         if not self.path.exists():
             raise PublishError(f"results database {str(self.path)!r} does not exist yet: run a day first")
         with self.connect(read_only=True) as con:
-            return con.sql(sql, params=params or None).to_arrow_table()
+            try:
+                return con.sql(sql, params=params or None).to_arrow_table()
+            except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException) as exc:
+                raise PublishError(f"results database {str(self.path)!r} is unreadable: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def lock_holder(message: str) -> str:
+    """The process DuckDB names in a lock conflict (``python3 (PID 123)``), else ``another process``."""
+    found = re.search(r"held in (.+?) \(PID (\d+)\)", message)
+    return f"{found.group(1)} (PID {found.group(2)})" if found else "another process"
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back when a transaction is still open; never raises (a failed COMMIT already ended it)."""
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")
 
 
 def before_commit(run: RunRecord) -> None:
     """Hook called inside the publish transaction just before COMMIT (tests inject failures here)."""
+    fault_point("before_commit")

@@ -10,7 +10,9 @@ before COMMIT leaves every table as it was (the server rolls back a dropped conn
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from scoring.errors import PublishError
+from scoring.errors import PublishError, ResultsLocked
 from scoring.sqlident import quote
+from scoring.storage.faults import fault_point
 from scoring.storage.pgconn import connect, error_line, resolve_url
-from scoring.storage.results.base import RUN_COLUMNS, ResultsStore, RunRecord
+from scoring.storage.results.base import NEWER_RUN_SQL, RUN_COLUMNS, ResultsStore, RunRecord, superseded_error
 from scoring.storage.results.evolution import (
     ExistingColumn,
     missing_passthrough,
@@ -155,18 +158,28 @@ class PostgresResults(ResultsStore):
     def _fail(self, exc: BaseException) -> PublishError:
         return PublishError(f"results schema {self.schema!r}: {error_line(exc, self.url)}")
 
-    def _transaction(self, work: Any) -> Any:
-        """Run ``work(cursor)`` in one transaction; commit on success, roll back on any error."""
+    def _transaction(self, work: Any, locks: bool = False) -> Any:
+        """Run ``work(cursor)`` in one transaction; commit on success, roll back on any error.
+
+        With ``locks`` (DDL, publish) the transaction waits at most ``results.lock_timeout_s`` for any lock;
+        a timeout raises ResultsLocked naming the sessions holding locks in the schema."""
         import adbc_driver_manager
 
         con = self.connect()
         try:
             with con.cursor() as cur:
+                if locks:
+                    cur.execute("SELECT set_config('lock_timeout', $1, true)",
+                                [f"{int(self.cfg.lock_timeout_s * 1000)}ms"])
                 out = work(cur)
             con.commit()
             return out
         except adbc_driver_manager.Error as exc:
             _rollback(con)
+            if getattr(exc, "sqlstate", None) == "55P03" or "lock timeout" in str(exc):
+                raise ResultsLocked(f"results schema {self.schema!r}: gave up waiting "
+                                    f"{self.cfg.lock_timeout_s:.0f} s (results.lock_timeout_s) for a lock held by "
+                                    f"{self._blockers()}") from None
             raise self._fail(exc) from None
         except BaseException:
             _rollback(con)
@@ -199,8 +212,24 @@ class PostgresResults(ResultsStore):
                 cur.execute(statement)
             return len(statements)
 
-        ran = self._transaction(work)
+        ran = self._transaction(work, locks=True)
         logger.debug("results schema %s: %s DDL statement(s)", self.schema, ran)
+
+    def _blockers(self) -> str:
+        """The other sessions holding locks on the schema's tables or an advisory lock, as one phrase."""
+        sql = ("SELECT DISTINCT a.pid, a.usename, a.application_name, a.state, "
+               "EXTRACT(EPOCH FROM now() - coalesce(a.xact_start, a.backend_start))::int AS secs, left(a.query, 60) AS q "
+               "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+               "LEFT JOIN pg_class c ON c.oid = l.relation LEFT JOIN pg_namespace n ON n.oid = c.relnamespace "
+               "WHERE l.granted AND a.pid <> pg_backend_pid() AND (n.nspname = $1 OR l.locktype = 'advisory') "
+               "ORDER BY 1 LIMIT 3")
+        try:
+            rows = self.query(sql, [self.schema]).to_pylist()
+        except Exception:  # noqa: BLE001 - naming the blocker is a courtesy; the timeout is the error
+            return "another session"
+        return "; ".join(f"session pid {r['pid']} ({r['usename']}, {r['application_name'] or 'no application'}, "
+                         f"{r['state']} for {r['secs']} s: {' '.join((r['q'] or '').split())!r})"
+                         for r in rows) or "another session"
 
     def _migration(self, spec: TableSpec, existing: dict[str, ExistingColumn]) -> list[str]:
         """ALTER TABLE statements bringing a table created by an earlier version up to its spec."""
@@ -243,7 +272,25 @@ class PostgresResults(ResultsStore):
         reader = pa.RecordBatchReader.from_batches(first.schema, _chain(first, batches))
         return int(cur.adbc_ingest(spec.name, reader, mode="append", db_schema_name=self.schema) or 0)
 
+    def heartbeat(self, run: RunRecord) -> None:
+        try:
+            run.heartbeat_at = dt.datetime.now(dt.UTC)
+            self._transaction(lambda cur: cur.execute(
+                f"UPDATE {self.table_name('runs')} SET heartbeat_at = $2 WHERE run_id = $1",  # noqa: S608
+                [run.run_id, run.heartbeat_at]))
+        except Exception as exc:  # noqa: BLE001 - best effort
+            logger.debug("heartbeat of %s skipped: %s", run.run_id, exc)
+
+    def _set_status(self, updates: list[tuple[str, str, str]]) -> None:
+        def work(cur: Any) -> None:
+            for run_id, status, error in updates:
+                cur.execute(f"UPDATE {self.table_name('runs')} SET status = $2, error = $3 "  # noqa: S608
+                            "WHERE run_id = $1 AND status = 'running'", [run_id, status, error])
+
+        self._transaction(work)
+
     def start_run(self, run: RunRecord) -> None:
+        run.heartbeat_at = dt.datetime.now(dt.UTC)
         row = pa.RecordBatch.from_pylist([dict(zip(RUN_COLUMNS, run.values(), strict=True))],
                                          schema=_text_json(arrow_schema(RUNS)))
         self._transaction(lambda cur: self._ingest(cur, RUNS, iter([_json_columns(row, RUNS)])))
@@ -284,7 +331,14 @@ class PostgresResults(ResultsStore):
         lock_key = f"{self.schema}.{self.cfg.table}|{run.day.isoformat()}|{run.model_name}"
 
         def work(cur: Any) -> None:
+            begun = time.monotonic()
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [lock_key])
+            waited = time.monotonic() - begun
+            cur.execute(NEWER_RUN_SQL.format(runs=self.table_name("runs")),
+                        [run.day, run.model_name, run.run_id, run.started_at])
+            newer = cur.fetchone()
+            if newer:
+                raise superseded_error(run, newer[0], newer[1])
             self._replace(cur, pred, run, _file_batches(prediction_files, pred_schema, constants))
             self._replace(cur, QUARANTINE, run,
                           _file_batches(quarantine_files, arrow_schema(QUARANTINE), constants))
@@ -292,10 +346,15 @@ class PostgresResults(ResultsStore):
                 schema = arrow_schema(specs[name])
                 table = pa.table([conform(rows.column(f.name), f.type) for f in schema], schema=schema)
                 self._replace(cur, specs[name], run, iter(table.to_batches()))
+            run.details.setdefault("steps", {}).update(publish_lock_wait_s=round(waited, 3),
+                                                       publish_s=round(time.monotonic() - begun, 3))
+            run.finish("success")  # finished_at = the commit, so the ledger order is the publish order
+            run.rows_staged = run.rows_scored
             self._update_run(cur, run)
             before_commit(run)
 
-        self._transaction(work)
+        self._transaction(work, locks=True)
+        fault_point("after_commit")
 
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         import adbc_driver_manager
@@ -335,3 +394,4 @@ def _json_columns(batch: pa.RecordBatch, spec: TableSpec) -> pa.RecordBatch:
 
 def before_commit(run: RunRecord) -> None:
     """Hook called inside the publish transaction just before COMMIT (tests inject failures here)."""
+    fault_point("before_commit")

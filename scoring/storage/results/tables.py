@@ -57,6 +57,8 @@ RUNS = TableSpec("runs", (
     _c("rows_rejected", "int64"), _c("rows_scored", "int64"), _c("started_at", "timestamptz", False),
     _c("finished_at", "timestamptz"), _c("duration_s", "float"), _c("error", "string"), _c("trigger", "string"),
     _c("details", "json"),
+    # Reliability: what a run staged (rows_scored counts what it published), where it runs, when it was last alive.
+    _c("rows_staged", "int64"), _c("host", "string"), _c("pid", "int64"), _c("heartbeat_at", "timestamptz"),
 ), primary_key=("run_id",), partitioned=False)
 
 QUARANTINE = TableSpec("quarantine", (

@@ -88,9 +88,11 @@ VIEWS: tuple[View, ...] = (
     View("run_history", """
         SELECT run_id, day, model_name, model_version, status, rows_in, rows_rejected, rows_scored,
                started_at, finished_at, duration_s, error, "trigger",
-               ROW_NUMBER() OVER (PARTITION BY day, model_name ORDER BY started_at DESC) = 1 AS is_latest
+               ROW_NUMBER() OVER (PARTITION BY day, model_name ORDER BY started_at DESC) = 1 AS is_latest,
+               rows_staged
         FROM {runs}""",
-         "every run of the ledger; is_latest marks the last attempt of each (day, model)"),
+         "every run of the ledger; is_latest marks the last attempt of each (day, model); rows_scored is what "
+         "the run published, rows_staged what it scored into staging (they differ when it published nothing)"),
 )
 VIEW_NAMES = tuple(v.name for v in VIEWS)
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 
 from scoring.errors import SourceError
+from scoring.storage.duck import duck_connect
 from scoring.storage.sources.base import KeyRange, Source, cuts_from_maxima
 
 if TYPE_CHECKING:
@@ -17,6 +19,30 @@ if TYPE_CHECKING:
     from scoring.dates import DataInterval
 
 logger = logging.getLogger(__name__)
+
+
+def check_duckdb_file(path: Path) -> None:
+    """Refuse a source file that is not a DuckDB database, saying what it is and what to do instead.
+
+    Raises:
+        SourceError: a Parquet, SQLite, CSV/text or other non-DuckDB file (DuckDB files carry ``DUCK`` at byte 8).
+    """
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    if head[8:12] == b"DUCK" or not head:
+        return
+    load = f"load it into a DuckDB file first, e.g. duckdb source.duckdb -c \"CREATE TABLE t AS FROM '{path}'\""
+    if head[:4] == b"PAR1":
+        kind = "a Parquet file"
+    elif head[:16] == b"SQLite format 3\x00":
+        kind, load = "a SQLite database", ("export its table to Parquet or CSV and load that into a DuckDB file "
+                                            "(reading SQLite would need a DuckDB extension, which is never "
+                                            "downloaded at run time)")
+    elif b"\x00" not in head:
+        kind = "a text (CSV?) file"
+    else:
+        kind = "not a DuckDB database"
+    raise SourceError(f"source.path {str(path)!r} is {kind}, not a DuckDB database: {load}")
 
 
 class DuckDBSource(Source):
@@ -27,9 +53,9 @@ class DuckDBSource(Source):
         path = cfg.path
         if path is None or not path.is_file():
             raise SourceError(f"source database {str(path)!r} not found")
+        check_duckdb_file(path)
         try:
-            self.con = duckdb.connect(str(path), read_only=True)
-            self.con.execute("SET TimeZone = 'UTC'")
+            self.con = duck_connect(path, read_only=True)
         except duckdb.Error as exc:
             raise SourceError(f"cannot open source database {str(path)!r}: {exc}") from None
         self._schema: pa.Schema | None = None

@@ -1,0 +1,112 @@
+"""The reader export of a DuckDB results file: per-partition Parquet plus a read-only catalog of views.
+
+DuckDB lets one process hold a database file for writing, and a reader (an analyst's ``duckdb -readonly``,
+a BI tool) excludes that writer for as long as it stays connected. Readers therefore never open the results
+file: each publish exports its (day, model) partition of every partitioned table as one Parquet file
+(written aside, then renamed over the old one), the ledger as ``runs/all/runs.parquet``, and keeps
+``catalog.duckdb``, a small database holding only views over those files (the tables under their own
+names, and the report views). A reader opens the catalog read-only; the writer never opens it again
+after creating it (a changed catalog is built aside and renamed over), so nothing a reader does can
+block a run, and a reader sees each partition either before or after a publish, never half of it.
+
+Layout: ``<export_dir>/<table>/<model>/<day>.parquet``, ``<export_dir>/<table>/_schema/empty.parquet`` (the
+table's columns, so a view over a table with no partition yet still has them), ``<export_dir>/catalog.duckdb``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import duckdb
+
+from scoring.sqlident import quote
+from scoring.storage.duck import duck_connect
+
+logger = logging.getLogger(__name__)
+
+CATALOG = "catalog.duckdb"
+RUNS_TABLE = "runs"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _copy(con: duckdb.DuckDBPyConnection, select: str, target: Path) -> None:
+    """COPY ``select`` to ``target`` as Parquet, atomically (written aside, then renamed)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    con.execute(f"COPY ({select}) TO {_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+    os.replace(tmp, target)
+
+
+def export_partition(con: duckdb.DuckDBPyConnection, export_dir: Path, tables: list[str], day: dt.date,
+                     model: str) -> None:
+    """Export the (day, model) partition of each of ``tables`` and the ledger, then make sure of the catalog.
+
+    Args:
+        con: an open connection to the results file (after the publish COMMIT).
+        export_dir: the export folder.
+        tables: partitioned tables to export (they have ``day`` and ``model_name``).
+        day, model: the partition; a partition without rows has its file removed.
+
+    Raises:
+        OSError, duckdb.Error: the export could not be written (the caller logs it; the results are intact).
+    """
+    where = f"day = DATE {_literal(day.isoformat())} AND model_name = {_literal(model)}"
+    for table in tables:
+        target = export_dir / table / model / f"{day.isoformat()}.parquet"
+        rows = con.execute(f"SELECT count(*) FROM {quote(table)} WHERE {where}").fetchone()[0]  # noqa: S608
+        if rows:
+            _copy(con, f"SELECT * FROM {quote(table)} WHERE {where}", target)  # noqa: S608 - quoted
+        else:
+            target.unlink(missing_ok=True)
+    export_runs(con, export_dir)
+    ensure_catalog(con, export_dir)
+
+
+def export_runs(con: duckdb.DuckDBPyConnection, export_dir: Path) -> None:
+    """Rewrite the ledger export (small: one row per attempt)."""
+    _copy(con, f"SELECT * FROM {quote(RUNS_TABLE)}", export_dir / RUNS_TABLE / "all" / "runs.parquet")  # noqa: S608
+
+
+def _base_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                                      "current_schema() AND table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
+
+
+def ensure_catalog(con: duckdb.DuckDBPyConnection, export_dir: Path) -> bool:
+    """Create ``catalog.duckdb`` (views over the exported files) when missing or outdated; True if (re)built.
+
+    The catalog depends only on the export folder and the set of tables and views, not on the data, so it is
+    rebuilt only when those change: built aside and renamed over the old file, which open readers keep.
+    """
+    from scoring.storage.results.views import DUCKDB, view_statements
+
+    tables = _base_tables(con)
+    statements = []
+    for table in tables:
+        glob = export_dir / table / "*" / "*.parquet"
+        statements.append(f"CREATE VIEW {quote(table)} AS SELECT * FROM read_parquet({_literal(str(glob))}, "  # noqa: S608 - quoted
+                          "union_by_name = true)")
+    statements += view_statements(DUCKDB, quote, "drift" in tables, None)
+    digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
+    catalog, marker = export_dir / CATALOG, export_dir / ".catalog.sha"
+    for table in tables:  # the columns of each table, so an empty view still has them (refreshed each time)
+        schema_file = export_dir / table / "_schema" / "empty.parquet"
+        _copy(con, f"SELECT * FROM {quote(table)} LIMIT 0", schema_file)  # noqa: S608 - quoted
+    if catalog.is_file() and marker.is_file() and marker.read_text() == digest:
+        return False
+    tmp = export_dir / f".{CATALOG}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    with duck_connect(tmp) as cat:
+        for statement in statements:
+            cat.execute(statement)
+    os.replace(tmp, catalog)
+    marker.write_text(digest)
+    logger.info("reader catalog %s (re)built: %s tables, report views", catalog, len(tables))
+    return True
