@@ -87,7 +87,8 @@ def test_error_threshold_fails_the_run_publishes_nothing_and_keeps_the_quarantin
     assert set(after["run_id"]) == {first.run_id} and len(after) == len(before)
     run = last_run(cfg.results.path)
     assert run["status"] == "failed" and "error_threshold" in run["error"]
-    assert run["rows_in"] == 600 == run["rows_scored"] + run["rows_rejected"]
+    # a failed run published nothing: rows_scored 0, what it staged in rows_staged
+    assert run["rows_scored"] == 0 and run["rows_in"] == 600 == run["rows_staged"] + run["rows_rejected"]
     q = quarantine(cfg.results.path, run["run_id"])
     assert len(q) == run["rows_rejected"] and set(q["column_name"]) == {"loan_amount"}
     assert run["details"]["validation"]["success"] is False and "data_docs" not in run["details"]

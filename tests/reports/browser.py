@@ -8,9 +8,11 @@ fails under CI=true and is skipped otherwise (with the reason).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -102,12 +104,14 @@ def render(html_file: Path, script: str, screenshot: Path | None = None, width: 
     """Load ``html_file`` in headless Chromium, evaluate ``script`` (an expression returning JSON-able data)
     after the load event, and take a full-page screenshot to ``screenshot``."""
     exe = chromium_or_skip()
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    # Chromium's helper processes (zygote, renderers) may still write to the profile after the browser process
+    # exits: it runs in its own session and the whole group is stopped before the profile is removed.
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         log = Path(profile) / "stderr.log"
         with log.open("wb") as err:
             proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={profile}/data",
                                      f"--window-size={width},{height}", "about:blank"],
-                                    stdout=subprocess.DEVNULL, stderr=err)
+                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
         try:
             port = _devtools_port(log, proc)
             targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
@@ -136,12 +140,26 @@ def render(html_file: Path, script: str, screenshot: Path | None = None, width: 
             finally:
                 cdp.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the browser's process group (started with ``start_new_session``), SIGKILL it after 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    deadline = time.monotonic() + 5  # helpers of the group outlive the browser process by a moment
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def _devtools_port(log: Path, proc: subprocess.Popen) -> int:
