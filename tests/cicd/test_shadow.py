@@ -121,3 +121,26 @@ def test_a_broken_challenger_never_fails_the_day(tmp_path: Path, sample_db: Path
     details = ledger(cfg.results.path).iloc[-1]["details"]
     assert '"2": {"status": "failed", "error": "model loan_default v2: artifact checksum mismatch' in details
     assert '"no_such_alias": {"status": "failed"' in details
+
+
+def test_plan_steps_score_challengers_as_ordinary_chunks(tmp_path: Path, sample_db: Path, store: Path) -> None:
+    """The DAG's steps: challengers' chunks come out of validate beside the champion's, each scored by its own
+    call (a mapped task), and publish gives what the CLI gives."""
+    from scoring.dates import DataInterval
+    from scoring.run import plan as steps
+
+    cli = _config(tmp_path / "cli", sample_db, store, ["challenger"])
+    pipeline.run_day(cli, SCORE_DAY, rows_per_chunk=150)
+    cfg = _config(tmp_path / "dag", sample_db, store, ["challenger"])
+    plan = steps.plan_run(cfg, DataInterval.for_day(SCORE_DAY), rows_per_chunk=150, key="manual__1")
+    assert plan["challengers"] == [2] and len(plan["chunks"]) > 1
+    refs = steps.validate_plan(cfg, plan)
+    assert refs == [*range(len(plan["chunks"])), *({"challenger": 2, "index": i}
+                                                     for i in range(len(plan["chunks"])))]
+    chunks = [steps.score_planned_chunk(cfg, plan, ref) for ref in refs]
+    counts = steps.publish_plan(cfg, plan, chunks)
+    assert counts["rows_scored"] > 0
+    for table in ("predictions", "shadow_predictions", "shadow_summary"):
+        a = _table(cli.results.path, table).drop(columns=["run_id", "scored_at"], errors="ignore")
+        b = _table(cfg.results.path, table).drop(columns=["run_id", "scored_at"], errors="ignore")
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=0, atol=1e-12)
