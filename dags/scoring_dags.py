@@ -149,14 +149,14 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
                                 model_as_of=params.get("model_as_of") or "now")
 
         @task
-        def validate(planned: dict[str, Any]) -> list[int]:
+        def validate(planned: dict[str, Any]) -> list[Any]:
             from scoring.run.plan import validate_plan
 
             with fail_fast_unless_transient():
                 return validate_plan(runtime_config(conf), planned)
 
         @task(max_active_tis_per_dagrun=cfg.workers)
-        def score_chunk(planned: dict[str, Any], index: int) -> dict[str, Any]:
+        def score_chunk(planned: dict[str, Any], index: Any) -> dict[str, Any]:
             from scoring.run.plan import score_planned_chunk
 
             with fail_fast_unless_transient():

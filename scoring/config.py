@@ -79,11 +79,40 @@ class ModelConfig(_Strict):
     alias: str = "champion"
     version: int | None = Field(None, description="pin a version instead of following the alias")
     threshold: float = Field(0.5, ge=0.0, le=1.0)
+    challengers: list[str] = Field(default_factory=list, description="aliases or version numbers shadow-scored "
+                                   "with every run (published apart, marked shadow)")
 
     @field_validator("name", "alias")
     @classmethod
     def _ident(cls, value: str) -> str:
         return validate_identifier(value, "model name or alias")
+
+    @field_validator("challengers", mode="before")
+    @classmethod
+    def _challengers(cls, value: object) -> list[str]:
+        if not isinstance(value, list):
+            raise ValueError("give a list of aliases or version numbers")
+        out = [str(v) for v in value]
+        for item in out:
+            if not item.isdigit():
+                validate_identifier(item, "challenger alias")
+        if len(set(out)) != len(out):
+            raise ValueError("a challenger is listed twice")
+        return out
+
+
+class PromotionConfig(_Strict):
+    """The promotion gate of ``scoring models promote`` / ``check`` (see README "Model CI/CD")."""
+
+    metric: str | None = Field(None, description="compared with the champion's on the window (default: roc_auc "
+                               "for binary, log_loss for multiclass, rmse for regression)")
+    tolerance: float = Field(0.0, ge=0.0, description="how much worse than the champion the candidate may be")
+    window_days: int = Field(7, ge=1, le=366, description="evaluation window: the last N business days before "
+                             "today (schedule.timezone)")
+    shadow_days: int = Field(0, ge=0, description="days the candidate must have been shadow-scored without "
+                             "failing (0: not required)")
+    label_column: str | None = Field(None, description="source column with the outcome (default: "
+                                     "training.label_column)")
 
 
 class ResultsConfig(_Strict):
@@ -276,6 +305,7 @@ class Config(_Strict):
     training: TrainingConfig | None = None
     validation: ValidationConfig = ValidationConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    promotion: PromotionConfig = PromotionConfig()
     path: Path | None = Field(None, exclude=True, description="the file this was loaded from")
 
     @property

@@ -136,13 +136,17 @@ def _read_training(path: Path) -> Any:
 @models_app.command("promote")
 @handle_errors
 def models_promote(name: str, version: int, alias: Annotated[str, typer.Option()] = "champion",
+                   force: Annotated[bool, typer.Option(help="promote despite failed gate checks")] = False,
+                   reason: Annotated[str | None, typer.Option(help="why (required with --force)")] = None,
+                   start: Annotated[str | None, typer.Option(help="evaluation window start")] = None,
+                   end: Annotated[str | None, typer.Option(help="evaluation window end")] = None,
                    config: ConfigOpt = None) -> None:
-    """Point an alias (default champion) at a version; the change is kept in the alias history."""
-    from scoring.models.store import ModelStore
+    """Point an alias (default champion) at a version; the change is kept in the alias history.
 
-    cfg = load(config)
-    ModelStore(cfg.model.store).set_alias(name, alias, version)
-    console.print(f"{alias} of {name} -> version {version}")
+    Promoting to the configured alias (``model.alias``) passes the promotion gate first (see ``models check``)."""
+    from scoring.cli.cicd import promote_with_gate
+
+    promote_with_gate(config, name, version, alias, force, reason, start, end)
 
 
 @models_app.command("suite")

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 ARTIFACT = "model.joblib"
 METADATA = "metadata.json"
 HISTORY = "aliases.jsonl"
+EVALUATIONS = "evaluations.jsonl"
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,16 @@ def _read_json(path: Path) -> Any:
                               "restore it from a backup or re-register the version") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelStoreError(f"cannot read model store file {str(path)!r}: {exc}") from None
+
+
+def _append_line(file: Path, entry: dict[str, Any]) -> None:
+    """Append one JSON line durably; a torn last line (an append that never completed) is cut first."""
+    if file.is_file() and file.stat().st_size > 0 and not (data := file.read_bytes()).endswith(b"\n"):
+        os.truncate(file, data.rfind(b"\n") + 1)
+    with file.open("a") as fh:
+        fh.write(json.dumps(entry, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _minor(version: str) -> tuple[int, ...]:
@@ -188,20 +199,37 @@ class ModelStore:
             out.append(entry)
         return out
 
-    def set_alias(self, name: str, alias: str, version: int, at: dt.datetime | None = None) -> None:
-        """Point ``alias`` at ``version`` and append the change to the alias history."""
+    def set_alias(self, name: str, alias: str, version: int, at: dt.datetime | None = None,
+                  note: dict[str, Any] | None = None) -> None:
+        """Point ``alias`` at ``version`` and append the change to the alias history.
+
+        ``note`` (e.g. the promotion gate's outcome, or a forced promotion's user and reason) is kept in the
+        history entry."""
         validate_identifier(alias, "alias")
         self.get(name, version)
-        entry = {"alias": alias, "version": version, "at": (at or dt.datetime.now(dt.UTC)).isoformat()}
-        file = self._dir(name) / HISTORY
+        entry = {"alias": alias, "version": version, "at": (at or dt.datetime.now(dt.UTC)).isoformat(),
+                 **(note or {})}
         self.history(name)  # refuses a corrupted history before appending to it
-        if file.is_file() and file.stat().st_size > 0 and not (data := file.read_bytes()).endswith(b"\n"):
-            os.truncate(file, data.rfind(b"\n") + 1)  # drop a torn last line (an append that never completed)
-        with file.open("a") as fh:
-            fh.write(json.dumps(entry) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        _append_line(self._dir(name) / HISTORY, entry)
         logger.info("alias %s of %s -> version %s", alias, name, version)
+
+    def add_evaluation(self, name: str, record: dict[str, Any]) -> None:
+        """Append one evaluation (``scoring models evaluate``) to the model's append-only evaluations log."""
+        self.versions(name)  # raises for an unknown model
+        _append_line(self._dir(name) / EVALUATIONS, record)
+
+    def evaluations(self, name: str) -> list[dict[str, Any]]:
+        """Every evaluation recorded for ``name``, oldest first (a torn last line is ignored)."""
+        file = self._dir(name) / EVALUATIONS
+        if not file.is_file():
+            return []
+        out = []
+        for line in file.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                logger.warning("evaluations log %s: ignoring an unreadable line", file)
+        return out
 
     def aliases(self, name: str) -> dict[str, int]:
         current: dict[str, int] = {}

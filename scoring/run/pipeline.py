@@ -30,6 +30,7 @@ from scoring.quality.run_checks import Quality, conclude_quality, prepare_qualit
 from scoring.reports.summaries import summarize
 from scoring.run.chunks import run_chunks
 from scoring.run.model_choice import choose_model
+from scoring.run.shadow import Shadow, score_challengers, shadow_tables
 from scoring.run.sizing import chunk_rows
 from scoring.storage.faults import fault_point
 from scoring.storage.pgconn import redact_url
@@ -138,8 +139,12 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
                                    gate=quality.gate)
             steps["score_s"] = round(time.monotonic() - clock, 3)
             run.details["chunks_reused"] = sum(1 for m in manifests if m.index in stage.reused)
+            shadow = score_challengers(cfg, mv.version, schema, lambda: source.batches(interval, rows),
+                                       quality.gate, stage) if cfg.model.challengers else None
+            if shadow is not None:
+                steps["shadow_s"] = round(time.monotonic() - clock - steps["score_s"], 3)
         fault_point("before_publish")
-        finish_run(cfg, results, run, stage, manifests, quality)
+        finish_run(cfg, results, run, stage, manifests, quality, shadow)
     except Superseded as exc:
         record_failure(results, run, exc)
         stage.remove()
@@ -209,7 +214,7 @@ def _chunk_hook(results: ResultsStore, run: RunRecord,
 
 
 def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
-               manifests: list[ChunkManifest], quality: Quality | None = None) -> None:
+               manifests: list[ChunkManifest], quality: Quality | None = None, shadow: Shadow | None = None) -> None:
     """The steps after scoring shared by the CLI and the DAG: totals, checks, one publish transaction.
 
     Args:
@@ -220,6 +225,7 @@ def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
         manifests: every chunk of the run, verified.
         quality: the run's data quality state; its batch rules, output checks and drift are concluded here
             (raises ValidationFailed, nothing published).
+        shadow: what the challengers staged; published in the same transaction (``scoring.run.shadow``).
     """
     run.rows_in = sum(m.rows_in for m in manifests)
     run.rows_scored = sum(m.scored for m in manifests)
@@ -232,7 +238,10 @@ def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
     run.finish("success")
     task = quality.task if quality is not None else "binary"
     run.details["task"] = task
-    results.publish(run, files, qfiles, extra={**extra, **summarize(run, files, qfiles, task)})
+    if shadow is not None:
+        run.details["shadow"] = shadow.details()
+    results.publish(run, files, qfiles, extra={**extra, **summarize(run, files, qfiles, task),
+                                               **shadow_tables(run, stage, manifests, shadow, task)})
 
 
 def previous_drift_counts(cfg: Config, results: ResultsStore, run: RunRecord) -> list[dict[str, list[int]]]:

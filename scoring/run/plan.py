@@ -39,6 +39,14 @@ from scoring.quality.schema_check import check_schema
 from scoring.run.chunks import process_chunk
 from scoring.run.model_choice import choose_model
 from scoring.run.pipeline import finish_run, make_run_id, record_failure, score_spec
+from scoring.run.shadow import (
+    Shadow,
+    prepare_challenger,
+    resolve_challengers,
+    shadow_gate,
+    shadow_spec,
+    shadow_stage,
+)
 from scoring.run.sizing import chunk_rows
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.sources import open_source
@@ -68,7 +76,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def _plan_id(plan: dict[str, Any]) -> str:
-    stable = {k: plan[k] for k in ("run_key", "day", "interval", "model", "rows_per_chunk", "chunks")}
+    stable = {k: plan[k] for k in ("run_key", "day", "interval", "model", "rows_per_chunk", "chunks",
+                                   "challengers") if k in plan}
     return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -88,7 +97,8 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
 
     Returns:
         A JSON-serialisable plan: ``plan_id``, ``run_key``, ``day``, ``interval``, ``model``, ``rows``,
-        ``rows_per_chunk`` and ``chunks`` (index and key range of each).
+        ``rows_per_chunk`` and ``chunks`` (index and key range of each); with ``model.challengers``, also
+        ``challengers`` (versions, each scored chunk by chunk like the champion) and ``shadow_failed``.
     """
     mv, rule = choose_model(cfg, interval, version, model_as_of)
     model = ModelStore(cfg.model.store).load(mv)
@@ -108,6 +118,9 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
         "chunks": chunks, "planned_at": dt.datetime.now(dt.UTC).isoformat(),
         "details": {**rule, "interval": interval.describe(), **(details or {})},
     }
+    if cfg.model.challengers:
+        versions, failed = resolve_challengers(cfg, mv.version)
+        plan["challengers"], plan["shadow_failed"] = [v.version for v in versions], failed
     plan["plan_id"] = _plan_id(plan)
     logger.info("plan %s: %s rows of %s in %s chunks of <= %s rows, %s v%s", plan["plan_id"], rows,
                 interval.day, len(chunks), size, mv.name, mv.version)
@@ -145,24 +158,33 @@ def _quality(cfg: Config, plan: dict[str, Any], source: Any) -> Quality:
     return prepare_quality(cfg, mv, source, plan_interval(plan))
 
 
-def validate_plan(cfg: Config, plan: dict[str, Any]) -> list[int]:
+def validate_plan(cfg: Config, plan: dict[str, Any]) -> list[int | dict[str, int]]:
     """Check what every chunk relies on before fanning out: the source columns match the model's feature
-    schema, the artifact verifies and loads. Returns the chunk indexes to score."""
+    schema, the artifact verifies and loads. Returns the chunks to score: the champion's indexes, then
+    ``{"challenger": version, "index": i}`` for each chunk of each challenger (checked by its own task)."""
     with open_source(cfg.source) as source:
         _spec_and_model(cfg, plan, source.schema())
         _quality(cfg, plan, source)
-    return [c["index"] for c in plan["chunks"]]
+    shadow = [{"challenger": v, "index": c["index"]} for v in plan.get("challengers", []) for c in plan["chunks"]]
+    return [*(c["index"] for c in plan["chunks"]), *shadow]
 
 
 def _manifest_dict(manifest: ChunkManifest, reused: bool) -> dict[str, Any]:
     return {**asdict(manifest), "reused": reused}
 
 
-def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int) -> dict[str, Any]:
+def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int | dict[str, int]) -> dict[str, Any]:
     """Score and stage chunk ``index`` of ``plan``; a chunk already staged and verified is reused as is.
+
+    ``index`` may be a challenger's chunk, ``{"challenger": version, "index": i}``: the same rows through the
+    champion's gate, scored by the challenger and staged apart. A challenger's chunk that fails on anything
+    but a transient error returns ``{"challenger", "index", "error"}`` instead of raising, so a broken
+    challenger never fails the champion's run (publish leaves it out and says why).
 
     Never writes to the results database. Returns the chunk's manifest with ``reused``.
     """
+    if isinstance(index, dict):
+        return _score_shadow_chunk(cfg, plan, int(index["challenger"]), int(index["index"]))
     stage = plan_stage(cfg, plan)
     done = stage.completed(index)
     if done is not None:
@@ -183,6 +205,53 @@ def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int) -> dict[s
     logger.info("chunk %s of plan %s: %s rows in, %s scored, %s quarantined", index, plan["plan_id"],
                 manifest.rows_in, manifest.scored, manifest.rejected)
     return _manifest_dict(manifest, False)
+
+
+def _score_shadow_chunk(cfg: Config, plan: dict[str, Any], version: int, index: int) -> dict[str, Any]:
+    stage = shadow_stage(plan_stage(cfg, plan), version)
+    done = stage.completed(index)
+    if done is not None:
+        return {**_manifest_dict(done, True), "challenger": version}
+    chunk = plan["chunks"][index]
+    folder = run_folder(cfg, plan)
+    folder.lock(shared=True)
+    try:
+        with open_source(cfg.source) as source:
+            schema = source.schema()
+            mv = ModelStore(cfg.model.store).get(plan["model"]["name"], version)
+            model = prepare_challenger(cfg, mv, schema)
+            quality = _quality(cfg, plan, source)
+            batches = list(source.range_batches(plan_interval(plan), KeyRange(chunk["lo"], chunk["hi"],
+                                                                              chunk["nulls"]),
+                                                plan["rows_per_chunk"]))
+        table = pa.Table.from_batches(batches) if batches else schema.empty_table()
+        manifest = process_chunk(model, table, index, shadow_spec(cfg, mv), stage, shadow_gate(quality.gate))
+    except Exception as exc:
+        if is_transient(exc):  # an outage or a lock: the task retries like a champion chunk
+            raise
+        logger.warning("challenger v%s, chunk %s of plan %s: %s", version, index, plan["plan_id"], exc)
+        return {"challenger": version, "index": index, "error": str(exc).strip().splitlines()[0]}
+    finally:
+        folder.unlock()
+    return {**_manifest_dict(manifest, False), "challenger": version}
+
+
+def _shadow(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str, Any]]) -> Shadow | None:
+    """What the plan's challengers staged; a challenger missing a chunk is left out with the reason."""
+    if not plan.get("challengers") and not plan.get("shadow_failed"):
+        return None
+    shadow = Shadow(failed=dict(plan.get("shadow_failed") or {}))
+    errors = {r["challenger"]: r["error"] for r in chunk_results if "challenger" in r and r.get("error")}
+    store = ModelStore(cfg.model.store)
+    for version in plan.get("challengers", []):
+        stage = shadow_stage(plan_stage(cfg, plan), version)
+        manifests = [stage.completed(c["index"]) for c in plan["chunks"]]
+        if version in errors or any(m is None for m in manifests):
+            shadow.failed[str(version)] = errors.get(version) or "chunks not staged"
+            continue
+        shadow.staged[version] = [m for m in manifests if m is not None]
+        shadow.tasks[version] = score_spec(cfg, store.get(plan["model"]["name"], version)).contract.task
+    return shadow
 
 
 def _counts(run: RunRecord, plan: dict[str, Any], **more: Any) -> dict[str, Any]:
@@ -229,7 +298,7 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
                     if k in ("run_id", "day", "model_name", "model_version", "rows_in", "rows_scored",
                              "rows_rejected")} | {"plan_id": plan["plan_id"], "already_published": True}
         raise ScoringError(f"chunks {missing} of plan {plan['plan_id']} are not staged in {stage.root}")
-    reused = sum(1 for r in chunk_results or [] if r.get("reused"))
+    reused = sum(1 for r in chunk_results or [] if r.get("reused") and "challenger" not in r)
     day = dt.date.fromisoformat(plan["day"])
     run = RunRecord(make_run_id(plan["model"]["name"], day, dt.datetime.now(dt.UTC)), day,
                     plan["model"]["name"], plan["model"]["version"],
@@ -242,7 +311,7 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
     try:
         with open_source(cfg.source) as source:
             quality = _quality(cfg, plan, source)
-        finish_run(cfg, results, run, stage, done, quality)
+        finish_run(cfg, results, run, stage, done, quality, _shadow(cfg, plan, chunk_results or []))
     except Superseded as exc:  # a newer run of the day published: this plan's result must not replace it
         record_failure(results, run, exc, stage, done)
         shutil.rmtree(run_folder(cfg, plan).root, ignore_errors=True)

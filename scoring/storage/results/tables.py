@@ -103,3 +103,20 @@ QUARANTINE_COUNTS = TableSpec("quarantine_counts", (
     _c("column_name", "string"), _c("count", "int64", False),
 ))
 EXTRA_TABLES.update({s.name: s for s in (PREDICTION_STATS, SCORE_BINS, QUARANTINE_COUNTS)})
+
+# Shadow scoring (scoring/run/shadow.py): the challengers' predictions of a (day, model) and their comparison
+# with the champion's, published in the same transaction as the champion's predictions. Apart from the
+# predictions table, so its readers and the report views see the champion only.
+SHADOW_PREDICTIONS = TableSpec("shadow_predictions", (
+    _c("source_key", "string", False), _c("score", "float", False), _c("label", "int8"),
+    _c("predicted_class", "string"), _c("model_name", "string", False), _c("model_version", "int32", False),
+    _c("champion_version", "int32", False), _c("run_id", "string", False), _c("day", "date", False),
+    _c("scored_at", "timestamptz", False),
+))
+SHADOW_SUMMARY = TableSpec("shadow_summary", (
+    _c("day", "date", False), _c("model_name", "string", False), _c("model_version", "int32", False),
+    _c("champion_version", "int32", False), _c("run_id", "string", False), _c("rows", "int64", False),
+    _c("rank_correlation", "float"), _c("top_decile_overlap", "float"), _c("mean_diff", "float"),
+    _c("positive_rate_diff", "float"), _c("psi", "float"),
+))
+EXTRA_TABLES.update({s.name: s for s in (SHADOW_PREDICTIONS, SHADOW_SUMMARY)})
