@@ -32,8 +32,11 @@ def process_chunk(model: Any, batch: pa.RecordBatch | pa.Table, index: int, spec
                   stage: Stage, gate: Gate | None = None, digest: str = "") -> ChunkManifest:
     """Gate, score and stage one chunk. Pure except for the staged files.
 
-    Rows failing a quarantining rule of ``gate`` are staged as quarantine records and not scored; the
-    gate's counts and the drift counts of the scored rows go into the manifest's ``stats``.
+    Rows failing a quarantining rule of ``gate`` are staged as quarantine records and not scored, and so are
+    rows the model cannot score (``score_table``'s refusals: an unseen category, ``model_error`` with the
+    model's message in ``reason``); the gate's counts and the drift counts of the scored rows go into the
+    manifest's ``stats``. ``digest`` identifies the chunk's source rows (a rerun reuses the chunk only when
+    they are the same).
     """
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     checked = apply_gate(gate or key_gate(spec.key_column), table)
