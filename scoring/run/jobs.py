@@ -97,7 +97,6 @@ def check_output(cfg: Config, spec: JobSpec) -> Path | None:
     if spec.output is None:
         return None
     out = input_path(spec.output)
-    file_format(out)
     target = out.resolve()
     files = [cfg.results.path, cfg.source.path, *([input_path(spec.input)] if spec.input else [])]
     for protected in filter(None, files):
@@ -109,6 +108,7 @@ def check_output(cfg: Config, spec: JobSpec) -> Path | None:
     for folder in filter(None, folders):
         if target.is_relative_to(Path(folder).resolve()):
             raise ConfigError(f"--output {str(out)!r} is inside {str(folder)!r}, which the product owns")
+    file_format(out)
     return out
 
 
