@@ -258,9 +258,60 @@ def build_report_dag(path: Path, cfg: Config, asset: Asset) -> Any:
     return report_dag()
 
 
+def job_config(conf: dict[str, Any]) -> Config:
+    """The config a job was submitted with; only a listed config file is accepted (the conf is user input)."""
+    listed = [p.resolve() for p in config_paths()]
+    wanted = Path(conf["config"]).resolve() if conf.get("config") else (listed[0] if len(listed) == 1 else None)
+    if wanted not in listed:
+        raise AirflowFailException(f"job config {conf.get('config')!r} is not one of the listed scoring configs")
+    return runtime_config(str(wanted))
+
+
+def build_jobs_dag(cfg: Config) -> Any:
+    """``scoring_jobs``: one run per on-demand job (``scoring jobs submit`` triggers it through the REST API
+    with ``{"job_id", "config"}`` as conf). score_job -> publish_job (pool scoring_publish) -> record_job."""
+
+    @dag(dag_id="scoring_jobs", description="on-demand scoring jobs (scoring jobs submit)", schedule=None,
+         start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), catchup=False, max_active_runs=cfg.workers + 1,
+         default_args={"retries": cfg.schedule.retries, "retry_delay": dt.timedelta(seconds=cfg.schedule.retry_delay_s),
+                       "retry_exponential_backoff": 2.0,
+                       "execution_timeout": dt.timedelta(minutes=cfg.schedule.task_timeout_min)},
+         tags=["scoring", "jobs"])
+    def jobs_dag() -> None:
+        @task
+        def score_job(dag_run: Any = None) -> dict[str, Any]:
+            from scoring.run.jobs import airflow_stage
+
+            with fail_fast_unless_transient():
+                return airflow_stage(job_config(dag_run.conf), dag_run.conf["job_id"])
+
+        @task(pool=POOL)
+        def publish_job(staged: dict[str, Any], dag_run: Any = None) -> dict[str, Any]:
+            from scoring.run.jobs import airflow_publish
+
+            with fail_fast_unless_transient():
+                return airflow_publish(job_config(dag_run.conf), dag_run.conf["job_id"])
+
+        @task(pool=POOL, trigger_rule="all_done", retries=0)
+        def record_job(ti: Any = None, dag_run: Any = None) -> dict[str, Any]:
+            from scoring.run.jobs import airflow_record
+
+            states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+            failed = sorted(t for t, s in states.items() if t != ti.task_id and s in ("failed", "upstream_failed"))
+            row = airflow_record(job_config(dag_run.conf), dag_run.conf["job_id"], failed)
+            if row.get("state") != "succeeded":
+                raise AirflowFailException(f"job {row.get('job_id')} {row.get('state')}: {row.get('error')}")
+            return {k: str(v) for k, v in row.items() if k in ("job_id", "state", "rows_in", "rows_scored")}
+
+        publish_job(score_job()) >> record_job()
+
+    return jobs_dag()
+
+
 def build_all() -> dict[str, Any]:
-    """Every DAG of every configured model, by dag id."""
+    """Every DAG of every configured model, by dag id, and the ``scoring_jobs`` DAG."""
     dags: dict[str, Any] = {}
+    first: Config | None = None
     for path in config_paths():
         cfg = load_config(path)
         asset = Asset(uri=predictions_asset_uri(cfg), group="scoring")
@@ -269,6 +320,9 @@ def build_all() -> dict[str, Any]:
                 raise ValueError(f"{path}: dag id {built.dag_id!r} is already defined by another config "
                                  "(one config per model name)")
             dags[built.dag_id] = built
+        first = first or cfg
+    if first is not None:
+        dags["scoring_jobs"] = build_jobs_dag(first)
     return dags
 
 

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Scheduled batch scoring: extract a day, validate, score in chunks, publish atomically.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-models_app = typer.Typer(help="The model store: list, show, register, promote, suite.", no_args_is_help=True)
+models_app = typer.Typer(help="The model store: list, show, register, suite; evaluate, check, promote, compare.",
+                         no_args_is_help=True)
 app.add_typer(models_app, name="models")
 console = Console()
 err = Console(stderr=True)

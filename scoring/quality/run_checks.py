@@ -80,14 +80,15 @@ def _check_rule_columns(compiled: CompiledSuite, schema: pa.Schema, plan: Schema
                                   f"{rule.column!r} has type {found}")
 
 
-def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: DataInterval) -> Quality:
+def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: DataInterval | None) -> Quality:
     """Everything checked before scoring; raises SchemaError/SuiteError naming the problem.
 
     Args:
         cfg: the configuration (``validation`` section, key and timestamp columns).
         mv: the model version being scored.
         source: the open source.
-        interval: the run's data interval.
+        interval: the run's data interval; None for an on-demand job (every input row is in scope, so
+            there is no interval rule).
     """
     started = time.perf_counter()
     vcfg, key, ts = cfg.validation, cfg.source.key_column, cfg.source.timestamp_column
@@ -99,7 +100,7 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
                        policy=vcfg.schema_drift, timestamp_column=ts)
     _check_rule_columns(compiled, schema, plan, path)
     own: list[Rule] = []
-    if ts in schema.names and (pa.types.is_timestamp(schema.field(ts).type) or pa.types.is_date(schema.field(ts).type)):
+    if interval is not None and ts in schema.names and (pa.types.is_timestamp(schema.field(ts).type) or pa.types.is_date(schema.field(ts).type)):
         own.append(interval_rule(ts, *source.interval_bounds(interval)))  # naive columns: local wall time
     cast_rules: dict[str, str] = {}
     for column in plan.casts:

@@ -64,7 +64,7 @@ def two_configs(tmp_path: Path, sample_db: Path, trained_store: Path) -> list[Pa
 def test_one_scoring_and_one_report_dag_per_config(tmp_path: Path, two_configs: list[Path]) -> None:
     out = probe(tmp_path, two_configs)
     assert out["import_errors"] == {}
-    assert out["dag_ids"] == ["scoring_model_a", "scoring_model_b", "scoring_reports_model_a",
+    assert out["dag_ids"] == ["scoring_jobs", "scoring_model_a", "scoring_model_b", "scoring_reports_model_a",
                               "scoring_reports_model_b"]
     a, b = out["dags"]["scoring_model_a"], out["dags"]["scoring_model_b"]
     assert (a["timetable"], a["summary"], a["start_date"], a["catchup"], a["max_active_runs"]) == (
@@ -83,7 +83,11 @@ def test_task_graph_pool_retries_and_parse_cost(tmp_path: Path, sample_db: Path,
     cfg = write_config(tmp_path, sample_db, trained_store)
     out = probe(tmp_path, [cfg])
     assert out["import_errors"] == {}
-    assert out["dag_ids"] == [DAG_ID, REPORT_DAG_ID]
+    assert out["dag_ids"] == ["scoring_jobs", DAG_ID, REPORT_DAG_ID]
+    jobs = out["dags"]["scoring_jobs"]["tasks"]
+    assert {t: v["downstream"] for t, v in jobs.items()} == {
+        "score_job": ["publish_job"], "publish_job": ["record_job"], "record_job": []}
+    assert jobs["publish_job"]["pool"] == jobs["record_job"]["pool"] == "scoring_publish"
     dag = out["dags"][DAG_ID]
     tasks = dag["tasks"]
     assert {t: v["downstream"] for t, v in tasks.items()} == {

@@ -80,7 +80,8 @@ EXTRA_TABLES["drift"] = TableSpec("drift", (
 
 
 def all_tables(predictions_table: str) -> list[TableSpec]:
-    return [predictions_spec(predictions_table), RUNS, QUARANTINE, *EXTRA_TABLES.values()]
+    return [predictions_spec(predictions_table), RUNS, QUARANTINE, *EXTRA_TABLES.values(),
+            job_predictions_spec(predictions_table), *JOB_TABLES]
 
 
 # Per-(day, model) report summaries, computed from the staged chunks and published in the same transaction as
@@ -120,3 +121,29 @@ SHADOW_SUMMARY = TableSpec("shadow_summary", (
     _c("positive_rate_diff", "float"), _c("psi", "float"),
 ))
 EXTRA_TABLES.update({s.name: s for s in (SHADOW_PREDICTIONS, SHADOW_SUMMARY)})
+
+# On-demand jobs (scoring/run/jobs.py). Not replaced per (day, model): a job's rows are its own partition,
+# replaced by job id in the job's publish transaction (``partitioned=False`` keeps them out of the daily
+# publish, its reader export and its quarantine bounding). ``jobs`` is the jobs ledger, one row per job.
+JOBS = TableSpec("jobs", (
+    _c("job_id", "string", False), _c("state", "string", False), _c("engine", "string", False),
+    _c("model_name", "string", False), _c("model_version", "int32"), _c("spec", "json", False),
+    _c("submitted_at", "timestamptz", False), _c("started_at", "timestamptz"), _c("finished_at", "timestamptz"),
+    _c("rows_in", "int64"), _c("rows_scored", "int64"), _c("rows_quarantined", "int64"),
+    _c("chunks_done", "int64"), _c("chunks_total", "int64"), _c("output", "string"), _c("error", "string"),
+    _c("run_id", "string"), _c("host", "string"), _c("pid", "int64"), _c("airflow_run_id", "string"),
+    _c("cancel_requested", "bool"),
+), primary_key=("job_id",), partitioned=False)
+
+
+def job_predictions_spec(predictions_table: str) -> TableSpec:
+    """``job_predictions``: the predictions table's columns plus ``job_id`` (the partition)."""
+    base = predictions_spec(predictions_table)
+    return TableSpec("job_predictions", (*base.columns, _c("job_id", "string", False)), partitioned=False)
+
+
+# The quarantine table's columns plus ``job_id``: a job's rejected rows, replaced with the job's partition.
+# Jobs keep their own table because the daily publish replaces quarantine per (day, model).
+JOB_QUARANTINE = TableSpec("job_quarantine", (*QUARANTINE.columns, _c("job_id", "string", False)),
+                           partitioned=False)
+JOB_TABLES = (JOBS, JOB_QUARANTINE)

@@ -1,0 +1,468 @@
+"""On-demand scoring jobs: score a file or a query's rows with a registered model, outside the daily schedule.
+
+A job goes through the product's one scoring path: the model version's quality gate (``prepare_quality``,
+without the day's interval rule), chunked scoring and staging (``run_chunks`` -> ``process_chunk``), the
+whole-input checks (``conclude_quality``: batch rules, error threshold, output checks), then one publish
+transaction that replaces the job's partition of ``job_predictions`` / ``job_quarantine`` and marks the job
+succeeded in the jobs ledger (``storage/results/jobs_ledger.py``). An output file, when asked, is written
+aside and renamed over before that transaction, so a retried job rewrites it and never duplicates rows.
+
+Engines: with ``SCORING_AIRFLOW_URL`` set, ``submit`` records the job and triggers a ``scoring_jobs`` DAG run
+whose tasks call ``stage_job`` and ``publish_job``; otherwise the submitting process (``--wait``) or
+``scoring jobs work`` runs ``process_job`` (both, in one process).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import math
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scoring.config import Config
+from scoring.errors import ConfigError, ScoringError, SourceError, ValidationFailed
+from scoring.models.scorer import encoded_width
+from scoring.models.store import ModelStore, ModelVersion
+from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
+from scoring.run.airflow_api import AirflowApi
+from scoring.run.chunks import run_chunks
+from scoring.run.pipeline import _load, _one_line, score_spec
+from scoring.run.sizing import chunk_rows
+from scoring.storage.results import RunRecord, open_results
+from scoring.storage.results.jobs_ledger import TERMINAL, JobCancelled, JobLedger
+from scoring.storage.results.liveness import attempt_alive
+from scoring.storage.sources.job_input import file_format, input_path, open_job_input
+from scoring.storage.staging import ChunkManifest, Stage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class JobSpec:
+    """What to score, with what, and where the predictions go (the DAG run's conf carries it as JSON)."""
+
+    model: str
+    input: str | None = None
+    query: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    alias: str | None = None
+    version: int | None = None
+    key: str | None = None
+    output: str | None = None
+    to_table: bool = True
+    config: str | None = None  # the config file the job was submitted with (the DAG checks it is listed)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> JobSpec:
+        return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How a processed job ended (the ledger row holds the same)."""
+
+    job_id: str
+    state: str
+    rows_in: int = 0
+    rows_scored: int = 0
+    rows_quarantined: int = 0
+    output: str | None = None
+    error: str | None = None
+
+
+def new_job_id() -> str:
+    """Sortable and unique per submission: an identical job submitted twice is two jobs."""
+    return f"job-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def ledger_for(cfg: Config) -> JobLedger:
+    """The jobs ledger of the configured results store (schema ensured)."""
+    results = open_results(cfg.results)
+    results.ensure_schema()
+    return JobLedger(results)
+
+
+def check_output(cfg: Config, spec: JobSpec) -> Path | None:
+    """The output file's path, refused (ConfigError, one line) when it would overwrite the results database,
+    the model store, staging, the reader export, the source database or the job's own input."""
+    if spec.output is None:
+        return None
+    out = input_path(spec.output)
+    target = out.resolve()
+    files = [cfg.results.path, cfg.source.path, *([input_path(spec.input)] if spec.input else [])]
+    for protected in filter(None, files):
+        if target == Path(protected).resolve():
+            raise ConfigError(f"--output {str(out)!r} would overwrite {str(protected)!r}")
+    folders = [cfg.model.store, cfg.results.staging_dir, cfg.results.export_dir]
+    if cfg.results.path is not None:
+        folders.append(cfg.results.path.with_name(cfg.results.path.stem + "_export"))
+    for folder in filter(None, folders):
+        if target.is_relative_to(Path(folder).resolve()):
+            raise ConfigError(f"--output {str(out)!r} is inside {str(folder)!r}, which the product owns")
+    file_format(out)
+    return out
+
+
+def check_spec(cfg: Config, spec: JobSpec) -> None:
+    """What can be refused before a job is queued (one line each): inputs, output, model name."""
+    if (spec.input is None) == (spec.query is None):
+        raise ConfigError("a job takes exactly one input: --input PATH or --query SELECT")
+    if not spec.to_table and spec.output is None:
+        raise ConfigError("a job with --no-table needs --output PATH")
+    if spec.alias is not None and spec.version is not None:
+        raise ConfigError("give --alias or --version, not both")
+    check_output(cfg, spec)
+
+
+def submit(cfg: Config, spec: JobSpec, *, wait: bool = False, api: AirflowApi | None = None) -> dict[str, Any]:
+    """Queue a job on the configured engine and return its ledger row.
+
+    Args:
+        cfg: the loaded configuration (its results store holds the jobs ledger).
+        spec: the job.
+        wait: embedded engine: process the job in this process before returning.
+        api: the Airflow client (default: ``AirflowApi.from_env()``; None there means embedded).
+
+    Raises:
+        ConfigError: a spec refused up front. AirflowApiError: the DAG run could not be created (the job is
+        then recorded failed with that line).
+    """
+    check_spec(cfg, spec)
+    # Workers may run elsewhere (another folder, an Airflow worker): local paths travel absolute.
+    spec.input = str(input_path(spec.input).resolve()) if spec.input else None
+    spec.output = str(input_path(spec.output).resolve()) if spec.output else None
+    api = api if api is not None else AirflowApi.from_env()
+    ledger = ledger_for(cfg)
+    job_id = new_job_id()
+    ledger.add(job_id, "airflow" if api else "embedded", spec.model, asdict(spec))
+    logger.info("job %s queued (%s engine)", job_id, "airflow" if api else "embedded")
+    if api is not None:
+        run_id = f"job__{job_id}"
+        try:
+            api.trigger(run_id, {"job_id": job_id, "config": spec.config})
+        except ScoringError as exc:
+            ledger.fail(job_id, _one_line(exc))
+            raise
+        ledger.set_fields(job_id, airflow_run_id=run_id)
+    elif wait:
+        claimed = ledger.claim(job_id)
+        if claimed is not None:
+            _process_claimed(cfg, ledger, claimed)
+    return ledger.get(job_id) or {}
+
+
+def _job_cfg(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion]:
+    """The config the job scores with (its key column, no passthrough) and the model version it uses."""
+    version = spec.version
+    alias = spec.alias or cfg.model.alias
+    if version is None and spec.alias is None and spec.model == cfg.model.name:
+        version = cfg.model.version
+    mv = ModelStore(cfg.model.store).resolve(spec.model, alias, version)
+    job_cfg = cfg.model_copy(update={
+        "source": cfg.source.model_copy(update={"key_column": spec.key or cfg.source.key_column}),
+        "results": cfg.results.model_copy(update={"passthrough": []}),
+        "model": cfg.model.model_copy(update={"name": mv.name, "alias": alias, "version": mv.version}),
+    })
+    return job_cfg, mv
+
+
+def job_stage(cfg: Config, job_id: str) -> Stage:
+    """Where a job's chunks are staged: ``<staging_dir>/jobs/<job id>/`` (a retry reuses verified chunks)."""
+    return Stage(cfg.results.staging_dir / "jobs" / job_id)
+
+
+def _prepare(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion, Any, Quality]:
+    job_cfg, mv = _job_cfg(cfg, spec)
+    source = open_job_input(job_cfg.source, spec.input, spec.query, spec.params)
+    try:
+        return job_cfg, mv, source, prepare_quality(job_cfg, mv, source, None)
+    except BaseException:
+        source.close()
+        raise
+
+
+def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list[ChunkManifest], Quality]:
+    """Gate, score and stage every chunk of a running job (no results table is written but the ledger's
+    progress). Returns the manifests and the job's quality state. Raises JobCancelled when a cancel was
+    asked between chunks; SchemaError when the input's columns do not fit the model's signature."""
+    spec = JobSpec.from_dict(job["spec"])
+    job_cfg, mv, source, quality = _prepare(cfg, spec)
+    with source:
+        model = ModelStore(job_cfg.model.store).load(mv)
+        rows = chunk_rows(source.schema(), encoded_width(model, len(quality.columns)),
+                          job_cfg.chunking.memory_budget_mib, job_cfg.chunking.rows_per_chunk)
+        total = math.ceil(source.count() / rows)
+        ledger.set_fields(job["job_id"], model_version=mv.version, chunks_total=total, chunks_done=0)
+        stage = job_stage(cfg, job["job_id"])
+        done = [0]
+
+        def on_chunk(_: ChunkManifest) -> None:
+            done[0] += 1
+            if ledger.progress(job["job_id"], done[0]):
+                raise JobCancelled(f"job {job['job_id']} was cancelled after {done[0]} of {total} chunks; "
+                                   "nothing was published")
+
+        logger.info("job %s: scoring %s with %s v%s, %s rows per chunk", job["job_id"], source.describe,
+                    mv.name, mv.version, rows)
+        manifests = run_chunks(source.batches(None, rows), model,
+                               functools.partial(_load, job_cfg.model.store, mv.name, mv.version),
+                               score_spec(job_cfg, mv), stage, workers=job_cfg.workers, on_chunk=on_chunk,
+                               gate=quality.gate)
+    return manifests, quality
+
+
+def publish_job(cfg: Config, ledger: JobLedger, job: dict[str, Any], manifests: list[ChunkManifest] | None = None,
+                quality: Quality | None = None) -> JobResult:
+    """Judge the whole input, write the output file, then publish the job's partition in one transaction.
+
+    Args:
+        cfg: the loaded configuration.
+        ledger: the jobs ledger.
+        job: the job's ledger row (running).
+        manifests: the staged chunks (default: every verified chunk of the job's stage; all must be there).
+        quality: the job's quality state (default: prepared again from the input).
+
+    Raises:
+        ValidationFailed: a batch rule or output check failed; nothing published.
+        JobCancelled: the job was cancelled meanwhile. ScoringError: chunks missing from staging.
+    """
+    job_id = job["job_id"]
+    spec = JobSpec.from_dict(job["spec"])
+    stage = job_stage(cfg, job_id)
+    if manifests is None:
+        manifests = stage.manifests()
+        expected = job.get("chunks_total")
+        if expected is not None and len(manifests) != expected:
+            raise ScoringError(f"job {job_id}: {len(manifests)} of {expected} chunks are staged in {stage.root}")
+    job_cfg, mv = _job_cfg(cfg, spec)
+    if quality is None:
+        _, _, source, quality = _prepare(cfg, spec)
+        source.close()
+    started = job.get("started_at") or dt.datetime.now(dt.UTC)
+    day = started.astimezone(dt.UTC).date()
+    run = RunRecord(f"{job_id}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}", day, mv.name, mv.version, started,
+                    trigger="job")
+    run.rows_in = sum(m.rows_in for m in manifests)
+    run.rows_scored = sum(m.scored for m in manifests)
+    run.rows_rejected = sum(m.rejected for m in manifests)
+    files, qfiles = stage.prediction_files(manifests), stage.quarantine_files(manifests)
+    counts = {"rows_in": run.rows_in, "rows_scored": run.rows_scored, "rows_quarantined": run.rows_rejected}
+    constants = {"model_name": mv.name, "model_version": mv.version, "day": day, "scored_at": started}
+    try:
+        conclude_quality(job_cfg, run, quality, manifests, files)
+    except ValidationFailed as exc:
+        ledger.fail(job_id, _one_line(exc), counts, quarantine=(run.run_id, qfiles, constants))
+        raise
+    out = check_output(cfg, spec)
+    if out is not None:
+        write_output(out, files, {**constants, "run_id": run.run_id, "job_id": job_id})
+    ledger.publish(job_id, run.run_id, files, qfiles, constants, counts, str(out) if out else None, spec.to_table)
+    stage.remove()
+    logger.info("job %s succeeded: %s in, %s scored, %s quarantined", job_id, run.rows_in, run.rows_scored,
+                run.rows_rejected)
+    return JobResult(job_id, "succeeded", run.rows_in, run.rows_scored, run.rows_rejected, str(out) if out else None)
+
+
+OUTPUT_CONSTANTS = ("model_name", "model_version", "run_id", "day", "scored_at", "job_id")
+
+
+def write_output(path: Path, prediction_files: list[Path], constants: dict[str, Any]) -> None:
+    """Write the predictions with the ``job_predictions`` columns to ``path`` (Parquet or CSV), streamed
+    one staged file at a time, aside then renamed over: a reader never sees a half-written file."""
+    import pyarrow.csv as pacsv
+
+    from scoring.storage.results.tables import STAGED_PREDICTION_COLUMNS
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    types = {"model_name": pa.string(), "model_version": pa.int32(), "run_id": pa.string(), "day": pa.date32(),
+             "scored_at": pa.timestamp("us", tz="UTC"), "job_id": pa.string()}
+    schema = pa.schema([*(pq.read_schema(prediction_files[0]).field(c) for c in STAGED_PREDICTION_COLUMNS)]
+                       if prediction_files else [pa.field("source_key", pa.string()), pa.field("score", pa.float64()),
+                                                 pa.field("label", pa.int8()),
+                                                 pa.field("predicted_class", pa.string()),
+                                                 pa.field("probabilities", pa.string())])
+    schema = pa.schema([*schema, *(pa.field(c, types[c]) for c in OUTPUT_CONSTANTS)])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    parquet = file_format(path) == "parquet"
+    writer = pq.ParquetWriter(tmp, schema) if parquet else pacsv.CSVWriter(tmp, schema)
+    try:
+        with writer:
+            for file in prediction_files:
+                table = pq.read_table(file, columns=list(STAGED_PREDICTION_COLUMNS))
+                for name in OUTPUT_CONSTANTS:
+                    table = table.append_column(schema.field(name), pa.array([constants[name]] * table.num_rows,
+                                                                             types[name]))
+                writer.write_table(table.cast(schema))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _process_claimed(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> JobResult:
+    """Stage and publish a claimed job in this process; any failure ends it failed (or cancelled) with one
+    line in the ledger and is returned, not raised."""
+    job_id = job["job_id"]
+    try:
+        manifests, quality = stage_job(cfg, ledger, job)
+        return publish_job(cfg, ledger, ledger.get(job_id) or job, manifests, quality)
+    except JobCancelled as exc:
+        ledger.fail(job_id, _one_line(exc), state="cancelled")
+        job_stage(cfg, job_id).remove()
+    except ScoringError as exc:
+        ledger.fail(job_id, _one_line(exc))
+    except Exception as exc:  # noqa: BLE001 - a worker keeps going; the job records the unexpected error
+        logger.exception("job %s failed unexpectedly", job_id)
+        ledger.fail(job_id, _one_line(exc))
+    row = ledger.get(job_id) or {}
+    logger.error("job %s %s: %s", job_id, row.get("state"), row.get("error"))
+    return JobResult(job_id, row.get("state", "failed"), row.get("rows_in") or 0, 0,
+                     row.get("rows_quarantined") or 0, None, row.get("error"))
+
+
+def process_job(cfg: Config, job_id: str, resume: bool = False) -> JobResult:
+    """Claim one queued job (``resume``: also a running one, e.g. an Airflow retry) and process it here.
+
+    Raises:
+        ScoringError: the job is unknown or not claimable (already running elsewhere, finished, cancelled).
+    """
+    ledger = ledger_for(cfg)
+    job = ledger.claim(job_id, resume=("running",) if resume else ())
+    if job is None:
+        row = ledger.get(job_id)
+        raise ScoringError(f"no job {job_id!r} in the jobs ledger" if row is None
+                           else f"job {job_id} is {row['state']}, not queued")
+    return _process_claimed(cfg, ledger, job)
+
+
+def mark_dead_jobs(ledger: JobLedger, heartbeat_timeout_s: float) -> list[str]:
+    """End ``running`` embedded jobs whose process is gone (killed worker) as failed; returns their ids."""
+    gone = []
+    for job in ledger.list("running", limit=1000):
+        if job["engine"] == "embedded" and not attempt_alive(job["host"], job["pid"], job["started_at"], None,
+                                                             heartbeat_timeout_s):
+            ledger.fail(job["job_id"], f"interrupted: process {job['pid']} on {job['host']} is gone")
+            gone.append(job["job_id"])
+    return gone
+
+
+def work(cfg: Config, *, max_jobs: int | None = None, follow: bool = False, poll_s: float = 5.0,
+         on_job: Any = None) -> list[JobResult]:
+    """Process queued embedded jobs one at a time, oldest first, until the queue is empty (``follow``: keep
+    polling). Two workers never take the same job (``JobLedger.claim``). Returns each job's result."""
+    ledger = ledger_for(cfg)
+    mark_dead_jobs(ledger, cfg.results.heartbeat_timeout_s)
+    done: list[JobResult] = []
+    while max_jobs is None or len(done) < max_jobs:
+        job = ledger.claim()
+        if job is None:
+            if not follow:
+                break
+            time.sleep(poll_s)
+            continue
+        result = _process_claimed(cfg, ledger, job)
+        done.append(result)
+        if on_job:
+            on_job(result)
+    return done
+
+
+def job_status(cfg: Config, job_id: str, api: AirflowApi | None = None) -> dict[str, Any]:
+    """The job's ledger row; for an Airflow job not yet ended, its DAG run's state in ``airflow_state``
+    (a DAG run that failed before the job could say so shows the job ``failed`` with that line).
+
+    Raises:
+        ScoringError: no such job.
+    """
+    row = ledger_for(cfg).get(job_id)
+    if row is None:
+        raise ScoringError(f"no job {job_id!r} in the jobs ledger")
+    if row["engine"] == "airflow" and row["state"] not in TERMINAL and row.get("airflow_run_id"):
+        api = api if api is not None else AirflowApi.from_env()
+        if api is not None:
+            row["airflow_state"] = api.run_state(row["airflow_run_id"])
+            if row["airflow_state"] == "failed":
+                row["state"] = "failed"
+                row["error"] = row.get("error") or f"Airflow DAG run {row['airflow_run_id']} failed (see its task logs)"
+    return row
+
+
+def cancel(cfg: Config, job_id: str, api: AirflowApi | None = None) -> str:
+    """Cancel a job: a queued one at once; a running embedded one stops at its next chunk; an Airflow one has
+    its DAG run marked failed and ends ``cancelled``. Returns the job's state after the call."""
+    ledger = ledger_for(cfg)
+    row = ledger.get(job_id)
+    if row is None:
+        raise ScoringError(f"no job {job_id!r} in the jobs ledger")
+    if row["state"] in TERMINAL:
+        return row["state"]
+    if row["engine"] == "airflow" and row.get("airflow_run_id"):
+        api = api if api is not None else AirflowApi.from_env()
+        if api is None:
+            raise ScoringError(f"job {job_id} runs under Airflow: set SCORING_AIRFLOW_URL (and credentials) to cancel it")
+        api.fail_run(row["airflow_run_id"])
+        ledger.fail(job_id, f"cancelled: Airflow DAG run {row['airflow_run_id']} marked failed", state="cancelled")
+        return "cancelled"
+    return ledger.cancel(job_id)
+
+
+# Airflow task bodies (dags/scoring_dags.py, DAG scoring_jobs): one call each.
+
+def airflow_stage(cfg: Config, job_id: str) -> dict[str, Any]:
+    """Task ``score_job``: claim the job (a retry takes its own running job again) and stage its chunks."""
+    ledger = ledger_for(cfg)
+    job = ledger.claim(job_id, engine="airflow", resume=("running",))
+    if job is None:
+        row = ledger.get(job_id)
+        raise ScoringError(f"no job {job_id!r} in the jobs ledger" if row is None
+                           else f"job {job_id} is {row['state']}; nothing to do")
+    try:
+        manifests, _ = stage_job(cfg, ledger, job)
+    except JobCancelled as exc:
+        ledger.fail(job_id, _one_line(exc), state="cancelled")
+        raise
+    except BaseException as exc:
+        if not _transient(exc):
+            ledger.fail(job_id, _one_line(exc))
+        raise
+    return {"job_id": job_id, "chunks": len(manifests), "rows_in": sum(m.rows_in for m in manifests)}
+
+
+def airflow_publish(cfg: Config, job_id: str) -> dict[str, Any]:
+    """Task ``publish_job`` (pool ``scoring_publish``): publish the staged chunks in one transaction."""
+    ledger = ledger_for(cfg)
+    job = ledger.get(job_id)
+    if job is None:
+        raise ScoringError(f"no job {job_id!r} in the jobs ledger")
+    if job["state"] == "succeeded":
+        return {"job_id": job_id, "state": "succeeded", "already_published": True}
+    try:
+        return asdict(publish_job(cfg, ledger, job))
+    except BaseException as exc:
+        if not _transient(exc):
+            ledger.fail(job_id, _one_line(exc), state="cancelled" if isinstance(exc, JobCancelled) else "failed")
+        raise
+
+
+def airflow_record(cfg: Config, job_id: str, failed_tasks: list[str]) -> dict[str, Any]:
+    """Task ``record_job`` (runs whatever happened): a job the tasks left unfinished ends failed."""
+    ledger = ledger_for(cfg)
+    if failed_tasks:
+        ledger.fail(job_id, f"tasks failed: {', '.join(failed_tasks)} (see their logs)")
+    return ledger.get(job_id) or {}
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether an Airflow retry may help; a job's missing file or bad query is the user's, not transient."""
+    from scoring.run.plan import is_transient
+
+    return is_transient(exc) and not isinstance(exc, JobCancelled | SourceError)

@@ -1,0 +1,125 @@
+"""On-demand jobs with Airflow as the engine: a real ``airflow standalone`` (private home, free loopback ports),
+``scoring jobs submit`` through the REST API v2 (token from ``/auth/token``), the ``scoring_jobs`` DAG does the
+work; the output equals the embedded run's. A job submitted while the DAG is paused stays queued and is
+cancelled. Bounded in time; the standalone's process group is stopped in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from scoring.cli import app
+from scoring.config import load_config
+from scoring.run.jobs import JobSpec, submit
+from tests.conftest import SCORE_DAY, write_config
+from tests.dags.airflow_env import BIN, airflow_db_template, airflow_env, airflow_home  # noqa: F401
+from tests.dags.test_dag_e2e import _airflow, _free_port, _stop, _wait
+from tests.helpers import source_day
+
+runner = CliRunner()
+WAIT_S = 300
+
+
+def _parsed(home: Path) -> bool:
+    try:
+        with sqlite3.connect(f"file:{home / 'airflow.db'}?mode=ro", uri=True, timeout=10) as con:
+            return bool(con.execute("SELECT 1 FROM serialized_dag WHERE dag_id = 'scoring_jobs'").fetchall())
+    except sqlite3.OperationalError:
+        return False
+
+
+def _jobs(cfg_path: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
+    res = runner.invoke(app, ["jobs", *args, "--config", str(cfg_path)], env=env)
+    return res.exit_code, res.output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_jobs_through_the_airflow_rest_api(tmp_path: Path, sample_db: Path, trained_store: Path,
+                                           airflow_home: Path) -> None:  # noqa: F811
+    cfg_path = write_config(tmp_path, sample_db, trained_store, schedule={"retries": 0, "task_timeout_min": 5})
+    data = tmp_path / "day.parquet"
+    source_day(sample_db, SCORE_DAY).to_parquet(data, index=False)
+    embedded = submit(load_config(cfg_path), JobSpec("loan_default", str(data), output=str(tmp_path / "emb.parquet")),
+                      wait=True, api=None)
+    assert embedded["state"] == "succeeded", embedded
+
+    port = _free_port()
+    env = airflow_env(airflow_home, [cfg_path], **{
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(16).hex(),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5", "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    })
+    _airflow(env, "pools", "set", "scoring_publish", "1", "single writer of the results database")
+    log = tmp_path / "standalone.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        passwords = airflow_home / "simple_auth_manager_passwords.json.generated"
+        _wait("the jobs DAG to be parsed and the admin password", lambda: _parsed(airflow_home)
+              and passwords.is_file() and passwords.read_text().strip(), deadline, log)
+        client = {"SCORING_AIRFLOW_URL": f"http://127.0.0.1:{port}", "SCORING_AIRFLOW_USERNAME": "admin",
+                  "SCORING_AIRFLOW_PASSWORD": json.loads(passwords.read_text())["admin"]}
+
+        def answers() -> bool:  # the api-server may come up after the dag-processor
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5):
+                    return True
+            except OSError:
+                return False
+
+        _wait("the api-server", answers, deadline, log)
+        # Paused (new DAGs start paused): the DAG run stays queued, and cancel marks it failed.
+        code, out = _jobs(cfg_path, client, "submit", "--input", str(data))
+        assert code == 0, out
+        queued = out.strip().splitlines()[-1]
+        code, out = _jobs(cfg_path, client, "status", queued, "--json")
+        assert json.loads(out)["state"] == "queued" and json.loads(out)["airflow_state"] == "queued", out
+        code, out = _jobs(cfg_path, client, "cancel", queued, "--json")
+        assert (code, json.loads(out)["state"]) == (0, "cancelled"), out
+        code, out = _jobs(cfg_path, client, "status", queued, "--json")
+        assert (code, json.loads(out)["state"]) == (2, "cancelled"), out
+
+        _airflow(env, "dags", "unpause", "scoring_jobs")
+        code, out = _jobs(cfg_path, client, "submit", "--input", str(data), "--output", str(tmp_path / "af.parquet"))
+        assert code == 0, out
+        job_id = out.strip().splitlines()[-1]
+        code, out = _jobs(cfg_path, client, "status", job_id, "--wait", "--timeout",
+                          str(max(10, deadline - time.monotonic())), "--json")
+        row = json.loads(out)
+        assert (code, row["state"]) == (0, "succeeded"), f"{out}\n{log.read_text()[-4000:]}"
+        assert row["rows_in"] == row["rows_scored"] + row["rows_quarantined"] == embedded["rows_in"]
+        def runs() -> list[tuple[str, str]]:
+            try:
+                with sqlite3.connect(f"file:{airflow_home / 'airflow.db'}?mode=ro", uri=True, timeout=10) as con:
+                    return sorted(con.execute("SELECT run_id, state FROM dag_run WHERE dag_id = 'scoring_jobs'"))
+            except sqlite3.OperationalError:
+                return []
+
+        expected = sorted([(f"job__{queued}", "failed"), (f"job__{job_id}", "success")])
+        _wait("the job's DAG run to end (record_job)", lambda: runs() == expected, deadline, log)
+    finally:
+        _stop(proc)
+
+    cols = ["source_key", "score", "label", "predicted_class", "model_name", "model_version"]
+    ours = pq.read_table(tmp_path / "af.parquet").to_pandas()[cols].sort_values("source_key").reset_index(drop=True)
+    theirs = pq.read_table(tmp_path / "emb.parquet").to_pandas()[cols].sort_values("source_key").reset_index(drop=True)
+    assert ours.equals(theirs)

@@ -1,0 +1,152 @@
+"""On-demand jobs, embedded engine: submitted with the CLI, processed by ``scoring jobs work`` on the one
+scoring path; scores equal the model's own output; failures are one line and do not stop the others."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from scoring.cli import app
+from scoring.config import load_config
+from scoring.models.store import ModelStore
+from tests.conftest import SCORE_DAY
+from tests.helpers import source_day
+
+runner = CliRunner()
+DAYS = {"parquet": SCORE_DAY, "csv": SCORE_DAY - dt.timedelta(days=1), "query": SCORE_DAY - dt.timedelta(days=2)}
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    res = runner.invoke(app, list(args))
+    return res.exit_code, res.stdout
+
+
+def _submit(cfg_path: Path, *args: str) -> str:
+    code, out = _invoke("jobs", "submit", "--config", str(cfg_path), *args)
+    assert code == 0, out
+    return out.strip().splitlines()[-1]
+
+
+def _status(cfg_path: Path, job_id: str) -> tuple[int, dict]:
+    code, out = _invoke("jobs", "status", job_id, "--config", str(cfg_path), "--json")
+    return code, json.loads(out)
+
+
+def _write_inputs(tmp_path: Path, sample_db: Path) -> dict[str, Path]:
+    parquet, csv, narrow = tmp_path / "in" / "day.parquet", tmp_path / "in" / "day.csv", tmp_path / "in" / "narrow.parquet"
+    parquet.parent.mkdir()
+    source_day(sample_db, DAYS["parquet"]).to_parquet(parquet, index=False)
+    source_day(sample_db, DAYS["csv"]).to_csv(csv, index=False)
+    source_day(sample_db, DAYS["parquet"]).drop(columns=["credit_score"]).to_parquet(narrow, index=False)
+    return {"parquet": parquet, "csv": csv, "narrow": narrow}
+
+
+def _expected(cfg, sample_db: Path, day: dt.date) -> dict[str, float]:
+    store = ModelStore(cfg.model.store)
+    model = store.load(store.resolve(cfg.model.name, "champion"))
+    src = source_day(sample_db, day)
+    return dict(zip(src["application_id"].astype(str), model.predict_proba(src)[:, 1], strict=True))
+
+
+def test_three_jobs_score_like_the_model_and_three_bad_ones_fail_in_one_line(
+        tmp_path: Path, cfg_path: Path, sample_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config(cfg_path)
+    files = _write_inputs(tmp_path, sample_db)
+    start = dt.datetime.combine(DAYS["query"], dt.time())
+    good = {
+        "parquet": _submit(cfg_path, "--input", str(files["parquet"]), "--output", str(tmp_path / "out" / "p.parquet")),
+        "csv": _submit(cfg_path, "--input", str(files["csv"]), "--output", str(tmp_path / "out" / "c.csv")),
+        "query": _submit(cfg_path, "--query", "SELECT * FROM loan_applications WHERE applied_at >= $start::TIMESTAMP "
+                         "AND applied_at < $end::TIMESTAMP", "--param", f"start={start}",
+                         "--param", f"end={start + dt.timedelta(days=1)}"),
+    }
+    bad = {
+        "missing file": _submit(cfg_path, "--input", str(tmp_path / "nowhere.parquet")),
+        "not a select": _submit(cfg_path, "--query", "DELETE FROM loan_applications"),
+        "missing column": _submit(cfg_path, "--input", str(files["narrow"])),
+    }
+    for job_id in [*good.values(), *bad.values()]:
+        code, row = _status(cfg_path, job_id)
+        assert (code, row["state"]) == (0, "queued")
+
+    # Each job is running (claimed, counted) when it publishes; watch the state the ledger shows then.
+    import scoring.run.jobs as jobs
+
+    seen: dict[str, str] = {}
+    publish = jobs.publish_job
+
+    def watching(cfg_, ledger, job, *args, **kwargs):
+        seen[job["job_id"]] = ledger.get(job["job_id"])["state"]
+        return publish(cfg_, ledger, job, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "publish_job", watching)
+    res = runner.invoke(app, ["jobs", "work", "--config", str(cfg_path)])
+    assert res.exit_code == 1, res.stdout  # some jobs failed
+    assert seen == dict.fromkeys(good.values(), "running")
+
+    with duckdb.connect(str(cfg.results.path), read_only=True) as con:
+        table = con.sql("SELECT * FROM job_predictions ORDER BY job_id, source_key").to_df()
+        quarantine = con.sql("SELECT job_id, count(*) AS n FROM job_quarantine GROUP BY job_id").to_df()
+    for kind, job_id in good.items():
+        code, row = _status(cfg_path, job_id)
+        assert (code, row["state"], row["error"]) == (0, "succeeded", None), row
+        assert row["rows_in"] == row["rows_scored"] + row["rows_quarantined"] > 0
+        assert row["chunks_done"] == row["chunks_total"] >= 1
+        expected = _expected(cfg, sample_db, DAYS[kind])
+        assert row["rows_in"] == len(expected)
+        published = table[table["job_id"] == job_id]
+        assert len(published) == row["rows_scored"]
+        assert int(quarantine.set_index("job_id")["n"].get(job_id, 0)) == row["rows_quarantined"]
+        for key, score in zip(published["source_key"], published["score"], strict=True):
+            assert abs(score - expected[key]) <= 1e-9, (kind, key)
+        assert set(published["model_version"]) == {1} and set(published["job_id"]) == {job_id}
+        if row["output"]:
+            out = Path(row["output"])
+            frame = pq.read_table(out).to_pandas() if out.suffix == ".parquet" else pd.read_csv(out, dtype={"source_key": str})
+            assert len(frame) == row["rows_scored"]
+            merged = frame.merge(published, on="source_key", suffixes=("", "_t"))
+            assert len(merged) == len(frame) and (merged["score"] - merged["score_t"]).abs().max() <= 1e-9
+            assert set(frame["job_id"]) == {job_id}
+
+    reasons = {"missing file": "not found", "not a select": "must be a SELECT statement, got DELETE",
+               "missing column": "credit_score"}
+    for what, job_id in bad.items():
+        code, row = _status(cfg_path, job_id)
+        assert (code, row["state"]) == (1, "failed"), row
+        assert reasons[what] in row["error"] and "\n" not in row["error"], row["error"]
+        assert (table["job_id"] == job_id).sum() == 0
+
+
+def test_cancel_a_queued_job_refuse_unsafe_outputs_and_wait(tmp_path: Path, cfg_path: Path, sample_db: Path) -> None:
+    cfg = load_config(cfg_path)
+    files = _write_inputs(tmp_path, sample_db)
+    job_id = _submit(cfg_path, "--input", str(files["parquet"]))
+    code, out = _invoke("jobs", "cancel", job_id, "--config", str(cfg_path), "--json")
+    assert json.loads(out)["state"] == "cancelled"
+    code, out = _invoke("jobs", "work", "--config", str(cfg_path))
+    assert code == 0 and "no queued jobs" in out
+    assert _status(cfg_path, job_id)[0] == 2
+
+    for target, why in ((cfg.results.path, "would overwrite"), (cfg.model.store / "x.parquet", "inside")):
+        res = runner.invoke(app, ["jobs", "submit", "--config", str(cfg_path), "--input", str(files["parquet"]),
+                                  "--output", str(target)])
+        assert res.exit_code == 1 and why in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+    # --wait processes it here; the CSV output and the table agree; --no-table publishes only the file.
+    res = runner.invoke(app, ["jobs", "submit", "--config", str(cfg_path), "--input", str(files["parquet"]),
+                              "--output", str(tmp_path / "o.csv"), "--no-table", "--wait", "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)
+    assert row["state"] == "succeeded" and row["rows_in"] == row["rows_scored"] + row["rows_quarantined"]
+    assert len(pd.read_csv(tmp_path / "o.csv")) == row["rows_scored"]
+    with duckdb.connect(str(cfg.results.path), read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM job_predictions WHERE job_id = $1", params=[row["job_id"]]).fetchall()[0][0] == 0
+    code, out = _invoke("jobs", "list", "--config", str(cfg_path), "--state", "succeeded", "--json")
+    assert [r["job_id"] for r in json.loads(out)] == [row["job_id"]]
