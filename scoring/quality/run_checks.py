@@ -64,6 +64,8 @@ class Quality:
     reference: dict[str, Any]
     task: str = "binary"
     timings: dict[str, float] = field(default_factory=dict)
+    # the source columns the run needs: key, timestamp, the model's inputs, passthrough, columns of the rules
+    read_columns: list[str] = field(default_factory=list)
 
 
 def _check_rule_columns(compiled: CompiledSuite, schema: pa.Schema, plan: SchemaPlan, path: Path) -> None:
@@ -126,6 +128,9 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
         raise SchemaError(f"results.passthrough column(s) {', '.join(map(repr, missing))} are not in the source")
     quality = Quality(plan.columns, gate, [*own, *compiled.rules], suite, path, generated, plan,
                       list(schema.names), reference, contract_of(mv.meta).task)
+    quality.read_columns = [c for c in dict.fromkeys([
+        *plan.columns, *([ts] if ts in schema.names else []), *cfg.results.passthrough,
+        *(r.column for r in row_rules if r.column), *nulls]) if c in schema.names]
     quality.timings["prepare_s"] = time.perf_counter() - started
     return quality
 

@@ -124,7 +124,9 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
             columns = quality.columns
             model = ModelStore(cfg.model.store).load(mv)
             spec = score_spec(cfg, mv)
-            schema = source.schema()
+            if not cfg.model.challengers:  # challengers read the same batches, with inputs of their own
+                source.select_columns(quality.read_columns)
+            schema = source.read_schema()
             rows = chunk_rows(schema, encoded_width(model, len(columns)), cfg.chunking.memory_budget_mib,
                               rows_per_chunk or cfg.chunking.rows_per_chunk)
             stage = _resumable_stage(cfg, interval, mv, rows, quality, run.run_id)
@@ -132,6 +134,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
                 on_start(source.count(interval))
             logger.info("scoring %s for %s with %s v%s, %s rows per chunk", source.describe, interval.day,
                         mv.name, mv.version, rows)
+            run.details.update(rows_per_chunk=rows, columns_read=list(schema.names))
             loader = functools.partial(_load, cfg.model.store, mv.name, mv.version)
             steps["prepare_s"], clock = round(time.monotonic() - clock, 3), time.monotonic()
             manifests = run_chunks(_mid_extract(source.batches(interval, rows)), model, loader, spec, stage,

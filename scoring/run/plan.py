@@ -198,7 +198,9 @@ def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int | dict[str
         schema = source.schema()
         spec, model = _spec_and_model(cfg, plan, schema)
         quality = _quality(cfg, plan, source)
+        source.select_columns(quality.read_columns)  # challengers' chunks are tasks of their own
         batches = list(source.range_batches(plan_interval(plan), key_range, plan["rows_per_chunk"]))
+        schema = source.read_schema()
     table = pa.Table.from_batches(batches) if batches else schema.empty_table()
     manifest = process_chunk(model, table, index, spec, stage, quality.gate)
     folder.unlock()

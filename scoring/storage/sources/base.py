@@ -45,6 +45,29 @@ class Source(ABC):
 
     def __init__(self, cfg: SourceConfig) -> None:
         self.cfg = cfg
+        self.read_columns: list[str] | None = None  # None: every column of the relation
+
+    def select_columns(self, names: list[str] | None) -> None:
+        """Read only ``names`` (in the relation's order) from now on; None reads every column.
+
+        A run reads the key, the timestamp, the model's inputs, passthrough columns and the columns its
+        rules check: a wide column nobody uses is never extracted (nor counted in the chunk size).
+        """
+        self.read_columns = None if names is None else list(dict.fromkeys(names))
+
+    def row_select(self) -> str:
+        """The SELECT list of row reads: ``*``, or the selected columns in the relation's order."""
+        if self.read_columns is None:
+            return "*"
+        wanted = set(self.read_columns)
+        return ", ".join(quote(f.name) for f in self.schema() if f.name in wanted)
+
+    def read_schema(self) -> pa.Schema:
+        """The schema of what row reads return (``schema()`` narrowed to the selected columns)."""
+        if self.read_columns is None:
+            return self.schema()
+        wanted = set(self.read_columns)
+        return pa.schema([f for f in self.schema() if f.name in wanted])
 
     @property
     def describe(self) -> str:
@@ -140,7 +163,7 @@ class Source(ABC):
         else:
             cond = " AND ".join(conds)
             cond = f"(({cond}) OR {key} IS NULL)" if key_range.nulls else cond
-        sql = self.interval_sql((ph(1), ph(2)))
+        sql = self.interval_sql((ph(1), ph(2)), self.row_select())
         return (f"{sql} AND {cond}" if cond else sql), params
 
     def key_cuts(self, interval: DataInterval, n_chunks: int) -> list[Any]:

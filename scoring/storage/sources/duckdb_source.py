@@ -80,7 +80,7 @@ class DuckDBSource(Source):
         return int(self._run(self.interval_sql(("$1", "$2"), "count(*)"), self._params(interval)).fetchall()[0][0])
 
     def batches(self, interval: DataInterval, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        rel = self._run(self.interval_sql(("$1", "$2")), self._params(interval))
+        rel = self._run(self.interval_sql(("$1", "$2"), self.row_select()), self._params(interval))
         try:
             yield from rel.to_arrow_reader(batch_rows)
         except duckdb.Error as exc:

@@ -131,8 +131,16 @@ class PostgresSource(Source):
         sql = self.interval_sql(self._bind(interval), "count(*)")
         return int(self._arrow(sql).column(0)[0].as_py())
 
+    def row_select(self) -> str:
+        """The selected columns (all by default), read as ``schema()`` reads them (numeric as float8, ...)."""
+        if self.read_columns is None:
+            return self._select()
+        self._select()  # reads the raw schema once
+        wanted = set(self.read_columns)
+        return ", ".join(_select_item(f) for f in self._raw if f.name in wanted)
+
     def batches(self, interval: DataInterval, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        sql = self.interval_sql(self._bind(interval), self._select())
+        sql = self.interval_sql(self._bind(interval), self.row_select())
         with self.con.cursor() as cur:
             try:
                 cur.execute(sql)
