@@ -294,3 +294,12 @@ class ModelStore:
             raise ModelStoreError(f"{label}: {exc}") from exc
         except Exception as exc:
             raise ModelStoreError(f"model {mv.name} v{mv.version}: cannot load artifact: {exc}") from exc
+
+
+def load_version(store_root: Path, name: str, version: int) -> Any:
+    """Load version ``version`` of model ``name`` from the store at ``store_root`` (verified, as ``ModelStore.load``).
+
+    A module-level function, so ``functools.partial(load_version, ...)`` pickles into spawned worker processes.
+    """
+    store = ModelStore(store_root)
+    return store.load(store.get(name, version))

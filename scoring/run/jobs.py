@@ -31,11 +31,11 @@ import pyarrow.parquet as pq
 from scoring.config import Config
 from scoring.errors import ConfigError, ScoringError, SourceError, ValidationFailed
 from scoring.models.scorer import encoded_width
-from scoring.models.store import ModelStore, ModelVersion
+from scoring.models.store import ModelStore, ModelVersion, load_version
 from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
 from scoring.run.airflow_api import AirflowApi
 from scoring.run.chunks import run_chunks
-from scoring.run.pipeline import _load, _one_line, score_spec
+from scoring.run.pipeline import one_line, score_spec
 from scoring.run.sizing import chunk_rows
 from scoring.storage.results import RunRecord, open_results
 from scoring.storage.results.jobs_ledger import TERMINAL, JobCancelled, JobLedger
@@ -150,7 +150,7 @@ def submit(cfg: Config, spec: JobSpec, *, wait: bool = False, api: AirflowApi | 
         try:
             api.trigger(run_id, {"job_id": job_id, "config": spec.config})
         except ScoringError as exc:
-            ledger.fail(job_id, _one_line(exc))
+            ledger.fail(job_id, one_line(exc))
             raise
         ledger.set_fields(job_id, airflow_run_id=run_id)
     elif wait:
@@ -214,7 +214,7 @@ def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list
         logger.info("job %s: scoring %s with %s v%s, %s rows per chunk", job["job_id"], source.describe,
                     mv.name, mv.version, rows)
         manifests = run_chunks(source.batches(None, rows), model,
-                               functools.partial(_load, job_cfg.model.store, mv.name, mv.version),
+                               functools.partial(load_version, job_cfg.model.store, mv.name, mv.version),
                                score_spec(job_cfg, mv), stage, workers=job_cfg.workers, on_chunk=on_chunk,
                                gate=quality.gate)
     return manifests, quality
@@ -260,7 +260,7 @@ def publish_job(cfg: Config, ledger: JobLedger, job: dict[str, Any], manifests: 
     try:
         conclude_quality(job_cfg, run, quality, manifests, files)
     except ValidationFailed as exc:
-        ledger.fail(job_id, _one_line(exc), counts, quarantine=(run.run_id, qfiles, constants))
+        ledger.fail(job_id, one_line(exc), counts, quarantine=(run.run_id, qfiles, constants))
         raise
     out = check_output(cfg, spec)
     if out is not None:
@@ -316,13 +316,13 @@ def _process_claimed(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> Job
         manifests, quality = stage_job(cfg, ledger, job)
         return publish_job(cfg, ledger, ledger.get(job_id) or job, manifests, quality)
     except JobCancelled as exc:
-        ledger.fail(job_id, _one_line(exc), state="cancelled")
+        ledger.fail(job_id, one_line(exc), state="cancelled")
         job_stage(cfg, job_id).remove()
     except ScoringError as exc:
-        ledger.fail(job_id, _one_line(exc))
+        ledger.fail(job_id, one_line(exc))
     except Exception as exc:  # noqa: BLE001 - a worker keeps going; the job records the unexpected error
         logger.exception("job %s failed unexpectedly", job_id)
-        ledger.fail(job_id, _one_line(exc))
+        ledger.fail(job_id, one_line(exc))
     row = ledger.get(job_id) or {}
     logger.error("job %s %s: %s", job_id, row.get("state"), row.get("error"))
     return JobResult(job_id, row.get("state", "failed"), row.get("rows_in") or 0, 0,
@@ -428,11 +428,11 @@ def airflow_stage(cfg: Config, job_id: str) -> dict[str, Any]:
     try:
         manifests, _ = stage_job(cfg, ledger, job)
     except JobCancelled as exc:
-        ledger.fail(job_id, _one_line(exc), state="cancelled")
+        ledger.fail(job_id, one_line(exc), state="cancelled")
         raise
     except BaseException as exc:
         if not _transient(exc):
-            ledger.fail(job_id, _one_line(exc))
+            ledger.fail(job_id, one_line(exc))
         raise
     return {"job_id": job_id, "chunks": len(manifests), "rows_in": sum(m.rows_in for m in manifests)}
 
@@ -449,7 +449,7 @@ def airflow_publish(cfg: Config, job_id: str) -> dict[str, Any]:
         return asdict(publish_job(cfg, ledger, job))
     except BaseException as exc:
         if not _transient(exc):
-            ledger.fail(job_id, _one_line(exc), state="cancelled" if isinstance(exc, JobCancelled) else "failed")
+            ledger.fail(job_id, one_line(exc), state="cancelled" if isinstance(exc, JobCancelled) else "failed")
         raise
 
 

@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from scoring.config import Config
@@ -25,7 +24,7 @@ from scoring.errors import (
 )
 from scoring.models.contract import contract_of
 from scoring.models.scorer import ScoreSpec, encoded_width
-from scoring.models.store import ModelStore, ModelVersion
+from scoring.models.store import ModelStore, ModelVersion, load_version
 from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
 from scoring.reports.summaries import summarize
 from scoring.run.chunks import run_chunks
@@ -64,21 +63,10 @@ def make_run_id(model: str, day: dt.date, started: dt.datetime) -> str:
     return f"{model}__{day.isoformat()}__{started.strftime('%Y%m%dT%H%M%S%fZ')}"
 
 
-def resolve_model(cfg: Config, version: int | None = None) -> ModelVersion:
-    """The version to score with: an explicit override, the config's pin, or the alias's target now."""
-    store = ModelStore(cfg.model.store)
-    return store.resolve(cfg.model.name, cfg.model.alias, version if version is not None else cfg.model.version)
-
-
 def score_spec(cfg: Config, mv: ModelVersion) -> ScoreSpec:
     """How the run scores with ``mv``: its contract, the configured threshold and output options."""
     return ScoreSpec(cfg.source.key_column, contract_of(mv.meta), cfg.model.threshold, cfg.output.probabilities,
                      tuple(cfg.results.passthrough))
-
-
-def _load(store_root: Path, name: str, version: int) -> Any:
-    store = ModelStore(store_root)
-    return store.load(store.get(name, version))
 
 
 def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = None, trigger: str = "cli",
@@ -135,7 +123,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
             logger.info("scoring %s for %s with %s v%s, %s rows per chunk", source.describe, interval.day,
                         mv.name, mv.version, rows)
             run.details.update(rows_per_chunk=rows, columns_read=list(schema.names))
-            loader = functools.partial(_load, cfg.model.store, mv.name, mv.version)
+            loader = functools.partial(load_version, cfg.model.store, mv.name, mv.version)
             steps["prepare_s"], clock = round(time.monotonic() - clock, 3), time.monotonic()
             manifests = run_chunks(_mid_extract(source.batches(interval, rows)), model, loader, spec, stage,
                                    workers=cfg.workers, on_chunk=_chunk_hook(results, run, on_chunk),
@@ -275,7 +263,7 @@ def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException, st
     predictions are not touched. ``rows_scored`` becomes 0 (nothing was published) and what was scored into
     staging moves to ``rows_staged``. A data quality failure also keeps its quarantine rows, so users see
     which rows and rules failed."""
-    run.finish("superseded" if isinstance(exc, Superseded) else "failed", _one_line(exc))
+    run.finish("superseded" if isinstance(exc, Superseded) else "failed", one_line(exc))
     run.rows_staged, run.rows_scored = run.rows_scored or sum(m.scored for m in manifests or []), 0
     try:
         if isinstance(exc, ValidationFailed) and stage is not None and manifests:
@@ -284,7 +272,7 @@ def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException, st
             results.fail_run(run)
     except Exception as err:  # noqa: BLE001 - the original error matters more than the ledger write
         logger.error("could not record the failure of run %s (it stays 'running' until the next run of the day "
-                     "or `scoring runs` marks it interrupted): %s", run.run_id, _one_line(err))
+                     "or `scoring runs` marks it interrupted): %s", run.run_id, one_line(err))
     (logger.warning if run.status == "superseded" else logger.error)("run %s %s: %s", run.run_id, run.status,
                                                                        run.error)
 
@@ -294,6 +282,6 @@ def run_day(cfg: Config, day: dt.date, **kwargs: Any) -> RunResult:
     return run_interval(cfg, DataInterval.for_day(day, cfg.timezone), **kwargs)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text if isinstance(exc, ScoringError) else f"{type(exc).__name__}: {text}"

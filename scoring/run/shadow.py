@@ -27,7 +27,7 @@ from scoring.errors import ModelStoreError
 from scoring.models.compare import compare_scores
 from scoring.models.contract import contract_of
 from scoring.models.scorer import ScoreSpec
-from scoring.models.store import ModelStore, ModelVersion
+from scoring.models.store import ModelStore, ModelVersion, load_version
 from scoring.quality.gate import Gate
 from scoring.quality.schema_check import check_schema
 from scoring.run.chunks import run_chunks
@@ -95,11 +95,6 @@ def prepare_challenger(cfg: Config, mv: ModelVersion, schema: pa.Schema) -> Any:
     return ModelStore(cfg.model.store).load(mv)
 
 
-def _load(store_root: Path, name: str, version: int) -> Any:
-    store = ModelStore(store_root)
-    return store.load(store.get(name, version))
-
-
 def score_challengers(cfg: Config, champion: int, schema: pa.Schema,
                       batches: Callable[[], Iterator[pa.RecordBatch]], gate: Gate, stage: Stage) -> Shadow:
     """Score every challenger over the run's batches (read again per challenger) and stage them.
@@ -120,7 +115,7 @@ def score_challengers(cfg: Config, champion: int, schema: pa.Schema,
     for mv in versions:
         try:
             model = prepare_challenger(cfg, mv, schema)
-            loader = functools.partial(_load, cfg.model.store, mv.name, mv.version)
+            loader = functools.partial(load_version, cfg.model.store, mv.name, mv.version)
             shadow.staged[mv.version] = run_chunks(batches(), model, loader, shadow_spec(cfg, mv),
                                                    shadow_stage(stage, mv.version), workers=cfg.workers,
                                                    gate=shadow_gate(gate))
@@ -128,12 +123,12 @@ def score_challengers(cfg: Config, champion: int, schema: pa.Schema,
             logger.info("challenger v%s: %s rows shadow-scored", mv.version,
                         sum(m.scored for m in shadow.staged[mv.version]))
         except Exception as exc:  # noqa: BLE001 - a challenger never fails the champion's day
-            shadow.failed[str(mv.version)] = _one_line(exc)
-            logger.warning("challenger v%s left out of this run: %s", mv.version, _one_line(exc))
+            shadow.failed[str(mv.version)] = one_line(exc)
+            logger.warning("challenger v%s left out of this run: %s", mv.version, one_line(exc))
     return shadow
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 

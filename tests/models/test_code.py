@@ -26,9 +26,8 @@ from typer.testing import CliRunner
 from scoring.cli import app
 from scoring.errors import ModelStoreError
 from scoring.models.code import code_on_path
-from scoring.models.store import ModelStore
+from scoring.models.store import ModelStore, load_version
 from scoring.run import chunks
-from scoring.run.pipeline import _load
 from tests.conftest import write_config
 
 TRANSFORMER = """\
@@ -163,7 +162,7 @@ def test_registered_code_loads_without_pythonpath_here_and_in_spawned_workers(
     assert np.max(np.abs(model.predict_proba(fitted.x) - fitted.proba)) <= 1e-12
 
     assert str(fitted.entry.parent) not in os.environ.get("PYTHONPATH", "")
-    loader = functools.partial(_load, store.root, "custom", mv.version)
+    loader = functools.partial(load_version, store.root, "custom", mv.version)
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                              initializer=chunks._init_worker, initargs=(loader,)) as pool:
         proba, origin = pool.submit(_predict_in_worker, fitted.x).result(timeout=300)
