@@ -194,16 +194,18 @@ def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int | dict[str
     key_range = KeyRange(chunk["lo"], chunk["hi"], chunk["nulls"])
     folder = run_folder(cfg, plan)
     folder.lock(shared=True)  # while it stages (or until its process dies), cleanup leaves the folder alone
-    with open_source(cfg.source) as source:
-        schema = source.schema()
-        spec, model = _spec_and_model(cfg, plan, schema)
-        quality = _quality(cfg, plan, source)
-        source.select_columns(quality.read_columns)  # challengers' chunks are tasks of their own
-        batches = list(source.range_batches(plan_interval(plan), key_range, plan["rows_per_chunk"]))
-        schema = source.read_schema()
-    table = pa.Table.from_batches(batches) if batches else schema.empty_table()
-    manifest = process_chunk(model, table, index, spec, stage, quality.gate)
-    folder.unlock()
+    try:
+        with open_source(cfg.source) as source:
+            schema = source.schema()
+            spec, model = _spec_and_model(cfg, plan, schema)
+            quality = _quality(cfg, plan, source)
+            source.select_columns(quality.read_columns)  # challengers' chunks are tasks of their own
+            batches = list(source.range_batches(plan_interval(plan), key_range, plan["rows_per_chunk"]))
+            schema = source.read_schema()
+        table = pa.Table.from_batches(batches) if batches else schema.empty_table()
+        manifest = process_chunk(model, table, index, spec, stage, quality.gate)
+    finally:
+        folder.unlock()  # a failed task stops its lease renewal too (dag.test runs tasks in one process)
     logger.info("chunk %s of plan %s: %s rows in, %s scored, %s quarantined", index, plan["plan_id"],
                 manifest.rows_in, manifest.scored, manifest.rejected)
     return _manifest_dict(manifest, False)

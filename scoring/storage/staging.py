@@ -64,6 +64,8 @@ def _leases(folder: StagePath) -> list[tuple[StagePath, dict[str, Any]]]:
             loc = StagePath(folder.fs, info.path)
             try:
                 out.append((loc, json.loads(loc.read_bytes())))
+            except FileNotFoundError:  # released since the listing
+                continue
             except (OSError, ValueError):
                 out.append((loc, {"time": time.time(), "shared": False}))
     return out

@@ -91,3 +91,28 @@ def test_retry_reuses_chunks_staged_on_s3(tmp_path: Path, sample_db: Path, store
     _assert_scores_are_the_models(cfg.results.path, db, store, result.rows_in, result.rows_scored,
                                   result.rows_rejected)
     assert _staged_objects(s3_server, s3_staging) == []
+
+
+@pytest.mark.postgres
+def test_postgres_results_publish_from_s3(tmp_path: Path, sample_db: Path, store: Path, s3_server, s3_staging: str,
+                                          pg_url: str, pg_schema: str) -> None:
+    """PostgreSQL results: the publish streams the S3-staged Parquet into PostgreSQL (ADBC ingest)."""
+    from tests.storage.pg_helpers import pg_frame, pg_published
+
+    db = _source_with_bad_keys(tmp_path, sample_db)
+    cfg = load_config(write_config(tmp_path, db, store, results={
+        "kind": "postgres", "url": pg_url, "path": None, "schema": pg_schema, "staging_dir": s3_staging}))
+    result = pipeline.run_day(cfg, SCORE_DAY, rows_per_chunk=97)
+    src = source_day(db, SCORE_DAY)
+    src = src[src["application_id"].notna()]
+    model = ModelStore(store).load(ModelStore(store).get("loan_default", 1))
+    expected = dict(zip(src["application_id"].astype(int).astype(str), model.predict_proba(src)[:, 1],
+                        strict=True))
+    out = pg_published(pg_url, pg_schema, SCORE_DAY)
+    assert out["source_key"].is_unique and len(out) == len(src) == result.rows_scored
+    np.testing.assert_allclose(out["score"].astype(float).to_numpy(), [expected[k] for k in out["source_key"]],
+                               rtol=0, atol=1e-9)
+    assert result.rows_in == result.rows_scored + result.rows_rejected and result.rows_rejected > 0
+    quarantined = pg_frame(pg_url, f'SELECT count(*) AS n FROM "{pg_schema}".quarantine')["n"][0]
+    assert quarantined == result.rows_rejected
+    assert _staged_objects(s3_server, s3_staging) == []
