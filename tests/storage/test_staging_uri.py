@@ -171,3 +171,31 @@ def test_config_staging_dir_forms(tmp_path: Path) -> None:
     assert staging("stage/here") == (tmp_path / "stage/here").resolve()  # relative to the config file
     assert staging(f"file://{tmp_path}/abs") == tmp_path / "abs"
     assert staging("s3://bucket/prefix?region=eu-west-1") == "s3://bucket/prefix?region=eu-west-1"
+
+
+def test_cli_cleanup_on_s3(tmp_path: Path, s3_staging: str) -> None:
+    from typer.testing import CliRunner
+
+    from scoring.cli.app import app
+
+    path = write_config(tmp_path, tmp_path / "src.duckdb", tmp_path / "models", results={"staging_dir": s3_staging})
+    root = staging_root(load_config(path).results)
+    Stage(root / "loan_default" / "2026-03-07" / "old").write(0, 1, *_tables(1))
+    held = Stage(root / "loan_default" / "2026-03-07" / "held")
+    held.write(0, 1, *_tables(1))
+    assert held.lock()
+    res = CliRunner().invoke(app, ["cleanup", "--config", str(path), "--older-than", "0s"])
+    assert res.exit_code == 0, res.output
+    assert "removed 1 staging folder(s) under s3://" in res.output
+    assert not (root / "loan_default" / "2026-03-07" / "old").is_dir() and held.completed(0) is not None
+    held.unlock()
+
+
+def test_jobs_need_local_staging(tmp_path: Path) -> None:
+    from scoring.run.jobs import job_stage
+
+    path = write_config(tmp_path, tmp_path / "src.duckdb", tmp_path / "models",
+                        results={"staging_dir": "s3://bucket/staging"})
+    with pytest.raises(ConfigError, match="scoring jobs needs a local results.staging_dir") as err:
+        job_stage(load_config(path), "job-1")
+    assert "\n" not in str(err.value)
