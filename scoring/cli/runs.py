@@ -81,6 +81,7 @@ def cleanup(config: ConfigOpt = None,
             older_than: Annotated[str, typer.Option(help="age of the newest file: 30m, 12h, 7d")] = "1d") -> None:
     """Remove staging folders no live run holds and nothing touched for --older-than (default 1d)."""
     from scoring.errors import ConfigError
+    from scoring.storage.stagefs import staging_root
     from scoring.storage.staging import cleanup as remove_old
 
     found = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", older_than.strip())
@@ -88,7 +89,7 @@ def cleanup(config: ConfigOpt = None,
         raise ConfigError(f"--older-than {older_than!r}: expected a number and a unit s, m, h or d (e.g. 12h)")
     seconds = float(found.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[found.group(2)]
     cfg = load(config)
-    removed = remove_old(cfg.results.staging_dir, seconds)
+    removed = remove_old(staging_root(cfg.results), seconds)
     console.print(f"removed {len(removed)} staging folder(s) under {cfg.results.staging_dir}")
     for path in removed:
         console.print(f"  {path}", highlight=False)
