@@ -1,0 +1,225 @@
+"""The scoring DAG on a real CeleryExecutor cluster (``deploy/cluster.py``): api-server, scheduler,
+dag-processor and two Celery workers (concurrency 1 each, each in its own UTS namespace, so its own hostname),
+Redis broker (own db number and key prefix), a PostgreSQL metadata DB created for the test, PostgreSQL source and
+results (own schema). One day in 8 chunks:
+
+1. the predictions equal a single-process ``scoring run`` of the same day per row (|diff| <= 1e-12) and the
+   model's own ``predict_proba`` (<= 1e-9), rows_in = scored + quarantined, and the mapped ``score_chunk`` task
+   instances ran on both worker hostnames;
+2. the day again, with one worker killed (SIGKILL to each of its processes) while it runs a chunk: Airflow's
+   task heartbeat timeout (lowered here to 20 s) fails that try, the retry runs on the other worker, and the
+   partition is complete and identical (no lost or duplicated rows).
+
+Bounded in time; every process is stopped by pid, the metadata DB dropped and the Redis keys deleted in
+finalizers, whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+
+from deploy import cluster
+from tests.conftest import SCORE_DAY, write_config
+from tests.dags.airflow_env import BIN, DAG_ID, ROOT
+from tests.helpers import published
+from tests.run.fault_helpers import expected_scores
+from tests.storage.pg_helpers import copy_sample, pg_ledger, pg_published
+
+ROWS_PER_CHUNK = 75  # 600 rows a day -> 8 chunks
+WAIT_S = 200  # every wait of the cluster part together; the test timeout bounds the rest
+REDIS = "redis://127.0.0.1:6379"
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+
+def _service_missing(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture()
+def redis_db() -> tuple[str, str]:
+    """(broker URL on an empty Redis db number, a unique key prefix); the prefix's keys are deleted afterwards."""
+    import redis
+
+    try:
+        probe = redis.Redis.from_url(f"{REDIS}/0", socket_timeout=5)
+        probe.ping()
+    except redis.RedisError as exc:
+        _service_missing(f"Redis not reachable at {REDIS} ({exc})")
+    empty = [n for n in range(15, 0, -1) if redis.Redis.from_url(f"{REDIS}/{n}", socket_timeout=5).dbsize() == 0]
+    if not empty:
+        pytest.skip("no empty Redis db number (1-15) for the broker")
+    number, prefix = empty[0], f"scoring-test-{uuid.uuid4().hex[:10]}:"
+    yield f"{REDIS}/{number}", prefix
+    con = redis.Redis.from_url(f"{REDIS}/{number}", socket_timeout=5)
+    keys = list(con.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        con.delete(*keys)
+    assert not list(con.scan_iter(match=prefix + "*"))
+
+
+@pytest.fixture()
+def celery_cluster(tmp_path: Path, pg_url: str, redis_db: tuple[str, str]):
+    """A ClusterSpec with its own metadata DB (dropped afterwards) and free ports; stopped by pid afterwards."""
+    if not cluster.can_isolate():
+        pytest.skip("the Celery workers need their own hostnames: run as root with unshare (util-linux)")
+    spec = cluster.ClusterSpec(
+        home=tmp_path / "airflow_home", db=f"airflow_test_{uuid.uuid4().hex[:10]}", pg_admin_url=pg_url,
+        redis_url=redis_db[0], redis_prefix=redis_db[1], api_port=cluster.free_port(), workers=2, concurrency=1,
+        worker_env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        env={
+            # A killed worker's task is failed (then retried) after 20 s without a heartbeat, not 300 s.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "3",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "3",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+        })
+    try:
+        yield spec
+    finally:
+        cluster.down(spec.home)
+        cluster.drop_database(spec)
+        with psycopg.connect(pg_url, autocommit=True) as con:
+            assert not con.execute("SELECT 1 FROM pg_database WHERE datname = %s", [spec.db]).fetchone()
+
+
+def _meta(spec: cluster.ClusterSpec, query: str, params: list | None = None) -> list[tuple]:
+    with psycopg.connect(cluster.db_url(spec, "postgresql"), connect_timeout=5) as con:
+        return con.execute(query, params).fetchall()
+
+
+def _run_state(spec: cluster.ClusterSpec, run_id: str) -> str | None:
+    rows = _meta(spec, "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", [DAG_ID, run_id])
+    return rows[0][0] if rows else None
+
+
+def _chunks(spec: cluster.ClusterSpec, run_id: str) -> list[tuple[int, str, str, int]]:
+    """(map_index, state, hostname, try_number) of the run's mapped score_chunk task instances."""
+    return _meta(spec, "SELECT map_index, state, hostname, try_number FROM task_instance WHERE dag_id = %s AND "
+                 "run_id = %s AND task_id = 'score_chunk' ORDER BY map_index", [DAG_ID, run_id])
+
+
+def _trigger(env: dict[str, str], run_id: str) -> None:
+    conf = {"day": SCORE_DAY.isoformat(), "rows_per_chunk": ROWS_PER_CHUNK}
+    out = subprocess.run([str(BIN / "airflow"), "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf",
+                          json.dumps(conf)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+
+
+def _tails(spec: cluster.ClusterSpec) -> str:
+    logs = spec.home / "logs" / "components"
+    return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in sorted(logs.glob("*.log")))
+
+
+def _wait(spec: cluster.ClusterSpec, what: str, predicate, deadline: float, every: float = 1.0) -> None:
+    try:
+        cluster.wait_until(what, predicate, max(1.0, deadline - time.monotonic()), every=every)
+    except TimeoutError as exc:
+        pytest.fail(f"{exc}; component logs:\n{_tails(spec)}")
+
+
+def _assert_partition(pg_url: str, schema: str, cli: dict[str, float], model: dict[str, float]) -> None:
+    pred = pg_published(pg_url, schema, SCORE_DAY)
+    assert pred["source_key"].is_unique and set(pred["source_key"]) == set(cli), "rows lost or duplicated"
+    got = pred.set_index("source_key")["score"].astype(float)
+    np.testing.assert_allclose(got.to_numpy(), [cli[k] for k in got.index], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got.to_numpy(), [model[k] for k in got.index], rtol=0, atol=1e-9)
+    last = pg_ledger(pg_url, schema).iloc[-1]
+    assert last["status"] == "success"
+    assert last["rows_in"] == last["rows_scored"] + last["rows_rejected"] == len(pred) == 600
+
+
+@pytest.mark.timeout(480)
+def test_celery_workers_score_like_one_process_and_survive_a_killed_worker(
+        tmp_path: Path, sample_db: Path, trained_store: Path, pg_url: str, pg_schema: str,
+        celery_cluster: cluster.ClusterSpec) -> None:
+    spec = celery_cluster
+    copy_sample(sample_db, pg_url, pg_schema)
+    source = {"kind": "postgres", "url": pg_url, "path": None, "table": f"{pg_schema}.loan_applications"}
+    # No scheduled runs (start in the future): the test triggers its runs; a retry comes quickly.
+    schedule = {"start_date": "2030-01-01", "retries": 2, "retry_delay_s": 2, "task_timeout_min": 5}
+    (tmp_path / "dag").mkdir()
+    (tmp_path / "cli").mkdir()
+    cfg = write_config(tmp_path / "dag", sample_db, trained_store, source=source, schedule=schedule, workers=2,
+                       results={"kind": "postgres", "url": pg_url, "path": None, "schema": pg_schema,
+                                "table": "predictions", "staging_dir": str(tmp_path / "dag" / "staging")})
+    cli_cfg = write_config(tmp_path / "cli", sample_db, trained_store, source=source)
+    spec.configs = [cfg]
+
+    # The single-process reference: scoring run of the same day, PostgreSQL source, one process, one chunk.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "scoring.cli", "run", "-c", str(cli_cfg), "--date",
+                          SCORE_DAY.isoformat()], env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    ref = published(tmp_path / "cli" / "results.duckdb", SCORE_DAY)
+    cli_scores = dict(zip(ref["source_key"].astype(str), ref["score"].astype(float), strict=True))
+    model_scores = expected_scores(sample_db, trained_store, SCORE_DAY)
+    assert len(cli_scores) == 600
+
+    deadline = time.monotonic() + WAIT_S + 120  # + db migrate and the components' start
+    t0 = time.monotonic()
+    pids = cluster.up(spec)
+    marks = {"up": time.monotonic() - t0}
+    env = cluster.component_env(spec, "unused-by-the-cli")
+    _wait(spec, "the api-server", lambda: cluster.api_healthy(spec.api_port), deadline, every=2)
+    _wait(spec, "the DAG to be parsed", lambda: _meta(
+        spec, "SELECT 1 FROM serialized_dag WHERE dag_id = %s", [DAG_ID]), deadline, every=2)
+    subprocess.run([str(BIN / "airflow"), "dags", "unpause", DAG_ID], env=env, check=True, capture_output=True,
+                   timeout=120)
+    workers = {cluster.worker_name(1), cluster.worker_name(2)}
+    marks["ready"] = time.monotonic() - t0
+
+    # 1. Both workers, nothing killed.
+    _trigger(env, "celery_both")
+    _wait(spec, "the first run", lambda: _run_state(spec, "celery_both") in ("success", "failed"), deadline)
+    assert _run_state(spec, "celery_both") == "success", _tails(spec)
+    chunks = _chunks(spec, "celery_both")
+    assert len(chunks) == 600 // ROWS_PER_CHUNK and {c[1] for c in chunks} == {"success"}
+    assert {c[2] for c in chunks} == workers, f"score_chunk ran on {chunks}"
+    _assert_partition(pg_url, pg_schema, cli_scores, model_scores)
+    marks["run 1"] = time.monotonic() - t0
+
+    # 2. The day again; SIGKILL every process of the worker running a chunk, once it runs one.
+    _trigger(env, "celery_kill")
+    running: list[tuple] = []
+
+    def a_chunk_runs() -> bool:
+        running[:] = [c for c in _chunks(spec, "celery_kill") if c[1] == "running" and c[2] in workers]
+        return bool(running)
+
+    _wait(spec, "a running score_chunk", a_chunk_runs, deadline, every=0.2)
+    victim_index, _state, victim, _try = running[0]
+    killed = cluster.kill_component(pids[f"worker-{victim.rsplit('-', 1)[1]}"], signal.SIGKILL)
+    assert killed
+    survivor = (workers - {victim}).pop()
+    _wait(spec, "the run with a killed worker", lambda: _run_state(spec, "celery_kill") in ("success", "failed"),
+          deadline)
+    assert _run_state(spec, "celery_kill") == "success", _tails(spec)
+    chunks = {c[0]: c for c in _chunks(spec, "celery_kill")}
+    assert {c[1] for c in chunks.values()} == {"success"}
+    retried = chunks[victim_index]
+    assert retried[3] >= 2 and retried[2] == survivor, f"the killed chunk's task instance: {retried}"
+    history = _meta(spec, "SELECT hostname, state FROM task_instance_history WHERE dag_id = %s AND run_id = %s "
+                    "AND task_id = 'score_chunk' AND map_index = %s", [DAG_ID, "celery_kill", victim_index])
+    assert (victim, "failed") in history or any(h[0] == victim for h in history), history
+    _assert_partition(pg_url, pg_schema, cli_scores, model_scores)
+    runs = pg_ledger(pg_url, pg_schema)
+    assert list(runs["status"]) == ["success", "success"], runs[["run_id", "status"]]
+    marks["run 2"] = time.monotonic() - t0
+    print(f"celery e2e: killed {victim} while it ran chunk {victim_index}, retried on {survivor}; seconds since "
+          f"up: {json.dumps({k: round(v, 1) for k, v in marks.items()})}", file=sys.stderr)
