@@ -135,6 +135,7 @@ def component_env(spec: ClusterSpec, secret: str) -> dict[str, str]:
         "AIRFLOW__CELERY__BROKER_URL": spec.redis_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + url,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(spec.concurrency),
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "deploy.celery_config.CELERY_CONFIG",
         # A killed worker's unacknowledged task is not re-delivered by Redis before this; Airflow's own task
         # heartbeat timeout retries it long before (the default is a day).
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
@@ -230,7 +231,8 @@ def up(spec: ClusterSpec) -> dict[str, int]:
     plan = [("api-server", [airflow, "api-server"], {}),
             ("scheduler", [airflow, "scheduler"], {}),
             ("dag-processor", [airflow, "dag-processor"], {})]
-    plan += [(f"worker-{i}", worker_command(spec, i), spec.worker_env) for i in range(1, spec.workers + 1)]
+    preload = {"SCORING_PRELOAD": "1", **spec.worker_env}
+    plan += [(f"worker-{i}", worker_command(spec, i), preload) for i in range(1, spec.workers + 1)]
     try:
         for name, cmd, extra in plan:
             own = {**env, **extra, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
