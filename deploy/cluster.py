@@ -345,6 +345,10 @@ def wait_until(what: str, predicate, timeout: float, every: float = 1.0) -> None
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def _say(line: str, stream=None) -> None:
+    (stream or sys.stdout).write(line + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.cluster", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["up", "down", "status"])
@@ -365,11 +369,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.action == "status":
         running = alive(home)
         for name, pid in read_state(home).get("pids", {}).items():
-            print(f"{name:14} pid {pid:>7}  {'running' if name in running else 'stopped'}")
+            _say(f"{name:14} pid {pid:>7}  {'running' if name in running else 'stopped'}")
         return 0 if running else 3
     if args.action == "down":
         stopped = down(home, drop_db=args.drop_db)
-        print(f"stopped {', '.join(stopped) or 'nothing (no cluster recorded in ' + str(home) + ')'}")
+        _say(f"stopped {', '.join(stopped) or 'nothing (no cluster recorded in ' + str(home) + ')'}")
         return 0
     spec = ClusterSpec(home=home, db=args.db, pg_admin_url=args.pg, redis_url=f"redis://127.0.0.1:6379/{args.redis_db}",
                        api_port=args.api_port, workers=args.workers, concurrency=args.concurrency,
@@ -378,12 +382,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         pids = up(spec)
         wait_until("the api-server", lambda: api_healthy(spec.api_port), 180, every=2)
     except (RuntimeError, TimeoutError, OSError) as exc:
-        print(f"cluster up failed: {str(exc).splitlines()[0]} (component logs: {home / 'logs' / 'components'})",
-              file=sys.stderr)
+        _say(f"cluster up failed: {str(exc).splitlines()[0]} (component logs: {home / 'logs' / 'components'})",
+             sys.stderr)
         return 1
     for name, pid in pids.items():
-        print(f"{name:14} pid {pid:>7}")
-    print(f"api-server http://127.0.0.1:{spec.api_port} (admin password: "
+        _say(f"{name:14} pid {pid:>7}")
+    _say(f"api-server http://127.0.0.1:{spec.api_port} (admin password: "
           f"{home / 'simple_auth_manager_passwords.json.generated'}); stop with: make cluster-down")
     return 0
 
