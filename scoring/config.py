@@ -6,9 +6,18 @@ import datetime as dt
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from scoring.dates import zone_info
 from scoring.errors import ConfigError, ScoringError
@@ -20,6 +29,37 @@ DEFAULT_CONFIG = "scoring.yaml"
 PREDICTION_COLUMNS = ("source_key", "score", "label", "predicted_class", "probabilities", "model_name",
                       "model_version", "run_id", "day", "scored_at")
 CONFIG_ENV = "SCORING_CONFIG"
+
+
+STAGING_SCHEMES = ("s3",)  # object stores results.staging_dir may name (pyarrow filesystems)
+STAGING_URI_OPTIONS = ("region", "endpoint_override", "scheme")  # non-secret options a staging URI may carry
+
+
+def parse_staging_dir(value: str | Path) -> str | Path:
+    """``results.staging_dir`` as written in YAML: a local path (``file://`` stripped) or an ``s3://`` URI.
+
+    Raises:
+        ConfigError: an unknown scheme, or credentials (user info, access/secret keys) in the URI.
+    """
+    if isinstance(value, Path):
+        return value
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        return Path(parts.path)
+    if not scheme or len(scheme) == 1:  # a plain path (or a Windows drive letter)
+        return Path(value)
+    if scheme not in STAGING_SCHEMES:
+        raise ConfigError(f"results.staging_dir {value!r}: unsupported scheme {scheme!r}; use a local path, "
+                          "file:///... or s3://bucket/prefix")
+    secret = [k for k, _ in parse_qsl(parts.query) if k not in STAGING_URI_OPTIONS]
+    if "@" in parts.netloc or secret:
+        raise ConfigError(f"results.staging_dir: credentials or unknown options ({', '.join(secret) or 'user info'})"
+                          " do not belong in the config file; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+                          "results.staging_connection_id")
+    if not parts.netloc:
+        raise ConfigError(f"results.staging_dir {value!r}: name a bucket, s3://bucket/prefix")
+    return value
 
 
 class _Strict(BaseModel):
@@ -123,8 +163,12 @@ class ResultsConfig(_Strict):
     url: str | None = None
     db_schema: str = Field("scoring", alias="schema", description="schema for kind postgres")
     table: str = "predictions"
-    staging_dir: Path = Path("results/staging")
+    staging_dir: Path | str = Field(Path("results/staging"), description="where chunks are staged: a local "
+                                    "path, file:///..., or s3://bucket/prefix (credentials from the environment "
+                                    "or staging_connection_id, never here)")
     connection_id: str | None = None
+    staging_connection_id: str | None = Field(None, description="Airflow Connection (type aws) with the "
+                                              "object store's credentials and endpoint_url")
     connect_timeout_s: float = Field(30.0, ge=0, description="kind postgres: keep retrying a refused or "
                                      "timed-out connection this long")
     passthrough: list[str] = Field(default_factory=list, description="source columns copied into each "
@@ -138,6 +182,17 @@ class ResultsConfig(_Strict):
     export_dir: Path | None = Field(None, description="kind duckdb: where (default <results file>_export/)")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    _staging_options: dict[str, str] = PrivateAttr(default_factory=dict)  # set from a connection, never YAML
+
+    @field_validator("staging_dir", mode="before")
+    @classmethod
+    def _staging_uri(cls, value: object) -> object:
+        return parse_staging_dir(value) if isinstance(value, str | Path) else value
+
+    @property
+    def staging_options(self) -> dict[str, str]:
+        """Object-store options from ``staging_connection_id`` (credentials included): in memory only."""
+        return self._staging_options
 
     @field_validator("table", "db_schema")
     @classmethod
@@ -320,6 +375,11 @@ def _resolve(base: Path, value: Path | None) -> Path | None:
     return (base / value).resolve()
 
 
+def default_data_docs(staging_dir: Path | str, base: Path) -> Path:
+    """``<staging_dir>/../data_docs``; ``<config folder>/data_docs`` when staging is on an object store."""
+    return staging_dir.parent / "data_docs" if isinstance(staging_dir, Path) else base / "data_docs"
+
+
 def config_path(explicit: str | Path | None = None) -> Path:
     """The config file to use: explicit, else $SCORING_CONFIG, else ./scoring.yaml."""
     return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
@@ -345,11 +405,12 @@ def load_config(path: str | Path | None = None) -> Config:
     cfg.source.path = _resolve(base, cfg.source.path)
     cfg.model.store = _resolve(base, cfg.model.store)
     cfg.results.path = _resolve(base, cfg.results.path)
-    cfg.results.staging_dir = _resolve(base, cfg.results.staging_dir)
+    if isinstance(cfg.results.staging_dir, Path):
+        cfg.results.staging_dir = _resolve(base, cfg.results.staging_dir)
     cfg.results.export_dir = _resolve(base, cfg.results.export_dir)
     cfg.validation.suites_dir = _resolve(base, cfg.validation.suites_dir)
     cfg.validation.data_docs_dir = _resolve(base, cfg.validation.data_docs_dir) \
-        or cfg.results.staging_dir.parent / "data_docs"
+        or default_data_docs(cfg.results.staging_dir, base)
     if cfg.source.kind == cfg.results.kind == "duckdb" and cfg.source.path == cfg.results.path:
         # DuckDB allows one writer per file: the run reads the source while it publishes results.
         raise ConfigError(f"config file {str(file)!r}: results.path must differ from source.path")

@@ -131,3 +131,24 @@ def pg_schema(pg_url: str) -> str:
                             [name, name + "\\_%"]).fetchall()
         for (schema,) in found:
             con.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+# --- S3-compatible staging (moto's standalone server, tests/storage/s3_server.py), one per session.
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """A moto S3 server on a free loopback port with bucket ``staging``; stopped by pid at the end."""
+    from tests.storage.s3_server import start_s3_server
+
+    server = start_s3_server(log=tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def s3_staging(s3_server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh ``s3://staging/<test>`` staging URI; the AWS_* environment points clients at the server."""
+    import uuid
+
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return s3_server.uri(f"t-{uuid.uuid4().hex[:10]}")

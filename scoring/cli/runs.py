@@ -88,7 +88,9 @@ def cleanup(config: ConfigOpt = None,
         raise ConfigError(f"--older-than {older_than!r}: expected a number and a unit s, m, h or d (e.g. 12h)")
     seconds = float(found.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[found.group(2)]
     cfg = load(config)
-    removed = remove_old(cfg.results.staging_dir, seconds)
+    from scoring.storage.stagefs import staging_root
+
+    removed = remove_old(staging_root(cfg.results), seconds)
     console.print(f"removed {len(removed)} staging folder(s) under {cfg.results.staging_dir}")
     for path in removed:
         console.print(f"  {path}", highlight=False)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from scoring.config import default_data_docs
 from scoring.errors import ScoringError
 from scoring.quality.batch_rules import QualityReport
 from scoring.quality.offline import make_offline
@@ -126,7 +127,8 @@ RUN_FIELDS = ("run_id", "day", "model_name", "model_version", "status", "rows_in
 
 def docs_site(cfg: Config, model: str) -> Path:
     """The model's Data Docs site folder (``validation.data_docs_dir/<model>``)."""
-    return Path(cfg.validation.data_docs_dir or cfg.results.staging_dir.parent / "data_docs") / model
+    base = cfg.path.parent if cfg.path else Path.cwd()
+    return Path(cfg.validation.data_docs_dir or default_data_docs(cfg.results.staging_dir, base)) / model
 
 
 def docs_rows(cfg: Config, *, day: dt.date | None = None, run_ids: list[str] | None = None,

@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from scoring.storage.duck import duck_connect
+from scoring.storage.stagefs import duck_scan, read_schema
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +52,14 @@ def check_predictions(files: list[Path], expected_rows: int, task: str = "binary
     else:
         bad_label, label_problem = "label IS NOT NULL", f"a label (a {task} model sets none)"
     # Files staged before the model contract have no predicted_class column (binary models only then).
-    has_class = "predicted_class" in pq.read_schema(files[0]).names
+    has_class = "predicted_class" in read_schema(files[0]).names
     no_class = "predicted_class IS NULL" if has_class and task != "regression" else "false"
     filters = ", ".join(f"count(*) FILTER (WHERE {cond})" for cond in (bad_score, bad_label, no_class))
     head = "SELECT count(*), count(DISTINCT source_key), count(*) FILTER (WHERE source_key IS NULL), "
-    sql = f"{head}{filters} FROM read_parquet($1, union_by_name = true)"  # noqa: S608 - constant conditions
     with duck_connect(utc=False) as con:
-        rows, keys, null_keys, bad, labels, classes = con.sql(sql, params=[[str(f) for f in files]]).fetchall()[0]
+        scan, params = duck_scan(con, "staged_predictions", files, "$1")
+        sql = f"{head}{filters} FROM {scan}"  # noqa: S608 - constant conditions
+        rows, keys, null_keys, bad, labels, classes = con.sql(sql, params=params).fetchall()[0]
     problems = []
     if rows != expected_rows:
         problems.append(f"output check: {rows} predictions staged, {expected_rows} rows scored")

@@ -23,6 +23,7 @@ import pyarrow as pa
 from scoring.storage.duck import duck_connect
 from scoring.storage.results.base import RunRecord
 from scoring.storage.results.tables import PREDICTION_STATS, QUARANTINE_COUNTS, SCORE_BINS, TableSpec
+from scoring.storage.stagefs import duck_scan
 
 logger = logging.getLogger(__name__)
 
@@ -113,17 +114,20 @@ def summarize(run: RunRecord, prediction_files: Sequence[Path], quarantine_files
         raise ValueError(f"unknown model task {task!r}: expected one of {', '.join(TASKS)}")
     with duck_connect(utc=False) as con:
         if prediction_files:
-            files = [str(p) for p in prediction_files]
-            stats = con.sql(f"SELECT {STATS_EXPRS} FROM read_parquet($1)",  # noqa: S608 - constant SQL
-                            params=[files]).to_arrow_table().to_pylist()[0]
+            scan, params = duck_scan(con, "staged_stats", prediction_files, "$1", union=False)
+            stats = con.sql(f"SELECT {STATS_EXPRS} FROM {scan}",  # noqa: S608 - constant SQL
+                            params=params).to_arrow_table().to_pylist()[0]
             expr = bin_expr(task, stats["score_min"], stats["score_max"])
-            counts = dict(con.sql(f"SELECT {expr} AS bin, count(*) FROM read_parquet($1) GROUP BY 1",  # noqa: S608
-                                  params=[files]).fetchall())
+            scan, params = duck_scan(con, "staged_bins", prediction_files, "$1", union=False)
+            counts = dict(con.sql(f"SELECT {expr} AS bin, count(*) FROM {scan} GROUP BY 1",  # noqa: S608
+                                  params=params).fetchall())
         else:
             stats, counts = {"rows_scored": 0, "positives": 0}, {}
-        rules = (con.sql("SELECT rule, column_name, count(*) AS count FROM read_parquet($1) GROUP BY ALL",
-                         params=[[str(p) for p in quarantine_files]]).to_arrow_table().to_pylist()
-                 if quarantine_files else [])
+        rules = []
+        if quarantine_files:
+            scan, params = duck_scan(con, "staged_rules", quarantine_files, "$1", union=False)
+            rules = con.sql(f"SELECT rule, column_name, count(*) AS count FROM {scan} GROUP BY ALL",  # noqa: S608
+                            params=params).to_arrow_table().to_pylist()
     return summary_tables(run, {**stats, "task": task}, counts, rules)
 
 

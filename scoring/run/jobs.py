@@ -41,6 +41,7 @@ from scoring.storage.results import RunRecord, open_results
 from scoring.storage.results.jobs_ledger import TERMINAL, JobCancelled, JobLedger
 from scoring.storage.results.liveness import attempt_alive
 from scoring.storage.sources.job_input import file_format, input_path, open_job_input
+from scoring.storage.stagefs import local_staging
 from scoring.storage.staging import ChunkManifest, Stage
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,8 @@ def check_output(cfg: Config, spec: JobSpec) -> Path | None:
     for protected in filter(None, files):
         if target == Path(protected).resolve():
             raise ConfigError(f"--output {str(out)!r} would overwrite {str(protected)!r}")
-    folders = [cfg.model.store, cfg.results.staging_dir, cfg.results.export_dir]
+    folders = [cfg.model.store, *([cfg.results.staging_dir] if isinstance(cfg.results.staging_dir, Path) else []),
+               cfg.results.export_dir]
     if cfg.results.path is not None:
         folders.append(cfg.results.path.with_name(cfg.results.path.stem + "_export"))
     for folder in filter(None, folders):
@@ -177,7 +179,7 @@ def _job_cfg(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion]:
 
 def job_stage(cfg: Config, job_id: str) -> Stage:
     """Where a job's chunks are staged: ``<staging_dir>/jobs/<job id>/`` (a retry reuses verified chunks)."""
-    return Stage(cfg.results.staging_dir / "jobs" / job_id)
+    return Stage(local_staging(cfg.results, "scoring jobs") / "jobs" / job_id)
 
 
 def _prepare(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion, Any, Quality]:

@@ -36,6 +36,7 @@ from scoring.storage.pgconn import redact_url
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.results.liveness import HEARTBEAT_S
 from scoring.storage.sources import open_source
+from scoring.storage.stagefs import staging_root
 from scoring.storage.staging import ChunkManifest, Stage, remove_stale
 
 logger = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ def _resumable_stage(cfg: Config, interval: DataInterval, mv: ModelVersion, rows
     suite = quality.suite_path.read_bytes() if quality.suite_path.is_file() else b""
     plan = json.dumps([interval.start.isoformat(), interval.end.isoformat(), mv.version, mv.meta.get("sha256"),
                        rows, cfg.model_dump(mode="json"), hashlib.sha256(suite).hexdigest()], default=str)
-    parent = cfg.results.staging_dir / cfg.model.name / interval.day.isoformat()
+    parent = staging_root(cfg.results) / cfg.model.name / interval.day.isoformat()
     stage = Stage(parent / f"cli-{hashlib.sha256(plan.encode()).hexdigest()[:12]}")
     if not stage.lock():
         logger.warning("another live run stages the same plan in %s; staging privately", stage.root)

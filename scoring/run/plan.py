@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import re
-import shutil
 from dataclasses import asdict
 from typing import Any
 
@@ -51,6 +50,7 @@ from scoring.run.sizing import chunk_rows
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.sources import open_source
 from scoring.storage.sources.base import KeyRange, key_ranges
+from scoring.storage.stagefs import staging_root
 from scoring.storage.staging import ChunkManifest, Stage, remove_stale
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def plan_interval(plan: dict[str, Any]) -> DataInterval:
 
 def run_folder(cfg: Config, plan: dict[str, Any]) -> Stage:
     """Everything staged for the plan's scheduler run (every plan of it)."""
-    return Stage(cfg.results.staging_dir / plan["model"]["name"] / plan["day"] / plan["run_key"])
+    return Stage(staging_root(cfg.results) / plan["model"]["name"] / plan["day"] / plan["run_key"])
 
 
 def plan_stage(cfg: Config, plan: dict[str, Any]) -> Stage:
@@ -316,12 +316,12 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
         finish_run(cfg, results, run, stage, done, quality, _shadow(cfg, plan, chunk_results or []))
     except Superseded as exc:  # a newer run of the day published: this plan's result must not replace it
         record_failure(results, run, exc, stage, done)
-        shutil.rmtree(run_folder(cfg, plan).root, ignore_errors=True)
+        run_folder(cfg, plan).remove()
         return _counts(run, plan, status="superseded", note=str(exc), table=cfg.results.table)
     except BaseException as exc:
         record_failure(results, run, exc, stage, done)
         raise
-    shutil.rmtree(run_folder(cfg, plan).root, ignore_errors=True)
+    run_folder(cfg, plan).remove()
     remove_stale(run_folder(cfg, plan).root.parent, run.started_at.timestamp())
     logger.info("run %s published: %s in, %s scored, %s quarantined (%s of %s chunks reused)", run.run_id,
                 run.rows_in, run.rows_scored, run.rows_rejected, reused, len(plan["chunks"]))

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from scoring.config import Config
 from scoring.errors import ModelStoreError
@@ -32,6 +31,7 @@ from scoring.quality.gate import Gate
 from scoring.quality.schema_check import check_schema
 from scoring.run.chunks import run_chunks
 from scoring.storage.results.tables import SHADOW_PREDICTIONS, SHADOW_SUMMARY
+from scoring.storage.stagefs import as_location
 from scoring.storage.staging import ChunkManifest, Stage
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,8 @@ def _read(files: list[Path], columns: list[str]) -> pa.Table:
     if not files:
         return pa.table({c: pa.array([], t) for c, t in zip(columns, (pa.string(), pa.float64(), pa.int8(),
                                                                        pa.string()), strict=False)})
-    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files], promote_options="default")
+    return pa.concat_tables([as_location(f).parquet().read(columns=columns) for f in files],
+                            promote_options="default")
 
 
 def shadow_tables(run: Any, stage: Stage, champion: list[ChunkManifest], shadow: Shadow | None,

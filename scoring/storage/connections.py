@@ -62,6 +62,27 @@ def _located(section: SourceConfig | ResultsConfig, conn: ConnectionInfo, base: 
         section.url = postgres_url(conn)
 
 
+def staging_options(conn: ConnectionInfo) -> dict[str, str]:
+    """pyarrow ``S3FileSystem`` options from an Airflow Connection of type ``aws``: login/password (or extra
+    ``aws_access_key_id``/``aws_secret_access_key``), extra ``aws_session_token``, ``endpoint_url`` (also
+    ``service_config.s3.endpoint_url``) and ``region_name``.
+
+    Raises:
+        ConfigError: the connection is not of type aws.
+    """
+    if conn.conn_type.lower() not in ("aws", "s3"):
+        raise ConfigError(f"connection {conn.conn_id!r} has type {conn.conn_type!r}; "
+                          "results.staging_connection_id needs an aws connection")
+    extra = conn.extra
+    s3 = (extra.get("service_config") or {}).get("s3") or {}
+    options = {"access_key": conn.login or extra.get("aws_access_key_id"),
+               "secret_key": conn.password or extra.get("aws_secret_access_key"),
+               "session_token": extra.get("aws_session_token"),
+               "endpoint_override": extra.get("endpoint_url") or s3.get("endpoint_url"),
+               "region": extra.get("region_name")}
+    return {k: str(v) for k, v in options.items() if v}
+
+
 def apply_connections(cfg: Config, lookup: Callable[[str], ConnectionInfo]) -> Config:
     """A copy of ``cfg`` whose sections with a ``connection_id`` are located by that connection.
 
@@ -72,9 +93,12 @@ def apply_connections(cfg: Config, lookup: Callable[[str], ConnectionInfo]) -> C
     Returns:
         ``cfg`` itself when no section names a connection, else an updated copy.
     """
-    if not cfg.source.connection_id and not cfg.results.connection_id:
+    if not cfg.source.connection_id and not cfg.results.connection_id and not cfg.results.staging_connection_id:
         return cfg
     out = cfg.model_copy(deep=True)
+    if out.results.staging_connection_id:
+        out.results._staging_options = staging_options(lookup(out.results.staging_connection_id))
+        logger.info("staging credentials from connection %r", out.results.staging_connection_id)
     base = cfg.path.parent if cfg.path else None
     for name, section in (("source", out.source), ("results", out.results)):
         if section.connection_id:

@@ -32,6 +32,7 @@ from scoring.storage.results.tables import (
     all_tables,
     predictions_spec,
 )
+from scoring.storage.stagefs import duck_scan
 
 logger = logging.getLogger(__name__)
 
@@ -200,8 +201,7 @@ class DuckDBResults(ResultsStore):
         Raises:
             PublishError: a passthrough column conflicts with a predictions column's name or type.
         """
-        files = [str(p) for p in prediction_files]
-        qfiles = [str(p) for p in quarantine_files]
+        files, qfiles = prediction_files, quarantine_files
         head = [run.run_id, run.day, run.model_name]
         pred = predictions_spec(self.cfg.table)
         staged = staged_columns(prediction_files, pred.column_names)
@@ -220,13 +220,15 @@ class DuckDBResults(ResultsStore):
                                 params=[run.day, run.model_name, run.run_id, run.started_at]).to_arrow_table().to_pylist()
                 if newer:
                     raise superseded_error(run, newer[0]["run_id"], newer[0]["started_at"])
-                self._replace(con, pred, run, f"SELECT {select} FROM read_parquet($6, union_by_name = true)"  # noqa: S608
+                scan, bound = duck_scan(con, "staged_predictions", files, "$6") if files else ("", [])
+                self._replace(con, pred, run, f"SELECT {select} FROM {scan}"  # noqa: S608
                               if files else "",
-                              [run.model_name, run.model_version, run.run_id, run.day, run.started_at, files],
+                              [run.model_name, run.model_version, run.run_id, run.day, run.started_at, *bound],
                               names)
-                self._replace(con, QUARANTINE, run,
-                              "SELECT $1, $2, $3, source_key, column_name, rule, value, row_json, reason "
-                              "FROM read_parquet($4)" if qfiles else "", [*head, qfiles])
+                scan, bound = duck_scan(con, "staged_quarantine", qfiles, "$4", union=False) if qfiles else ("", [])
+                columns = "$1, $2, $3, source_key, column_name, rule, value, row_json, reason"
+                quarantine_sql = f"SELECT {columns} FROM {scan}" if qfiles else ""  # noqa: S608 - constants
+                self._replace(con, QUARANTINE, run, quarantine_sql, [*head, *bound])
                 for name, rows in (extra or {}).items():
                     spec = next(s for s in all_tables(self.cfg.table) if s.name == name)
                     con.register("extra_rows", rows)
@@ -256,7 +258,7 @@ class DuckDBResults(ResultsStore):
                                                         if s.partitioned and s.name not in (pred.name, QUARANTINE.name))])
 
     def record_failure(self, run: RunRecord, quarantine_files: list[Path]) -> None:
-        qfiles = [str(p) for p in quarantine_files]
+        qfiles = quarantine_files
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -265,10 +267,11 @@ class DuckDBResults(ResultsStore):
                             "AND run_id NOT IN (SELECT run_id FROM runs WHERE day = $1 AND model_name = $2 "
                             "AND status = 'success')", [run.day, run.model_name])
                 if qfiles:
+                    scan, bound = duck_scan(con, "staged_quarantine", qfiles, "$4", union=False)
                     con.execute(f"INSERT INTO {quote(QUARANTINE.name)} "  # noqa: S608 - quoted constant
                                 f"({', '.join(map(quote, QUARANTINE.column_names))}) "
                                 "SELECT $1, $2, $3, source_key, column_name, rule, value, row_json, reason "
-                                "FROM read_parquet($4)", [run.run_id, run.day, run.model_name, qfiles])
+                                f"FROM {scan}", [run.run_id, run.day, run.model_name, *bound])
                 self._update_run(con, run)
                 con.execute("COMMIT")
             except duckdb.Error as exc:

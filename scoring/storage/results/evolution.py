@@ -76,9 +76,9 @@ def staged_columns(prediction_files: Sequence[Path], reserved: Sequence[str]) ->
     """
     if not prediction_files:
         return StagedColumns(STAGED_PREDICTION_COLUMNS, ())
-    import pyarrow.parquet as pq
+    from scoring.storage.stagefs import read_schema
 
-    schema = pq.read_schema(prediction_files[0])
+    schema = read_schema(prediction_files[0])
     taken = {c.lower() for c in reserved}
     core = tuple(c for c in STAGED_PREDICTION_COLUMNS if c in schema.names)
     out = []

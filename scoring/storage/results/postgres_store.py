@@ -19,7 +19,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from scoring.errors import PublishError, ResultsLocked
 from scoring.sqlident import quote
@@ -36,6 +35,7 @@ from scoring.storage.results.evolution import (
     table_changes,
 )
 from scoring.storage.results.tables import QUARANTINE, RUNS, TableSpec, all_tables
+from scoring.storage.stagefs import as_location
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def _file_batches(files: list[Path], schema: pa.Schema, constants: dict[str, Any
     column the file lacks: predicted_class/probabilities staged before the model contract, a passthrough
     column)."""
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH):
+        for batch in as_location(path).parquet().iter_batches(batch_size=READ_BATCH):
             n = batch.num_rows
             arrays = [conform(batch.column(f.name), f.type) if f.name in batch.schema.names
                       else pa.repeat(pa.scalar(constants.get(f.name), f.type), n) for f in schema]
