@@ -1,7 +1,8 @@
 """The scoring DAG on a real CeleryExecutor cluster (``deploy/cluster.py``): api-server, scheduler,
 dag-processor and two Celery workers (concurrency 1 each, each in its own UTS namespace, so its own hostname),
 Redis broker (own db number and key prefix), a PostgreSQL metadata DB created for the test, PostgreSQL source and
-results (own schema). One day in 6 chunks; once a worker has scored a chunk and runs another, every process of
+results (own schema), chunks staged on S3 (moto server on a loopback port); each worker has a private tmpfs over
+the local staging path and its TMPDIR (``unshare --mount``). One day in 6 chunks; once a worker has scored a chunk and runs another, every process of
 that worker is killed (SIGKILL). Airflow's task heartbeat timeout (lowered here to 15 s) fails that try and the
 retry runs on the other worker. Then: the predictions equal a single-process ``scoring run`` of the same day per
 row (|diff| <= 1e-12) and the model's own ``predict_proba`` (<= 1e-9), the partition is complete (no lost or
@@ -145,9 +146,14 @@ def _assert_partition(pg_url: str, schema: str, cli: dict[str, float], model: di
 
 @pytest.mark.timeout(420)
 def test_celery_workers_score_like_one_process_and_survive_a_killed_worker(
-        tmp_path: Path, sample_db: Path, trained_store: Path, pg_url: str, pg_schema: str,
+        tmp_path: Path, sample_db: Path, trained_store: Path, pg_url: str, pg_schema: str, s3_staging: str,
         celery_cluster: cluster.ClusterSpec) -> None:
     spec = celery_cluster
+    # No hidden reliance on one host: each worker sees its own empty tmpfs over the local staging path and over
+    # its temp folder, so only the shared S3 staging can carry a chunk from one worker to the publisher.
+    local_staging, worker_tmp = tmp_path / "dag" / "staging", tmp_path / "worker_tmp"
+    spec.isolate = [local_staging, worker_tmp]
+    spec.worker_env["TMPDIR"] = str(worker_tmp)
     copy_sample(sample_db, pg_url, pg_schema)
     source = {"kind": "postgres", "url": pg_url, "path": None, "table": f"{pg_schema}.loan_applications"}
     # No scheduled runs (start in the future): the test triggers its run; a retry comes quickly.
@@ -156,7 +162,7 @@ def test_celery_workers_score_like_one_process_and_survive_a_killed_worker(
     (tmp_path / "cli").mkdir()
     cfg = write_config(tmp_path / "dag", sample_db, trained_store, source=source, schedule=schedule, workers=2,
                        results={"kind": "postgres", "url": pg_url, "path": None, "schema": pg_schema,
-                                "table": "predictions", "staging_dir": str(tmp_path / "dag" / "staging")})
+                                "table": "predictions", "staging_dir": s3_staging})
     cli_cfg = write_config(tmp_path / "cli", sample_db, trained_store, source=source)
     spec.configs = [cfg]
 
@@ -177,6 +183,11 @@ def test_celery_workers_score_like_one_process_and_survive_a_killed_worker(
         subprocess.run([str(BIN / "airflow"), "dags", "unpause", DAG_ID], env=env, check=True, capture_output=True,
                        timeout=120)
         marks["ready"] = time.monotonic() - t0
+        for i in (1, 2):  # the private mounts are there, in the workers' views only
+            mounts = Path(f"/proc/{pids[f'worker-{i}']}/mountinfo").read_text().splitlines()
+            assert {str(p) for p in spec.isolate} <= {m.split()[4] for m in mounts if " - tmpfs " in m}, mounts
+        own = {m.split()[4] for m in Path("/proc/self/mountinfo").read_text().splitlines()}
+        assert not own & {str(p) for p in spec.isolate}
     finally:
         output = reference.communicate(timeout=180)[0]
     assert reference.returncode == 0, output
