@@ -222,27 +222,55 @@ def up(spec: ClusterSpec) -> dict[str, int]:
     _airflow(env, "db", "migrate", timeout=600)
     _airflow(env, "pools", "set", POOL, "1", "single writer of the results database")
     state = {"spec": {"db": spec.db, "pg_admin_url": spec.pg_admin_url, "redis_url": spec.redis_url,
-                      "redis_prefix": spec.redis_prefix, "api_port": spec.api_port}, "pids": {}}
-    path = spec.home / STATE
-    path.write_text(json.dumps(state))
-    path.chmod(0o600)
+                      "redis_prefix": spec.redis_prefix, "api_port": spec.api_port},
+             "secret": secret, "pids": {}}
+    _write_state(spec.home, state)
     airflow = str(BIN / "airflow")
-    # Each component serves its logs on its own port, so nothing collides with another Airflow on this host.
-    plan = [("api-server", [airflow, "api-server"], {}),
-            ("scheduler", [airflow, "scheduler"], {}),
-            ("dag-processor", [airflow, "dag-processor"], {})]
-    preload = {"SCORING_PRELOAD": "1", **spec.worker_env}
-    plan += [(f"worker-{i}", worker_command(spec, i), preload) for i in range(1, spec.workers + 1)]
     try:
-        for name, cmd, extra in plan:
-            own = {**env, **extra, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-                   "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
-            state["pids"][name] = _start(name, cmd, own, logs)
-            path.write_text(json.dumps(state))
+        for name, cmd in (("api-server", [airflow, "api-server"]), ("scheduler", [airflow, "scheduler"]),
+                          ("dag-processor", [airflow, "dag-processor"])):
+            state["pids"][name] = _start(name, cmd, _own_ports(env), logs)
+            _write_state(spec.home, state)
+        for i in range(1, spec.workers + 1):
+            start_worker(spec, i)
     except BaseException:
         down(spec.home)
         raise
-    return dict(state["pids"])
+    return dict(read_state(spec.home)["pids"])
+
+
+def _own_ports(env: dict[str, str]) -> dict[str, str]:
+    # Each component serves its logs on its own port, so nothing collides with another Airflow on this host.
+    return {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+
+
+def _write_state(home: Path, state: dict) -> None:
+    path = home / STATE
+    path.write_text(json.dumps(state))
+    path.chmod(0o600)  # it holds the cluster's JWT secret
+
+
+def start_worker(spec: ClusterSpec, index: int) -> int:
+    """Start Celery worker ``index`` (1-based) of the cluster ``up`` started from ``spec.home``; returns its pid.
+
+    Workers import the scoring stack once (``SCORING_PRELOAD=1``, see ``deploy/celery_config.py``).
+    """
+    state = read_state(spec.home)
+    env = {**component_env(spec, state["secret"]), "SCORING_PRELOAD": "1", **spec.worker_env}
+    pid = _start(f"worker-{index}", worker_command(spec, index), _own_ports(env), spec.home / "logs" / "components")
+    state["pids"][f"worker-{index}"] = pid
+    _write_state(spec.home, state)
+    return pid
+
+
+def stop_worker(home: Path, index: int) -> None:
+    """Stop worker ``index`` (SIGTERM: Celery's warm shutdown, then SIGKILL) and forget its pid."""
+    state = read_state(home)
+    pid = state["pids"].pop(f"worker-{index}", None)
+    if pid is not None:
+        stop_pid(pid)
+        _write_state(home, state)
 
 
 def read_state(home: Path) -> dict:
@@ -324,6 +352,20 @@ def down(home: Path, drop_db: bool = False) -> list[str]:
     if (home / STATE).is_file():
         (home / STATE).unlink()
     return order
+
+
+def meta_query(spec: ClusterSpec, query: str, params: Sequence | None = None) -> list[tuple]:
+    """Rows of a read-only ``query`` on the cluster's metadata database (psycopg, 5 s connect timeout)."""
+    import psycopg
+
+    with psycopg.connect(db_url(spec, "postgresql"), connect_timeout=5) as con:
+        return con.execute(query, params).fetchall()
+
+
+def trigger(spec: ClusterSpec, dag_id: str, run_id: str, conf: dict) -> None:
+    """``airflow dags trigger`` (a manual run, no logical date) with ``conf``. Raises RuntimeError if refused."""
+    _airflow(component_env(spec, read_state(spec.home).get("secret", "")), "dags", "trigger", dag_id, "--run-id",
+             run_id, "--conf", json.dumps(conf), timeout=120)
 
 
 def api_healthy(port: int) -> bool:

@@ -30,7 +30,7 @@ import pytest
 
 from deploy import cluster
 from tests.conftest import SCORE_DAY, write_config
-from tests.dags.airflow_env import BIN, DAG_ID, ROOT
+from tests.dags.airflow_env import DAG_ID, ROOT
 from tests.helpers import published
 from tests.run.fault_helpers import expected_scores
 from tests.storage.pg_helpers import copy_sample, pg_ledger, pg_published
@@ -88,6 +88,8 @@ def celery_cluster(tmp_path: Path, pg_url: str, redis_db: tuple[str, str]):
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__CORE__PARALLELISM": "4",
+            # No scheduled runs (the config's start date is in the future), so the DAGs may start unpaused.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         })
     try:
         yield spec
@@ -98,9 +100,7 @@ def celery_cluster(tmp_path: Path, pg_url: str, redis_db: tuple[str, str]):
             assert not con.execute("SELECT 1 FROM pg_database WHERE datname = %s", [spec.db]).fetchone()
 
 
-def _meta(spec: cluster.ClusterSpec, query: str, params: list | None = None) -> list[tuple]:
-    with psycopg.connect(cluster.db_url(spec, "postgresql"), connect_timeout=5) as con:
-        return con.execute(query, params).fetchall()
+_meta = cluster.meta_query
 
 
 def _run_state(spec: cluster.ClusterSpec, run_id: str) -> str | None:
@@ -112,13 +112,6 @@ def _chunks(spec: cluster.ClusterSpec, run_id: str) -> list[tuple[int, str, str,
     """(map_index, state, hostname, try_number) of the run's mapped score_chunk task instances."""
     return _meta(spec, "SELECT map_index, state, hostname, try_number FROM task_instance WHERE dag_id = %s AND "
                  "run_id = %s AND task_id = 'score_chunk' ORDER BY map_index", [DAG_ID, run_id])
-
-
-def _trigger(env: dict[str, str], run_id: str) -> None:
-    conf = {"day": SCORE_DAY.isoformat(), "rows_per_chunk": ROWS_PER_CHUNK}
-    out = subprocess.run([str(BIN / "airflow"), "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf",
-                          json.dumps(conf)], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
 
 
 def _tails(spec: cluster.ClusterSpec) -> str:
@@ -176,12 +169,9 @@ def test_celery_workers_score_like_one_process_and_survive_a_killed_worker(
         deadline = t0 + WAIT_S
         pids = cluster.up(spec)
         marks = {"up": time.monotonic() - t0}
-        env = cluster.component_env(spec, "unused-by-the-cli")
         _wait(spec, "the api-server", lambda: cluster.api_healthy(spec.api_port), deadline, every=2)
         _wait(spec, "the DAG to be parsed", lambda: _meta(
             spec, "SELECT 1 FROM serialized_dag WHERE dag_id = %s", [DAG_ID]), deadline, every=2)
-        subprocess.run([str(BIN / "airflow"), "dags", "unpause", DAG_ID], env=env, check=True, capture_output=True,
-                       timeout=120)
         marks["ready"] = time.monotonic() - t0
         for i in (1, 2):  # the private mounts are there, in the workers' views only
             mounts = Path(f"/proc/{pids[f'worker-{i}']}/mountinfo").read_text().splitlines()
@@ -198,7 +188,7 @@ def test_celery_workers_score_like_one_process_and_survive_a_killed_worker(
     workers = {cluster.worker_name(1), cluster.worker_name(2)}
 
     # Once a worker has scored a chunk and runs another, SIGKILL every process of that worker.
-    _trigger(env, RUN_ID)
+    cluster.trigger(spec, DAG_ID, RUN_ID, {"day": SCORE_DAY.isoformat(), "rows_per_chunk": ROWS_PER_CHUNK})
     running: list[tuple] = []
 
     def a_second_chunk_runs() -> bool:
