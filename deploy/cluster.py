@@ -423,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         pids = up(spec)
         wait_until("the api-server", lambda: api_healthy(spec.api_port), 180, every=2)
-    except (RuntimeError, TimeoutError, OSError) as exc:
+    except Exception as exc:  # one line, never a traceback: the component logs have the details
         _say(f"cluster up failed: {str(exc).splitlines()[0]} (component logs: {home / 'logs' / 'components'})",
              sys.stderr)
         return 1
