@@ -154,7 +154,7 @@ def measure(rows: int = 1_000_000, repeat: int = 2, chunks: int = 8, pg_admin_ur
         finally:
             cluster.down(spec.home)
             cluster.drop_database(spec)
-            _flush_prefix(spec)
+            cluster.flush_broker(spec.redis_url, spec.redis_prefix)
     medians = {}
     for workers in (1, 2):
         mine = [r for r in runs if r["workers"] == workers]
@@ -166,15 +166,6 @@ def measure(rows: int = 1_000_000, repeat: int = 2, chunks: int = 8, pg_admin_ur
     return {"rows": rows, "chunks": chunks, "repeat": repeat, "build_s": build_s, "1": one, "2": two,
             "ratio_wall": one["wall_s"] / two["wall_s"], "ratio_chunk_phase": one["chunk_phase_s"] / two["chunk_phase_s"],
             "identical": all(o == outputs[0] for o in outputs) and len(outputs[0]) == rows, "runs": runs}
-
-
-def _flush_prefix(spec: cluster.ClusterSpec) -> None:
-    import redis
-
-    con = redis.Redis.from_url(spec.redis_url, socket_timeout=5)
-    keys = list(con.scan_iter(match=spec.redis_prefix + "*", count=1000))
-    if keys:
-        con.delete(*keys)
 
 
 def report(fig: dict) -> None:

@@ -3,7 +3,7 @@ workers, with PostgreSQL as the metadata DB and Celery result backend and Redis 
 
     python -m deploy.cluster up [--home airflow_cluster] [--db scoring_airflow] [--redis-db 5] [--workers 2]
     python -m deploy.cluster status [--home airflow_cluster]
-    python -m deploy.cluster down [--home airflow_cluster] [--drop-db]
+    python -m deploy.cluster down [--home airflow_cluster] [--drop-db]      (also drops the DB, flushes the broker)
 
 (``make cluster-up`` / ``make cluster-down`` / ``make cluster-status``). ``up`` creates the metadata database
 if it is missing, migrates it, creates the ``scoring_publish`` pool (size 1: publish stays the single writer),
@@ -273,6 +273,21 @@ def stop_worker(home: Path, index: int) -> None:
         _write_state(home, state)
 
 
+def flush_broker(redis_url: str, prefix: str = "") -> int:
+    """Delete the cluster's broker keys: those under ``prefix`` when it has one, else its whole Redis db.
+
+    Returns the number of keys deleted."""
+    import redis
+
+    con = redis.Redis.from_url(redis_url, socket_timeout=5)
+    if not prefix:
+        count = con.dbsize()
+        con.flushdb()
+        return count
+    keys = list(con.scan_iter(match=prefix + "*", count=1000))
+    return con.delete(*keys) if keys else 0
+
+
 def read_state(home: Path) -> dict:
     """The ``cluster.json`` that ``up`` wrote (empty when none)."""
     path = home / STATE
@@ -348,7 +363,9 @@ def down(home: Path, drop_db: bool = False) -> list[str]:
     for name in order:
         stop_pid(pids[name])
     if drop_db and state.get("spec"):
-        drop_database(ClusterSpec(home=home, db=state["spec"]["db"], pg_admin_url=state["spec"]["pg_admin_url"]))
+        recorded = state["spec"]
+        drop_database(ClusterSpec(home=home, db=recorded["db"], pg_admin_url=recorded["pg_admin_url"]))
+        flush_broker(recorded["redis_url"], recorded.get("redis_prefix", ""))
     if (home / STATE).is_file():
         (home / STATE).unlink()
     return order
@@ -404,12 +421,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", action="append", type=Path, default=[], help="scoring config (repeatable)")
     parser.add_argument("--isolate", action="append", type=Path, default=[],
                         help="path to hide behind a private tmpfs in each worker (repeatable; root only)")
-    parser.add_argument("--drop-db", action="store_true", help="down: also drop the metadata database")
+    parser.add_argument("--drop-db", action="store_true", help="down: also drop the metadata database and flush the broker's Redis db")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     home = args.home.resolve()
     if args.action == "status":
         running = alive(home)
+        if not read_state(home).get("pids"):
+            _say(f"no cluster recorded in {home}")
         for name, pid in read_state(home).get("pids", {}).items():
             _say(f"{name:14} pid {pid:>7}  {'running' if name in running else 'stopped'}")
         return 0 if running else 3

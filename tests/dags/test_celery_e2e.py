@@ -64,11 +64,10 @@ def redis_db() -> tuple[str, str]:
         pytest.skip("no empty Redis db number (1-15) for the broker")
     number, prefix = empty[0], f"scoring-test-{uuid.uuid4().hex[:10]}:"
     yield f"{REDIS}/{number}", prefix
-    con = redis.Redis.from_url(f"{REDIS}/{number}", socket_timeout=5)
-    keys = list(con.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        con.delete(*keys)
-    assert not list(con.scan_iter(match=prefix + "*"))
+    from deploy.cluster import flush_broker
+
+    flush_broker(f"{REDIS}/{number}", prefix)
+    assert not list(redis.Redis.from_url(f"{REDIS}/{number}", socket_timeout=5).scan_iter(match=prefix + "*"))
 
 
 @pytest.fixture()
