@@ -53,3 +53,20 @@ airflow: sync
 	$(AIRFLOW_ENV) airflow db migrate
 	$(AIRFLOW_ENV) airflow pools set scoring_publish 1 "single writer of the results database"
 	$(AIRFLOW_ENV) airflow standalone
+
+# A local CeleryExecutor cluster (see README, "Scaling out"): api-server, scheduler, dag-processor and
+# CLUSTER_WORKERS Celery workers; PostgreSQL metadata DB $(CLUSTER_DB), Redis db $(CLUSTER_REDIS_DB).
+CLUSTER_HOME ?= $(CURDIR)/airflow_cluster
+CLUSTER_DB ?= scoring_airflow
+CLUSTER_REDIS_DB ?= 5
+CLUSTER_PORT ?= 8081
+CLUSTER_WORKERS ?= 2
+CLUSTER_ARGS ?=
+.PHONY: cluster-up cluster-down cluster-status
+cluster-up: sync
+	$(VENV)/bin/python -m deploy.cluster up --home $(CLUSTER_HOME) --db $(CLUSTER_DB) --redis-db $(CLUSTER_REDIS_DB) \
+	  --api-port $(CLUSTER_PORT) --workers $(CLUSTER_WORKERS) $(CLUSTER_ARGS)
+cluster-down:
+	$(VENV)/bin/python -m deploy.cluster down --home $(CLUSTER_HOME) $(CLUSTER_ARGS)
+cluster-status:
+	$(VENV)/bin/python -m deploy.cluster status --home $(CLUSTER_HOME)
