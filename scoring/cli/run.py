@@ -99,12 +99,15 @@ def backfill(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
                  "--model-as-of", help="now: the alias's target today; day: its target on each day "
                  "(from the alias history)")] = ModelAsOf.now,
              parallel: Annotated[int, typer.Option(
-                 min=1, help="days scored at a time, each in its own process; published one at a time, in "
+                 help="days scored at a time, each in its own process; published one at a time, in "
                  "order (each day's chunks are then scored one after the other)")] = 1) -> None:
     """Score each business day of a range (inclusive); exit code = number of failed days."""
     from scoring.dates import day_range, parse_day
+    from scoring.errors import ConfigError
     from scoring.run.backfill import backfill as run_backfill
 
+    if parallel < 1:
+        raise ConfigError(f"--parallel {parallel}: give the number of days to score at a time, 1 or more")
     first, last = parse_day(start), parse_day(end)
     days = day_range(first, last)
     cfg = load(config)
