@@ -10,6 +10,9 @@ CLI in a fresh interpreter for each contender, each round into a fresh results f
 OMP/BLAS threads are pinned to 1 in every process (the CLI and its spawned workers inherit the environment),
 so on 2 cores the comparison is one core against two. The outputs are checked identical (every published
 score, label and ledger count) before the figures are printed. Target: parallel-2 >= 1.6x sequential.
+CPU seconds (workers included) and cores used (CPU / wall) are printed next to the times: on a machine other
+work keeps busy, Linux's fair scheduler (autogroups: one share per session) gives the backfill's process tree
+about one share however many processes it has, and "cores used" shows it.
 
     .venv/bin/python benchmarks/bench_backfill_parallel.py [--rows-per-day 100000] [--days 10] [--repeat 3]
 
@@ -77,18 +80,28 @@ def contender_config(cfg_path: Path, folder: Path) -> Path:
     return out
 
 
-def run_backfill(cfg_path: Path, days: int, parallel: int) -> float:
-    """Wall-clock seconds of one `scoring backfill` in a fresh interpreter (interpreter start included)."""
+def run_backfill(cfg_path: Path, days: int, parallel: int) -> tuple[float, float]:
+    """Wall-clock and CPU (user + system, worker processes included) seconds of one `scoring backfill` in a
+    fresh interpreter (interpreter start included)."""
     last = FIRST_DAY + dt.timedelta(days=days - 1)
     cmd = [sys.executable, "-m", "scoring.cli", "backfill", "-c", str(cfg_path), "--start", FIRST_DAY.isoformat(),
            "--end", last.isoformat()] + (["--parallel", str(parallel)] if parallel > 1 else [])
     env = {**os.environ, **THREADS, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=3600, check=False)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"backfill (parallel {parallel}) failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return seconds
+    return seconds, _children_cpu() - cpu_before
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the finished children (and the processes they waited for, the spawned workers)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def compare(seq_results: Path, par_results: Path) -> dict[str, Any]:
@@ -122,25 +135,33 @@ def measure(rows_per_day: int = 100_000, days: int = 10, repeat: int = 3) -> dic
     Returns:
         ``sequential_s`` and ``parallel_s`` (lists, seconds per round), their medians ``sequential_median_s``
         and ``parallel_median_s``, ``speedup`` (sequential / parallel medians), ``rows`` (total scored rows),
-        ``max_abs_score_diff`` between the two outputs (checked <= 1e-12), ``cpus`` and ``load_avg``.
+        ``max_abs_score_diff`` between the two outputs (checked <= 1e-12), ``sequential_cpu_s`` and
+        ``parallel_cpu_s`` (median CPU seconds, workers included), ``cpus`` and ``load_avg``.
     """
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
         folder = Path(tmp)
         cfg_path = build(folder, rows_per_day, days)
         seq_s: list[float] = []
         par_s: list[float] = []
+        cpu: dict[str, list[float]] = {"sequential": [], "parallel": []}
         checked: dict[str, Any] = {}
-        for i in range(repeat):  # interleaved, so drift in machine load hits both alike
+        for i in range(repeat):  # interleaved, first one then the other, so drift in machine load hits both alike
             seq_cfg = contender_config(cfg_path, folder / f"seq-{i}")
             par_cfg = contender_config(cfg_path, folder / f"par-{i}")
-            seq_s.append(run_backfill(seq_cfg, days, 1))
-            par_s.append(run_backfill(par_cfg, days, 2))
+            for name in (("parallel", "sequential") if i % 2 else ("sequential", "parallel")):
+                wall, used = run_backfill(seq_cfg if name == "sequential" else par_cfg, days,
+                                          1 if name == "sequential" else 2)
+                (seq_s if name == "sequential" else par_s).append(wall)
+                cpu[name].append(used)
             if i == 0:
                 checked = compare(seq_cfg.parent / "results.duckdb", par_cfg.parent / "results.duckdb")
-            print(f"round {i + 1}/{repeat}: sequential {seq_s[-1]:.2f}s, parallel-2 {par_s[-1]:.2f}s", flush=True)
+            print(f"round {i + 1}/{repeat}: sequential {seq_s[-1]:.2f}s ({cpu['sequential'][-1]:.1f} CPU s), "
+                  f"parallel-2 {par_s[-1]:.2f}s ({cpu['parallel'][-1]:.1f} CPU s), load average "
+                  f"{os.getloadavg()[0]:.2f}", flush=True)
     seq, par = statistics.median(seq_s), statistics.median(par_s)
     return {"rows_per_day": rows_per_day, "days": days, "repeat": repeat, "sequential_s": seq_s,
             "parallel_s": par_s, "sequential_median_s": seq, "parallel_median_s": par, "speedup": seq / par,
+            "sequential_cpu_s": statistics.median(cpu["sequential"]), "parallel_cpu_s": statistics.median(cpu["parallel"]),
             "cpus": os.cpu_count(), "load_avg": os.getloadavg(), **checked}
 
 
@@ -154,9 +175,10 @@ def main() -> None:
           f"per process, load average before {os.getloadavg()[0]:.2f}")
     fig = measure(args.rows_per_day, args.days, args.repeat)
     rows = fig["rows"]
-    print(f"\n{'contender':<32}{'median s':>10}{'rows/s':>12}{'s per day':>11}")
-    for label, key in (("sequential", "sequential_median_s"), ("--parallel 2", "parallel_median_s")):
-        print(f"{label:<32}{fig[key]:>10.2f}{rows / fig[key]:>12,.0f}{fig[key] / args.days:>11.2f}")
+    print(f"\n{'contender':<32}{'median s':>10}{'rows/s':>12}{'s per day':>11}{'CPU s':>8}{'cores used':>12}")
+    for label, key in (("sequential", "sequential"), ("--parallel 2", "parallel")):
+        wall, used = fig[f"{key}_median_s"], fig[f"{key}_cpu_s"]
+        print(f"{label:<32}{wall:>10.2f}{rows / wall:>12,.0f}{wall / args.days:>11.2f}{used:>8.1f}{used / wall:>12.2f}")
     print(f"\nspeedup sequential / --parallel 2: {fig['speedup']:.2f}x   [>= {TARGET}]")
     print(f"outputs identical: {rows:,} rows, max |score diff| {fig['max_abs_score_diff']:.1e}, "
           f"{fig['ledger_rows']} ledger rows with equal counts; load average after {os.getloadavg()[0]:.2f}")
