@@ -167,8 +167,11 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
                     outlet_events: Any = None) -> dict[str, Any]:
             from scoring.run.plan import publish_plan
 
+            # One slice request for every chunk's manifest. Iterating the lazy sequence (list(chunks)) reads
+            # item after item until the item past the end, which the Task SDK's client logs as an
+            # "[error] XCom not found" although nothing failed.
             with fail_fast_unless_transient():
-                counts = publish_plan(runtime_config(conf), planned, list(chunks))
+                counts = publish_plan(runtime_config(conf), planned, list(chunks[:]))
             outlet_events[asset].extra = counts
             return counts
 

@@ -97,11 +97,17 @@ def backfill(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
              version: Annotated[int | None, typer.Option(help="model version overriding alias/pin")] = None,
              model_as_of: Annotated[ModelAsOf, typer.Option(
                  "--model-as-of", help="now: the alias's target today; day: its target on each day "
-                 "(from the alias history)")] = ModelAsOf.now) -> None:
-    """Score each business day of a range (inclusive), sequentially; exit code = number of failed days."""
+                 "(from the alias history)")] = ModelAsOf.now,
+             parallel: Annotated[int, typer.Option(
+                 help="days scored at a time, each in its own process; published one at a time, in "
+                 "order (each day's chunks are then scored one after the other)")] = 1) -> None:
+    """Score each business day of a range (inclusive); exit code = number of failed days."""
     from scoring.dates import day_range, parse_day
+    from scoring.errors import ConfigError
     from scoring.run.backfill import backfill as run_backfill
 
+    if parallel < 1:
+        raise ConfigError(f"--parallel {parallel}: give the number of days to score at a time, 1 or more")
     first, last = parse_day(start), parse_day(end)
     days = day_range(first, last)
     cfg = load(config)
@@ -122,7 +128,7 @@ def backfill(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
                 summary.add_row(str(o.day), "[red]failed", "", "", "", o.error or "")
 
         outcomes = run_backfill(cfg, first, last, fail_fast=fail_fast, on_day=on_day, version=version,
-                                model_as_of=model_as_of.value)
+                                model_as_of=model_as_of.value, parallel=parallel)
     console.print(summary)
     failed = sum(1 for o in outcomes if o.error)
     if failed:

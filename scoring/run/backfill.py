@@ -1,20 +1,34 @@
-"""Backfill: each day of a range is its own run with its own ledger row."""
+"""Backfill: each day of a range is its own run with its own ledger row.
+
+Sequentially, each day is one ``run_day``. With ``parallel`` > 1 the days are scored ``parallel`` at a time in
+worker processes (``concurrent.futures``, spawn) and published one at a time by this process, in day order:
+a worker plans its day and stages every chunk (``plan.plan_run`` + ``plan.stage_plan``: key-range reads, no
+write to the results database), then the parent publishes it (``plan.publish_plan``), so the results database
+keeps a single writer. Each worker scores its chunks one after the other (``workers`` is not applied inside a
+day: N days in flight already use N processes).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import multiprocessing
+import shutil
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from scoring.config import Config
-from scoring.dates import day_range
+from scoring.dates import DataInterval, day_range
 from scoring.errors import ScoringError
 from scoring.run.model_choice import check_model_as_of
 from scoring.run.pipeline import RunResult, run_day
 
 logger = logging.getLogger(__name__)
+
+TRIGGER = "backfill"
 
 
 @dataclass(frozen=True)
@@ -26,19 +40,24 @@ class DayOutcome:
 
 def backfill(cfg: Config, start: dt.date, end: dt.date, *, fail_fast: bool = False,
              on_day: Callable[[DayOutcome], None] | None = None, model_as_of: str = "now",
-             **run_kwargs: Any) -> list[DayOutcome]:
-    """Score each business day from ``start`` to ``end`` inclusive, in order.
+             parallel: int = 1, **run_kwargs: Any) -> list[DayOutcome]:
+    """Score each business day from ``start`` to ``end`` inclusive; outcomes (and ``on_day``) in day order.
 
     A failed day is recorded and the next one runs, unless ``fail_fast``. ``model_as_of`` is ``now`` (every
     day with the alias's target now) or ``day`` (each day with the version the alias pointed at on that
     day); a conflicting pin raises ConfigError before any day runs. Late data is not rechecked: a backfill
-    re-scores its days anyway.
+    re-scores its days anyway. ``parallel`` > 1 scores that many days at a time in worker processes and
+    publishes them one at a time (see the module docstring); ``run_kwargs`` are ``version`` and
+    ``rows_per_chunk``.
     """
     check_model_as_of(cfg, run_kwargs.get("version"), model_as_of)
+    days = day_range(start, end)
+    if parallel > 1 and len(days) > 1:
+        return _parallel(cfg, days, parallel, fail_fast, on_day, model_as_of, **run_kwargs)
     outcomes: list[DayOutcome] = []
-    for day in day_range(start, end):
+    for day in days:
         try:
-            outcome = DayOutcome(day, run_day(cfg, day, trigger="backfill", model_as_of=model_as_of, **run_kwargs),
+            outcome = DayOutcome(day, run_day(cfg, day, trigger=TRIGGER, model_as_of=model_as_of, **run_kwargs),
                                  None)
         except ScoringError as exc:
             outcome = DayOutcome(day, None, str(exc))
@@ -51,3 +70,115 @@ def backfill(cfg: Config, start: dt.date, end: dt.date, *, fail_fast: bool = Fal
         if outcome.error and fail_fast:
             break
     return outcomes
+
+
+def stage_day(cfg: Config, day: dt.date, model_as_of: str = "now", version: int | None = None,
+              rows_per_chunk: int | None = None) -> dict[str, Any]:
+    """In a worker process: plan ``day`` and stage all its chunks; never raises (a day's failure is data).
+
+    Returns:
+        ``plan``, ``chunks`` (manifests) and ``seconds`` on success; else ``error`` (one line), ``plan`` (None
+        when planning failed), ``version`` (the model version, when it was chosen) and ``resumable`` (whether
+        a rerun may reuse what was staged).
+    """
+    from scoring.run.model_choice import choose_model
+    from scoring.run.pipeline import NOT_RESUMABLE, one_line
+    from scoring.run.plan import plan_run, run_folder, stage_plan
+
+    started = time.monotonic()
+    interval = DataInterval.for_day(day, cfg.timezone)
+    plan: dict[str, Any] | None = None
+    chosen: int | None = None
+    try:
+        chosen = choose_model(cfg, interval, version, model_as_of)[0].version
+        plan = plan_run(cfg, interval, version, rows_per_chunk, key=TRIGGER, model_as_of=model_as_of)
+        chunks = stage_plan(cfg, plan)
+    except Exception as exc:  # noqa: BLE001 - the parent records it; the other days go on
+        if not isinstance(exc, ScoringError):
+            logger.exception("day %s failed", day)
+        resumable = not isinstance(exc, NOT_RESUMABLE)
+        if plan is not None and not resumable:
+            shutil.rmtree(run_folder(cfg, plan).root, ignore_errors=True)
+        return {"day": day.isoformat(), "plan": plan, "version": chosen, "resumable": resumable,
+                "error": str(exc) if isinstance(exc, ScoringError) else f"{type(exc).__name__}: {one_line(exc)}"}
+    return {"day": day.isoformat(), "plan": plan, "chunks": chunks, "seconds": time.monotonic() - started}
+
+
+def _parallel(cfg: Config, days: list[dt.date], parallel: int, fail_fast: bool,
+              on_day: Callable[[DayOutcome], None] | None, model_as_of: str, **run_kwargs: Any) -> list[DayOutcome]:
+    """Stage up to ``parallel`` days at once in worker processes; publish them here, one at a time, in order."""
+    outcomes: list[DayOutcome] = []
+    # spawn, not fork: this process may hold DuckDB and OpenMP threads, which a forked child can deadlock on.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(parallel, len(days)), mp_context=context) as pool:
+        futures: list[Future[dict[str, Any]]] = [
+            pool.submit(stage_day, cfg, day, model_as_of, run_kwargs.get("version"), run_kwargs.get("rows_per_chunk"))
+            for day in days]
+        for day, future in zip(days, futures, strict=True):
+            try:
+                staged = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker process died (killed, out of memory)
+                staged = {"error": f"worker process failed: {type(exc).__name__}: {exc}", "plan": None,
+                          "version": None}
+            outcome = _publish_day(cfg, day, staged)
+            outcomes.append(outcome)
+            if on_day:
+                on_day(outcome)
+            if outcome.error and fail_fast:
+                for rest in futures:
+                    rest.cancel()
+                break
+    return outcomes
+
+
+def _publish_day(cfg: Config, day: dt.date, staged: dict[str, Any]) -> DayOutcome:
+    """Publish a staged day (``publish_plan``, trigger ``backfill``), or record the day's staging failure."""
+    from scoring.run.plan import publish_plan
+
+    if staged.get("error"):
+        if staged.get("version") is not None:  # as a sequential run: a day whose model was chosen gets a row
+            _record_failed_day(cfg, day, staged)
+        return DayOutcome(day, None, staged["error"])
+    started = time.monotonic()
+    try:
+        counts = publish_plan(cfg, staged["plan"], staged["chunks"], trigger=TRIGGER)
+    except ScoringError as exc:
+        return DayOutcome(day, None, str(exc))
+    except Exception as exc:  # noqa: BLE001 - one bad day must not stop the backfill
+        logger.exception("day %s failed", day)
+        return DayOutcome(day, None, f"{type(exc).__name__}: {exc}")
+    seconds = staged["seconds"] + time.monotonic() - started
+    status = counts.get("status", "success")
+    return DayOutcome(day, RunResult(
+        counts["run_id"], day, counts["model_name"], counts["model_version"], counts["rows_in"],
+        counts["rows_rejected"], counts["rows_scored"], seconds, _where(cfg), status=status,
+        note=counts.get("note")), None)
+
+
+def _record_failed_day(cfg: Config, day: dt.date, staged: dict[str, Any]) -> None:
+    """A failed ledger row (trigger ``backfill``) for a day that failed in its worker, as ``run_day`` records one."""
+    from scoring.run.pipeline import make_run_id, record_failure
+    from scoring.storage.results import RunRecord, open_results
+
+    plan = staged.get("plan")
+    now = dt.datetime.now(dt.UTC)
+    started = dt.datetime.fromisoformat(plan["planned_at"]) if plan else now
+    details: dict[str, Any] = {**(plan["details"] if plan else {}), **({"plan_id": plan["plan_id"]} if plan else {})}
+    if not staged.get("resumable", True):
+        details["staging"] = "removed"
+    try:
+        results = open_results(cfg.results)
+        results.ensure_schema()
+        run = RunRecord(make_run_id(cfg.model.name, day, now), day, cfg.model.name, staged["version"], started,
+                        trigger=TRIGGER, details=details)
+        results.mark_interrupted(day, cfg.model.name, by=run.run_id)
+        results.start_run(run)
+        record_failure(results, run, ScoringError(staged["error"]))
+    except Exception as exc:  # noqa: BLE001 - the day's own error is what the user must see
+        logger.error("could not record the failure of %s in the ledger: %s", day, str(exc).splitlines()[0])
+
+
+def _where(cfg: Config) -> str:
+    from scoring.storage.pgconn import redact_url
+
+    return redact_url(str(cfg.results.path or cfg.results.url))

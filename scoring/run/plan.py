@@ -211,6 +211,46 @@ def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int | dict[str
     return _manifest_dict(manifest, False)
 
 
+def stage_plan(cfg: Config, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Score and stage every chunk of ``plan`` in this process, one after the other: what the DAG's mapped
+    ``score_chunk`` tasks do, with one source connection, one model load and one quality state for the day.
+
+    Each chunk reads only its key range; a chunk already staged is reused only when its source rows hash the
+    same (``input_digest``), so a rerun never publishes rows it did not read. The challengers' chunks follow
+    (``_score_shadow_chunk``). Never writes to the results database (``publish_plan`` does): the parallel
+    backfill's worker processes run this and the parent publishes.
+
+    Returns:
+        The chunks' manifests with ``reused`` (and the challengers' results), as ``publish_plan`` takes them.
+    """
+    from scoring.storage.staging import input_digest
+
+    stage, folder = plan_stage(cfg, plan), run_folder(cfg, plan)
+    done: list[dict[str, Any]] = []
+    folder.lock(shared=True)  # while it stages (or until its process dies), cleanup leaves the folder alone
+    try:
+        with open_source(cfg.source) as source:
+            spec, model = _spec_and_model(cfg, plan, source.schema())
+            quality = _quality(cfg, plan, source)
+            source.select_columns(quality.read_columns)
+            schema = source.read_schema()
+            for chunk in plan["chunks"]:
+                key_range = KeyRange(chunk["lo"], chunk["hi"], chunk["nulls"])
+                batches = list(source.range_batches(plan_interval(plan), key_range, plan["rows_per_chunk"]))
+                table = pa.Table.from_batches(batches) if batches else schema.empty_table()
+                digest = input_digest(table)
+                reused = stage.completed(chunk["index"], digest)
+                manifest = reused or process_chunk(model, table, chunk["index"], spec, stage, quality.gate, digest)
+                done.append(_manifest_dict(manifest, reused is not None))
+    finally:
+        folder.unlock()
+    shadow = [_score_shadow_chunk(cfg, plan, v, c["index"]) for v in plan.get("challengers", [])
+              for c in plan["chunks"]]
+    logger.info("plan %s staged: %s chunks (%s reused), %s rows in", plan["plan_id"], len(done),
+                sum(1 for d in done if d["reused"]), sum(d["rows_in"] for d in done))
+    return [*done, *shadow]
+
+
 def _score_shadow_chunk(cfg: Config, plan: dict[str, Any], version: int, index: int) -> dict[str, Any]:
     stage = shadow_stage(plan_stage(cfg, plan), version)
     done = stage.completed(index)
@@ -274,8 +314,8 @@ def _published_run(results: ResultsStore, plan: dict[str, Any]) -> dict[str, Any
     return None
 
 
-def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str, Any]] | None = None
-                 ) -> dict[str, Any]:
+def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str, Any]] | None = None,
+                 trigger: str = TRIGGER) -> dict[str, Any]:
     """Publish every staged chunk of ``plan`` in one transaction, record the ledger, remove the stage.
 
     Runs the same steps as the end of ``pipeline.run_interval`` (``finish_run``). Publishing a plan that is
@@ -285,6 +325,7 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
         cfg: the loaded configuration.
         plan: from ``plan_run``.
         chunk_results: the chunk tasks' manifests, to count the chunks reused from an earlier attempt.
+        trigger: recorded in the ledger (``airflow``; ``backfill`` for a parallel backfill's days).
 
     Returns:
         Counts for the asset event and XCom: run id, day, model name and version, rows in/scored/rejected.
@@ -306,7 +347,7 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
     day = dt.date.fromisoformat(plan["day"])
     run = RunRecord(make_run_id(plan["model"]["name"], day, dt.datetime.now(dt.UTC)), day,
                     plan["model"]["name"], plan["model"]["version"],
-                    dt.datetime.fromisoformat(plan["planned_at"]), trigger=TRIGGER,
+                    dt.datetime.fromisoformat(plan["planned_at"]), trigger=trigger,
                     details={**plan["details"], "plan_id": plan["plan_id"], "chunks": len(plan["chunks"]),
                              "chunks_reused": reused})
     results.mark_interrupted(day, run.model_name, by=run.run_id)

@@ -33,6 +33,9 @@ def test_user_mistakes_give_one_line_errors(cfg_path: Path, tmp_path: Path) -> N
     assert res.exit_code == 1 and "invalid date '2026-13-45'" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["run", "--config", str(tmp_path / "missing.yaml")])
     assert res.exit_code == 1 and "not found" in res.output
+    res = runner.invoke(app, ["backfill", "--config", str(cfg_path), "--start", "2026-03-06", "--end", "2026-03-07",
+                              "--parallel", "0"])
+    assert res.exit_code == 1 and "--parallel 0: give the number of days" in res.output
     res = runner.invoke(app, ["models", "show", "ghost", "--config", str(cfg_path)])
     assert res.exit_code == 1 and "unknown model 'ghost'" in res.output
     bad = tmp_path / "bad.yaml"

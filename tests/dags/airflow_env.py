@@ -60,14 +60,19 @@ def airflow_home(tmp_path: Path, airflow_db_template: Path) -> Path:
 
 
 def run_days(env: dict[str, str], days: list[str], conf: dict | None = None, dag_id: str = DAG_ID,
-             timeout: float = 600) -> list[dict]:
-    """``dag.test()`` each day in one subprocess (tests/dags/dag_runner.py); one result dict per day."""
+             timeout: float = 600, output: list[str] | None = None) -> list[dict]:
+    """``dag.test()`` each day in one subprocess (tests/dags/dag_runner.py); one result dict per day.
+
+    ``output``, when given, receives the subprocess's stdout and stderr (``dag.test()`` logs the tasks there).
+    """
     cmd = [sys.executable, "-m", "tests.dags.dag_runner", "--dag-id", dag_id]
     for day in days:
         cmd += ["--day", day]
     if conf:
         cmd += ["--conf", json.dumps(conf)]
     out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if output is not None:
+        output += [out.stdout, out.stderr]
     assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == len(days), (out.stdout + out.stderr)[-5000:]

@@ -56,14 +56,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory, sample_db: Path, trained_stor
     home = root / "airflow_home"
     home.mkdir()
     shutil.copy(airflow_db_template, home / "airflow.db")
+    output: list[str] = []
     lines = run_days(airflow_env(home, [paths["dag"]], **connections), [d.isoformat() for d in DAYS],
-                     conf={"rows_per_chunk": 150})
+                     conf={"rows_per_chunk": 150}, output=output)
     assert not list((root / "dag").glob("decoy*"))
     cli("run", "--date", DAYS[0].isoformat(), "-c", str(paths["cli_day"]))
     cli("backfill", "--start", DAYS[0].isoformat(), "--end", DAYS[-1].isoformat(), "-c", str(paths["cli_backfill"]))
     for line in lines:
         print(f"dag.test {line['day']}: {line['state']} in {line['seconds']:.1f}s", file=sys.stderr)
-    return {"lines": lines, **{k: p.parent / "results.duckdb" for k, p in paths.items()},
+    return {"lines": lines, "output": "".join(output), **{k: p.parent / "results.duckdb" for k, p in paths.items()},
             "staging": root / "dag" / "staging"}
 
 
@@ -111,3 +112,13 @@ def test_publish_removes_the_stage_and_the_ledger_names_the_airflow_run(runs: di
     assert [d["chunks_reused"] for d in details] == [0, 0, 0]
     assert [d["airflow_run_id"] for d in details] == [line["run_id"] for line in runs["lines"]]
     assert {d["airflow_run_type"] for d in details} == {"manual"}
+
+
+def test_a_successful_run_logs_no_error_line(runs: dict) -> None:
+    """publish reads the mapped chunks' XComs in one slice: iterating them used to request the item past the end,
+    which the Task SDK logged as ``[error] XCom not found ... for task 'score_chunk'`` on every successful run."""
+    assert [line["state"] for line in runs["lines"]] == ["success"] * 3
+    assert all(sum(k.startswith("score_chunk_") for k in line["tasks"]) == 4 for line in runs["lines"])
+    assert "XCom not found" not in runs["output"]
+    errors = [line for line in runs["output"].splitlines() if "[error" in line or " ERROR " in line]
+    assert errors == []

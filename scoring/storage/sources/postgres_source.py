@@ -5,6 +5,11 @@ that the extraction query reads with ``current_setting(...)``. A query without p
 driver stream it with ``COPY ... TO STDOUT (FORMAT binary)`` in bounded record batches; a query with
 bound parameters would be read into memory whole. The bounds are scalar subqueries over
 ``current_setting``, evaluated once per query, so an index on the timestamp column is still used.
+
+A planned chunk reads only its key range the same way (``range_batches``: the range's bounds are bound into
+``scoring.key_<n>`` settings and cast to the key column's own type), the plan's cut points are computed in
+one ``ntile`` query (``key_cuts``), and duplicate keys are found by one grouped query (``duplicate_values``):
+no step of a planned run reads the day's rows into Python to filter them.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from scoring.errors import SourceError
+from scoring.sqlident import quote
 from scoring.storage.pgconn import connect, error_line, resolve_url
-from scoring.storage.sources.base import Source
+from scoring.storage.sources.base import KeyRange, Source, cuts_from_maxima
 from scoring.storage.sources.rebatch import rebatch
 
 if TYPE_CHECKING:
@@ -28,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 START, END = "scoring.interval_start", "scoring.interval_end"
+KEY_SETTING = "scoring.key_{}"  # the n-th parameter of a key range read (n >= 3)
 PG_TYPE = b"POSTGRESQL:type"
 FLOAT_TYPES = {b"numeric"}  # read as float64: scoring needs floats, and Arrow's decimal128 caps at 38 digits
 
@@ -140,7 +147,10 @@ class PostgresSource(Source):
         return ", ".join(_select_item(f) for f in self._raw if f.name in wanted)
 
     def batches(self, interval: DataInterval, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        sql = self.interval_sql(self._bind(interval), self.row_select())
+        yield from self._stream(self.interval_sql(self._bind(interval), self.row_select()), batch_rows)
+
+    def _stream(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """Stream a parameter-free query (COPY binary) in batches of ``batch_rows`` rows."""
         with self.con.cursor() as cur:
             try:
                 cur.execute(sql)
@@ -150,6 +160,67 @@ class PostgresSource(Source):
                 raise
             except Exception as exc:  # noqa: BLE001
                 raise self._error(exc) from None
+
+    def _key_type(self) -> str:
+        """The key column's PostgreSQL type, quoted, to cast bound key values to (so comparisons use the
+        column's own ordering and an index on it). Raises SourceError when the column is missing."""
+        self._select()  # reads the raw schema once
+        key = self.cfg.key_column
+        if key not in self._raw.names:
+            raise SourceError(f"key column {key!r} not in source {self.describe!r}")
+        pg_type = (self._raw.field(key).metadata or {}).get(PG_TYPE, b"").decode()
+        if not pg_type:
+            raise SourceError(f"key column {key!r} of source {self.describe!r}: the driver did not report its type")
+        return quote_any(pg_type)
+
+    def key_cuts(self, interval: DataInterval, n_chunks: int) -> list[Any]:
+        """Cut points from one ``ntile`` query over the interval's keys (only the key column is read).
+
+        The largest key of each bucket comes from ``DISTINCT ON`` (``max`` does not exist for every type,
+        uuid for one); a key the driver does not return as a plain value (uuid, numeric, ...) is returned as
+        text, which ``range_batches`` casts back. Parameters are bound: the interval bounds cast to the
+        timestamp column's type, the bucket count.
+        """
+        cast, bounds = self._typed_bounds(interval)
+        self._key_type()  # a missing key column is named before the query fails on it
+        key = quote(self.cfg.key_column)
+        plain = _select_item(self._raw.field(self.cfg.key_column)) == quote_any(self.cfg.key_column)
+        inner = self.interval_sql((f"CAST($1 AS {cast})", f"CAST($2 AS {cast})"), f"{key} AS k")
+        sql = (f"SELECT DISTINCT ON (b) {'k' if plain else 'CAST(k AS text)'} AS cut "  # noqa: S608 - quoted
+               f"FROM (SELECT k, ntile(CAST($3 AS integer)) OVER (ORDER BY k) AS b "
+               f"FROM ({inner} AND {key} IS NOT NULL) AS keys) AS buckets ORDER BY b, k DESC")
+        return cuts_from_maxima([row[0] for row in self._execute(sql, [*bounds, n_chunks])])
+
+    def range_batches(self, interval: DataInterval, key_range: KeyRange, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """Stream the interval's rows in ``key_range``: the range is in the SQL (``range_sql``), its bounds bound
+        into transaction-local settings like the interval's, so the query still streams with COPY."""
+        start, end = self._bind(interval)
+        key_type = self._key_type()
+
+        def ph(n: int) -> str:
+            if n <= 2:
+                return (start, end)[n - 1]
+            return f"(SELECT CAST(current_setting('{KEY_SETTING.format(n)}') AS {key_type}))"
+
+        sql, params = self.range_sql(ph, [None, None], key_range)
+        keys = [(KEY_SETTING.format(n), str(value)) for n, value in enumerate(params[2:], start=3)]
+        if keys:
+            self._execute("SELECT " + ", ".join(f"set_config(${2 * i + 1}, ${2 * i + 2}, true)"
+                                                for i in range(len(keys))),
+                          [item for pair in keys for item in pair])
+        yield from self._stream(sql, batch_rows)
+
+    def duplicate_values(self, interval: DataInterval, column: str) -> pa.Array:
+        """Values of ``column`` occurring more than once in the interval, from one grouped query; read as
+        ``schema()`` reads the column (numeric as float8, ...). Raises SourceError for a missing column."""
+        self._select()  # reads the raw schema once
+        if column not in self._raw.names:
+            raise SourceError(f"column {column!r} not in source {self.describe!r}")
+        name = quote_any(column)
+        inner = self.interval_sql(self._bind(interval), _select_item(self._raw.field(column)))
+        table = self._arrow(f"SELECT {name} FROM ({inner}) AS keys WHERE {name} IS NOT NULL "  # noqa: S608
+                            f"GROUP BY {name} HAVING count(*) > 1")
+        return table.column(0).combine_chunks()
 
     def close(self) -> None:
         con, self.con = getattr(self, "con", None), None

@@ -1,0 +1,100 @@
+"""`scoring backfill --parallel 2` equals the sequential backfill: same predictions per row, same ledger counts;
+a day whose source rows cannot be read fails alone and is counted in the exit code."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import write_config
+from tests.helpers import ledger, published, source_day
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRST, LAST = dt.date(2026, 3, 2), dt.date(2026, 3, 7)
+BAD = dt.date(2026, 3, 4)
+DAYS = [FIRST + dt.timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
+# Every row of BAD fails when its credit_score is read: a corrupt day that only the reads of that day hit.
+QUERY = ("SELECT * REPLACE (CASE WHEN applied_at >= TIMESTAMP '2026-03-04' AND applied_at < TIMESTAMP "
+         "'2026-03-05' THEN error('corrupt rows on 2026-03-04') ELSE credit_score END AS credit_score) "
+         "FROM loan_applications")
+COMPARED = ["day", "source_key", "score", "label", "model_name", "model_version"]
+COUNTS = ["day", "model_version", "status", "rows_in", "rows_rejected", "rows_scored", "trigger"]
+
+
+def backfill(cfg_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "scoring.cli", "backfill", "-c", str(cfg_path),
+                           "--start", FIRST.isoformat(), "--end", LAST.isoformat(), *extra],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, sample_db: Path, trained_store: Path) -> dict:
+    out = {}
+    for name, extra in (("sequential", ()), ("parallel", ("--parallel", "2"))):
+        folder = tmp_path_factory.mktemp(name)
+        cfg_path = write_config(folder, sample_db, trained_store, chunking={"rows_per_chunk": 250},
+                                source={"kind": "duckdb", "path": str(sample_db), "query": QUERY, "table": None,
+                                        "timestamp_column": "applied_at", "key_column": "application_id"})
+        proc = backfill(cfg_path, *extra)
+        out[name] = {"proc": proc, "results": folder / "results.duckdb", "staging": folder / "staging"}
+    return out
+
+
+def test_the_bad_day_fails_alone_and_counts_in_the_exit_code(runs: dict) -> None:
+    for name, run in runs.items():
+        proc = run["proc"]
+        assert proc.returncode == 1, (name, proc.stdout[-3000:], proc.stderr[-3000:])
+        assert "1 of 6 days failed" in proc.stderr, name
+        assert "Traceback" not in proc.stdout + proc.stderr, name
+        assert "corrupt rows on 2026-03-04" in proc.stdout, name  # the day's line in the summary says why
+        days = set(published(run["results"])["day"].astype(str))
+        assert days == {str(d) for d in DAYS if d != BAD}, name  # the days after the bad one were published
+
+
+def test_parallel_equals_sequential_row_by_row_and_in_the_ledger(runs: dict) -> None:
+    seq, par = published(runs["sequential"]["results"]), published(runs["parallel"]["results"])
+    assert len(par) == 5 * 600 and par.groupby("day")["source_key"].apply(lambda s: s.is_unique).all()
+    pd.testing.assert_frame_equal(par[COMPARED], seq[COMPARED])
+    seq_runs, par_runs = (_ledger(runs[name]["results"]) for name in ("sequential", "parallel"))
+    assert par_runs["day"].tolist() == seq_runs["day"].tolist() == DAYS  # one row per day
+    pd.testing.assert_frame_equal(par_runs[COUNTS], seq_runs[COUNTS])
+    assert set(par_runs["trigger"]) == {"backfill"}
+    bad = par_runs[par_runs["day"] == BAD].iloc[0]
+    assert bad["status"] == "failed" and "corrupt rows on 2026-03-04" in bad["error"]
+    good = par_runs[par_runs["status"] == "success"]
+    assert len(good) == 5 and (good["rows_in"] == good["rows_scored"] + good["rows_rejected"]).all()
+    assert [json.loads(d)["chunks"] for d in good["details"]] == [3] * 5  # 600 rows in chunks of 250
+
+
+def _ledger(results: Path) -> pd.DataFrame:
+    runs = ledger(results)
+    runs["day"] = pd.to_datetime(runs["day"]).dt.date
+    return runs.sort_values("day").reset_index(drop=True)
+
+
+def test_published_scores_equal_the_models_own_output(runs: dict, sample_db: Path, trained_store: Path) -> None:
+    model = joblib.load(trained_store / "loan_default" / "1" / "model.joblib")
+    par = published(runs["parallel"]["results"])
+    for day in DAYS:
+        if day == BAD:
+            continue
+        src = source_day(sample_db, day)
+        expected = dict(zip(src["application_id"].astype(str), model.predict_proba(src)[:, 1], strict=True))
+        got = par[par["day"].astype(str) == str(day)].set_index("source_key")["score"]
+        assert len(got) > 0
+        np.testing.assert_allclose(got.to_numpy(), [expected[k] for k in got.index], rtol=0, atol=1e-9)
+
+
+def test_published_days_leave_no_staged_chunks(runs: dict) -> None:
+    left = [p for p in runs["parallel"]["staging"].rglob("*.parquet")]
+    assert all(BAD.isoformat() in str(p) for p in left), left
