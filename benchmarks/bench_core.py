@@ -1,12 +1,28 @@
-"""Core benchmark: bare predict_proba vs the project's end-to-end run vs a semi-naive peer, in one run.
+"""Core benchmark (issue 12): ``scoring run``, whole process, against a whole-process limit and a naive peer.
 
-Builds a DuckDB source with a 2,000,000-row day (and a 500,000-row day for the memory comparison),
-trains and registers the sample HistGradientBoosting Pipeline, then measures each contender in its own
-fresh subprocess (so peak RSS is that contender's alone, read from wait4's rusage), ``--repeat`` times,
-and prints medians and ratios. (d) is the data quality gate alone on the big day (see ``VALIDATE``), next
-to the validation timings recorded inside the project runs (b).
+Builds one DuckDB source (a 200,000-row training day, a ``--rows`` day, a ``--demo-rows`` day and the two days
+of the memory pair ``--mem-rows``) and a second source whose table has an unused 100 KB text column
+(``--wide-rows`` days), trains and registers the sample HistGradientBoosting Pipeline, then runs every
+contender as its own process under ``/usr/bin/time`` (wall seconds, CPU seconds, peak RSS of that process
+alone), ``--repeat`` rounds interleaved, and prints medians and ratios:
 
-    .venv/bin/python benchmarks/bench_core.py [--rows 2000000] [--small-rows 500000] [--repeat 3]
+- limit: a program that imports duckdb and joblib, reads the day's key and model inputs from the same DuckDB
+  into pandas, loads the model (one unpickle) and calls ``predict_proba`` in slices of the run's own chunk
+  size. It publishes nothing, so it is a floor for any scorer that reads from the database.
+- whole-frame: the same, one ``predict_proba`` on the whole frame (the second reference).
+- peer: the semi-naive script a team writes by hand: whole day (every column) into pandas, one predict,
+  bulk insert into a DuckDB table in one transaction.
+- ``scoring run``: the project's CLI on the same day, whole process (imports, ledger, quality gate, drift,
+  staging, checks, summaries and the atomic publish included).
+- ``scoring --help``; the demo day (``scoring run`` and the limit); ``scoring run`` on the memory pair
+  (peak RSS); ``scoring run`` on the wide days with a 32 MiB chunk budget, next to the model's own footprint
+  (a process that loads the model and scores one chunk of the run's size: its peak RSS).
+
+After the rounds the limit's scores of the big day are compared with the published predictions (max |diff|
+over every row) and the ledger's counts checked (rows_in = scored + quarantined).
+
+    .venv/bin/python benchmarks/bench_core.py [--rows 2000000] [--mem-rows 500000,5000000] [--demo-rows 5000]
+        [--wide-rows 4000,40000] [--repeat 3] [--quick]
 """
 
 from __future__ import annotations
@@ -23,217 +39,236 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+SCORING = str(Path(sys.executable).parent / "scoring")
 
-BIG_DAY = dt.date(2026, 6, 2)
-SMALL_DAY = dt.date(2026, 6, 3)
 TRAIN_DAY = dt.date(2026, 6, 1)
+BIG_DAY = dt.date(2026, 6, 2)
+DEMO_DAY = dt.date(2026, 6, 3)
+MEM_DAYS = (dt.date(2026, 6, 4), dt.date(2026, 6, 5))
+WIDE_DAYS = (dt.date(2026, 6, 6), dt.date(2026, 6, 7))
+WIDE_BUDGET_MIB = 32
+WIDE_BYTES = 100_000
 
-# Each contender is a small program run in a fresh interpreter; it prints {"seconds": ...}.
-BARE = """
-import json, sys, time, duckdb
-from scoring.config import load_config
-from scoring.models.store import ModelStore
-cfg = load_config(sys.argv[1]); day = sys.argv[2]
-ms = ModelStore(cfg.model.store); mv = ms.resolve(cfg.model.name, "champion"); model = ms.load(mv)
-cols = [f["name"] for f in mv.features]
-with duckdb.connect(str(cfg.source.path), read_only=True) as con:
-    frame = con.sql("SELECT * FROM loan_applications WHERE CAST(applied_at AS DATE) = $1", params=[day]).to_df()
-x = frame[cols]
-t = time.perf_counter(); p = model.predict_proba(x)[:, 1]; s = time.perf_counter() - t
-print(json.dumps({"seconds": s, "rows": len(p)}))
-"""
-
-PROJECT = """
-import json, sys, time, datetime as dt
-from scoring.config import load_config
-from scoring.run.pipeline import run_day
-from scoring.storage.results import open_results
-cfg = load_config(sys.argv[1])
-t = time.perf_counter(); r = run_day(cfg, dt.date.fromisoformat(sys.argv[2])); s = time.perf_counter() - t
-details = open_results(cfg.results).query("SELECT details FROM runs WHERE run_id = $1", [r.run_id]).to_pylist()
-timings = json.loads(details[0]["details"]).get("timings", {})
-print(json.dumps({"seconds": s, "rows": r.rows_in, "scored": r.rows_scored, "timings": timings}))
-"""
-
-# The data quality work of a run on the same day, alone: the day is read into memory first (not timed), then
-# the suite is loaded and compiled, the schema checked and duplicate keys found (one SQL scan), every chunk
-# goes through the vectorized row gate, and the batch rules, error threshold and output checks (one scan of
-# the staged predictions) run, exactly as ``run_day`` calls them.
-VALIDATE = """
-import json, sys, time, datetime as dt
-import numpy as np, pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
-from scoring.run.sizing import chunk_rows
-from scoring.config import load_config
-from scoring.dates import DataInterval
-from scoring.models.store import ModelStore
-from scoring.models.scorer import encoded_width
-from scoring.storage.sources import open_source
-from scoring.quality.gate import apply_gate, merge_stats
-from scoring.quality.output_checks import check_predictions
-from scoring.quality.batch_rules import evaluate
-from scoring.quality.run_checks import prepare_quality
-cfg = load_config(sys.argv[1]); interval = DataInterval.for_day(dt.date.fromisoformat(sys.argv[2]))
-ms = ModelStore(cfg.model.store); mv = ms.resolve(cfg.model.name, "champion"); model = ms.load(mv)
-with open_source(cfg.source) as source:
-    size = chunk_rows(source.schema(), encoded_width(model, len(mv.features)), cfg.chunking.memory_budget_mib,
-                      cfg.chunking.rows_per_chunk)
-    chunks = [pa.Table.from_batches([b]) for b in source.batches(interval, size)]
-    t0 = time.perf_counter(); quality = prepare_quality(cfg, mv, source, interval); t1 = time.perf_counter()
-checked = [apply_gate(quality.gate, c) for c in chunks]
-t2 = time.perf_counter()
-files = []
-for i, c in enumerate(checked):  # stand-in staged predictions (the output check's cost depends on row count)
-    n = c.good.num_rows
-    files.append(f"{sys.argv[3]}/pred-{i}.parquet")
-    pq.write_table(pa.table({"source_key": pc.cast(c.good.column(cfg.source.key_column), pa.string()),
-                             "score": np.random.default_rng(i).random(n), "label": np.zeros(n, np.int8)}),
-                   files[-1], compression="lz4")
-t3 = time.perf_counter()
-rows_in = sum(c.num_rows for c in chunks); quarantined = sum(c.quarantine.num_rows for c in checked)
-report = evaluate(quality.rules, merge_stats([c.stats for c in checked]), rows_in, quarantined,
-                  cfg.validation.error_threshold, quality.source_columns)
-problems = check_predictions(files, rows_in - quarantined)
-t4 = time.perf_counter()
-assert not problems, problems
-print(json.dumps({"seconds": (t1 - t0) + (t2 - t1) + (t4 - t3), "prepare": t1 - t0, "gate": t2 - t1,
-                  "conclude": t4 - t3, "rows": rows_in, "quarantined": quarantined,
-                  "rules": len(quality.gate.rules), "chunks": len(chunks)}))
+# argv: source db, table, key, timestamp column, day, model file, comma-separated features, rows per chunk
+# (0: the whole frame at once), output parquet ("" for none).
+LIMIT = """
+import sys, datetime as dt
+import duckdb, joblib
+db, table, key, ts, day, model_file, features, rows, out = sys.argv[1:]
+features = features.split(","); rows = int(rows); start = dt.datetime.fromisoformat(day)
+cols = ", ".join(f'"{c}"' for c in (features if key in features else [key, *features]))
+with duckdb.connect(db, read_only=True) as con:
+    frame = con.execute(f'SELECT {cols} FROM "{table}" WHERE "{ts}" >= $1 AND "{ts}" < $2',
+                        [start, start + dt.timedelta(days=1)]).df()
+model = joblib.load(model_file)
+x = frame[features]
+step = rows or len(x)
+parts = [model.predict_proba(x.iloc[i:i + step])[:, 1] for i in range(0, len(x), step)]
+if out:
+    import numpy as np, pandas as pd
+    pd.DataFrame({"source_key": frame[key].astype(str), "score": np.concatenate(parts)}).to_parquet(out)
 """
 
 PEER = """
-import json, sys, time, datetime as dt, duckdb, pandas as pd
-from scoring.config import load_config
-from scoring.models.store import ModelStore
-cfg = load_config(sys.argv[1]); day = dt.date.fromisoformat(sys.argv[2])
-ms = ModelStore(cfg.model.store); mv = ms.resolve(cfg.model.name, "champion"); model = ms.load(mv)
-cols = [f["name"] for f in mv.features]
-t = time.perf_counter()
-start = dt.datetime.combine(day, dt.time())
-with duckdb.connect(str(cfg.source.path), read_only=True) as con:
-    frame = con.sql("SELECT * FROM loan_applications WHERE applied_at >= $1 AND applied_at < $2",
-                    params=[start, start + dt.timedelta(days=1)]).to_df()
-scores = model.predict_proba(frame[cols])[:, 1]
-out = pd.DataFrame({"source_key": frame["application_id"].astype(str), "score": scores,
-                    "label": (scores >= 0.5).astype("int8"), "day": day})
-with duckdb.connect(sys.argv[3]) as con:
+import sys, datetime as dt
+import duckdb, joblib, pandas as pd
+db, table, key, ts, day, model_file, features, out_db = sys.argv[1:]
+features = features.split(","); start = dt.datetime.fromisoformat(day)
+with duckdb.connect(db, read_only=True) as con:
+    frame = con.execute(f'SELECT * FROM "{table}" WHERE "{ts}" >= $1 AND "{ts}" < $2',
+                        [start, start + dt.timedelta(days=1)]).df()
+model = joblib.load(model_file)
+scores = model.predict_proba(frame[features])[:, 1]
+out = pd.DataFrame({"source_key": frame[key].astype(str), "score": scores, "label": (scores >= 0.5).astype("int8"),
+                    "day": start.date()})
+with duckdb.connect(out_db) as con:
     con.execute("CREATE TABLE IF NOT EXISTS peer (source_key VARCHAR, score DOUBLE, label TINYINT, day DATE)")
-    con.execute("BEGIN"); con.execute("DELETE FROM peer WHERE day = $1", [day])
+    con.execute("BEGIN"); con.execute("DELETE FROM peer WHERE day = $1", [start.date()])
     con.execute("INSERT INTO peer SELECT * FROM out"); con.execute("COMMIT")
-s = time.perf_counter() - t
-print(json.dumps({"seconds": s, "rows": len(out)}))
 """
 
 
-# The contender's own peak RSS: VmHWM of its address space. (wait4's ru_maxrss would not do: Linux carries
-# the parent's high-water mark across fork + exec, so every child would report at least the parent's peak.)
-HWM = """
-for _line in open("/proc/self/status"):
-    if _line.startswith("VmHWM:"):
-        print(json.dumps({"vmhwm_mib": int(_line.split()[1]) / 1024}))
-"""
+def timed(cmd: list[str]) -> dict:
+    """Run ``cmd`` as its own process under /usr/bin/time; its wall s, CPU s and peak RSS MiB.
+
+    Raises SystemExit with the end of stderr when the process fails."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        proc = subprocess.run(["/usr/bin/time", "-q", "-f", "%e %U %S %M", "-o", report.name, *cmd],
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if proc.returncode != 0:
+            raise SystemExit(f"failed: {' '.join(cmd[:4])} ...\n{proc.stderr[-3000:]}")
+        wall, user, system, rss_kib = report.read().split()[-4:]
+    return {"wall_s": float(wall), "cpu_s": float(user) + float(system), "rss_mib": int(rss_kib) / 1024}
 
 
-def run_contender(code: str, *args: str) -> dict:
-    """Run one contender in a fresh interpreter; return its figures plus its own peak RSS in MiB."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", code + HWM, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, text=True)
-    _, status, _usage = os.wait4(proc.pid, 0)
-    out, errs = proc.stdout.read(), proc.stderr.read()
-    if status != 0:
-        raise SystemExit(f"contender failed:\n{errs[-3000:]}")
-    lines = out.strip().splitlines()
-    figures = json.loads(lines[-2])
-    figures["peak_rss_mib"] = json.loads(lines[-1])["vmhwm_mib"]
-    return figures
-
-
-def build(folder: Path, rows: int, small_rows: int) -> Path:
+def build(folder: Path, rows: int, demo_rows: int, mem_rows: tuple[int, int], wide_rows: tuple[int, int]) -> dict:
+    """Both sources, the two configurations and the registered model; returns what the contenders need."""
     import duckdb
 
     from sample_data.generate import generate_day
     from scoring.config import load_config
+    from scoring.models.store import ModelStore
     from scoring.models.training import train_model
     from scoring.quality.suite import write_version_suite
 
     db = folder / "source.duckdb"
     with duckdb.connect(str(db)) as con:
-        for day, n in ((TRAIN_DAY, 200_000), (BIG_DAY, rows), (SMALL_DAY, small_rows)):
-            batch = generate_day(day, n, seed=11)
-            con.register("batch", batch)
-            if day == TRAIN_DAY:
-                con.execute("CREATE TABLE loan_applications AS SELECT * FROM batch")
-            else:
-                con.execute("INSERT INTO loan_applications SELECT * FROM batch")
+        days = ((TRAIN_DAY, 200_000), (BIG_DAY, rows), (DEMO_DAY, demo_rows), *zip(MEM_DAYS, mem_rows, strict=True))
+        for i, (day, n) in enumerate(days):
+            con.register("batch", generate_day(day, n, seed=11))
+            con.execute(("CREATE TABLE loan_applications AS " if i == 0 else "INSERT INTO loan_applications ")
+                        + "SELECT * FROM batch")
             con.unregister("batch")
-    cfg_text = (ROOT / "scoring.yaml").read_text()
-    cfg_text = cfg_text.replace("path: sample_data/sample.duckdb", f"path: {db}")
-    cfg_text = cfg_text.replace("store: models", f"store: {folder / 'models'}")
-    cfg_text = cfg_text.replace("path: results/results.duckdb", f"path: {folder / 'results.duckdb'}")
-    cfg_text = cfg_text.replace("staging_dir: results/staging", f"staging_dir: {folder / 'staging'}")
-    cfg_path = folder / "scoring.yaml"
-    cfg_path.write_text(cfg_text)
-    cfg = load_config(cfg_path)
+    wide_db = folder / "wide.duckdb"
+    with duckdb.connect(str(wide_db)) as con:
+        for i, (day, n) in enumerate(zip(WIDE_DAYS, wide_rows, strict=True)):
+            con.register("batch", generate_day(day, n, seed=12))
+            # A long note per row, different in every row (the key is part of it), that the model never reads.
+            con.execute(("CREATE TABLE loan_applications AS " if i == 0 else "INSERT INTO loan_applications ")
+                        + f"SELECT *, repeat('note ', {WIDE_BYTES // 5 - 12}) || CAST(application_id AS VARCHAR) "
+                        "AS notes FROM batch")
+            con.unregister("batch")
+    text = (ROOT / "scoring.yaml").read_text().replace("store: models", f"store: {folder / 'models'}")
+    configs = {}
+    for name, source, budget in (("main", db, None), ("wide", wide_db, WIDE_BUDGET_MIB)):
+        cfg_text = (text.replace("path: sample_data/sample.duckdb", f"path: {source}")
+                    .replace("path: results/results.duckdb", f"path: {folder / name}-results.duckdb")
+                    .replace("staging_dir: results/staging", f"staging_dir: {folder / name}-staging"))
+        if budget:
+            cfg_text = cfg_text.replace("memory_budget_mib: 256", f"memory_budget_mib: {budget}")
+        configs[name] = folder / f"{name}.yaml"
+        configs[name].write_text(cfg_text)
+    cfg = load_config(configs["main"])
     mv = train_model(cfg, TRAIN_DAY, TRAIN_DAY)
     write_version_suite(cfg, mv)
-    return cfg_path
+    mv = ModelStore(cfg.model.store).resolve(cfg.model.name, "champion")
+    return {"configs": configs, "db": str(db), "wide_db": str(wide_db), "model": str(mv.artifact),
+            "features": ",".join(f["name"] for f in mv.features), "table": cfg.source.table,
+            "key": cfg.source.key_column, "ts": cfg.source.timestamp_column, "folder": folder}
 
 
-def print_validation(results: dict[str, list[dict]], bare: float) -> None:
-    """The data quality figures: the gate alone (d) and its parts inside the project runs (b), vs (a)."""
-    val = results["validation"]
-    part = {k: statistics.median(r[k] for r in val) for k in ("prepare", "gate", "conclude")}
-    total = statistics.median(r["seconds"] for r in val)
-    print(f"\ndata quality on the same {val[0]['rows']:,} rows ({val[0]['rules']} row rules, {val[0]['chunks']} chunks, "
-          f"{val[0]['quarantined']:,} rows quarantined), medians")
-    print(f"  (d) alone: prepare (suite, schema, duplicate-key SQL) {part['prepare']:.3f}s + row gate "
-          f"{part['gate']:.3f}s + batch rules and output checks {part['conclude']:.3f}s = {total:.3f}s")
-    print(f"  (d)/(a) time                 {total / bare:.3f}   [<= 0.15]")
-    inrun = [r.get("timings", {}) for r in results["project"]]
-    if inrun and all(inrun):
-        med = {k: statistics.median(t.get(k, 0.0) for t in inrun) for k in inrun[0]}
-        quality = med.get("prepare_s", 0) + med.get("gate_s", 0) + med.get("conclude_s", 0)
-        print(f"  inside (b): prepare {med.get('prepare_s', 0):.3f}s + gate {med.get('gate_s', 0):.3f}s (sum over "
-              f"chunks) + conclude {med.get('conclude_s', 0):.3f}s = {quality:.3f}s, ratio to (a) {quality / bare:.3f}")
-        print(f"  inside (b), not validation: drift counts {med.get('drift_s', 0):.3f}s; GX Data Docs "
-              f"{med.get('data_docs_s', 0):.3f}s (mostly importing great_expectations, a fixed cost per run)")
+def last_run(results_db: Path) -> dict:
+    """The newest ledger row of a results file."""
+    import duckdb
+
+    with duckdb.connect(str(results_db), read_only=True) as con:
+        row = con.execute("SELECT run_id, status, rows_in, rows_scored, rows_rejected, details FROM runs "
+                          "ORDER BY started_at DESC LIMIT 1").fetchone()
+    details = json.loads(row[5]) if isinstance(row[5], str) else row[5]
+    return {"run_id": row[0], "status": row[1], "rows_in": row[2], "scored": row[3], "quarantined": row[4],
+            "details": details}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=2_000_000)
-    parser.add_argument("--small-rows", type=int, default=500_000)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the headline day")
+    parser.add_argument("--mem-rows", default="500000,5000000", help="the memory pair's two day sizes")
+    parser.add_argument("--demo-rows", type=int, default=5_000)
+    parser.add_argument("--wide-rows", default="4000,40000", help="the wide table's two day sizes")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round (a smoke run of this file)")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.mem_rows, args.wide_rows, args.repeat = 200_000, "50000,500000", "400,4000", 1
+    mem_rows = tuple(int(n) for n in args.mem_rows.split(","))
+    wide_rows = tuple(int(n) for n in args.wide_rows.split(","))
     with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
-        folder = Path(tmp)
-        print(f"building source: {args.rows:,} + {args.small_rows:,} rows, training the sample model ...")
-        cfg = str(build(folder, args.rows, args.small_rows))
-        results: dict[str, list[dict]] = {"bare": [], "project": [], "peer": [], "project_small": [],
-                                          "validation": []}
-        for i in range(args.repeat):  # interleaved, so drift in machine load hits every contender alike
-            results["bare"].append(run_contender(BARE, cfg, str(BIG_DAY)))
-            results["project"].append(run_contender(PROJECT, cfg, str(BIG_DAY)))
-            results["peer"].append(run_contender(PEER, cfg, str(BIG_DAY), str(folder / "peer.duckdb")))
-            results["project_small"].append(run_contender(PROJECT, cfg, str(SMALL_DAY)))
-            results["validation"].append(run_contender(VALIDATE, cfg, str(BIG_DAY), tmp))
-            print(f"round {i + 1}/{args.repeat}: " + ", ".join(
-                f"{k} {v[-1]['seconds']:.2f}s" for k, v in results.items()))
-        med = {k: statistics.median(r["seconds"] for r in v) for k, v in results.items()}
-        rss = {k: statistics.median(r["peak_rss_mib"] for r in v) for k, v in results.items()}
-        rows = {"bare": args.rows, "project": args.rows, "peer": args.rows, "project_small": args.small_rows,
-                "validation": args.rows}
-        print(f"\n{'contender':<34}{'rows':>11}{'median s':>10}{'rows/s':>12}{'peak RSS MiB':>14}")
-        names = {"bare": "(a) bare predict_proba (in memory)", "project": "(b) project run_day end to end",
-                 "peer": "(c) semi-naive peer", "project_small": "(b) project run_day, small day",
-                 "validation": "(d) data quality gate alone"}
-        for key, label in names.items():
-            print(f"{label:<34}{rows[key]:>11,}{med[key]:>10.2f}{rows[key] / med[key]:>12,.0f}{rss[key]:>14.0f}")
-        print("\nratios (targets in brackets)")
-        print(f"  (b)/(a) time                 {med['project'] / med['bare']:.3f}   [<= 1.15]")
-        print(f"  (b)/(c) time                 {med['project'] / med['peer']:.3f}   [< 1]")
-        print(f"  (b) peak RSS 2M / 500k       {rss['project'] / rss['project_small']:.3f}   [<= 1.15]")
-        print_validation(results, med["bare"])
+        print(f"building: {args.rows:,}-row day, demo {args.demo_rows:,}, memory pair {mem_rows}, wide {wide_rows} "
+              f"(+{WIDE_BYTES // 1000} KB text per row); training the sample model ...", flush=True)
+        b = build(Path(tmp), args.rows, args.demo_rows, mem_rows, wide_rows)
+        main_cfg, wide_cfg = str(b["configs"]["main"]), str(b["configs"]["wide"])
+        results_db = Path(tmp) / "main-results.duckdb"
+
+        def run(cfg: str, day: dt.date) -> list[str]:
+            return [SCORING, "run", "--config", cfg, "--date", day.isoformat(), "--show", "0"]
+
+        def limit(db: str, day: dt.date, rows: int, out: str = "") -> list[str]:
+            return [sys.executable, "-c", LIMIT, db, b["table"], b["key"], b["ts"], day.isoformat(), b["model"],
+                    b["features"], str(rows), out]
+
+        # The run's own chunk size, from its ledger (one untimed run per config, also a warm-up of the caches).
+        timed(run(main_cfg, BIG_DAY))
+        chunk = last_run(results_db)["details"]["rows_per_chunk"]
+        wide_chunk = {}
+        for day in WIDE_DAYS:
+            timed(run(wide_cfg, day))
+            wide_chunk[day] = last_run(Path(tmp) / "wide-results.duckdb")["details"]["rows_per_chunk"]
+        print(f"the run's chunk size: {chunk:,} rows (256 MiB budget); wide days: {wide_chunk[WIDE_DAYS[0]]:,} rows "
+              f"({WIDE_BUDGET_MIB} MiB budget)", flush=True)
+        contenders = {
+            "limit": limit(b["db"], BIG_DAY, chunk),
+            "run": run(main_cfg, BIG_DAY),
+            "peer": [sys.executable, "-c", PEER, b["db"], b["table"], b["key"], b["ts"], BIG_DAY.isoformat(),
+                     b["model"], b["features"], str(Path(tmp) / "peer.duckdb")],
+            "whole_frame": limit(b["db"], BIG_DAY, 0),
+            "help": [SCORING, "--help"],
+            "demo_run": run(main_cfg, DEMO_DAY),
+            "demo_limit": limit(b["db"], DEMO_DAY, chunk),
+            "mem_small": run(main_cfg, MEM_DAYS[0]),
+            "mem_big": run(main_cfg, MEM_DAYS[1]),
+            **{f"wide_{n}": run(wide_cfg, day) for day, n in zip(WIDE_DAYS, wide_rows, strict=True)},
+            **{f"footprint_{n}": limit(b["wide_db"], day, wide_chunk[day])
+               for day, n in zip(WIDE_DAYS, wide_rows, strict=True)},
+        }
+        figures: dict[str, list[dict]] = {k: [] for k in contenders}
+        for i in range(args.repeat):  # interleaved: drift in machine load hits every contender alike
+            for name, cmd in contenders.items():
+                figures[name].append(timed(cmd))
+            print(f"round {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v[-1]['wall_s']:.2f}s" for k, v in
+                                                               figures.items()), flush=True)
+        med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall_s", "cpu_s", "rss_mib")}
+               for k, v in figures.items()}
+
+        # Correctness: the limit's scores of the big day against the published partition, and the ledger.
+        timed(run(main_cfg, BIG_DAY))
+        ledger = last_run(results_db)
+        out = str(Path(tmp) / "limit.parquet")
+        timed(limit(b["db"], BIG_DAY, chunk, out))
+        import duckdb
+
+        with duckdb.connect(str(results_db), read_only=True) as con:
+            diff, joined = con.execute(
+                "SELECT max(abs(p.score - l.score)), count(*) FROM predictions p JOIN read_parquet($1) l "
+                "USING (source_key) WHERE p.day = $2", [out, BIG_DAY]).fetchone()
+
+        rows_of = {"limit": args.rows, "run": args.rows, "peer": args.rows, "whole_frame": args.rows,
+                   "help": 0, "demo_run": args.demo_rows, "demo_limit": args.demo_rows,
+                   "mem_small": mem_rows[0], "mem_big": mem_rows[1],
+                   **{f"wide_{n}": n for n in wide_rows}, **{f"footprint_{n}": n for n in wide_rows}}
+        print(f"\nmedians of {args.repeat} round(s), each contender its own process; {os.cpu_count()} CPUs, "
+              f"load average now {os.getloadavg()[0]:.2f}")
+        print(f"{'contender':<28}{'rows':>11}{'wall s':>9}{'CPU s':>8}{'rows/s':>12}{'peak RSS MiB':>14}")
+        for k, m in med.items():
+            rate = f"{rows_of[k] / m['wall_s']:,.0f}" if rows_of[k] else ""
+            print(f"{k:<28}{rows_of[k]:>11,}{m['wall_s']:>9.2f}{m['cpu_s']:>8.2f}{rate:>12}{m['rss_mib']:>14.0f}")
+
+        def line(label: str, value: float, target: str, ok: bool) -> None:
+            print(f"  {label:<58}{value:>8.3f}   [{target}] {'met' if ok else 'NOT met'}")
+
+        print("\ntargets (issue 12)")
+        r = med["run"]["wall_s"] / med["limit"]["wall_s"]
+        line(f"scoring run / limit, {args.rows:,} rows, wall", r, "<= 1.15", r <= 1.15)
+        line("scoring run / limit, CPU", med["run"]["cpu_s"] / med["limit"]["cpu_s"], "info", True)
+        r = med["peer"]["wall_s"] / med["run"]["wall_s"]
+        line("peer / scoring run, wall (speed-up over the peer)", r, ">= 2", r >= 2)
+        r = med["mem_big"]["rss_mib"] / med["mem_small"]["rss_mib"]
+        line(f"peak RSS {mem_rows[1]:,} / {mem_rows[0]:,} rows", r, "<= 1.15", r <= 1.15)
+        line(f"demo day ({args.demo_rows:,} rows) scoring run, s", med["demo_run"]["wall_s"], "<= 2.5",
+             med["demo_run"]["wall_s"] <= 2.5)
+        line("demo day: scoring run / limit, wall", med["demo_run"]["wall_s"] / med["demo_limit"]["wall_s"],
+             "info", True)
+        line("scoring --help, s", med["help"]["wall_s"], "< 0.5", med["help"]["wall_s"] < 0.5)
+        for n in wide_rows:
+            over = med[f"wide_{n}"]["rss_mib"] - med[f"footprint_{n}"]["rss_mib"]
+            line(f"wide {n:,} rows: RSS over the model's footprint, MiB", over, f"<= {WIDE_BUDGET_MIB}",
+                 over <= WIDE_BUDGET_MIB)
+        ok = diff is not None and diff <= 1e-9 and joined == ledger["scored"] \
+            and ledger["rows_in"] == ledger["scored"] + ledger["quarantined"]
+        print(f"\ncorrectness: {joined:,} published rows joined to the limit's scores, max |diff| {diff:.1e}; "
+              f"ledger {ledger['rows_in']:,} in = {ledger['scored']:,} scored + {ledger['quarantined']:,} "
+              f"quarantined; run steps {ledger['details'].get('steps')}")
+        if not ok:
+            raise SystemExit("the published scores differ from the model's own output")
 
 
 if __name__ == "__main__":
