@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from scoring.storage.duck import duck_connect
+from scoring.storage.duck import RUN_MEMORY_MIB, duck_connect
 from scoring.storage.stagefs import duck_scan, read_schema
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def check_predictions(files: list[Path], expected_rows: int, task: str = "binary
     no_class = "predicted_class IS NULL" if has_class and task != "regression" else "false"
     filters = ", ".join(f"count(*) FILTER (WHERE {cond})" for cond in (bad_score, bad_label, no_class))
     head = "SELECT count(*), count(DISTINCT source_key), count(*) FILTER (WHERE source_key IS NULL), "
-    with duck_connect(utc=False) as con:
+    with duck_connect(utc=False, memory_mib=RUN_MEMORY_MIB) as con:
         scan, params = duck_scan(con, "staged_predictions", files, "$1")
         sql = f"{head}{filters} FROM {scan}"  # noqa: S608 - constant conditions
         rows, keys, null_keys, bad, labels, classes = con.sql(sql, params=params).fetchall()[0]

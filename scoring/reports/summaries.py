@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from scoring.storage.duck import duck_connect
+from scoring.storage.duck import RUN_MEMORY_MIB, duck_connect
 from scoring.storage.results.base import RunRecord
 from scoring.storage.results.tables import PREDICTION_STATS, QUARANTINE_COUNTS, SCORE_BINS, TableSpec
-from scoring.storage.stagefs import duck_scan
+from scoring.storage.stagefs import batch_reader, duck_scan
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,12 @@ STATS_EXPRS = (
     "percentile_cont(0.5) WITHIN GROUP (ORDER BY score) AS score_p50, "
     "percentile_cont(0.9) WITHIN GROUP (ORDER BY score) AS score_p90, "
     "min(score) AS score_min, max(score) AS score_max"
+)
+# The same aggregates without the quantiles, which ``score_quantiles`` computes from the staged scores: DuckDB's
+# percentile_cont holds every value of the group in memory and cannot spill under the run's memory limit.
+STAGED_STATS_EXPRS = (
+    "count(score) AS rows_scored, CAST(coalesce(sum(label), 0) AS BIGINT) AS positives, avg(score) AS mean_score, "
+    "avg(CAST(label AS DOUBLE PRECISION)) AS positive_rate, min(score) AS score_min, max(score) AS score_max"
 )
 BIN_EXPR = f"CAST(LEAST(GREATEST(FLOOR(score * {SCORE_BIN_COUNT}), 0), {SCORE_BIN_COUNT - 1}) AS INTEGER)"
 # The task of a partition published without one recorded (rebuilding summaries from the predictions table):
@@ -74,6 +81,24 @@ def bin_edges(task: str | None, lo: float | None, hi: float | None) -> list[tupl
                 for b in range(SCORE_BIN_COUNT)]
     width = 1.0 / SCORE_BIN_COUNT
     return [(round(b * width, 10), round((b + 1) * width, 10)) for b in range(SCORE_BIN_COUNT)]
+
+
+def score_quantiles(files: Sequence[Path], quantiles: Sequence[float] = QUANTILES) -> dict[str, float | None]:
+    """``score_p10``, ``score_p50``, ``score_p90`` of the non-null scores in staged prediction files.
+
+    Linear interpolation between the closest ranks (NumPy's default ``method="linear"``, the definition of SQL's
+    ``percentile_cont``, which rebuilds them from the predictions table). Reads only the score column, one file
+    batch at a time; holds the scores as one float64 array (8 bytes per scored row) and partitions it in place.
+    Values are None when nothing was scored.
+    """
+    parts = [b.column(0).to_numpy(zero_copy_only=False) for b in batch_reader(files, ["score"])]
+    scores = np.concatenate(parts) if parts else np.empty(0)
+    scores = scores[~np.isnan(scores)]
+    names = [f"score_p{round(q * 100)}" for q in quantiles]
+    if scores.size == 0:
+        return dict.fromkeys(names)
+    values = np.quantile(scores, quantiles, overwrite_input=True, method="linear")
+    return {n: float(v) for n, v in zip(names, values, strict=True)}
 
 
 @dataclass(frozen=True)
@@ -112,11 +137,12 @@ def summarize(run: RunRecord, prediction_files: Sequence[Path], quarantine_files
     """
     if task not in TASKS:
         raise ValueError(f"unknown model task {task!r}: expected one of {', '.join(TASKS)}")
-    with duck_connect(utc=False) as con:
+    with duck_connect(utc=False, memory_mib=RUN_MEMORY_MIB) as con:
         if prediction_files:
             scan, params = duck_scan(con, "staged_stats", prediction_files, "$1", union=False)
-            stats = con.sql(f"SELECT {STATS_EXPRS} FROM {scan}",  # noqa: S608 - constant SQL
+            stats = con.sql(f"SELECT {STAGED_STATS_EXPRS} FROM {scan}",  # noqa: S608 - constant SQL
                             params=params).to_arrow_table().to_pylist()[0]
+            stats.update(score_quantiles(prediction_files))
             expr = bin_expr(task, stats["score_min"], stats["score_max"])
             scan, params = duck_scan(con, "staged_bins", prediction_files, "$1", union=False)
             counts = dict(con.sql(f"SELECT {expr} AS bin, count(*) FROM {scan} GROUP BY 1",  # noqa: S608

@@ -7,7 +7,7 @@ import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,26 @@ def process_chunk(model: Any, batch: pa.RecordBatch | pa.Table, index: int, spec
     return manifest
 
 
+def _read_next(batches: Iterator[pa.RecordBatch]) -> tuple[pa.RecordBatch, str] | None:
+    batch = next(batches, None)
+    return None if batch is None else (batch, input_digest(batch))
+
+
+def prefetched(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, str]]:
+    """``(batch, input_digest(batch))`` for each batch, in order, the next one read and hashed in a background
+    thread while the caller scores the current one (at most one batch ahead, so two chunks are in memory).
+
+    The source iterator is only ever advanced by that one thread, one call at a time; its exceptions are
+    raised here, at the batch they stopped. DuckDB, psycopg and pyarrow release the GIL while they read and
+    hash, so the read overlaps the model's own work.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring-prefetch") as pool:
+        ahead = pool.submit(_read_next, batches)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(_read_next, batches)
+            yield item
+
+
 _WORKER_MODEL: Any = None
 
 
@@ -83,7 +103,8 @@ def run_chunks(batches: Iterator[pa.RecordBatch], model: Any, loader: Callable[[
         loader: loads the model in a worker process (used when ``workers`` > 1).
         spec: key, features and threshold.
         stage: where chunk outputs go.
-        workers: processes; in-flight chunks are bounded to 2 per worker to bound memory.
+        workers: processes; in-flight chunks are bounded to 2 per worker to bound memory. With 1, the chunks
+            are scored here, the next batch read ahead in a thread (``prefetched``).
         on_chunk: called after each chunk (progress).
         gate: the run's data quality gate (default: quarantine rows without a key only).
     """
@@ -95,8 +116,7 @@ def run_chunks(batches: Iterator[pa.RecordBatch], model: Any, loader: Callable[[
             on_chunk(manifest)
 
     if workers <= 1:
-        for index, batch in enumerate(batches):
-            digest = input_digest(batch)
+        for index, (batch, digest) in enumerate(prefetched(batches)):
             finish(stage.completed(index, digest) or process_chunk(model, batch, index, spec, stage, gate, digest))
         return done
     pending: deque[Future[ChunkManifest]] = deque()

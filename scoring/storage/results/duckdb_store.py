@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from scoring.errors import PublishError, ResultsLocked, Superseded
 from scoring.sqlident import quote
-from scoring.storage.duck import duck_connect
+from scoring.storage.duck import WRITE_MEMORY_MIB, duck_connect
 from scoring.storage.faults import fault_point
 from scoring.storage.results.base import NEWER_RUN_SQL, RUN_COLUMNS, ResultsStore, RunRecord, superseded_error
 from scoring.storage.results.evolution import (
@@ -202,7 +202,6 @@ class DuckDBResults(ResultsStore):
             PublishError: a passthrough column conflicts with a predictions column's name or type.
         """
         files, qfiles = prediction_files, quarantine_files
-        head = [run.run_id, run.day, run.model_name]
         pred = predictions_spec(self.cfg.table)
         staged = staged_columns(prediction_files, pred.column_names)
         values = [c for c in STAGED_PREDICTION_COLUMNS if c in pred.column_names]
@@ -214,48 +213,71 @@ class DuckDBResults(ResultsStore):
             begun = time.monotonic()
             if staged.passthrough:
                 self._add_passthrough(con, staged.passthrough)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                newer = con.sql(NEWER_RUN_SQL.format(runs="runs"),  # Arrow: timestamptz without pytz
-                                params=[run.day, run.model_name, run.run_id, run.started_at]).to_arrow_table().to_pylist()
-                if newer:
-                    raise superseded_error(run, newer[0]["run_id"], newer[0]["started_at"])
-                scan, bound = duck_scan(con, "staged_predictions", files, "$6") if files else ("", [])
-                self._replace(con, pred, run, f"SELECT {select} FROM {scan}"  # noqa: S608
-                              if files else "",
-                              [run.model_name, run.model_version, run.run_id, run.day, run.started_at, *bound],
-                              names)
-                scan, bound = duck_scan(con, "staged_quarantine", qfiles, "$4", union=False) if qfiles else ("", [])
-                columns = "$1, $2, $3, source_key, column_name, rule, value, row_json, reason"
-                quarantine_sql = f"SELECT {columns} FROM {scan}" if qfiles else ""  # noqa: S608 - constants
-                self._replace(con, QUARANTINE, run, quarantine_sql, [*head, *bound])
-                for name, rows in (extra or {}).items():
-                    spec = next(s for s in all_tables(self.cfg.table) if s.name == name)
-                    con.register("extra_rows", rows)
-                    self._replace(con, spec, run, f"SELECT {', '.join(map(quote, spec.column_names))} "  # noqa: S608
-                                  "FROM extra_rows" if rows.num_rows else "", [])
-                    con.unregister("extra_rows")
-                run.details.setdefault("steps", {}).update(
-                    publish_lock_wait_s=round(self.lock_wait_s - waited, 3),
-                    publish_s=round(time.monotonic() - begun, 3))
-                run.finish("success")  # finished_at = the commit, so the ledger order is the publish order
-                run.rows_staged = run.rows_scored
-                self._update_run(con, run)
-                before_commit(run)
-                con.execute("COMMIT")
-            except Superseded:
-                _rollback(con)
-                raise
-            except duckdb.Error as exc:
-                _rollback(con)  # the rollback's own error must not replace the cause
-                raise PublishError(f"publishing to results database {str(self.path)!r} failed: "
-                                   f"{_first_line(exc)}") from None
-            except BaseException:
-                _rollback(con)
-                raise
+            # Under a memory limit, so a big day's insert does not leave the process holding its buffer pool; a
+            # publish that needs more (long passthrough texts) is rolled back and done again without the limit.
+            con.execute(f"SET memory_limit = '{WRITE_MEMORY_MIB}MiB'")
+            for attempt in (1, 2):
+                if self._publish_once(con, run, files, qfiles, select, names, pred, extra, waited, begun, attempt):
+                    break
             fault_point("after_commit")
             self._export(con, run, [pred, QUARANTINE, *(s for s in all_tables(self.cfg.table)
                                                         if s.partitioned and s.name not in (pred.name, QUARANTINE.name))])
+
+    def _publish_once(self, con: duckdb.DuckDBPyConnection, run: RunRecord, files: list[Path], qfiles: list[Path],
+                      select: str, names: list[str], pred: Any, extra: dict[str, pa.Table] | None, waited: float,
+                      begun: float, attempt: int) -> bool:
+        """One publish transaction; False when it ran out of memory under ``WRITE_MEMORY_MIB`` on the first
+        attempt (rolled back, limit lifted: try again)."""
+        head = [run.run_id, run.day, run.model_name]
+        con.execute("BEGIN TRANSACTION")
+        try:
+            newer = con.sql(NEWER_RUN_SQL.format(runs="runs"),  # Arrow: timestamptz without pytz
+                            params=[run.day, run.model_name, run.run_id, run.started_at]).to_arrow_table().to_pylist()
+            if newer:
+                raise superseded_error(run, newer[0]["run_id"], newer[0]["started_at"])
+            scan, bound = duck_scan(con, "staged_predictions", files, "$6") if files else ("", [])
+            self._replace(con, pred, run, f"SELECT {select} FROM {scan}"  # noqa: S608
+                          if files else "",
+                          [run.model_name, run.model_version, run.run_id, run.day, run.started_at, *bound],
+                          names)
+            scan, bound = duck_scan(con, "staged_quarantine", qfiles, "$4", union=False) if qfiles else ("", [])
+            columns = "$1, $2, $3, source_key, column_name, rule, value, row_json, reason"
+            quarantine_sql = f"SELECT {columns} FROM {scan}" if qfiles else ""  # noqa: S608 - constants
+            self._replace(con, QUARANTINE, run, quarantine_sql, [*head, *bound])
+            for name, rows in (extra or {}).items():
+                spec = next(s for s in all_tables(self.cfg.table) if s.name == name)
+                con.register("extra_rows", rows)
+                self._replace(con, spec, run, f"SELECT {', '.join(map(quote, spec.column_names))} "  # noqa: S608
+                              "FROM extra_rows" if rows.num_rows else "", [])
+                con.unregister("extra_rows")
+            run.details.setdefault("steps", {}).update(
+                publish_lock_wait_s=round(self.lock_wait_s - waited, 3),
+                publish_s=round(time.monotonic() - begun, 3))
+            run.finish("success")  # finished_at = the commit, so the ledger order is the publish order
+            run.rows_staged = run.rows_scored
+            self._update_run(con, run)
+            before_commit(run)
+            con.execute("COMMIT")
+        except Superseded:
+            _rollback(con)
+            raise
+        except duckdb.OutOfMemoryException as exc:
+            _rollback(con)
+            if attempt > 1:
+                raise PublishError(f"publishing to results database {str(self.path)!r} failed: "
+                                   f"{_first_line(exc)}") from None
+            logger.info("publish needs more than %s MiB in DuckDB; publishing again without the limit",
+                        WRITE_MEMORY_MIB)
+            con.execute("RESET memory_limit")
+            return False
+        except duckdb.Error as exc:
+            _rollback(con)  # the rollback's own error must not replace the cause
+            raise PublishError(f"publishing to results database {str(self.path)!r} failed: "
+                               f"{_first_line(exc)}") from None
+        except BaseException:
+            _rollback(con)
+            raise
+        return True
 
     def record_failure(self, run: RunRecord, quarantine_files: list[Path]) -> None:
         qfiles = quarantine_files
@@ -296,7 +318,11 @@ class DuckDBResults(ResultsStore):
         from scoring.storage.results.export import export_partition
 
         try:
-            export_partition(con, self.export_dir, [s.name for s in specs], run.day, run.model_name)
+            try:
+                export_partition(con, self.export_dir, [s.name for s in specs], run.day, run.model_name)
+            except duckdb.OutOfMemoryException:  # over the publish's memory limit: once more without it
+                con.execute("RESET memory_limit")
+                export_partition(con, self.export_dir, [s.name for s in specs], run.day, run.model_name)
         except (OSError, duckdb.Error) as exc:
             logger.error("reader export of %s / %s failed (the results file is up to date): %s", run.day,
                          run.model_name, _first_line(exc))

@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from scoring.errors import SourceError
-from scoring.storage.duck import duck_connect
+from scoring.storage.duck import SOURCE_MEMORY_MIB, duck_connect
 from scoring.storage.sources.base import KeyRange, Source, cuts_from_maxima
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class DuckDBSource(Source):
             raise SourceError(f"source database {str(path)!r} not found")
         check_duckdb_file(path)
         try:
-            self.con = duck_connect(path, read_only=True)
+            self.con = duck_connect(path, read_only=True, memory_mib=SOURCE_MEMORY_MIB)
         except duckdb.Error as exc:
             raise SourceError(f"cannot open source database {str(path)!r}: {exc}") from None
         self._schema: pa.Schema | None = None
@@ -80,11 +80,30 @@ class DuckDBSource(Source):
         return int(self._run(self.interval_sql(("$1", "$2"), "count(*)"), self._params(interval)).fetchall()[0][0])
 
     def batches(self, interval: DataInterval, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        rel = self._run(self.interval_sql(("$1", "$2"), self.row_select()), self._params(interval))
-        try:
-            yield from rel.to_arrow_reader(batch_rows)
-        except duckdb.Error as exc:
-            raise SourceError(f"reading source {self.describe!r} failed: {_first_line(exc)}") from None
+        yield from self._stream(self.interval_sql(("$1", "$2"), self.row_select()), self._params(interval),
+                                batch_rows)
+
+    def _stream(self, sql: str, params: list[object], batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """The query's rows as Arrow batches of ``batch_rows``, under the connection's memory limit
+        (``SOURCE_MEMORY_MIB``). A first batch wider than the limit allows (long text columns read) is read
+        again with DuckDB's default limit, once; running out of memory after batches were handed on raises."""
+        yielded = 0
+        for attempt in (1, 2):
+            try:
+                for batch in self._run(sql, params).to_arrow_reader(batch_rows):
+                    yielded += 1
+                    yield batch
+                return
+            except duckdb.OutOfMemoryException as exc:
+                if yielded or attempt == 2:
+                    raise SourceError(f"reading source {self.describe!r} ran out of memory after {yielded} "
+                                      f"batch(es): {_first_line(exc)}; lower chunking.memory_budget_mib or "
+                                      "chunking.rows_per_chunk") from None
+                logger.info("a batch of %s rows of %s needs more than %s MiB in DuckDB; reading with DuckDB's "
+                            "default memory limit", batch_rows, self.describe, SOURCE_MEMORY_MIB)
+                self.con.execute("RESET memory_limit")
+            except duckdb.Error as exc:
+                raise SourceError(f"reading source {self.describe!r} failed: {_first_line(exc)}") from None
 
     def day_counts(self, intervals: list[DataInterval]) -> list[int]:
         bounds = [self._params(i)[0] for i in intervals] + [self._params(intervals[-1])[1]] if intervals else []
@@ -98,11 +117,7 @@ class DuckDBSource(Source):
 
     def range_batches(self, interval: DataInterval, key_range: KeyRange, batch_rows: int) -> Iterator[pa.RecordBatch]:
         sql, params = self.range_sql(lambda n: f"${n}", self._params(interval), key_range)
-        rel = self._run(sql, params)
-        try:
-            yield from rel.to_arrow_reader(batch_rows)
-        except duckdb.Error as exc:
-            raise SourceError(f"reading source {self.describe!r} failed: {_first_line(exc)}") from None
+        yield from self._stream(sql, params, batch_rows)
 
     def duplicate_values(self, interval: DataInterval, column: str) -> pa.Array:
         table = self._run(self.duplicates_sql(("$1", "$2"), column), self._params(interval)).to_arrow_table()
