@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_core import BIG_DAY, TRAIN_DAY, build, run_contender  # noqa: E402
+from contenders import BIG_DAY, TRAIN_DAY, build, run_contender  # noqa: E402
 
 DEFAULT_URL = os.environ.get("SCORING_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TARGET = 1.5

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_core import BARE, BIG_DAY, build, run_contender  # noqa: E402
+from contenders import BARE, BIG_DAY, build, run_contender  # noqa: E402
 
 SETUP = """
 import json, sys, time, datetime as dt
