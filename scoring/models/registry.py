@@ -23,7 +23,7 @@ from scoring.models.introspect import final_estimator, infer_inputs
 from scoring.models.metrics import task_metrics
 from scoring.models.parity import SAMPLE_ROWS, parity_check
 from scoring.models.reference import build_reference, drift_baseline
-from scoring.models.scorer import raw_outputs
+from scoring.models.scorer import encoded_width, raw_outputs
 from scoring.models.signature import features_from_frame
 from scoring.models.store import ModelStore, ModelVersion
 
@@ -165,6 +165,7 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
         "signature": contract.to_json(),
         "parity": parity,
         "estimator": type(final_estimator(model)).__name__,
+        "encoded_width": encoded_width(model, len(columns)),  # chunk sizing at plan time, without unpickling
         "classes": [str(c) for c in contract.classes],
         "training_window": {"start": str(window[0]), "end": str(window[1])} if window else None,
         "metrics": metrics if metrics is not None else computed,

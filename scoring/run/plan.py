@@ -101,10 +101,12 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
         ``challengers`` (versions, each scored chunk by chunk like the champion) and ``shadow_failed``.
     """
     mv, rule = choose_model(cfg, interval, version, model_as_of)
-    model = ModelStore(cfg.model.store).load(mv)
+    width = mv.meta.get("encoded_width")  # recorded at registration; the model is unpickled where it scores
+    if width is None:  # a version registered before the width was recorded
+        width = encoded_width(ModelStore(cfg.model.store).load(mv), len(mv.features))
     with open_source(cfg.source) as source:
         schema = source.schema()
-        size = chunk_rows(schema, encoded_width(model, len(mv.features)), cfg.chunking.memory_budget_mib,
+        size = chunk_rows(schema, int(width), cfg.chunking.memory_budget_mib,
                           rows_per_chunk or cfg.chunking.rows_per_chunk)
         rows = source.count(interval)
         wanted = max(1, math.ceil(rows / size))

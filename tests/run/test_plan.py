@@ -176,3 +176,25 @@ def test_connections_locate_the_source_and_results(tmp_path: Path, cfg) -> None:
         apply_connections(cfg, lambda c: ConnectionInfo(c, "duckdb", host="/data/one.duckdb"))
     assert postgres_url(ConnectionInfo("c", "postgres", host="h", schema="d")) == "postgresql://h/d"
     assert predictions_asset_uri(cfg) == "x-scoring://connection/scoring_results/scoring/predictions"
+
+
+def test_plan_sizes_chunks_from_the_recorded_width_without_unpickling(cfg, monkeypatch) -> None:
+    from scoring.models.scorer import encoded_width
+    from scoring.models.store import METADATA, ModelStore
+
+    store = ModelStore(cfg.model.store)
+    mv = store.resolve(cfg.model.name, "champion")
+    assert mv.meta["encoded_width"] == encoded_width(store.load(mv), len(mv.features)) > len(mv.features)
+    interval = DataInterval.for_day(SCORE_DAY)
+    loads = []
+    real_load = ModelStore.load
+    monkeypatch.setattr(ModelStore, "load", lambda self, v: loads.append(v.version) or real_load(self, v))
+    planned = steps.plan_run(cfg, interval)
+    assert loads == []  # the plan never unpickles the model
+    # A version registered before the width was recorded: the plan loads the model, and sizes the same.
+    meta = json.loads((mv.path / METADATA).read_text())
+    del meta["encoded_width"]
+    (mv.path / METADATA).write_text(json.dumps(meta))
+    again = steps.plan_run(cfg, interval)
+    assert loads == [mv.version] and again["rows_per_chunk"] == planned["rows_per_chunk"]
+    assert again["chunks"] == planned["chunks"]
