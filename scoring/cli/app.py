@@ -14,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scoring.errors import ScoringError
@@ -49,7 +51,12 @@ def load(path: Path | None) -> Config:
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn domain errors into one red line and exit code 1, instead of a traceback."""
+    """Turn errors into one red line and exit code 1, instead of a traceback.
+
+    A domain error (``ScoringError``) is printed as it is. Any other exception (a bug, or a library error no
+    layer translated) is printed as ``unexpected <type>: <first line>``; its traceback is logged at DEBUG,
+    so ``--verbose`` shows it. Typer's and click's own exits and usage errors pass through.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -57,6 +64,14 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except ScoringError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except (click.exceptions.Exit, click.exceptions.Abort, click.exceptions.ClickException):
+            raise
+        except Exception as exc:
+            logger.debug("traceback of the unexpected error", exc_info=True)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(first)} (run with --verbose "
+                      "for the traceback; please report it)", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper

@@ -109,3 +109,25 @@ def test_runs_fits_80_columns_one_line_per_run(cfg_path: Path, cfg, store: Path)
     n = len(published(cfg.results.path, SCORE_DAY))
     assert "success" in rows[1] and f"{n:,}" in rows[1]
     assert "checksum mismatch" in out.stdout[out.stdout.index(rows[1]) + len(rows[1]):]  # the error, under the table
+
+
+def test_an_unexpected_error_is_one_line_and_verbose_shows_its_traceback(cfg_path: Path, monkeypatch,
+                                                                          caplog) -> None:
+    from scoring.run import pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(pipeline, "run_day", broken)
+    res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "unexpected RuntimeError: disk on fire (run with --verbose" in " ".join(res.output.split())
+    assert "second line" not in res.output
+    # --verbose logs the traceback at DEBUG (to stderr through the CLI's handler; here pytest captures the record)
+    caplog.clear()
+    res = runner.invoke(app, ["--verbose", "run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])
+    logged = [r for r in caplog.records if r.name == "scoring.cli" and r.exc_info]
+    assert res.exit_code == 1 and len(logged) == 1 and "second line" in str(logged[0].exc_info[1])
+    caplog.clear()
+    runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])
+    assert not [r for r in caplog.records if r.name == "scoring.cli" and r.exc_info]
