@@ -99,13 +99,23 @@ def test_a_batch_wider_than_the_source_limit_is_read_whole(tmp_path, noted_sourc
                                                             caplog) -> None:
     cfg = load_config(write_config(tmp_path, noted_source, store))
     interval = DataInterval.for_day(CLEAN_DAY)
-    with open_source(cfg.source) as source:
-        unlimited = pa.Table.from_batches(list(source.batches(interval, 100_000)))
+    with duckdb.connect(str(noted_source), read_only=True) as con:
+        expected = con.sql("SELECT * FROM loan_applications WHERE applied_at >= $1 AND applied_at < $2",
+                           params=[interval.start.replace(tzinfo=None), interval.end.replace(tzinfo=None)]
+                           ).to_arrow_table()
     monkeypatch.setattr(duckdb_source, "SOURCE_MEMORY_MIB", 8)
+    # The limit is sized from the longest values of the columns read: no fallback needed.
     with caplog.at_level(logging.INFO, "scoring"), open_source(cfg.source) as source:
-        limited = pa.Table.from_batches(list(source.batches(interval, 100_000)))
+        assert source.widest_row_bytes(interval) > NOTE
+        sized = pa.Table.from_batches(list(source.batches(interval, 100_000)))
+    assert "default memory limit" not in caplog.text
+    # When that bound is too small anyway, the first batch is read again under DuckDB's default limit.
+    monkeypatch.setattr(duckdb_source.DuckDBSource, "widest_row_bytes", lambda self, interval: 1)
+    with caplog.at_level(logging.INFO, "scoring"), open_source(cfg.source) as source:
+        lifted = pa.Table.from_batches(list(source.batches(interval, 100_000)))
     assert "default memory limit" in caplog.text  # the limit was hit, and lifted
-    assert limited.num_rows == unlimited.num_rows > 0 and limited.equals(unlimited)
+    assert sized.num_rows == lifted.num_rows == expected.num_rows > 0
+    assert sized.equals(expected) and lifted.equals(expected)
 
 
 def test_a_publish_over_the_write_limit_is_done_again_without_it(tmp_path, noted_source, store, monkeypatch,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from scoring.errors import SourceError
+from scoring.sqlident import quote
 from scoring.storage.duck import SOURCE_MEMORY_MIB, duck_connect
 from scoring.storage.sources.base import KeyRange, Source, cuts_from_maxima
 
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from scoring.dates import DataInterval
 
 logger = logging.getLogger(__name__)
+
+NESTED_BYTES = 48  # a list or struct value's bytes, unmeasured (the chunk sizing's estimate of a variable value)
 
 
 def check_duckdb_file(path: Path) -> None:
@@ -81,12 +85,35 @@ class DuckDBSource(Source):
 
     def batches(self, interval: DataInterval, batch_rows: int) -> Iterator[pa.RecordBatch]:
         yield from self._stream(self.interval_sql(("$1", "$2"), self.row_select()), self._params(interval),
-                                batch_rows)
+                                batch_rows, interval)
 
-    def _stream(self, sql: str, params: list[object], batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """The query's rows as Arrow batches of ``batch_rows``, under the connection's memory limit
-        (``SOURCE_MEMORY_MIB``). A first batch wider than the limit allows (long text columns read) is read
-        again with DuckDB's default limit, once; running out of memory after batches were handed on raises."""
+    def widest_row_bytes(self, interval: DataInterval) -> int:
+        """An upper bound of one row's Arrow bytes among the interval's rows, for the columns read: fixed-width
+        columns at their width, text and binary at their longest value in the interval (one aggregate query)
+        plus the 4-byte offset."""
+        total, measured = 0, []
+        for field in self.read_schema():
+            if _fixed_width(field.type):
+                total += max(field.type.bit_width // 8, 1)
+            elif pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+                measured.append(f"coalesce(max(strlen({quote(field.name)})), 0)")
+            elif pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+                measured.append(f"coalesce(max(octet_length({quote(field.name)})), 0)")
+            else:  # nested values: the sizing's own estimate
+                total += NESTED_BYTES
+        if measured:
+            sql = self.interval_sql(("$1", "$2"), ", ".join(measured))
+            total += sum(int(w) + 4 for w in self._run(sql, self._params(interval)).fetchall()[0])
+        return total
+
+    def _stream(self, sql: str, params: list[object], batch_rows: int,
+                interval: DataInterval) -> Iterator[pa.RecordBatch]:
+        """The query's rows as Arrow batches of ``batch_rows``, under a memory limit that bounds what DuckDB
+        keeps cached from the scan: ``SOURCE_MEMORY_MIB``, or 2x the widest possible batch when that is more
+        (``widest_row_bytes``: long texts read). A first batch that still does not fit is read again with
+        DuckDB's default limit, once; running out of memory after batches were handed on raises SourceError."""
+        need_mib = math.ceil(2 * batch_rows * self.widest_row_bytes(interval) / 2**20)
+        self.con.execute(f"SET memory_limit = '{max(SOURCE_MEMORY_MIB, need_mib)}MiB'")
         yielded = 0
         for attempt in (1, 2):
             try:
@@ -117,7 +144,7 @@ class DuckDBSource(Source):
 
     def range_batches(self, interval: DataInterval, key_range: KeyRange, batch_rows: int) -> Iterator[pa.RecordBatch]:
         sql, params = self.range_sql(lambda n: f"${n}", self._params(interval), key_range)
-        yield from self._stream(sql, params, batch_rows)
+        yield from self._stream(sql, params, batch_rows, interval)
 
     def duplicate_values(self, interval: DataInterval, column: str) -> pa.Array:
         table = self._run(self.duplicates_sql(("$1", "$2"), column), self._params(interval)).to_arrow_table()
@@ -125,6 +152,14 @@ class DuckDBSource(Source):
 
     def close(self) -> None:
         self.con.close()
+
+
+def _fixed_width(arrow_type: pa.DataType) -> bool:
+    try:
+        arrow_type.bit_width  # noqa: B018 - raises for variable-width types
+    except ValueError:
+        return False
+    return True
 
 
 def _first_line(exc: BaseException) -> str:
