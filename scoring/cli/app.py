@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -55,7 +54,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
     A domain error (``ScoringError``) is printed as it is. Any other exception (a bug, or a library error no
     layer translated) is printed as ``unexpected <type>: <first line>``; its traceback is logged at DEBUG,
-    so ``--verbose`` shows it. Typer's and click's own exits and usage errors pass through.
+    so ``--verbose`` shows it. Typer's own exits and usage errors pass through.
     """
 
     @functools.wraps(func)
@@ -65,7 +64,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except ScoringError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
-        except (click.exceptions.Exit, click.exceptions.Abort, click.exceptions.ClickException):
+        except (typer.Exit, typer.Abort, typer.TyperException):  # its own exits and usage errors
             raise
         except Exception as exc:
             logger.debug("traceback of the unexpected error", exc_info=True)
