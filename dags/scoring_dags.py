@@ -33,8 +33,11 @@ import yaml
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from scoring.allocators import prefer_system_arrow_pool
 from scoring.config import Config, load_config
 from scoring.storage.connections import predictions_asset_uri
+
+prefer_system_arrow_pool()  # task processes import pyarrow after this file (scoring.allocators says why)
 
 POOL = "scoring_publish"  # size 1: the results database has a single writer
 CONFIGS_ENV = "SCORING_CONFIGS"

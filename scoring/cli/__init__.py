@@ -10,7 +10,11 @@ May import: every wing below it (run, quality, reports, models, storage, the gro
 
 from __future__ import annotations
 
-from scoring.cli.app import app
+from scoring.allocators import prefer_system_arrow_pool
+
+prefer_system_arrow_pool()  # before anything imports pyarrow (scoring.allocators says why)
+
+from scoring.cli.app import app  # noqa: E402
 
 # Each module registers its commands on import; this order is the order of `scoring --help`.
 # isort: off

@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from scoring.allocators import fix_mmap_threshold
 from scoring.models.scorer import ScoreSpec, score_table
 from scoring.quality.compile import Rule
 from scoring.quality.drift import chunk_counts
@@ -38,6 +39,7 @@ def process_chunk(model: Any, batch: pa.RecordBatch | pa.Table, index: int, spec
     manifest's ``stats``. ``digest`` identifies the chunk's source rows (a rerun reuses the chunk only when
     they are the same).
     """
+    fix_mmap_threshold()
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     checked = apply_gate(gate or key_gate(spec.key_column), table)
     scored = score_table(model, checked.good, spec)
@@ -108,6 +110,7 @@ def run_chunks(batches: Iterator[pa.RecordBatch], model: Any, loader: Callable[[
         on_chunk: called after each chunk (progress).
         gate: the run's data quality gate (default: quarantine rows without a key only).
     """
+    fix_mmap_threshold()
     done: list[ChunkManifest] = []
 
     def finish(manifest: ChunkManifest) -> None:

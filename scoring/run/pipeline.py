@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from scoring.allocators import fix_mmap_threshold
 from scoring.config import Config
 from scoring.dates import DataInterval
 from scoring.errors import (
@@ -92,6 +93,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
         The run's counts. Raises ScoringError (after recording the failure in the ledger) on failure;
         the previous partition is then left as it was.
     """
+    fix_mmap_threshold()
     mv, rule = choose_model(cfg, interval, version, model_as_of)
     results = open_results(cfg.results)
     clock = time.monotonic()
