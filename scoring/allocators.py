@@ -3,9 +3,9 @@
 A run allocates and frees the same few large buffers once per chunk (Arrow batches, the model's input frame,
 predictions). Arrow's default pool in the pyarrow wheels (mimalloc) and glibc's dynamic mmap threshold both keep
 freed pages for reuse, so a process's peak RSS grows past its working set. With Arrow on the system allocator
-and glibc's mmap threshold fixed at 128 KiB, ``scoring run`` of a 40,000-row day at a 32 MiB budget peaked about
-40 MiB lower and a 300,000-row day at 256 MiB about 60 MiB lower, at the same wall time (``/usr/bin/time`` of
-the two settings side by side; ``benchmarks/bench_core.py`` prints the run's peak RSS).
+and glibc's mmap threshold fixed, ``scoring run`` of a 40,000-row day at a 32 MiB budget peaked 30-40 MiB lower
+and a 2,000,000-row day at 256 MiB about 40 MiB lower, at the same wall time (``/usr/bin/time`` of the settings
+side by side, 3 rounds; ``benchmarks/bench_core.py`` prints the run's peak RSS).
 
 Ground floor: imports nothing of the package and nothing heavy (``prefer_system_arrow_pool`` must run before
 pyarrow is imported).
@@ -23,7 +23,10 @@ ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 # glibc <malloc.h>: mallopt(M_MMAP_THRESHOLD, bytes). Setting it also turns off the dynamic threshold, which
 # otherwise rises to the size of the largest freed block (up to 32 MiB) and keeps such blocks on the heap.
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value (mallopt(3))
+# 4 MiB: a run's big buffers (a chunk's columns and its encoded matrix) are mmapped and given back on free;
+# smaller ones stay on the heap. glibc's starting value, 128 KiB, cut peak RSS a further 50 MiB on a 2M-row day
+# but cost 2 s of page faults (kernel CPU) over it; 4 MiB cost none measurable.
+MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
 _threshold_set = False
 
 
@@ -39,7 +42,7 @@ def prefer_system_arrow_pool() -> None:
 
 
 def fix_mmap_threshold() -> None:
-    """Fix glibc's mmap threshold at 128 KiB, once per process, so large freed blocks go back to the system.
+    """Fix glibc's mmap threshold at 4 MiB, once per process, so large freed blocks go back to the system.
 
     Leaves it alone when ``MALLOC_MMAP_THRESHOLD_`` is set (glibc then already fixed it) or when the C library
     has no ``mallopt`` (musl, macOS). Never raises: this is tuning, not correctness.
