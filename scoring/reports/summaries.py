@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from scoring.reports.quantiles import streaming_quantiles
 from scoring.storage.duck import RUN_MEMORY_MIB, duck_connect
 from scoring.storage.results.base import RunRecord
 from scoring.storage.results.tables import PREDICTION_STATS, QUARANTINE_COUNTS, SCORE_BINS, TableSpec
@@ -87,18 +88,19 @@ def score_quantiles(files: Sequence[Path], quantiles: Sequence[float] = QUANTILE
     """``score_p10``, ``score_p50``, ``score_p90`` of the non-null scores in staged prediction files.
 
     Linear interpolation between the closest ranks (NumPy's default ``method="linear"``, the definition of SQL's
-    ``percentile_cont``, which rebuilds them from the predictions table). Reads only the score column, one file
-    batch at a time; holds the scores as one float64 array (8 bytes per scored row) and partitions it in place.
-    Values are None when nothing was scored.
+    ``percentile_cont``, which rebuilds them from the predictions table), exact, in bounded memory: the score
+    column is streamed one file batch at a time, a few times (``scoring/reports/quantiles.py``), instead of held
+    whole (8-24 bytes a scored row). Values are None when nothing was scored.
     """
-    parts = [b.column(0).to_numpy(zero_copy_only=False) for b in batch_reader(files, ["score"])]
-    scores = np.concatenate(parts) if parts else np.empty(0)
-    scores = scores[~np.isnan(scores)]
+    def batches() -> Iterator[np.ndarray]:
+        for batch in batch_reader(files, ["score"]):
+            yield batch.column(0).to_numpy(zero_copy_only=False)
+
     names = [f"score_p{round(q * 100)}" for q in quantiles]
-    if scores.size == 0:
+    values = streaming_quantiles(batches, quantiles)
+    if values is None:
         return dict.fromkeys(names)
-    values = np.quantile(scores, quantiles, overwrite_input=True, method="linear")
-    return {n: float(v) for n, v in zip(names, values, strict=True)}
+    return dict(zip(names, values, strict=True))
 
 
 @dataclass(frozen=True)
