@@ -31,7 +31,7 @@ from scoring.reports.summaries import summarize
 from scoring.run.chunks import run_chunks
 from scoring.run.model_choice import choose_model
 from scoring.run.shadow import Shadow, score_challengers, shadow_tables
-from scoring.run.sizing import chunk_rows
+from scoring.run.sizing import chunk_rows, mean_text_bytes
 from scoring.storage.faults import fault_point
 from scoring.storage.pgconn import redact_url
 from scoring.storage.results import ResultsStore, RunRecord, open_results
@@ -119,7 +119,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
                 source.select_columns(quality.read_columns)
             schema = source.read_schema()
             rows = chunk_rows(schema, encoded_width(model, len(columns)), cfg.chunking.memory_budget_mib,
-                              rows_per_chunk or cfg.chunking.rows_per_chunk)
+                              rows_per_chunk or cfg.chunking.rows_per_chunk, mean_text_bytes(source, interval))
             stage = _resumable_stage(cfg, interval, mv, rows, quality, run.run_id)
             if on_start:
                 on_start(source.count(interval))

@@ -46,7 +46,7 @@ from scoring.run.shadow import (
     shadow_spec,
     shadow_stage,
 )
-from scoring.run.sizing import chunk_rows
+from scoring.run.sizing import chunk_rows, mean_text_bytes
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.sources import open_source
 from scoring.storage.sources.base import KeyRange, key_ranges
@@ -105,9 +105,14 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
     if width is None:  # a version registered before the width was recorded
         width = encoded_width(ModelStore(cfg.model.store).load(mv), len(mv.features))
     with open_source(cfg.source) as source:
-        schema = source.schema()
-        size = chunk_rows(schema, int(width), cfg.chunking.memory_budget_mib,
-                          rows_per_chunk or cfg.chunking.rows_per_chunk)
+        # Sized on what the chunk tasks read: the key, the timestamp, the model's inputs, passthrough columns
+        # (the columns of the suite's rules, which the tasks read too, are left out of the estimate).
+        names = set(source.schema().names)
+        source.select_columns([c for c in (cfg.source.key_column, cfg.source.timestamp_column,
+                                           *(f["name"] for f in mv.features), *cfg.results.passthrough)
+                               if c in names])
+        size = chunk_rows(source.read_schema(), int(width), cfg.chunking.memory_budget_mib,
+                          rows_per_chunk or cfg.chunking.rows_per_chunk, mean_text_bytes(source, interval))
         rows = source.count(interval)
         wanted = max(1, math.ceil(rows / size))
         cuts = source.key_cuts(interval, wanted) if wanted > 1 else []

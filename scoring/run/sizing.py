@@ -2,28 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 
-STRING_BYTES = 48  # average bytes of a short string value, with offsets
+if TYPE_CHECKING:
+    from scoring.dates import DataInterval
+    from scoring.storage.sources.base import Source
+
+STRING_BYTES = 48  # bytes held per short string value (Arrow value and offset, or a pandas str object)
+OFFSET_BYTES = 4  # Arrow's int32 offset per string or binary value
 # Bytes held per input byte while a chunk is scored: Arrow batch, pandas copy, cleaned copy.
 COPIES = 4
-MIN_ROWS = 1_000
+# The smallest chunk a budget may ask for. Rows of ordinary width give thousands of rows a chunk at any sensible
+# budget; it is rows carrying long texts (100 KB notes passed through) that reach the floor, and there a
+# higher floor would overrun the budget (1,000 such rows are 100 MB).
+MIN_ROWS = 100
 MAX_ROWS = 2_000_000
 
 
-def row_bytes(schema: pa.Schema) -> int:
-    """Estimated Arrow bytes of one row."""
+def row_bytes(schema: pa.Schema, text_bytes: Mapping[str, float] | None = None) -> int:
+    """Estimated bytes one row holds, per copy.
+
+    Args:
+        schema: the columns read.
+        text_bytes: mean bytes of a value of each text or binary column in the day's rows (a source's
+            ``text_bytes``); a column that is not there counts ``STRING_BYTES``, and so does any column whose
+            values are shorter (a short string costs more as a Python object than in Arrow).
+    """
     total = 0
     for field in schema:
         try:
             total += max(field.type.bit_width // 8, 1)
         except ValueError:  # variable width
-            total += STRING_BYTES
+            mean = (text_bytes or {}).get(field.name)
+            total += STRING_BYTES if mean is None else max(STRING_BYTES, int(mean) + 1 + OFFSET_BYTES)
     return total
 
 
 def chunk_rows(schema: pa.Schema, encoded_width: int, budget_mib: int | None,
-               fixed_rows: int | None = None) -> int:
+               fixed_rows: int | None = None, text_bytes: Mapping[str, float] | None = None) -> int:
     """Rows per chunk so one chunk's working set stays within ``budget_mib``.
 
     Args:
@@ -31,12 +50,18 @@ def chunk_rows(schema: pa.Schema, encoded_width: int, budget_mib: int | None,
         encoded_width: number of float64 columns the model's preprocessing produces.
         budget_mib: memory budget for one chunk in MiB (None: no budget).
         fixed_rows: an explicit row count; the smaller of the two wins when both are set.
+        text_bytes: measured mean bytes of the text columns (``row_bytes``).
     """
     candidates = []
     if fixed_rows:
         candidates.append(fixed_rows)
     if budget_mib:
-        per_row = row_bytes(schema) * COPIES + encoded_width * 8 * 2
+        per_row = row_bytes(schema, text_bytes) * COPIES + encoded_width * 8 * 2
         candidates.append(budget_mib * 1024 * 1024 // max(per_row, 1))
     rows = min(candidates) if candidates else 250_000
     return int(max(MIN_ROWS if not fixed_rows else 1, min(rows, MAX_ROWS)))
+
+
+def mean_text_bytes(source: Source, interval: DataInterval) -> dict[str, float]:
+    """Mean bytes of each text or binary column ``source`` reads, over ``interval`` (``text_bytes`` above)."""
+    return {name: mean for name, (mean, _) in source.text_widths(interval).items()}

@@ -56,3 +56,10 @@ def duck_connect(path: str | Path = ":memory:", read_only: bool = False, utc: bo
         con.close()
         raise
     return con
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether a DuckDB error is its memory limit: an OutOfMemoryException, or a COMMIT that failed for the
+    same reason (DuckDB raises that as a TransactionException whose message says "failed to pin block")."""
+    return isinstance(exc, duckdb.OutOfMemoryException) or (
+        isinstance(exc, duckdb.Error) and "failed to pin block" in str(exc))

@@ -20,3 +20,11 @@ def test_budget_scales_rows_linearly_and_fixed_rows_win_when_smaller() -> None:
     assert chunk_rows(SCHEMA, 10, 64, fixed_rows=500) == 500
     assert chunk_rows(SCHEMA, 10, None, fixed_rows=10_000_000) == MAX_ROWS
     assert chunk_rows(SCHEMA, 10_000, 1) == MIN_ROWS
+
+
+def test_measured_text_widths_count_when_longer_than_a_short_string() -> None:
+    assert row_bytes(SCHEMA, {"s": 2.0}) == row_bytes(SCHEMA)  # short values: a str object's cost stands
+    assert row_bytes(SCHEMA, {"s": 1000.0}) == 8 + 8 + 1000 + 1 + 4
+    wide = chunk_rows(SCHEMA, encoded_width=10, budget_mib=64, text_bytes={"s": 100_000.0})
+    assert wide == 64 * 1024 * 1024 // ((8 + 8 + 100_005) * 4 + 10 * 8 * 2)
+    assert chunk_rows(SCHEMA, 10, 1, text_bytes={"s": 1e7}) == MIN_ROWS  # the floor, whatever the width

@@ -72,6 +72,10 @@ def test_types_and_nulls_map_to_arrow(pg_url: str, pg_schema: str) -> None:
         schema = src.schema()
         assert src.count(DataInterval.for_day(DAY)) == 3
         assert src.count(DataInterval.for_day(DAY - dt.timedelta(days=1))) == 1
+        # Mean and longest bytes of the day's text values (NULLs left out; uuid and json as the text read).
+        widths = src.text_widths(DataInterval.for_day(DAY))
+        assert widths["name"] == (1.0, 2) and widths["doc"] == (3.0, 4) and widths["ref"] == (0.0, 0)
+        assert set(widths) == {"name", "code", "ref", "doc"}
     types = {f.name: f.type for f in schema}
     assert types["ts"] == pa.timestamp("us", tz="UTC")
     assert types["amount"] == types["big"] == pa.float64()

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from scoring.errors import PublishError, ResultsLocked, Superseded
 from scoring.sqlident import quote
-from scoring.storage.duck import WRITE_MEMORY_MIB, duck_connect
+from scoring.storage.duck import WRITE_MEMORY_MIB, duck_connect, out_of_memory
 from scoring.storage.faults import fault_point
 from scoring.storage.results.base import NEWER_RUN_SQL, RUN_COLUMNS, ResultsStore, RunRecord, superseded_error
 from scoring.storage.results.evolution import (
@@ -261,19 +261,15 @@ class DuckDBResults(ResultsStore):
         except Superseded:
             _rollback(con)
             raise
-        except duckdb.OutOfMemoryException as exc:
-            _rollback(con)
-            if attempt > 1:
+        except duckdb.Error as exc:
+            _rollback(con)  # the rollback's own error must not replace the cause
+            if not out_of_memory(exc) or attempt > 1:
                 raise PublishError(f"publishing to results database {str(self.path)!r} failed: "
                                    f"{_first_line(exc)}") from None
             logger.info("publish needs more than %s MiB in DuckDB; publishing again without the limit",
                         WRITE_MEMORY_MIB)
             con.execute("RESET memory_limit")
             return False
-        except duckdb.Error as exc:
-            _rollback(con)  # the rollback's own error must not replace the cause
-            raise PublishError(f"publishing to results database {str(self.path)!r} failed: "
-                               f"{_first_line(exc)}") from None
         except BaseException:
             _rollback(con)
             raise
@@ -320,7 +316,9 @@ class DuckDBResults(ResultsStore):
         try:
             try:
                 export_partition(con, self.export_dir, [s.name for s in specs], run.day, run.model_name)
-            except duckdb.OutOfMemoryException:  # over the publish's memory limit: once more without it
+            except duckdb.Error as exc:  # over the publish's memory limit: once more without it
+                if not out_of_memory(exc):
+                    raise
                 con.execute("RESET memory_limit")
                 export_partition(con, self.export_dir, [s.name for s in specs], run.day, run.model_name)
         except (OSError, duckdb.Error) as exc:

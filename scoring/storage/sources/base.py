@@ -40,6 +40,12 @@ def key_ranges(cuts: list[Any]) -> list[KeyRange]:
     return [KeyRange(bounds[i], bounds[i + 1], nulls=i == 0) for i in range(len(cuts) + 1)]
 
 
+def is_text(arrow_type: pa.DataType) -> bool:
+    """Text or binary: the variable-width types whose values a source can measure."""
+    return (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+            or pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type))
+
+
 class Source(ABC):
     """Reads exactly the rows with ``start <= ts < end`` of a data interval."""
 
@@ -68,6 +74,34 @@ class Source(ABC):
             return self.schema()
         wanted = set(self.read_columns)
         return pa.schema([f for f in self.schema() if f.name in wanted])
+
+    def text_widths(self, interval: DataInterval) -> dict[str, tuple[float, int]]:
+        """``{column: (mean bytes, longest bytes)}`` of the text and binary columns read, over the interval's
+        rows: what chunk sizing (mean) and a source's own read limits (longest) need to know of long texts.
+
+        This default knows nothing ({}: sizing then assumes short strings); SQL sources measure with one
+        aggregate query (``text_widths_select``).
+        """
+        return {}
+
+    def text_length_sql(self, field: pa.Field) -> str:
+        """The SQL byte length of one value of text or binary column ``field`` (dialects override)."""
+        return f"octet_length({quote(field.name)})"
+
+    def text_widths_select(self) -> tuple[list[str], str] | None:
+        """The text and binary columns read and the SELECT list measuring them (mean and longest byte length,
+        in that order, per column), or None when no such column is read."""
+        fields = [f for f in self.read_schema() if is_text(f.type)]
+        if not fields:
+            return None
+        lengths = [self.text_length_sql(f) for f in fields]
+        return [f.name for f in fields], ", ".join(f"avg({x}) AS mean_{i}, coalesce(max({x}), 0) AS longest_{i}"
+                                                   for i, x in enumerate(lengths))
+
+    @staticmethod
+    def text_widths_of(names: list[str], row: tuple[Any, ...]) -> dict[str, tuple[float, int]]:
+        """``text_widths`` from the row ``text_widths_select`` returned (NULL means: no value in the interval)."""
+        return {n: (float(row[2 * i] or 0), int(row[2 * i + 1] or 0)) for i, n in enumerate(names)}
 
     @property
     def describe(self) -> str:

@@ -63,6 +63,7 @@ class DuckDBSource(Source):
         except duckdb.Error as exc:
             raise SourceError(f"cannot open source database {str(path)!r}: {exc}") from None
         self._schema: pa.Schema | None = None
+        self._widths: dict[tuple[Any, ...], dict[str, tuple[float, int]]] = {}
 
     def _run(self, sql: str, params: list[object] | None = None) -> duckdb.DuckDBPyRelation:
         try:
@@ -87,23 +88,35 @@ class DuckDBSource(Source):
         yield from self._stream(self.interval_sql(("$1", "$2"), self.row_select()), self._params(interval),
                                 batch_rows, interval)
 
+    def text_length_sql(self, field: pa.Field) -> str:
+        name = quote(field.name)
+        return f"strlen({name})" if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) \
+            else f"octet_length({name})"
+
+    def text_widths(self, interval: DataInterval) -> dict[str, tuple[float, int]]:
+        """As ``Source.text_widths``, one aggregate query per interval and set of columns read (cached)."""
+        select = self.text_widths_select()
+        if select is None:
+            return {}
+        key = (interval.start, interval.end, tuple(select[0]))
+        if key not in self._widths:
+            row = self._run(self.interval_sql(("$1", "$2"), select[1]), self._params(interval)).fetchall()[0]
+            self._widths[key] = self.text_widths_of(select[0], row)
+        return self._widths[key]
+
     def widest_row_bytes(self, interval: DataInterval) -> int:
         """An upper bound of one row's Arrow bytes among the interval's rows, for the columns read: fixed-width
-        columns at their width, text and binary at their longest value in the interval (one aggregate query)
+        columns at their width, text and binary at their longest value in the interval (``text_widths``)
         plus the 4-byte offset."""
-        total, measured = 0, []
+        widths = self.text_widths(interval)
+        total = 0
         for field in self.read_schema():
             if _fixed_width(field.type):
                 total += max(field.type.bit_width // 8, 1)
-            elif pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
-                measured.append(f"coalesce(max(strlen({quote(field.name)})), 0)")
-            elif pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
-                measured.append(f"coalesce(max(octet_length({quote(field.name)})), 0)")
+            elif field.name in widths:
+                total += widths[field.name][1] + 4
             else:  # nested values: the sizing's own estimate
                 total += NESTED_BYTES
-        if measured:
-            sql = self.interval_sql(("$1", "$2"), ", ".join(measured))
-            total += sum(int(w) + 4 for w in self._run(sql, self._params(interval)).fetchall()[0])
         return total
 
     def _stream(self, sql: str, params: list[object], batch_rows: int,

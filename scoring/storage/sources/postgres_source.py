@@ -134,6 +134,20 @@ class PostgresSource(Source):
         counts = {int(b): int(n) for b, n in self._execute(sql, params)}
         return [counts.get(i, 0) for i in range(len(intervals))]
 
+    def text_length_sql(self, field: pa.Field) -> str:
+        name = quote_any(field.name)
+        # uuid, json and other types read as text are measured as the text they are read as
+        return f"octet_length({name})" if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type) \
+            else f"octet_length(CAST({name} AS text))"
+
+    def text_widths(self, interval: DataInterval) -> dict[str, tuple[float, int]]:
+        """As ``Source.text_widths``: one aggregate query in the run's snapshot."""
+        select = self.text_widths_select()
+        if select is None:
+            return {}
+        row = self._arrow(self.interval_sql(self._bind(interval), select[1])).to_pylist()[0]
+        return self.text_widths_of(select[0], tuple(row.values()))
+
     def count(self, interval: DataInterval) -> int:
         sql = self.interval_sql(self._bind(interval), "count(*)")
         return int(self._arrow(sql).column(0)[0].as_py())
