@@ -52,6 +52,7 @@ class Source(ABC):
     def __init__(self, cfg: SourceConfig) -> None:
         self.cfg = cfg
         self.read_columns: list[str] | None = None  # None: every column of the relation
+        self._widths: dict[tuple[Any, ...], dict[str, tuple[float, int]]] = {}  # text_widths, per interval
 
     def select_columns(self, names: list[str] | None) -> None:
         """Read only ``names`` (in the relation's order) from now on; None reads every column.
@@ -75,33 +76,35 @@ class Source(ABC):
         wanted = set(self.read_columns)
         return pa.schema([f for f in self.schema() if f.name in wanted])
 
+    def interval_row(self, interval: DataInterval, select: str) -> tuple[Any, ...] | None:
+        """The one row of ``SELECT <select>`` (aggregates) over the interval's rows; None when this source
+        cannot run SQL over an interval (files). SQL sources override it."""
+        return None
+
     def text_widths(self, interval: DataInterval) -> dict[str, tuple[float, int]]:
         """``{column: (mean bytes, longest bytes)}`` of the text and binary columns read, over the interval's
         rows: what chunk sizing (mean) and a source's own read limits (longest) need to know of long texts.
 
-        This default knows nothing ({}: sizing then assumes short strings); SQL sources measure with one
-        aggregate query (``text_widths_select``).
+        One aggregate query (``interval_row``) per interval and set of columns read, cached; {} when no such
+        column is read or the source cannot say (sizing then assumes short strings). A column with no value
+        in the interval measures (0.0, 0).
         """
-        return {}
+        fields = [f for f in self.read_schema() if is_text(f.type)]
+        if not fields:
+            return {}
+        key = (interval.start, interval.end, tuple(f.name for f in fields))
+        if key not in self._widths:
+            lengths = [self.text_length_sql(f) for f in fields]
+            select = ", ".join(f"avg({x}) AS mean_{i}, coalesce(max({x}), 0) AS longest_{i}"
+                               for i, x in enumerate(lengths))
+            row = self.interval_row(interval, select)
+            self._widths[key] = {} if row is None else {
+                f.name: (float(row[2 * i] or 0), int(row[2 * i + 1] or 0)) for i, f in enumerate(fields)}
+        return self._widths[key]
 
     def text_length_sql(self, field: pa.Field) -> str:
         """The SQL byte length of one value of text or binary column ``field`` (dialects override)."""
         return f"octet_length({quote(field.name)})"
-
-    def text_widths_select(self) -> tuple[list[str], str] | None:
-        """The text and binary columns read and the SELECT list measuring them (mean and longest byte length,
-        in that order, per column), or None when no such column is read."""
-        fields = [f for f in self.read_schema() if is_text(f.type)]
-        if not fields:
-            return None
-        lengths = [self.text_length_sql(f) for f in fields]
-        return [f.name for f in fields], ", ".join(f"avg({x}) AS mean_{i}, coalesce(max({x}), 0) AS longest_{i}"
-                                                   for i, x in enumerate(lengths))
-
-    @staticmethod
-    def text_widths_of(names: list[str], row: tuple[Any, ...]) -> dict[str, tuple[float, int]]:
-        """``text_widths`` from the row ``text_widths_select`` returned (NULL means: no value in the interval)."""
-        return {n: (float(row[2 * i] or 0), int(row[2 * i + 1] or 0)) for i, n in enumerate(names)}
 
     @property
     def describe(self) -> str:

@@ -63,7 +63,6 @@ class DuckDBSource(Source):
         except duckdb.Error as exc:
             raise SourceError(f"cannot open source database {str(path)!r}: {exc}") from None
         self._schema: pa.Schema | None = None
-        self._widths: dict[tuple[Any, ...], dict[str, tuple[float, int]]] = {}
 
     def _run(self, sql: str, params: list[object] | None = None) -> duckdb.DuckDBPyRelation:
         try:
@@ -82,7 +81,7 @@ class DuckDBSource(Source):
         return list(self.interval_bounds(interval))
 
     def count(self, interval: DataInterval) -> int:
-        return int(self._run(self.interval_sql(("$1", "$2"), "count(*)"), self._params(interval)).fetchall()[0][0])
+        return int(self.interval_row(interval, "count(*)")[0])
 
     def batches(self, interval: DataInterval, batch_rows: int) -> Iterator[pa.RecordBatch]:
         yield from self._stream(self.interval_sql(("$1", "$2"), self.row_select()), self._params(interval),
@@ -93,16 +92,8 @@ class DuckDBSource(Source):
         return f"strlen({name})" if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) \
             else f"octet_length({name})"
 
-    def text_widths(self, interval: DataInterval) -> dict[str, tuple[float, int]]:
-        """As ``Source.text_widths``, one aggregate query per interval and set of columns read (cached)."""
-        select = self.text_widths_select()
-        if select is None:
-            return {}
-        key = (interval.start, interval.end, tuple(select[0]))
-        if key not in self._widths:
-            row = self._run(self.interval_sql(("$1", "$2"), select[1]), self._params(interval)).fetchall()[0]
-            self._widths[key] = self.text_widths_of(select[0], row)
-        return self._widths[key]
+    def interval_row(self, interval: DataInterval, select: str) -> tuple[Any, ...]:
+        return self._run(self.interval_sql(("$1", "$2"), select), self._params(interval)).fetchall()[0]
 
     def widest_row_bytes(self, interval: DataInterval) -> int:
         """An upper bound of one row's Arrow bytes among the interval's rows, for the columns read: fixed-width

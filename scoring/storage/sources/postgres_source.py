@@ -140,17 +140,12 @@ class PostgresSource(Source):
         return f"octet_length({name})" if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type) \
             else f"octet_length(CAST({name} AS text))"
 
-    def text_widths(self, interval: DataInterval) -> dict[str, tuple[float, int]]:
-        """As ``Source.text_widths``: one aggregate query in the run's snapshot."""
-        select = self.text_widths_select()
-        if select is None:
-            return {}
-        row = self._arrow(self.interval_sql(self._bind(interval), select[1])).to_pylist()[0]
-        return self.text_widths_of(select[0], tuple(row.values()))
+    def interval_row(self, interval: DataInterval, select: str) -> tuple[Any, ...]:
+        """As ``Source.interval_row``, in the run's snapshot."""
+        return tuple(self._arrow(self.interval_sql(self._bind(interval), select)).to_pylist()[0].values())
 
     def count(self, interval: DataInterval) -> int:
-        sql = self.interval_sql(self._bind(interval), "count(*)")
-        return int(self._arrow(sql).column(0)[0].as_py())
+        return int(self.interval_row(interval, "count(*)")[0])
 
     def row_select(self) -> str:
         """The selected columns (all by default), read as ``schema()`` reads them (numeric as float8, ...)."""
