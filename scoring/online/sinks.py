@@ -139,3 +139,13 @@ class Sink:
         if self._pg is not None:
             self._pg.close()
             self._pg = None
+
+
+def default_target(cfg: Any) -> str:
+    """The online tables' home next to the results store: the same PostgreSQL database (schema
+    ``scoring_online``), or, for DuckDB results, ``<results file>_online.duckdb`` (a separate file, because a
+    batch publish locks the results file)."""
+    if cfg.results.kind == "postgres" and cfg.results.url:
+        return str(cfg.results.url)
+    path = Path(cfg.results.path or "results/results.duckdb")
+    return str(path.with_name(path.stem + "_online.duckdb"))
