@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from scoring.online import metrics
 from scoring.online.loaded import Loaded, ModelSlot
 from scoring.online.rows import ROW_COLUMN, RowError, to_table
 from scoring.run.chunks import gate_and_score
@@ -166,6 +167,7 @@ class MicroBatcher:
             table = table.set_column(table.schema.get_field_index(ROW_COLUMN), ROW_COLUMN,
                                      pa.array(np.arange(table.num_rows, dtype=np.int64)))
             results = score_micro_batch(loaded, table)
+            metrics.BATCH_ROWS.labels("http").observe(table.num_rows)
             start = 0
             for t, answer in zip(tables, answers, strict=True):
                 if t is not None and isinstance(answer, Answer):

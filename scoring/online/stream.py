@@ -16,7 +16,8 @@ The consumer is one member of a consumer group (``XREADGROUP``):
 A crash between 3 and 4 leaves the entries pending; whoever reclaims them scores them again and the insert
 keeps the first rows (same event, same version: the same score), so nothing is lost or duplicated in the
 table. The dead-letter and output streams are at-least-once: a crash between their XADD and the XACK repeats
-an entry there (its ``event_id`` field tells).
+an entry there (its ``event_id`` field tells). The crash tests SIGKILL a consumer at the fault points
+``stream_before_commit`` and ``stream_before_ack`` (``scoring.storage.faults``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from scoring.online.batching import score_micro_batch
 from scoring.online.loaded import Loaded, ModelSlot
 from scoring.online.rows import ROW_COLUMN, RowError, to_table
 from scoring.online.sinks import Sink, utcnow
+from scoring.storage.faults import fault_point
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +172,9 @@ class Consumer:
                                  raw.decode() if isinstance(raw, bytes) else str(raw),
                                  _event_at(event_id), now))
                 scored_ids.append(event_id)
+        fault_point("stream_before_commit")
         self.sink.write_predictions(rows_out)  # committed before anything is acknowledged
+        fault_point("stream_before_ack")
         pipe = self.redis.pipeline(transaction=False)
         for event_id, reason, raw in dead:
             pipe.xadd(self.s.dead, {"event_id": event_id, "reason": reason, "data": raw,
