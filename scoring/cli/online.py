@@ -30,7 +30,9 @@ def serve_cmd(config: ConfigOpt = None,
               reload_s: Annotated[float, typer.Option(help="seconds between checks of the alias")] = 5.0,
               log_requests: Annotated[bool, typer.Option(help="log every scored row for `scoring parity`")] = False,
               log_to: Annotated[str | None, typer.Option(help="where to log (default: next to the results "
-                                                              "store)")] = None) -> None:
+                                                              "store)")] = None,
+              on_rule_failure: Annotated[str, typer.Option(help="a row breaking a per-row rule of the suite: "
+                                                                "reject (422) or warn (scored, flagged)")] = "reject") -> None:
     """Serve the model over HTTP: POST /v1/score, /healthz, /readyz, /metrics."""
     from scoring.online.app import serve
     from scoring.online.sinks import default_target
@@ -38,7 +40,8 @@ def serve_cmd(config: ConfigOpt = None,
     cfg = load(config)
     target = (log_to or default_target(cfg)) if log_requests else None
     serve(cfg, host=host, port=port, alias=alias, version=version, max_batch_size=max_batch_size,
-          max_wait_ms=max_wait_ms, max_body_bytes=max_body_kib * 1024, reload_s=reload_s, log_requests=target)
+          max_wait_ms=max_wait_ms, max_body_bytes=max_body_kib * 1024, reload_s=reload_s, log_requests=target,
+          on_rule=on_rule_failure)
 
 
 @app.command("stream")

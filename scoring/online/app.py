@@ -39,7 +39,7 @@ from starlette.routing import Route
 
 from scoring.errors import ConfigError
 from scoring.online import metrics
-from scoring.online.batching import Answer, MicroBatcher
+from scoring.online.batching import ON_RULE, Answer, MicroBatcher
 from scoring.online.loaded import ModelSlot
 from scoring.online.rows import RowError
 from scoring.online.sinks import Sink, utcnow
@@ -98,7 +98,7 @@ def is_loopback(host: str) -> bool:
 
 def create_app(slot: ModelSlot, *, max_batch_size: int = 64, max_wait_ms: float = 0.0,
                token: str | None = None, max_body_bytes: int = 1 << 20, reload_s: float = 5.0,
-               log_sink: Sink | None = None) -> Starlette:
+               log_sink: Sink | None = None, on_rule: str = "reject") -> Starlette:
     """The ASGI application serving ``slot`` (already loaded, or loaded at startup).
 
     Args:
@@ -109,8 +109,10 @@ def create_app(slot: ModelSlot, *, max_batch_size: int = 64, max_wait_ms: float 
         max_body_bytes: request bodies above it get 413.
         reload_s: seconds between checks of the alias (0: never).
         log_sink: where to log every scored row (``online_requests``) for ``scoring parity``; None: no log.
+        on_rule: ``reject`` (default) a row breaking a per-row rule of the suite, or ``warn``: score it and
+            add ``"warning"`` naming the rule to its prediction.
     """
-    batcher = MicroBatcher(slot, max_batch_size, max_wait_ms)
+    batcher = MicroBatcher(slot, max_batch_size, max_wait_ms, on_rule)
     pending_log: list[tuple[Any, ...]] = []
     expected = f"Bearer {token}".encode() if token else None
 
@@ -220,15 +222,18 @@ def create_app(slot: ModelSlot, *, max_batch_size: int = 64, max_wait_ms: float 
 
 def serve(cfg: Config, *, host: str = "127.0.0.1", port: int = 8080, alias: str | None = None,
           version: int | None = None, max_batch_size: int = 64, max_wait_ms: float = 0.0,
-          max_body_bytes: int = 1 << 20, reload_s: float = 5.0, log_requests: str | None = None) -> None:
+          max_body_bytes: int = 1 << 20, reload_s: float = 5.0, log_requests: str | None = None,
+          on_rule: str = "reject") -> None:
     """Load the model and serve it until interrupted (uvicorn, one process).
 
     Raises:
-        ConfigError: bound to a non-loopback address without ``$SCORING_SERVE_TOKEN``.
+        ConfigError: bound to a non-loopback address without ``$SCORING_SERVE_TOKEN``; ``on_rule`` unknown.
         ModelStoreError / SuiteError: the model or its suite cannot be loaded.
     """
     import uvicorn
 
+    if on_rule not in ON_RULE:
+        raise ConfigError(f"--on-rule-failure {on_rule!r}: use one of {', '.join(ON_RULE)}")
     token = os.environ.get(TOKEN_ENV) or None
     if not is_loopback(host) and not token:
         raise ConfigError(f"--host {host} is reachable from other machines: set {TOKEN_ENV} to a secret token "
@@ -237,7 +242,7 @@ def serve(cfg: Config, *, host: str = "127.0.0.1", port: int = 8080, alias: str 
     slot.load()
     sink = Sink(log_requests) if log_requests else None
     app = create_app(slot, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, token=token,
-                     max_body_bytes=max_body_bytes, reload_s=reload_s, log_sink=sink)
+                     max_body_bytes=max_body_bytes, reload_s=reload_s, log_sink=sink, on_rule=on_rule)
     logger.info("serving %s v%s on http://%s:%s (max_batch_size %s, max_wait_ms %s)", cfg.model.name,
                 slot.current.version if slot.current else None, host, port, max_batch_size, max_wait_ms)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=30)

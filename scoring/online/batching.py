@@ -26,6 +26,7 @@ import pyarrow as pa
 from scoring.online import metrics
 from scoring.online.loaded import Loaded, ModelSlot
 from scoring.online.rows import ROW_COLUMN, RowError, to_table
+from scoring.quality.gate import apply_gate
 from scoring.run.chunks import gate_and_score
 
 logger = logging.getLogger(__name__)
@@ -40,14 +41,29 @@ class Answer:
     results: list[dict[str, Any]]
 
 
-def score_micro_batch(loaded: Loaded, table: pa.Table) -> list[dict[str, Any]]:
+ON_RULE = ("reject", "warn")
+
+
+def _refusal(q: dict[str, Any]) -> dict[str, Any]:
+    return {"rule": q["rule"], "column": q["column_name"], "value": q["value"], "reason": q["reason"]}
+
+
+def score_micro_batch(loaded: Loaded, table: pa.Table, on_rule: str = "reject") -> list[dict[str, Any]]:
     """Score ``table`` (``ROW_COLUMN`` = 0..n-1) with ``loaded``: one result per row, in row order.
 
     A scored row is ``{"score", "label", "predicted_class", "probabilities"}`` (probabilities a dict of
     class -> probability for classifiers, else None); a refused row is ``{"rejected": {"rule", "column",
     "value", "reason"}}`` (a per-row quality rule of the suite, an unseen category, a model error).
+    With ``on_rule="warn"`` a row breaking a rule of the suite is scored all the same and carries
+    ``"warning": {...}`` naming the rule; rows the model cannot score (unseen category, model error) are
+    still refused.
     """
-    result = gate_and_score(loaded.model, table, loaded.spec, loaded.gate)
+    flagged: dict[int, dict[str, Any]] = {}
+    gate = loaded.gate
+    if on_rule == "warn":
+        flagged = {int(q["source_key"]): _refusal(q) for q in apply_gate(loaded.gate, table).quarantine.to_pylist()}
+        gate = loaded.warn_gate
+    result = gate_and_score(loaded.model, table, loaded.spec, gate)
     out: list[dict[str, Any]] = [{} for _ in range(table.num_rows)]
     preds = result.predictions
     keys = preds.column("source_key").to_pylist()
@@ -59,8 +75,10 @@ def score_micro_batch(loaded: Loaded, table: pa.Table) -> list[dict[str, Any]]:
         out[int(key)] = {"score": float(scores[i]), "label": labels[i], "predicted_class": classes[i],
                          "probabilities": json.loads(probabilities[i]) if probabilities[i] else None}
     for q in result.quarantine.to_pylist():
-        out[int(q["source_key"])] = {"rejected": {"rule": q["rule"], "column": q["column_name"],
-                                                  "value": q["value"], "reason": q["reason"]}}
+        out[int(q["source_key"])] = {"rejected": _refusal(q)}
+    for row, warning in flagged.items():
+        if "score" in out[row]:
+            out[row]["warning"] = warning
     return out
 
 
@@ -78,12 +96,16 @@ class MicroBatcher:
         slot: the model in service (read once per batch).
         max_batch_size: rows per batch at most (a larger single request goes alone).
         max_wait_ms: how long a batch may wait for more requests after its first one arrived.
-        on_batch: called (in the worker thread) with (loaded, table, results) after each batch.
+        on_rule: ``reject`` a row breaking a per-row rule of the suite, or ``warn`` (score it, flagged).
+        on_batch: called (in the worker thread) with (loaded, requests, answers) after each batch.
     """
 
     def __init__(self, slot: ModelSlot, max_batch_size: int = 64, max_wait_ms: float = 0.0,
-                 on_batch: Callable[[Loaded, list[list[Any]], list[Answer | RowError]], None] | None = None) -> None:
+                 on_rule: str = "reject",
+                 on_batch: Callable[[Loaded, list[list[Any]], list[Answer | BaseException]], None] | None = None
+                 ) -> None:
         self.slot = slot
+        self.on_rule = on_rule
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_wait = max(0.0, float(max_wait_ms)) / 1000.0
         self.on_batch = on_batch
@@ -166,7 +188,7 @@ class MicroBatcher:
             table = pa.concat_tables(valid)
             table = table.set_column(table.schema.get_field_index(ROW_COLUMN), ROW_COLUMN,
                                      pa.array(np.arange(table.num_rows, dtype=np.int64)))
-            results = score_micro_batch(loaded, table)
+            results = score_micro_batch(loaded, table, self.on_rule)
             metrics.BATCH_ROWS.labels("http").observe(table.num_rows)
             start = 0
             for t, answer in zip(tables, answers, strict=True):

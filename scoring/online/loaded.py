@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,11 @@ class Loaded:
     model: Any
     spec: ScoreSpec
     gate: Gate
+
+    @property
+    def warn_gate(self) -> Gate:
+        """The same rules, none quarantining (``--on-rule-failure warn``: rows are scored and flagged)."""
+        return replace(self.gate, rules=tuple(replace(r, severity="warning") for r in self.gate.rules))
 
     @property
     def name(self) -> str:
