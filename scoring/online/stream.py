@@ -33,12 +33,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from scoring.errors import SourceError
 from scoring.online import metrics
 from scoring.online.batching import score_micro_batch
 from scoring.online.loaded import Loaded, ModelSlot
 from scoring.online.rows import ROW_COLUMN, RowError, to_table
 from scoring.online.sinks import Sink, utcnow
 from scoring.storage.faults import fault_point
+from scoring.storage.pgconn import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -247,8 +249,8 @@ def consume(cfg: Any, *, redis_url: str, settings: StreamSettings, sink_target: 
     """``scoring stream``: load the model, connect, consume until SIGTERM/SIGINT (or the limits).
 
     Raises:
-        ModelStoreError / SuiteError: the model or its suite cannot be loaded; redis.ConnectionError when the
-        server cannot be reached.
+        ModelStoreError / SuiteError: the model or its suite cannot be loaded; SourceError: Redis cannot be
+        reached.
     """
     import redis
 
@@ -256,6 +258,12 @@ def consume(cfg: Any, *, redis_url: str, settings: StreamSettings, sink_target: 
     slot.load()
     sink = Sink(sink_target, sink_schema)
     client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=10)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        sink.close()
+        raise SourceError(f"cannot reach Redis at {redact_url(redis_url)}: {redact_url(str(exc))}; start it "
+                          "or fix --redis-url") from None
     consumer = Consumer(client, slot, sink, settings, reload_s=reload_s)
 
     def stop(_signum: int, _frame: Any) -> None:

@@ -99,6 +99,21 @@ def test_consumer_scores_events_exactly_and_dead_letters_bad_ones(tmp_path: Path
 
     report = replay(load_config(cfg), Sink(sink), None)
     assert report.rows == len(rows) and report.differences == [] and report.max_abs_diff <= 1e-12
+    cli = [sys.executable, "-m", "scoring.cli", "parity", "-c", str(cfg), "--log-to", sink]
+    res = subprocess.run([*cli, "--since", "2000-01-01"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[0])["differences"] == 0
+    res = subprocess.run([*cli, "--since", "last week"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1 and "--since 'last week'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_unreachable_redis_is_one_line(tmp_path: Path) -> None:
+    cfg, _ = setup_model(tmp_path, mixed_frame(80))
+    res = subprocess.run([sys.executable, "-m", "scoring.cli", "stream", "-c", str(cfg), "--redis-url",
+                          "redis://127.0.0.1:1/0", "--sink", str(tmp_path / "o.duckdb")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1
+    assert "cannot reach Redis at redis://127.0.0.1:1/0" in res.stderr and "Traceback" not in res.stderr
 
 
 @pytest.mark.postgres
