@@ -184,6 +184,9 @@ def create_app(slot: ModelSlot, *, max_batch_size: int = 64, max_wait_ms: float 
         except RowError as exc:
             metrics.ERRORS.labels("validation").inc()
             return reply(422, {"error": str(exc), "errors": [exc.to_json()]}, started)
+        except Exception as exc:  # noqa: BLE001 - logged by the batcher; the client gets one line
+            metrics.ERRORS.labels("internal").inc()
+            return reply(500, {"error": f"scoring failed: {type(exc).__name__}"}, started)
         request_id = uuid.uuid4().hex
         rejected = sum(1 for r in answer.results if "rejected" in r)
         if rejected:
