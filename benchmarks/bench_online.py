@@ -13,7 +13,8 @@ second, p50/p99 the latency of each request as the client saw it. Levels run int
 level). The scores both servers return are checked against the model's own output first.
 
 Stream: ``--events`` events are pushed to a Redis stream (own key prefix, deleted afterwards) and one
-`scoring stream` process drains them into a DuckDB `stream_predictions` table: events/s over the drain.
+`scoring stream` process drains them into `stream_predictions` (PostgreSQL, a throwaway schema dropped
+afterwards; ``--pg-url ''`` for a DuckDB file): events/s over the drain (first to last commit).
 Then a producer adds events at half that rate for ``--stream-seconds`` while a consumer runs: end-to-end
 lag (commit time minus the event's stream id time) p50 and p99.
 
@@ -159,14 +160,15 @@ def bench_http(folder: Path, seconds: float) -> dict[int, dict[str, dict[str, fl
         naive_proc.wait(30)
 
 
-def _consumer(cfg: Path, stream: str, sink: str, idle_exit_s: float) -> subprocess.Popen:
+def _consumer(cfg: Path, stream: str, sink: str, schema: str, idle_exit_s: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "scoring.cli", "stream", "-c", str(cfg), "--stream", stream,
-                             "--group", "bench", "--consumer", "c1", "--sink", sink, "--batch-size", "256",
+                             "--group", "bench", "--consumer", "c1", "--sink", sink, "--sink-schema", schema,
+                             "--batch-size", "256",
                              "--max-wait-ms", "20", "--idle-exit-s", str(idle_exit_s), "--reload-s", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cfg.parent, text=True)
 
 
-def bench_stream(folder: Path, events: int, stream_seconds: float) -> dict[str, float]:
+def bench_stream(folder: Path, events: int, stream_seconds: float, pg_url: str | None) -> dict[str, float]:
     import redis
 
     from scoring.online.sinks import Sink
@@ -176,26 +178,27 @@ def bench_stream(folder: Path, events: int, stream_seconds: float) -> dict[str, 
     payloads = [json.dumps(r).encode() for r in json_rows(frame)]
     client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
     prefix = f"bench:{uuid.uuid4().hex[:8]}"
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
     try:
         stream = f"{prefix}:drain"
         pipe = client.pipeline()
         for i in range(events):
             pipe.xadd(stream, {"data": payloads[i % len(payloads)]})
         pipe.execute()
-        sink = str(folder / "drain.duckdb")
-        proc = _consumer(cfg, stream, sink, 3)
+        sink = pg_url or str(folder / "drain.duckdb")
+        proc = _consumer(cfg, stream, sink, schema + "_drain", 3)
         _out, err = proc.communicate(timeout=1800)
         if proc.returncode != 0:
             raise RuntimeError(err[-2000:])
-        done = Sink(sink).read("stream_predictions")
+        done = Sink(sink, schema + "_drain").read("stream_predictions")
         stamps = sorted(r["scored_at"] for r in done)
         drain_eps = len(done) / max((stamps[-1] - stamps[0]).total_seconds(), 1e-9)
 
         rate = max(50.0, drain_eps / 2)
         stream = f"{prefix}:steady"
         client.xgroup_create(stream, "bench", id="0", mkstream=True)
-        sink = str(folder / "steady.duckdb")
-        proc = _consumer(cfg, stream, sink, 5)
+        sink = pg_url or str(folder / "steady.duckdb")
+        proc = _consumer(cfg, stream, sink, schema + "_steady", 5)
         time.sleep(3)  # the consumer starts (imports, model load) before the clock runs
 
         def produce() -> None:
@@ -216,7 +219,7 @@ def bench_stream(folder: Path, events: int, stream_seconds: float) -> dict[str, 
         _out, err = proc.communicate(timeout=1800)
         if proc.returncode != 0:
             raise RuntimeError(err[-2000:])
-        rows = Sink(sink).read("stream_predictions")
+        rows = Sink(sink, schema + "_steady").read("stream_predictions")
         lag = np.array([(r["scored_at"] - r["event_at"]).total_seconds() for r in rows]) * 1000
         return {"events": events, "drain_events_per_s": drain_eps, "steady_rate": rate,
                 "steady_events": len(rows), "steady_seconds": stream_seconds,
@@ -226,6 +229,12 @@ def bench_stream(folder: Path, events: int, stream_seconds: float) -> dict[str, 
         for key in client.scan_iter(match=f"{prefix}*"):
             client.delete(key)
         client.close()
+        if pg_url:
+            import psycopg
+
+            with psycopg.connect(pg_url, autocommit=True) as con:
+                for suffix in ("_drain", "_steady"):
+                    con.execute(f'DROP SCHEMA IF EXISTS "{schema}{suffix}" CASCADE')
 
 
 def main() -> None:
@@ -234,6 +243,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="events drained by the stream consumer")
     parser.add_argument("--stream-seconds", type=float, default=60.0, help="seconds of steady production")
     parser.add_argument("--skip-stream", action="store_true")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test",
+                        help="stream_predictions in a throwaway schema there ('' for a DuckDB file)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     load1 = os.getloadavg()[0]
@@ -251,8 +262,8 @@ def main() -> None:
                   + (f"  errors naive {n['errors']} serve {s['errors']}" if n["errors"] or s["errors"] else ""))
         if not args.skip_stream:
             (Path(tmp) / "stream").mkdir()
-            st = bench_stream(Path(tmp) / "stream", args.events, args.stream_seconds)
-            print(f"\nstream: drain of {st['events']} events: {st['drain_events_per_s']:.0f} events/s; steady "
+            st = bench_stream(Path(tmp) / "stream", args.events, args.stream_seconds, args.pg_url or None)
+            print(f"\nstream ({'PostgreSQL' if args.pg_url else 'DuckDB'} sink, batch 256): drain of {st['events']} events: {st['drain_events_per_s']:.0f} events/s; steady "
                   f"{st['steady_rate']:.0f} events/s for {st['steady_seconds']:.0f} s ({st['steady_events']} events): "
                   f"lag p50 {st['lag_p50_ms']:.0f} ms, p99 {st['lag_p99_ms']:.0f} ms; duplicates {st['duplicates']}")
     print(f"load average at end {os.getloadavg()[0]:.1f}")

@@ -139,3 +139,34 @@ def test_consumer_killed_mid_batch_loses_and_duplicates_nothing(fault: str, tmp_
     by_id = {r["event_id"]: r["score"] for r in out}
     assert np.abs(np.array([by_id[i] for i in ids]) - own_scores(model, frame)).max() <= 1e-12
     assert client.xpending(f"{prefix}:events", "g")["pending"] == 0
+
+
+def test_promotion_between_micro_batches_each_row_names_its_version(tmp_path: Path, redis_prefix) -> None:
+    import redis
+
+    from scoring.config import load_config
+    from scoring.online.loaded import ModelSlot
+    from scoring.online.sinks import Sink
+    from scoring.online.stream import Consumer, StreamSettings
+    from tests.online.helpers import fit
+
+    client, prefix = redis_prefix
+    frame = mixed_frame(100)
+    cfg, v1 = setup_model(tmp_path, frame)
+    ids = publish(client, prefix, [json.dumps(r).encode() for r in json_rows(frame)])
+    slot = ModelSlot(load_config(cfg))
+    slot.load()
+    sink = Sink(str(tmp_path / "o.duckdb"))
+    settings = StreamSettings(f"{prefix}:events", "g", "c", batch_size=20, max_wait_ms=0)
+    consumer = Consumer(redis.Redis.from_url(REDIS_URL), slot, sink, settings, reload_s=0)
+    assert consumer.run(max_events=40)["scored"] == 40
+    setup_model(tmp_path, frame, c=0.02)  # v2, champion
+    assert slot.refresh() and slot.current.version == 2
+    assert consumer.run(idle_exit_s=1)["scored"] == 100
+    rows = {r["event_id"]: r for r in sink.read("stream_predictions")}
+    assert sorted(rows) == sorted(ids)
+    own = {1: own_scores(v1, frame), 2: own_scores(fit(frame, c=0.02), frame)}
+    versions = [rows[i]["model_version"] for i in ids]
+    assert versions == [1] * 40 + [2] * 60
+    for k, event_id in enumerate(ids):
+        assert abs(rows[event_id]["score"] - own[versions[k]][k]) <= 1e-12
