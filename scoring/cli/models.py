@@ -92,7 +92,7 @@ def models_register(
     from scoring.dates import parse_day
     from scoring.models.registry import register_model
     from scoring.models.store import ModelStore
-    from scoring.models.training import read_window, training_days
+    from scoring.models.training import read_window, training_days, typical_day_rows
     from scoring.quality.suite import write_version_suite
 
     cfg = load(config)
@@ -105,12 +105,14 @@ def models_register(
     else:
         raise ScoringError("give --training-data FILE or --start/--end to read training rows from the source")
     declared = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    days = training_days(cfg, frame)
+    chunk_rows, size_from = typical_day_rows(cfg, len(frame)) if days is None else (None, "")
     with console.status("registering (parity check)"):
         mv = register_model(ModelStore(cfg.model.store), name, artifact, frame, label_column=label,
                             exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
                             aliases=alias or [], task=task, positive_class=positive_class, features=declared,
-                            code=code or [], days=training_days(cfg, frame),
-                            drift_window=cfg.validation.drift.window_days)
+                            code=code or [], days=days, drift_window=cfg.validation.drift.window_days,
+                            chunk_rows=chunk_rows, threshold=cfg.model.threshold)
         suite = write_version_suite(cfg, mv)
     sig, parity = mv.meta["signature"], mv.meta["parity"]
     what = sig["task"] + (f", positive class {sig['positive_class']!r}" if sig["task"] == "binary" else "")
@@ -119,6 +121,14 @@ def models_register(
                   f"sha256 {mv.meta['sha256'][:12]}); expectation suite {suite}")
     if mv.meta.get("metrics"):
         console.print(f"metrics {json.dumps({k: round(v, 4) for k, v in mv.meta['metrics'].items()})}")
+    basis = mv.meta["reference"]["basis"] + (f" (typical day: {size_from})" if size_from else "")
+    console.print(f"drift and performance reference: {basis}", soft_wrap=True)
+    calibration = (mv.meta.get("performance") or {}).get("calibration")
+    if calibration:
+        state = ("not calibrated: performance estimation (CBPE) calibrates the scores on the training rows"
+                 if calibration["calibrated_on_reference"] else "calibrated: CBPE uses the scores as they are")
+        console.print(f"score calibration: expected calibration error {calibration['ece']:.3f} "
+                      f"(tolerance {calibration['tolerance']}); {state}", soft_wrap=True)
 
 
 def _read_training(path: Path) -> Any:
