@@ -86,6 +86,9 @@ def models_register(
     code: Annotated[list[Path] | None, typer.Option(
         help="your own module (.py) or package folder the model needs; repeat for several")] = None,
     alias: Annotated[list[str] | None, typer.Option(help="aliases to point at the new version")] = None,
+    day_rows: Annotated[int | None, typer.Option(min=1, help="training rows without a timestamp: rows of a typical "
+                                                 "day, the size of the reference chunks (default: the source's "
+                                                 "recent days)")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Register a model trained elsewhere: its contract, a parity check, and its drift reference."""
@@ -106,7 +109,8 @@ def models_register(
         raise ScoringError("give --training-data FILE or --start/--end to read training rows from the source")
     declared = [f.strip() for f in features.split(",") if f.strip()] if features else None
     days = training_days(cfg, frame)
-    chunk_rows, size_from = typical_day_rows(cfg, len(frame)) if days is None else (None, "")
+    chunk_rows, size_from = (None, "") if days is not None else (day_rows, "--day-rows") if day_rows \
+        else typical_day_rows(cfg, len(frame))
     with console.status("registering (parity check)"):
         mv = register_model(ModelStore(cfg.model.store), name, artifact, frame, label_column=label,
                             exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
