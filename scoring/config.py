@@ -153,6 +153,9 @@ class PromotionConfig(_Strict):
                              "failing (0: not required)")
     label_column: str | None = Field(None, description="source column with the outcome (default: "
                                      "training.label_column)")
+    max_quarantine_excess: float = Field(0.01, ge=0.0, le=1.0, description="the candidate's quarantine rate on "
+                                         "its shadow days may exceed the champion's on the same runs by at most "
+                                         "this (a share of rows)")
 
 
 class ResultsConfig(_Strict):
