@@ -183,3 +183,20 @@ _ARROW = {"string": pa.string(), "float": pa.float64(), "int32": pa.int32(), "in
 
 def _schema(spec: Any) -> pa.Schema:
     return pa.schema([(c.name, _ARROW[c.type]) for c in spec.columns])
+
+
+def recompute_recent(cfg: Config, last: dt.date | None = None) -> dict[str, Any]:
+    """The daily outcomes task: recompute the ``labels.max_delay_days`` scoring days up to ``last`` (default
+    yesterday in ``schedule.timezone``), so labels that arrived since yesterday update every day they belong
+    to. Returns a small JSON summary (window, rows written, labels read, unscored labels, days alerting)."""
+    from scoring.dates import yesterday
+
+    if cfg.labels is None:
+        raise ConfigError("no 'labels' section in the config: the outcomes task has nothing to join")
+    end = last or yesterday(cfg.timezone)
+    start = end - dt.timedelta(days=cfg.labels.max_delay_days)
+    result = compute_outcomes(cfg, start, end)
+    return {"start": start.isoformat(), "end": end.isoformat(), "rows": len(result.outcomes),
+            "labels_read": result.labels_read, "unscored": sum(r["unscored"] for r in result.coverage),
+            "alerts": [f"{r['day']} v{r['model_version']} {r['status']}" for r in result.outcomes
+                       if r["status"] in ("warning", "alert")]}
