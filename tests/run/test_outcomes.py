@@ -205,6 +205,20 @@ def scenario(name: str, tmp_path: Path, truth: pd.DataFrame, source_db: Path, ki
     if case.task == "binary":  # CBPE estimate beside the realized metrics
         est = json.loads(out["estimated"].iloc[0])
         assert 0.0 <= est["roc_auc"] <= 1.0 and est["rows"] == out["rows_scored"].iloc[0]
+    # the report's performance section shows the same rows, realized and estimated side by side
+    from scoring.reports.data import load_report
+    from scoring.reports.html import render_html
+    from scoring.reports.outputs import performance_rows
+    from scoring.storage.results import open_results
+
+    data = load_report(cfg, open_results(cfg.results), DAYS[0], DAYS[1])
+    perf = performance_rows(data.sections["performance"].to_pylist())
+    assert sorted((str(r["day"]), r["model_version"], r["labelled"]) for r in perf) == sorted(
+        (str(pd.Timestamp(d).date()), int(v), int(n)) for d, v, n in zip(out["day"], out["model_version"],
+                                                                       out["labelled"], strict=True))
+    headline = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}[case.task]
+    assert all(headline in r["realized"] for r in perf)
+    assert 'id="performance"' in render_html(data) and headline in render_html(data)
 
 
 @pytest.mark.parametrize("name", ["raises_on_some_rows", "multiclass", "regression_ridge"])
