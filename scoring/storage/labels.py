@@ -110,8 +110,9 @@ def read_labels(cfg: LabelsConfig, since: dt.date, zone: str) -> pd.DataFrame:
     """
     if cfg.query is not None:
         _check_select(cfg.query)
-    tz = zone_info(zone)
-    start = dt.datetime.combine(since, dt.time(), tzinfo=tz)
+    # A day of margin: a naive observed-at column compares with this bound in UTC, not in ``zone``; the join
+    # applies the exact day rule afterwards (``scoring.models.outcomes.join_labels``).
+    start = dt.datetime.combine(since - dt.timedelta(days=1), dt.time(), tzinfo=zone_info(zone))
     table = _read_duckdb(cfg, start) if cfg.kind == "duckdb" else _read_postgres(cfg, start)
     frame = table.to_pandas(types_mapper=None)
     frame["observed_day"] = observed_days(frame["observed_at"], zone)
