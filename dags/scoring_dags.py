@@ -242,6 +242,15 @@ def build_report_dag(path: Path, cfg: Config, asset: Asset) -> Any:
                 return {**refresh(runtime_config(conf)), "events": events}
 
         refreshed = refresh_reports()
+        if cfg.labels is not None:
+            @task(pool=POOL)
+            def outcomes(refreshed: dict[str, Any]) -> dict[str, Any]:
+                from scoring.run.outcomes import recompute_recent
+
+                with fail_fast_unless_transient():
+                    return recompute_recent(runtime_config(conf))
+
+            outcomes(refreshed)
         if cfg.validation.data_docs:
             @task(pool=POOL)
             def data_docs_runs(refreshed: dict[str, Any]) -> list[dict[str, Any]]:
