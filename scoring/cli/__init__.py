@@ -2,7 +2,7 @@
 
 One module per command group, each command a thin call into a wing: ``run`` (run, backfill), ``runs`` (the
 ledger), ``models`` (train, models list/show/register/promote/suite), ``report`` (report, drift), ``docs``
-(Data Docs from the ledger), ``sample`` (sample-data); ``app`` holds the Typer application and what the groups share.
+(Data Docs from the ledger), ``sample`` (sample-data), ``online`` (serve, stream, parity); ``app`` holds the Typer application and what the groups share.
 
 May import: every wing below it (run, quality, reports, models, storage, the ground floor). Nothing in
 ``scoring`` imports it.

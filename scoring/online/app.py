@@ -9,7 +9,8 @@ Endpoints:
     POST /v1/score   ``{"rows": [{field: value, ...}, ...]}`` or ``{"row": {...}}`` ->
                      ``{"model_name", "model_version", "request_id", "predictions": [...]}``; each prediction
                      is ``{"score", "label", "predicted_class", "probabilities"}`` or ``{"rejected": {"rule",
-                     "column", "value", "reason"}}`` (a per-row rule of the suite); 422 when a row does not
+                     "column", "value", "reason"}}`` (a per-row rule of the suite), with ``"key"`` (the
+                     row's ``source.key_column`` as text) when the row has one; 422 when a row does not
                      fit the signature (``errors`` name row, field and value) or every row is rejected;
                      413 above ``max_body_bytes``; 401 without the bearer token when one is set.
     GET /healthz     the process answers (liveness).
@@ -188,6 +189,10 @@ def create_app(slot: ModelSlot, *, max_batch_size: int = 64, max_wait_ms: float 
             metrics.ERRORS.labels("internal").inc()
             return reply(500, {"error": f"scoring failed: {type(exc).__name__}"}, started)
         request_id = uuid.uuid4().hex
+        key = slot.cfg.source.key_column  # echoed (as text) when the client sent it, to match answers to rows
+        results = [{"key": None if row.get(key) is None else str(row[key]), **result}
+                   if isinstance(row, dict) and key in row else result
+                   for row, result in zip(rows, answer.results, strict=True)]
         rejected = sum(1 for r in answer.results if "rejected" in r)
         if rejected:
             metrics.ERRORS.labels("rule").inc(rejected)
@@ -200,7 +205,7 @@ def create_app(slot: ModelSlot, *, max_batch_size: int = 64, max_wait_ms: float 
                                     result.get("predicted_class"), json.dumps(probs) if probs else None,
                                     json.dumps(result["rejected"]) if "rejected" in result else None))
         body_out = {"model_name": answer.model_name, "model_version": answer.model_version,
-                    "request_id": request_id, "predictions": answer.results}
+                    "request_id": request_id, "predictions": results}
         return reply(422 if rejected == len(rows) else 200, body_out, started)
 
     async def healthz(_request: Request) -> Response:

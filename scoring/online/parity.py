@@ -70,6 +70,18 @@ def _logged(sink: Sink, since: dt.datetime | None) -> list[dict[str, Any]]:
     return out
 
 
+def _sql_value(value: Any, logical: str) -> Any:
+    """A logged JSON value as the SQL parameter a source row would hold: a timestamp with an offset becomes
+    its UTC instant (naive, as the session reads a ``timestamptz`` in UTC); everything else as sent."""
+    if logical == "timestamp" and isinstance(value, str):
+        try:
+            stamp = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        return stamp.astimezone(dt.UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
+    return value
+
+
 def _replay_version(cfg: Config, store: ModelStore, version: int, logged: list[dict[str, Any]],
                     folder: Path) -> dict[str, float | None]:
     """Batch scores of ``logged`` rows (all of ``version``) by key; None for a row the batch path refused."""
@@ -83,7 +95,8 @@ def _replay_version(cfg: Config, store: ModelStore, version: int, logged: list[d
     con.execute(f"CREATE TABLE replay ({', '.join(columns)})")
     marks = ", ".join(["?"] * (2 + len(features)))
     con.executemany(f"INSERT INTO replay VALUES ({marks})",  # noqa: S608 - quoted identifiers only
-                    [[item["key"], REPLAY_AT, *(item["row"].get(f["name"]) for f in features)] for item in logged])
+                    [[item["key"], REPLAY_AT, *(_sql_value(item["row"].get(f["name"]), f["type"]) for f in features)]
+                     for item in logged])
     con.close()
     source_cfg = SourceConfig(kind="duckdb", path=path, table="replay", timestamp_column=ts, key_column=key)
     replay_cfg = cfg.model_copy(update={"source": source_cfg,

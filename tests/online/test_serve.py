@@ -47,6 +47,7 @@ def test_rows_score_exactly_the_models_own_output_and_replay_identically_through
     assert big.status_code == 200
     got += big.json()["predictions"]
     assert len(got) == len(frame)  # rows in = scored (no row of this frame breaks a rule)
+    assert [g["key"] for g in got] == list(frame["key"])  # text keys with their leading zeros
     scores = np.array([g["score"] for g in got])
     assert np.abs(scores - expected).max() <= 1e-12
     for g, e in zip(got, expected, strict=True):
