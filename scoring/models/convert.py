@@ -28,6 +28,16 @@ def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return col
 
 
+def decimal_to_float(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Decimals as the nearest float64, through their exact text.
+
+    Arrow's direct decimal -> double cast is not correctly rounded (about 7% of ``decimal(20, 2)`` values
+    land one ulp off); parsing the decimal's text is (Arrow's string -> double uses ``fast_float``), and
+    equals Python's ``float(Decimal(x))`` and PostgreSQL's ``CAST(x AS double precision)``.
+    """
+    return pc.cast(pc.cast(values, pa.string()), pa.float64())
+
+
 def _categorical(col: pa.ChunkedArray, inp: Input) -> tuple[pd.Categorical, np.ndarray]:
     """Values as the training categories; returns the mask of non-null values that are not a level."""
     levels = list(inp.levels or ())
@@ -59,7 +69,9 @@ def _column(col: pa.ChunkedArray, inp: Input) -> pd.Series | pd.Categorical | np
             return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
         return values.to_numpy(zero_copy_only=False).astype(dtype)
     if dtype.startswith("float"):
-        if pa.types.is_decimal(values.type) or pa.types.is_boolean(values.type):
+        if pa.types.is_decimal(values.type):
+            values = decimal_to_float(values)
+        elif pa.types.is_boolean(values.type):
             values = pc.cast(values, pa.float64())
         arr = values.to_numpy(zero_copy_only=False)
         return np.asarray(arr, dtype=np.float64).astype(dtype, copy=False)

@@ -75,8 +75,8 @@ def _nulls(col: pa.ChunkedArray) -> np.ndarray:
 
 
 def _floats(col: pa.ChunkedArray) -> np.ndarray:
-    if pa.types.is_decimal(col.type):
-        col = col.cast(pa.float64())
+    if pa.types.is_decimal(col.type):  # through the exact text: Arrow's decimal -> double is not correctly rounded
+        col = col.cast(pa.string()).cast(pa.float64())
     values = col.to_numpy(zero_copy_only=False) if col.num_chunks else np.empty(0)
     return np.asarray(values, dtype=np.float64)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import socket
 import threading
 import time
@@ -78,7 +79,8 @@ def test_types_and_nulls_map_to_arrow(pg_url: str, pg_schema: str) -> None:
         assert set(widths) == {"name", "code", "ref", "doc"}
     types = {f.name: f.type for f in schema}
     assert types["ts"] == pa.timestamp("us", tz="UTC")
-    assert types["amount"] == types["big"] == pa.float64()
+    # numeric(p, s) exactly as decimal(p, s); an unconstrained numeric as the nearest double
+    assert types["amount"] == pa.decimal128(12, 2) and types["big"] == pa.float64()
     assert types["ratio"] == pa.float32() and types["small"] == pa.int16() and types["flag"] == pa.bool_()
     assert types["ref"] == types["doc"] == types["name"] == types["code"] == pa.string()
     assert types["born"] == pa.date32()
@@ -86,13 +88,13 @@ def test_types_and_nulls_map_to_arrow(pg_url: str, pg_schema: str) -> None:
     assert sorted(rows) == [2, 3, 4]  # 1 is 2026-03-06 23:30 UTC; 5 is the next day (end excluded)
     assert rows[2]["ts"] == dt.datetime(2026, 3, 7, 0, 30, tzinfo=dt.UTC)
     assert all(rows[2][c] is None for c in ("amount", "big", "ratio", "small", "flag", "name", "ref", "doc"))
-    assert rows[3]["amount"] == -0.01 and rows[3]["big"] == pytest.approx(1.2345678901234568e29)
+    assert rows[3]["amount"] == decimal.Decimal("-0.01") and rows[3]["big"] == pytest.approx(1.2345678901234568e29)
     assert rows[3]["ratio"] != rows[3]["ratio"]  # NaN survives as NaN, not NULL
     assert rows[3]["name"] == "é" and rows[3]["doc"] == "null"
     assert rows[4]["ts"] == dt.datetime(2026, 3, 7, 23, 59, 59, 999999, tzinfo=dt.UTC)
     assert rows[4]["code"] == "z  "
     day_before = {r["id"]: r for r in _read(cfg, DAY - dt.timedelta(days=1)).to_pylist()}
-    assert day_before[1]["amount"] == 12345.67 and day_before[1]["big"] == 1e30
+    assert day_before[1]["amount"] == decimal.Decimal("12345.67") and day_before[1]["big"] == 1e30
     assert day_before[1]["ref"] == "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
     assert day_before[1]["doc"] == '{"k": [1, 2]}' and day_before[1]["born"] == dt.date(1990, 5, 1)
 

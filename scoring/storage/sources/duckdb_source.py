@@ -89,7 +89,8 @@ class DuckDBSource(Source):
 
     def text_length_sql(self, field: pa.Field) -> str:
         name = quote(field.name)
-        return f"strlen({name})" if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) \
+        # a column Arrow receives as text may be another SQL type (UUID, JSON): measured as the text read
+        return f"strlen(CAST({name} AS VARCHAR))" if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) \
             else f"octet_length({name})"
 
     def interval_row(self, interval: DataInterval, select: str) -> tuple[Any, ...]:
