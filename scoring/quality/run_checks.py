@@ -33,7 +33,7 @@ from scoring.quality.drift import SCORE, drift_table, limits_for, merge_counts, 
 from scoring.quality.gate import Gate, interval_rule, merge_stats
 from scoring.quality.output_checks import check_predictions
 from scoring.quality.schema_check import SchemaPlan, plan_schema
-from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite
+from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite, rekeyed
 
 if TYPE_CHECKING:
     from scoring.config import Config
@@ -82,7 +82,8 @@ def _check_rule_columns(compiled: CompiledSuite, schema: pa.Schema, plan: Schema
                                   f"{rule.column!r} has type {found}")
 
 
-def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: DataInterval | None) -> Quality:
+def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: DataInterval | None,
+                    suite_key: str | None = None) -> Quality:
     """Everything checked before scoring; raises SchemaError/SuiteError naming the problem.
 
     Args:
@@ -91,15 +92,19 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
         source: the open source.
         interval: the run's data interval; None for an on-demand job (every input row is in scope, so
             there is no interval rule).
+        suite_key: the configured key column, when ``cfg.source.key_column`` is a job's own key (``--key``):
+            the version's suite is read (or generated and written) for the configured key, and the job's key
+            rules are derived from it in memory (``rekeyed``), never written.
     """
     started = time.perf_counter()
     vcfg, key, ts = cfg.validation, cfg.source.key_column, cfg.source.timestamp_column
-    path, suite, generated = load_suite(vcfg.suites_dir, mv, key, margin=vcfg.range_margin,
+    path, suite, generated = load_suite(vcfg.suites_dir, mv, suite_key or key, margin=vcfg.range_margin,
                                         require=vcfg.require_suite)
+    suite = rekeyed(suite, suite_key or key, key)
     compiled = compile_suite(suite, path)
     schema = source.schema()
     plan = plan_schema(schema, mv.features, key, expected=compiled.types, required=compiled.required,
-                       policy=vcfg.schema_drift, timestamp_column=ts)
+                       policy=vcfg.schema_drift, timestamp_column=ts, text_columns=source.text_columns)
     _check_rule_columns(compiled, schema, plan, path)
     own: list[Rule] = []
     if interval is not None and ts in schema.names and (pa.types.is_timestamp(schema.field(ts).type) or pa.types.is_date(schema.field(ts).type)):

@@ -52,6 +52,9 @@ class Source(ABC):
     def __init__(self, cfg: SourceConfig) -> None:
         self.cfg = cfg
         self.read_columns: list[str] | None = None  # None: every column of the relation
+        # columns a source can only deliver as text (a CSV's): a model input read as a number from one of them
+        # is parsed row by row whatever validation.schema_drift says (it is not drift)
+        self.text_columns: frozenset[str] = frozenset()
         self._widths: dict[tuple[Any, ...], dict[str, tuple[float, int]]] = {}  # text_widths, per interval
 
     def select_columns(self, names: list[str] | None) -> None:
