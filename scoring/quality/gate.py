@@ -66,7 +66,9 @@ def interval_rule(column: str, start: dt.datetime, end: dt.datetime) -> Rule:
 
 
 def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+    """Dictionary-encoded values (DuckDB ENUM, Parquet dictionaries) as their values; string_view as string."""
+    col = col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+    return col.cast(pa.string()) if pa.types.is_string_view(col.type) else col
 
 
 def _nulls(col: pa.ChunkedArray) -> np.ndarray:

@@ -128,3 +128,22 @@ def test_a_jobs_own_key_never_changes_the_versions_suite(setup, tmp_path: Path) 
     job = _job(cfg, "--input", str(parquet))
     assert job["state"] == "succeeded" and job["rows_in"] == 30 == job["rows_scored"]
     _check(job, model, rows, _published(cfg, job["job_id"])[0], set())
+
+
+def test_string_view_dictionary_and_large_string_columns_are_accepted_as_strings(setup, tmp_path: Path) -> None:
+    """A Parquet file whose key is dictionary-encoded, its code string_view and its ref large_string (what
+    Polars and DuckDB write): keys, inputs and scores as with plain strings."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cfg, model = setup
+    rows = _rows(40, 12)
+    table = pa.table({"id": pa.array(rows["id"]).dictionary_encode(),
+                      "ref": pa.array(rows["ref"], pa.large_string()),
+                      "x1": pa.array(rows["x1"]), "code": pa.array(rows["code"]).cast(pa.string_view())})
+    path = tmp_path / "views.parquet"
+    pq.write_table(table, path)
+    job = _job(cfg, "--input", str(path))
+    pub, qua = _published(cfg, job["job_id"])
+    assert qua.empty
+    _check(job, model, rows, pub, set())
