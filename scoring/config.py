@@ -276,6 +276,10 @@ class ValidationConfig(_Strict):
 
     error_threshold: float = Field(0.05, ge=0.0, le=1.0, description="max fraction of quarantined rows")
     schema_drift: Literal["warn", "block"] = "block"
+    duplicate_keys: Literal["quarantine", "keep_latest"] = Field(
+        "quarantine", description="a key delivered more than once in a run's rows (an upstream replay): "
+        "quarantine every row of it, or keep_latest: score the row with the latest source.timestamp_column and "
+        "quarantine the others (a tie on the latest timestamp quarantines them all); see docs/types-and-keys.md")
     psi_warn: float = 0.1
     psi_alert: float = 0.25
     suites_dir: Path = Field(Path("schemas"), description="expectation suites: <dir>/<model>/v<version>.json")

@@ -36,6 +36,9 @@ class Gate:
         casts: column -> target ("float64" or "string") for columns cast row by row.
         cast_rules: column -> id of the type rule charged with values that do not cast.
         duplicates: column of a uniqueness rule -> the values occurring more than once in the interval.
+        keep: ``validation.duplicate_keys: keep_latest``: the key column -> ``(k, t)`` table of the one row
+            kept per duplicated key (its latest timestamp); the other rows of the key are quarantined.
+        timestamp_column: the column ``keep``'s ``t`` is compared with.
         null_columns: columns whose null counts batch-level rules need.
         drift: feature -> training reference entry, for the drift counts of the scored rows.
     """
@@ -47,6 +50,41 @@ class Gate:
     duplicates: dict[str, pa.Array] = field(default_factory=dict)
     null_columns: tuple[str, ...] = ()
     drift: dict[str, Any] = field(default_factory=dict)
+    keep: dict[str, pa.Table] = field(default_factory=dict)
+    timestamp_column: str | None = None
+
+
+SUPERSEDED = "superseded by a later row of the same key (validation.duplicate_keys: keep_latest)"
+
+
+def _kept_rows(gate: Gate, table: pa.Table, column: str, bad: np.ndarray) -> np.ndarray:
+    """Of the duplicated rows ``bad``, those ``gate.keep`` keeps (their key's unique latest timestamp)."""
+    keep = gate.keep.get(column)
+    rows = np.flatnonzero(bad)
+    out = np.zeros(len(bad), dtype=bool)
+    if keep is None or keep.num_rows == 0 or rows.size == 0 or gate.timestamp_column not in table.column_names:
+        return out
+    taken = pa.array(rows, pa.int64())
+    mine = pa.table({"k": pc.cast(_plain(table.column(column)).take(taken), pa.string()),
+                     "t": pc.cast(table.column(gate.timestamp_column).take(taken), pa.string()), "i": taken})
+    wanted = pa.table({"k": pc.cast(_plain(keep.column("k")), pa.string()),
+                       "t": pc.cast(keep.column("t"), pa.string())})
+    hits = mine.join(wanted, ["k", "t"], join_type="inner").column("i").to_numpy()
+    out[hits] = True
+    return out
+
+
+def _superseded(gate: Gate, table: pa.Table, column: str, bad: np.ndarray) -> np.ndarray:
+    """Of the quarantined duplicate rows ``bad``, those whose key has a kept row (superseded, not tied)."""
+    rows = np.flatnonzero(bad)
+    out = np.zeros(len(bad), dtype=bool)
+    if rows.size == 0:
+        return out
+    keys = pc.cast(_plain(table.column(column)).take(pa.array(rows, pa.int64())), pa.string())
+    kept = pc.cast(_plain(gate.keep[column].column("k")), pa.string())
+    out[rows] = pc.is_in(keys, value_set=kept.combine_chunks() if isinstance(kept, pa.ChunkedArray) else kept
+                         ).to_numpy(zero_copy_only=False)
+    return out
 
 
 @dataclass
@@ -205,6 +243,11 @@ def apply_gate(gate: Gate, table: pa.Table) -> GateResult:
         if rule.type == "expect_column_values_to_be_unique":  # duplicates were found on the source's values
             values = _plain(table.column(rule.column))
         bad = _mask(rule, values, miss, gate, cast_bad)
+        superseded = None
+        if rule.type == "expect_column_values_to_be_unique" and rule.column in gate.keep:
+            kept = _kept_rows(gate, table, rule.column, bad)
+            bad &= ~kept
+            superseded = _superseded(gate, table, rule.column, bad)
         count = int(bad.sum())
         stats["unexpected"][rule.id] = count
         stats["missing"][rule.id] = int(miss.sum()) if rule.type != "expect_column_values_to_not_be_null" else 0
@@ -215,7 +258,13 @@ def apply_gate(gate: Gate, table: pa.Table) -> GateResult:
         if rule.quarantines:
             new = np.flatnonzero(bad & ~assigned)
             assigned |= bad
-            if new.size:
+            if new.size and superseded is not None and superseded[new].any():
+                # rows of a key whose kept row is elsewhere: said so; a tie keeps the plain duplicate record
+                for rows_, reason in ((new[superseded[new]], SUPERSEDED), (new[~superseded[new]], None)):
+                    if rows_.size:
+                        pieces.append(quarantine_rows(table, rows_, rule.column, rule.type, gate.key_column,
+                                                      reason))
+            elif new.size:
                 pieces.append(quarantine_rows(table, new, rule.column, rule.type, gate.key_column))
     for name in gate.null_columns:
         stats["nulls"][name] = int(col(name)[1].sum())

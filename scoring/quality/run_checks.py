@@ -127,7 +127,14 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     drift = {n: ref for n, ref in reference.get("features", {}).items() if n in plan.columns[1:]}
     if (reference.get("score") or {}).get("kind") == "numeric":
         drift[SCORE] = reference["score"]
-    gate = Gate(key, tuple(row_rules), dict(plan.casts), cast_rules, duplicates, nulls, drift)
+    keep: dict[str, pa.Table] = {}
+    if vcfg.duplicate_keys == "keep_latest" and len(duplicates.get(key, [])) and ts in schema.names:
+        keep[key] = source.latest_of_duplicates(interval, key, ts)
+    elif vcfg.duplicate_keys == "keep_latest" and len(duplicates.get(key, [])):
+        logger.warning("validation.duplicate_keys is keep_latest but the source has no timestamp column %r: "
+                       "every row of a duplicated key is quarantined", ts)
+    gate = Gate(key, tuple(row_rules), dict(plan.casts), cast_rules, duplicates, nulls, drift, keep,
+                ts if keep else None)
     missing = [c for c in cfg.results.passthrough if c not in schema.names]
     if missing:
         raise SchemaError(f"results.passthrough column(s) {', '.join(map(repr, missing))} are not in the source")

@@ -36,6 +36,7 @@ from scoring.storage.faults import fault_point
 from scoring.storage.pgconn import redact_url
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.results.liveness import HEARTBEAT_S
+from scoring.storage.results.replaced import note_removed_predictions
 from scoring.storage.sources import open_source
 from scoring.storage.stagefs import staging_root
 from scoring.storage.staging import ChunkManifest, Stage, remove_stale
@@ -234,6 +235,7 @@ def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
     run.details["task"] = task
     if shadow is not None:
         run.details["shadow"] = shadow.details()
+    note_removed_predictions(results, run, files, qfiles)  # a key published before and gone: said in the ledger
     results.publish(run, files, qfiles, extra={**extra, **summarize(run, files, qfiles, task),
                                                **shadow_tables(run, stage, manifests, shadow, task)})
 

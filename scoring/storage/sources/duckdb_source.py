@@ -155,6 +155,11 @@ class DuckDBSource(Source):
         table = self._run(self.duplicates_sql(("$1", "$2"), column), self._params(interval)).to_arrow_table()
         return table.column(0).combine_chunks()
 
+    def latest_of_duplicates(self, interval: DataInterval | None, column: str, ts: str) -> pa.Table:
+        if interval is None:
+            return super().latest_of_duplicates(interval, column, ts)
+        return self._run(self.latest_sql(("$1", "$2"), column, ts), self._params(interval)).to_arrow_table()
+
     def close(self) -> None:
         self.con.close()
 

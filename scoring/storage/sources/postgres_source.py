@@ -238,6 +238,20 @@ class PostgresSource(Source):
             return pa.array([], self.schema().field(column).type)
         return pa.Table.from_batches(batches).column(0).combine_chunks()
 
+    def latest_of_duplicates(self, interval: DataInterval | None, column: str, ts: str) -> pa.Table:
+        """As ``Source.latest_of_duplicates``, one window query in the run's snapshot; the key read as
+        ``schema()`` reads it (numeric exactly)."""
+        self._select()  # reads the raw schema once
+        for name in (column, ts):
+            if name not in self._raw.names:
+                raise SourceError(f"column {name!r} not in source {self.describe!r}")
+        item = _select_item(self._raw.field(column))
+        key_sql = None if item == quote_any(column) else f"CAST({quote_any(column)} AS text)"
+        table = self._arrow(self.latest_sql(self._bind(interval), column, ts, key_sql))
+        reader = NumericReader({"k": self._numeric.targets[column]} if column in self._numeric.targets else {})
+        batches = [reader.decode(b) for b in table.to_batches()]
+        return pa.Table.from_batches(batches, reader.schema(table.schema))
+
     def close(self) -> None:
         con, self.con = getattr(self, "con", None), None
         if con is not None:

@@ -1,0 +1,94 @@
+"""A replayed key under both ``validation.duplicate_keys`` policies, end to end through ``scoring run`` and its
+late-data recheck (``schedule.recheck_days``), on DuckDB: ``quarantine`` quarantines every row of the key and the
+re-score's ledger row says which published prediction it removed; ``keep_latest`` scores the row with the latest
+timestamp (a tie on it quarantines them all). Scores equal the model's own (|diff| <= 1e-9), rows_in = scored +
+quarantined, keys as the source holds them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from scoring.cli import app
+from tests.storage.test_key_types import _model
+
+runner = CliRunner()
+DAY = dt.date(2026, 3, 7)
+N = 30
+
+
+def _setup(tmp_path: Path, policy: str) -> tuple[Path, Path, object]:
+    rng = np.random.default_rng(21)
+    rows = pd.DataFrame({"id": [f"{i:05d}" for i in range(N)], "x1": rng.normal(size=N),
+                         "x2": rng.normal(scale=50, size=N),
+                         "ts": [dt.datetime(2026, 3, 7, 0, 5) + dt.timedelta(minutes=20 * i) for i in range(N)]})
+    nxt = rows.head(5).assign(id=lambda f: "n" + f["id"], ts=lambda f: f["ts"] + dt.timedelta(days=1))
+    db = tmp_path / "events.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.register("rows_", pd.concat([rows, nxt]))
+        con.execute("CREATE TABLE events AS SELECT * FROM rows_")
+    model, artifact, data = _model(tmp_path)
+    cfg = tmp_path / "scoring.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "source": {"kind": "duckdb", "path": str(db), "table": "events", "timestamp_column": "ts", "key_column": "id"},
+        "model": {"store": str(tmp_path / "models"), "name": "replay", "alias": "champion"},
+        "results": {"kind": "duckdb", "path": str(tmp_path / "r.duckdb"), "staging_dir": str(tmp_path / "st")},
+        "validation": {"data_docs": False, "suites_dir": str(tmp_path / "schemas"), "duplicate_keys": policy,
+                       "error_threshold": 0.2},
+        "schedule": {"recheck_days": 1},
+    }, sort_keys=False))
+    res = runner.invoke(app, ["models", "register", "--name", "replay", "--artifact", str(artifact),
+                              "--training-data", str(data), "--label", "y", "--alias", "champion", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    return cfg, db, model
+
+
+def _run(cfg: Path, day: dt.date) -> None:
+    res = runner.invoke(app, ["run", "--date", day.isoformat(), "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("policy", ["quarantine", "keep_latest"])
+def test_a_replayed_key_under_each_duplicate_policy(policy: str, tmp_path: Path) -> None:
+    cfg, db, model = _setup(tmp_path, policy)
+    _run(cfg, DAY)
+    with duckdb.connect(str(db)) as con:  # upstream replays: key 00004 again, later, changed; 00009 twice at once
+        con.execute("INSERT INTO events SELECT id, x1 + 3, x2, ts + INTERVAL 2 HOUR FROM events WHERE id = '00004'")
+        con.execute("INSERT INTO events SELECT id, x1 - 1, x2, ts FROM events WHERE id = '00009'")
+        source = con.sql("SELECT * FROM events WHERE ts < TIMESTAMP '2026-03-08' ORDER BY id, ts").df()
+    _run(cfg, DAY + dt.timedelta(days=1))  # its recheck re-scores DAY (32 rows now instead of 30)
+    with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as con:
+        pub = con.sql("SELECT * FROM predictions WHERE day = $1 ORDER BY source_key", params=[DAY]).df()
+        qua = con.sql("SELECT source_key, rule, reason, row_json FROM quarantine WHERE day = $1 ORDER BY source_key",
+                      params=[DAY]).df()
+        runs = con.sql("SELECT * FROM runs WHERE day = $1 AND status = 'success' ORDER BY finished_at",
+                       params=[DAY]).df()
+    late = runs.iloc[-1]
+    assert late["trigger"] == "late-data" and late["rows_in"] == N + 2 == late["rows_scored"] + late["rows_rejected"]
+    details = json.loads(late["details"]) if isinstance(late["details"], str) else late["details"]
+    if policy == "quarantine":
+        expect = source[~source["id"].isin(["00004", "00009"])]
+        assert list(qua["source_key"]) == ["00004", "00004", "00009", "00009"]
+        assert details["replaced"]["removed"] == 2 == details["replaced"]["removed_quarantined"]
+        assert details["replaced"]["sample"] == ["00004", "00009"]
+    else:
+        expect = source[source["id"] != "00009"].sort_values("ts").groupby("id").tail(1)
+        assert list(qua["source_key"]) == ["00004", "00009", "00009"]
+        superseded = qua[qua["source_key"] == "00004"].iloc[0]
+        assert "keep_latest" in superseded["reason"] and json.loads(superseded["row_json"])["ts"].startswith(
+            "2026-03-07 01:25")
+        assert details["replaced"]["removed"] == 1 == details["replaced"]["removed_quarantined"]
+    assert late["rows_rejected"] == len(qua)
+    expect = expect.sort_values("id")
+    assert list(pub["source_key"]) == list(expect["id"])
+    own = model.predict_proba(expect[["x1", "x2"]])[:, 1]
+    assert np.abs(pub["score"].to_numpy() - own).max() <= 1e-9
