@@ -96,6 +96,27 @@ class GateResult:
     stats: dict[str, Any]
 
 
+NUL_PATTERN = "\\x00"  # RE2 (Arrow) and Python re: the NUL character
+
+
+def nul_rule(column: str) -> Rule:
+    """The run's own rule on a key or passthrough text column: no NUL character. PostgreSQL text cannot hold
+    one, and a key or copied value must be published exactly or not at all: such rows are quarantined (their
+    quarantine ``value`` and ``source_key`` spell the NUL as ``\\x00``)."""
+    return Rule(f"nul:{column}", "expect_column_values_to_not_match_regex",
+                {"column": column, "regex": NUL_PATTERN}, "critical", "run")
+
+
+DOUBLE_MAX = 1.7976931348623157e308
+
+
+def double_range_rule(column: str) -> Rule:
+    """The run's own rule on a column parsed to float64 from a wider type (PostgreSQL's unconstrained
+    numeric): a value beyond the double range (read as +/-inf) is quarantined, never scored."""
+    return Rule(f"double_range:{column}", "expect_column_values_to_be_between",
+                {"column": column, "min_value": -DOUBLE_MAX, "max_value": DOUBLE_MAX}, "critical", "run")
+
+
 def interval_rule(column: str, start: dt.datetime, end: dt.datetime) -> Rule:
     """The run's own rule: the timestamp lies in ``[start, end)`` (a custom SELECT must not leak other days)."""
     return Rule("interval", "expect_column_values_to_be_between",
@@ -187,6 +208,10 @@ def _mask(rule: Rule, col: pa.ChunkedArray, missing: np.ndarray, gate: Gate,
         if dups is None or len(dups) == 0:
             return np.zeros(n, dtype=bool)
         return pc.is_in(col, value_set=dups.cast(col.type)).to_numpy(zero_copy_only=False) & ~missing
+    if rule.type == "expect_column_values_to_not_match_regex":
+        text = col if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) else pc.cast(col, pa.string())
+        hit = pc.match_substring_regex(text, pattern=kw["regex"])
+        return pc.fill_null(hit, False).to_numpy(zero_copy_only=False) & ~missing
     if rule.type in TYPE_RULES:
         if gate.cast_rules.get(rule.column) == rule.id:
             return cast_bad.get(rule.column, np.zeros(n, dtype=bool))
@@ -198,9 +223,11 @@ def _text(values: pa.Array | pa.ChunkedArray) -> list[str | None]:
     if pa.types.is_dictionary(values.type):
         values = values.cast(values.type.value_type)
     try:
-        return pc.cast(values, pa.string()).to_pylist()
+        out = pc.cast(values, pa.string()).to_pylist()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return [None if v is None else str(v) for v in values.to_pylist()]
+        out = [None if v is None else str(v) for v in values.to_pylist()]
+    # samples go into the ledger's JSON details: a NUL is spelled \x00 (PostgreSQL json cannot hold it)
+    return [v.replace("\x00", "\\x00") if isinstance(v, str) else v for v in out]
 
 
 def apply_gate(gate: Gate, table: pa.Table) -> GateResult:

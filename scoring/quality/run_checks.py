@@ -30,7 +30,7 @@ from scoring.models.signature import logical_type
 from scoring.quality.batch_rules import evaluate
 from scoring.quality.compile import CompiledSuite, Rule, compile_suite
 from scoring.quality.drift import SCORE, drift_table, limits_for, merge_counts, psi_by_feature, status_of
-from scoring.quality.gate import Gate, interval_rule, merge_stats
+from scoring.quality.gate import Gate, double_range_rule, interval_rule, merge_stats, nul_rule
 from scoring.quality.output_checks import check_predictions
 from scoring.quality.schema_check import SchemaPlan, plan_schema
 from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite, rekeyed
@@ -109,6 +109,12 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     own: list[Rule] = []
     if interval is not None and ts in schema.names and (pa.types.is_timestamp(schema.field(ts).type) or pa.types.is_date(schema.field(ts).type)):
         own.append(interval_rule(ts, *source.interval_bounds(interval)))  # naive columns: local wall time
+    source.schema()  # a source learns its columns' types (double_range_columns) with its schema
+    for column in sorted(source.double_range_columns & {*plan.columns, *cfg.results.passthrough}):
+        own.append(double_range_rule(column))
+    for column in dict.fromkeys([key, *cfg.results.passthrough]):
+        if column in schema.names and logical_type(schema.field(column).type) == "string":
+            own.append(nul_rule(column))
     cast_rules: dict[str, str] = {}
     for column in plan.casts:
         rule = compiled.type_rule(column)

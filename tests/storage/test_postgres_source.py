@@ -127,9 +127,11 @@ def test_hundred_column_table_streams_in_chunks(pg_url: str, pg_schema: str) -> 
     g = 33  # spot-check every column of one row against the formulas
     row = table.slice(g, 1).to_pylist()[0]
     for i, f in enumerate(feats):
-        want = None if (g + i) % 11 == 0 else [g * (i + 0.5), g % (i + 2), round(g / 7.0 + i, 3), f"v{g % 5}"][i % 4]
+        want = None if (g + i) % 11 == 0 else [g * (i + 0.5), g % (i + 2),
+                                                decimal.Decimal(f"{round(g / 7.0 + i, 3):.3f}"), f"v{g % 5}"][i % 4]
         assert row[f] == pytest.approx(want) if isinstance(want, float) else row[f] == want, f
-    assert table.schema.field("f02").type == pa.float64() and table.column("f00").null_count > 0
+    # numeric(10, 3) exactly as decimal(10, 3)
+    assert table.schema.field("f02").type == pa.decimal128(10, 3) and table.column("f00").null_count > 0
 
 
 @pytest.mark.postgres

@@ -55,6 +55,9 @@ class Source(ABC):
         # columns a source can only deliver as text (a CSV's): a model input read as a number from one of them
         # is parsed row by row whatever validation.schema_drift says (it is not drift)
         self.text_columns: frozenset[str] = frozenset()
+        # columns parsed to float64 from a wider type (PostgreSQL's unconstrained numeric): a value beyond the
+        # double range arrives as +/-inf and is quarantined by the run's own range rule
+        self.double_range_columns: frozenset[str] = frozenset()
         self._widths: dict[tuple[Any, ...], dict[str, tuple[float, int]]] = {}  # text_widths, per interval
 
     def select_columns(self, names: list[str] | None) -> None:

@@ -10,8 +10,9 @@ double, ``numeric(20,2)`` balances lose their cents. Instead:
 - an unconstrained ``numeric`` that is the key column stays the text PostgreSQL prints (its canonical text;
   Arrow has no arbitrary-precision decimal);
 - any other unconstrained ``numeric`` becomes ``float64`` by a correctly rounded parse of that text (what
-  PostgreSQL's own ``CAST(x AS double precision)`` gives); a value beyond the double range (``1e400``) stops
-  the read with one line naming the column and the value (it is never scored as infinity).
+  PostgreSQL's own ``CAST(x AS double precision)`` gives); a value beyond the double range (``1e400``) becomes
+  +/-inf, and the run's own rule on such columns (``Source.double_range_columns``) quarantines its row, naming
+  the column (it is never scored).
 
 The type modifier of ``numeric(p, s)`` is ``((p << 16) | s) + 4`` (PostgreSQL ``numeric.c``,
 ``make_numeric_typmod``); ``-1`` means unconstrained.
@@ -74,8 +75,8 @@ class NumericReader:
         """``batch`` with its numeric columns converted to their targets.
 
         Raises:
-            SourceError: a value that does not fit its column's declared type (``NaN`` in ``numeric(p, s)``,
-                a value beyond the double range in an unconstrained ``numeric``), naming the column and the value.
+            SourceError: a value that does not fit its column's declared type (``NaN`` in ``numeric(p, s)``),
+                naming the column and the value.
         """
         names = [n for n in batch.schema.names if n in self.targets]
         if not names:
@@ -102,15 +103,7 @@ class NumericReader:
             bad = _first_unparsable(text, target)
             raise SourceError(f"column {name!r}: value {bad!r} does not fit {target} "
                               "(the column's declared numeric type)") from None
-        if pa.types.is_floating(target):
-            # a finite decimal text parsed to +/-inf is beyond the double range
-            inf = pc.fill_null(pc.and_(pc.is_inf(out), pc.invert(pc.match_substring_regex(
-                text, "^[+-]?(inf|infinity)$", ignore_case=True))), False)
-            if pc.any(inf).as_py():
-                bad = text.filter(inf)[0].as_py()
-                raise SourceError(f"column {name!r}: value {bad[:40]!r}{'...' if len(bad) > 40 else ''} is beyond "
-                                  "the range of a double; cast or filter it in source.query")
-        return out
+        return out  # a value beyond the double range parses to +/-inf: the run's range rule quarantines it
 
 
 def _first_unparsable(text: pa.Array, target: pa.DataType) -> str | None:

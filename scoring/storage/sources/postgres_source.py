@@ -99,6 +99,7 @@ class PostgresSource(Source):
         if self._raw is None:
             self._raw = self._arrow(f"SELECT * FROM {self.relation_sql()} LIMIT 0").schema  # noqa: S608
             self._numeric = NumericReader.of(self._raw, self.cfg.key_column)
+            self.double_range_columns = frozenset(n for n, t in self._numeric.targets.items() if t == pa.float64())
         items = [_select_item(f) for f in self._raw]
         if all(item == quote_any(f.name) for item, f in zip(items, self._raw, strict=True)):
             return "*"
