@@ -86,6 +86,8 @@ def models_register(
     code: Annotated[list[Path] | None, typer.Option(
         help="your own module (.py) or package folder the model needs; repeat for several")] = None,
     alias: Annotated[list[str] | None, typer.Option(help="aliases to point at the new version")] = None,
+    accept_metrics: Annotated[bool, typer.Option(
+        "--accept-metrics", help="register even when the labelled rows give chance-level metrics")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Register a model trained elsewhere: its contract, a parity check, and its drift reference."""
@@ -110,7 +112,7 @@ def models_register(
                             exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
                             aliases=alias or [], task=task, positive_class=positive_class, features=declared,
                             code=code or [], days=training_days(cfg, frame),
-                            drift_window=cfg.validation.drift.window_days)
+                            drift_window=cfg.validation.drift.window_days, accept_metrics=accept_metrics)
         suite = write_version_suite(cfg, mv)
     sig, parity = mv.meta["signature"], mv.meta["parity"]
     what = sig["task"] + (f", positive class {sig['positive_class']!r}" if sig["task"] == "binary" else "")

@@ -8,6 +8,7 @@ reproduce the model's own output is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Sequence
@@ -20,10 +21,10 @@ import pandas as pd
 from scoring.errors import ModelStoreError
 from scoring.models.contract import TASKS, Contract, choose_positive, json_value
 from scoring.models.introspect import final_estimator, infer_inputs
-from scoring.models.metrics import task_metrics
+from scoring.models.metrics import chance_level, task_metrics
 from scoring.models.parity import SAMPLE_ROWS, parity_check
 from scoring.models.reference import build_reference, drift_baseline
-from scoring.models.scorer import encoded_width, raw_outputs
+from scoring.models.scorer import FRAME_INPUT, encoded_width, needs_frame, raw_outputs
 from scoring.models.signature import features_from_frame
 from scoring.models.store import ModelStore, ModelVersion
 
@@ -120,7 +121,7 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
                    aliases: Sequence[str] = (), extra: dict[str, Any] | None = None, task: str | None = None,
                    positive_class: str | None = None, features: Sequence[str] | None = None,
                    code: Sequence[Path] = (), parity_rows: int = SAMPLE_ROWS, days: pd.Series | None = None,
-                   drift_window: int = 1) -> ModelVersion:
+                   drift_window: int = 1, accept_metrics: bool = False) -> ModelVersion:
     """Register ``artifact`` with its contract, parity check, feature schema and drift reference.
 
     Args:
@@ -142,10 +143,12 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
         days: the business day of each row of ``reference_frame``: the drift baseline (PSI of each training
             day against the reference) is computed from them; none without.
         drift_window: business days pooled per drift window (``validation.drift.window_days``).
+        accept_metrics: register even when the labelled rows give chance-level metrics (``chance_level``).
 
     Raises:
         ModelStoreError: (one line) the artifact cannot be loaded, a declaration is missing or wrong, the
-            labels do not fit the model, or the parity check fails. Nothing is registered then.
+            labels do not fit the model, a model without column names has no labels, the metrics are at
+            chance level (unless ``accept_metrics``), or the parity check fails. Nothing is registered then.
     """
     if not artifact.is_file():
         raise ModelStoreError(f"artifact {str(artifact)!r} not found")
@@ -153,12 +156,19 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
     contract = build_contract(model, reference_frame, name, task=task, positive_class=positive_class,
                               features=features)
     labels = _labels(reference_frame, label_column, name)
+    if not contract.feature_names and labels is None:
+        raise ModelStoreError(f"model {name}: a model fitted without column names needs --label: the labelled "
+                              "training rows are the only check that --features is the order it was fitted in")
+    if needs_frame(model, reference_frame[contract.names].head(50), contract):
+        contract = dataclasses.replace(contract, extra={**contract.extra, "input": FRAME_INPUT})
     parity = parity_check(model, reference_frame, contract, name, rows=parity_rows)
     columns = contract.names
-    given = reference_frame[columns] if contract.feature_names else reference_frame[
-        [c for c in reference_frame.columns if c in set(columns)]]
-    outputs = raw_outputs(model, given, contract)
+    outputs = raw_outputs(model, reference_frame[columns], contract)
     computed = task_metrics(contract, outputs, labels, label_column or "label")
+    chance = chance_level(contract, computed, labels)
+    if chance is not None and not accept_metrics:
+        raise ModelStoreError(f"model {name}: {chance}: the inputs are probably misordered (--features) or the "
+                              "labels wrong (--label); fix them, or pass --accept-metrics to register it anyway")
     schema = features_from_frame(reference_frame, columns)
     meta = {
         "features": schema,

@@ -13,6 +13,7 @@ quarantined with rule ``model_error`` and the exception's one-line message; the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -88,9 +89,33 @@ def encoded_width(model: Any, n_features: int) -> int:
         return n_features * 4
 
 
+FRAME_INPUT = "frame"  # Contract.extra["input"]: a model without column names that needs a DataFrame
+
+
 def model_input(frame: Any, contract: Contract) -> Any:
-    """The object handed to the model: the frame, or its values for a model fitted without column names."""
-    return frame if contract.feature_names else frame.to_numpy()
+    """The object handed to the model: the frame (named columns, registered dtypes, declared order), or its
+    values for a model fitted without column names, unless registration found it needs a DataFrame (a
+    Pipeline whose first step is a transformer of the user's that reads columns by name)."""
+    if contract.feature_names or contract.extra.get("input") == FRAME_INPUT:
+        return frame
+    return frame.to_numpy()
+
+
+def needs_frame(model: Any, frame: Any, contract: Contract) -> bool:
+    """Whether a model without column names fails on the values of ``frame`` (a few declared-order rows)
+    and works on the DataFrame itself: then it is handed a DataFrame at the parity check and at scoring."""
+    if contract.feature_names:
+        return False
+    try:
+        raw_outputs(model, frame, contract)
+        return False
+    except Exception:  # noqa: BLE001 - any failure on the array: try the frame
+        pass
+    try:
+        raw_outputs(model, frame, dataclasses.replace(contract, extra={**contract.extra, "input": FRAME_INPUT}))
+        return True
+    except Exception:  # noqa: BLE001 - fails either way: the parity check reports it
+        return False
 
 
 def raw_outputs(model: Any, frame: Any, contract: Contract) -> np.ndarray:
