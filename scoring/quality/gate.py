@@ -142,13 +142,41 @@ def _floats(col: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
+EXACT_DIGITS = 15  # a decimal text of at most 15 significant digits round-trips through a double (DBL_DIG)
+_NON_FINITE_TEXT = {"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+
+
+def _lossy(stripped: pd.Series, parsed: pd.Series, ok: np.ndarray) -> np.ndarray:
+    """Rows of ``ok`` whose double is not the number their text says: the text has more significant digits
+    than a double holds (``9007199254740993``) or is beyond its range (``1e400`` -> inf). The check: the
+    shortest text of the double (``repr``) equals the text as a decimal number; only texts of more than
+    ``EXACT_DIGITS`` digits, or parsed to +/-inf, are checked one by one."""
+    from decimal import Decimal, InvalidOperation
+
+    lossy = np.zeros(len(parsed), dtype=bool)
+    values = parsed.to_numpy()
+    digits = stripped.str.replace(r"[eE][+-]?\d+$", "", regex=True).str.count(r"\d")
+    zeros = stripped.str.extract(r"^[+-]?([0.]*)", expand=False).str.count("0")
+    wide = ((digits - zeros) > EXACT_DIGITS).to_numpy(dtype=bool, na_value=False)
+    inf = np.isinf(values) & ~stripped.str.lower().isin(_NON_FINITE_TEXT).to_numpy(dtype=bool)
+    for i in np.flatnonzero(ok & (wide | inf)):
+        try:
+            lossy[i] = not np.isfinite(values[i]) or Decimal(repr(float(values[i]))) != Decimal(stripped.iloc[i])
+        except InvalidOperation:
+            lossy[i] = True
+    return lossy
+
+
 def parse_numbers(col: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
-    """Strings to float64: blank and nan/null-like text become null; returns (values, did-not-parse mask)."""
+    """Strings to float64: blank and nan/null-like text become null; returns (values, mask of rows whose text
+    does not parse or whose double is not the number the text says, ``_lossy``): those rows are quarantined,
+    never scored on a changed value."""
     text = pd.Series(col.to_numpy(zero_copy_only=False), dtype=object)
     stripped = text.where(text.isna(), text.astype(str).str.strip())
     parsed = pd.to_numeric(stripped, errors="coerce").astype(np.float64)
     blank = stripped.isna() | stripped.str.lower().isin(MISSING_TEXT)
-    bad = (parsed.isna() & ~blank).to_numpy(dtype=bool)
+    bad = (parsed.isna() & ~blank).to_numpy(dtype=bool).copy()
+    bad |= _lossy(stripped.fillna(""), parsed, ~bad & ~blank.to_numpy(dtype=bool))
     values = np.where(bad, np.nan, parsed.to_numpy())
     return pa.array(values, pa.float64(), from_pandas=True), bad
 

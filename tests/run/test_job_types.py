@@ -91,12 +91,14 @@ def test_csv_and_parquet_jobs_keep_leading_zeros_and_quarantine_unparsable_numbe
     cfg, model = setup
     rows = _rows(60, 5).astype({"x1": object})
     rows.loc[7, "x1"] = "abc"  # not a number: quarantined with its column and value
+    rows.loc[12, "x1"] = "9007199254740993"  # no double holds it: quarantined, never scored as ...992
     csv = tmp_path / "in.csv"
     rows.to_csv(csv, index=False)
     job = _job(cfg, "--input", str(csv))
     pub, qua = _published(cfg, job["job_id"])
-    assert qua[["source_key", "column_name", "value"]].values.tolist() == [[rows.loc[7, "id"], "x1", "abc"]]
-    _check(job, model, rows, pub, {rows.loc[7, "id"]})
+    assert sorted(qua[["source_key", "column_name", "value"]].values.tolist()) == [
+        [rows.loc[7, "id"], "x1", "abc"], [rows.loc[12, "id"], "x1", "9007199254740993"]]
+    _check(job, model, rows, pub, {rows.loc[7, "id"], rows.loc[12, "id"]})
 
     clean = _rows(50, 6)
     parquet = tmp_path / "in.parquet"
