@@ -92,3 +92,43 @@ def test_a_replayed_key_under_each_duplicate_policy(policy: str, tmp_path: Path)
     assert list(pub["source_key"]) == list(expect["id"])
     own = model.predict_proba(expect[["x1", "x2"]])[:, 1]
     assert np.abs(pub["score"].to_numpy() - own).max() <= 1e-9
+
+
+@pytest.mark.postgres
+def test_keep_latest_on_postgres_numeric_keys(tmp_path: Path, pg_url: str, pg_schema: str) -> None:
+    """numeric(18,0) keys that no double tells apart, one replayed later in the day: keep_latest publishes the
+    later row's score under the key's exact text and quarantines the earlier row; PostgreSQL results."""
+    from tests.storage.pg_helpers import pg_execute, pg_frame
+
+    rng = np.random.default_rng(4)
+    rows = pd.DataFrame({"id": [str(123456789012345600 + i) for i in range(N)], "x1": rng.normal(size=N),
+                         "x2": rng.normal(scale=50, size=N),
+                         "ts": [dt.datetime(2026, 3, 7, 0, 5, tzinfo=dt.UTC) + dt.timedelta(minutes=20 * i)
+                                for i in range(N)]})
+    replay = rows.iloc[[6]].assign(x1=lambda f: f["x1"] + 2, ts=lambda f: f["ts"] + dt.timedelta(hours=3))
+    table = f'"{pg_schema}".events'
+    pg_execute(pg_url, f"CREATE TABLE {table} (id numeric(18, 0), x1 double precision, x2 double precision, "
+                       "ts timestamptz)")
+    for r in pd.concat([rows, replay]).itertuples():
+        pg_execute(pg_url, f"INSERT INTO {table} VALUES (CAST(%s AS numeric), %s, %s, %s)", [r.id, r.x1, r.x2, r.ts])
+    model, artifact, data = _model(tmp_path)
+    cfg = tmp_path / "scoring.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "source": {"kind": "postgres", "url": pg_url, "table": f"{pg_schema}.events", "timestamp_column": "ts",
+                   "key_column": "id"},
+        "model": {"store": str(tmp_path / "models"), "name": "replay", "alias": "champion"},
+        "results": {"kind": "postgres", "url": pg_url, "schema": pg_schema, "staging_dir": str(tmp_path / "st")},
+        "validation": {"data_docs": False, "suites_dir": str(tmp_path / "schemas"), "duplicate_keys": "keep_latest"},
+    }, sort_keys=False))
+    res = runner.invoke(app, ["models", "register", "--name", "replay", "--artifact", str(artifact),
+                              "--training-data", str(data), "--label", "y", "--alias", "champion", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    _run(cfg, DAY)
+    pub = pg_frame(pg_url, f'SELECT source_key, score FROM "{pg_schema}".predictions ORDER BY source_key')
+    qua = pg_frame(pg_url, f'SELECT source_key, reason FROM "{pg_schema}".quarantine')
+    runs = pg_frame(pg_url, f'SELECT rows_in, rows_scored, rows_rejected FROM "{pg_schema}".runs')
+    assert runs.values.tolist() == [[N + 1, N, 1]]
+    assert qua["source_key"].tolist() == [rows.loc[6, "id"]] and "keep_latest" in qua["reason"][0]
+    expect = pd.concat([rows.drop(index=6), replay]).sort_values("id")
+    assert pub["source_key"].tolist() == expect["id"].tolist()
+    assert np.abs(pub["score"].to_numpy(dtype=float) - model.predict_proba(expect[["x1", "x2"]])[:, 1]).max() <= 1e-9
