@@ -268,11 +268,15 @@ def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException, st
     predictions are not touched. ``rows_scored`` becomes 0 (nothing was published) and what was scored into
     staging moves to ``rows_staged``. A data quality failure also keeps its quarantine rows, so users see
     which rows and rules failed."""
-    run.finish("superseded" if isinstance(exc, Superseded) else "failed", one_line(exc))
+    run.finish("superseded" if isinstance(exc, Superseded) else "failed", one_line(exc).replace("\x00", "\\x00"))
     run.rows_staged, run.rows_scored = run.rows_scored or sum(m.scored for m in manifests or []), 0
     try:
         if isinstance(exc, ValidationFailed) and stage is not None and manifests:
-            results.record_failure(run, stage.quarantine_files(manifests))
+            try:
+                results.record_failure(run, stage.quarantine_files(manifests))
+            except Exception as err:  # noqa: BLE001 - the ledger row is finalised without the quarantine rows
+                logger.error("could not keep the quarantine rows of failed run %s: %s", run.run_id, one_line(err))
+                results.fail_run(run)
         else:
             results.fail_run(run)
     except Exception as err:  # noqa: BLE001 - the original error matters more than the ledger write
