@@ -132,3 +132,30 @@ def test_keep_latest_on_postgres_numeric_keys(tmp_path: Path, pg_url: str, pg_sc
     expect = pd.concat([rows.drop(index=6), replay]).sort_values("id")
     assert pub["source_key"].tolist() == expect["id"].tolist()
     assert np.abs(pub["score"].to_numpy(dtype=float) - model.predict_proba(expect[["x1", "x2"]])[:, 1]).max() <= 1e-9
+
+
+def test_latest_of_duplicates_of_a_file_input_matches_the_sql_rule(tmp_path: Path) -> None:
+    """The Arrow fallback (job files) keeps the same row as the SQL window query: the unique latest row of a
+    duplicated key; a tie keeps none; dictionary, decimal and text keys alike."""
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scoring.config import SourceConfig
+    from scoring.storage.sources.job_input import FileInput
+
+    ts = pa.array([dt.datetime(2026, 1, 1, h) for h in (0, 1, 2, 3, 3, 4)])
+    cfg = SourceConfig(kind="duckdb", path=tmp_path / "x.duckdb", table="t", timestamp_column="ts", key_column="id")
+    db = tmp_path / "same.duckdb"
+    for keys in (pa.array(list("abaccd")).dictionary_encode(), pa.array(list("abaccd")),
+                 pa.array([decimal.Decimal(c) for c in "121334"], pa.decimal128(18, 0))):
+        pq.write_table(pa.table({"id": keys, "ts": ts}), tmp_path / "dups.parquet")
+        got = FileInput(cfg, tmp_path / "dups.parquet").latest_of_duplicates(None, "id", "ts").to_pylist()
+        assert [str(r["k"]) for r in got] == [str(keys[0].as_py())] and got[0]["t"] == dt.datetime(2026, 1, 1, 2)
+        with duckdb.connect(str(db)) as con:
+            con.register("t_", pa.table({"id": keys, "ts": ts}))
+            sql = ("SELECT k, t FROM (SELECT id AS k, ts AS t, count(*) OVER (PARTITION BY id) AS n, rank() OVER "
+                   "(PARTITION BY id ORDER BY ts DESC) AS r, count(*) OVER (PARTITION BY id, ts) AS tied FROM t_) "
+                   "WHERE n > 1 AND r = 1 AND tied = 1")
+            assert [(str(k), t) for k, t in con.sql(sql).fetchall()] == [(str(r["k"]), r["t"]) for r in got]

@@ -275,10 +275,10 @@ class Source(ABC):
         rows = pa.Table.from_batches(parts).rename_columns(["k", "t"]).filter(pc.is_valid(pc.field("k")))
         counts = rows.group_by("k").aggregate([("k", "count"), ("t", "max")])
         dup = counts.filter(pc.greater(counts["k_count"], 1))
-        at_max = rows.join(dup.select(["k", "t_max"]), "k").filter(pc.equal(pc.field("t"), pc.field("t_max")))
+        at_max = rows.join(dup.select(["k", "t_max"]), "k", join_type="inner").filter(pc.equal(pc.field("t"), pc.field("t_max")))
         tied = at_max.group_by("k").aggregate([("t", "count")])
         single = tied.filter(pc.equal(tied["t_count"], 1)).select(["k"])
-        return at_max.join(single, "k").select(["k", "t"])
+        return at_max.join(single, "k", join_type="inner").select(["k", "t"])
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
