@@ -109,7 +109,6 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     own: list[Rule] = []
     if interval is not None and ts in schema.names and (pa.types.is_timestamp(schema.field(ts).type) or pa.types.is_date(schema.field(ts).type)):
         own.append(interval_rule(ts, *source.interval_bounds(interval)))  # naive columns: local wall time
-    source.schema()  # a source learns its columns' types (double_range_columns) with its schema
     for column in sorted(source.double_range_columns & {*plan.columns, *cfg.results.passthrough}):
         own.append(double_range_rule(column))
     for column in dict.fromkeys([key, *cfg.results.passthrough]):
