@@ -153,6 +153,7 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
     if not artifact.is_file():
         raise ModelStoreError(f"artifact {str(artifact)!r} not found")
     model = _load_artifact(artifact, code)
+    _check_code(model, code, name)
     contract = build_contract(model, reference_frame, name, task=task, positive_class=positive_class,
                               features=features)
     labels = _labels(reference_frame, label_column, name)
@@ -197,6 +198,19 @@ def _score_of(contract: Contract, outputs: np.ndarray) -> np.ndarray:
     if contract.task == "binary":
         return outputs[:, contract.positive_index]
     return outputs.max(axis=1)
+
+
+def _check_code(model: Any, code: Sequence[Path], name: str) -> None:
+    """Refuse a model whose objects come from a module outside the installed packages that was not passed
+    with ``--code`` (importable from ``PYTHONPATH`` or the working folder today, edited tomorrow)."""
+    from scoring.models.code import _module_name, modules_outside
+
+    outside = modules_outside(model, [_module_name(Path(p).expanduser().resolve()) for p in code])
+    if outside:
+        module, file = next(iter(outside.items()))
+        raise ModelStoreError(f"model {name}: it uses module {module!r} ({file}), which is not part of an installed "
+                              f"package: pass it with --code {file if file != '?' else module + '.py'} so the "
+                              "version keeps its own copy")
 
 
 def _load_artifact(artifact: Path, code: Sequence[Path]) -> Any:

@@ -395,6 +395,10 @@ def test_dataframe_only_custom_transformer_gets_a_dataframe(tmp_path: Path, trut
     assert getattr(model, "feature_names_in_", None) is None
     with pytest.raises(Exception):  # noqa: B017, PT011 - what the product handed it before
         model.predict_proba(truth[["x1", "x2"]].fillna(0).to_numpy())
+    # importable from PYTHONPATH today, but not part of an installed package: refused without --code
+    line = one_line_error(register(cfg, case, artifact, data))
+    assert f"module {module!r}" in line and "--code" in line, line
+    assert not (tmp_path / "models" / case.name / "1").exists()
     monkeypatch.undo()
     sys.modules.pop(module, None)
     try:
