@@ -21,7 +21,7 @@ from pydantic import (
 
 from scoring.dates import zone_info
 from scoring.errors import ConfigError, ScoringError
-from scoring.sqlident import validate_identifier
+from scoring.sqlident import validate_column_name, validate_identifier
 
 DEFAULT_CONFIG = "scoring.yaml"
 # The predictions table's own columns (scoring/storage/results/tables.py, checked equal by a test): a
@@ -90,7 +90,7 @@ class SourceConfig(_Strict):
     @field_validator("timestamp_column", "key_column")
     @classmethod
     def _ident(cls, value: str) -> str:
-        return validate_identifier(value, "column name")
+        return validate_column_name(value, "column name")
 
     @field_validator("table")
     @classmethod
@@ -207,7 +207,7 @@ class ResultsConfig(_Strict):
     def _passthrough(cls, value: list[str]) -> list[str]:
         seen: set[str] = set()
         for name in value:
-            validate_identifier(name, "passthrough column name")
+            validate_column_name(name, "passthrough column name")
             # Case-insensitive: DuckDB column names are, and a BI tool would not tell Score from score.
             if name.lower() in PREDICTION_COLUMNS:
                 raise ValueError(f"{name!r} is a column of the predictions table; pick another source column")
@@ -279,6 +279,10 @@ class ValidationConfig(_Strict):
 
     error_threshold: float = Field(0.05, ge=0.0, le=1.0, description="max fraction of quarantined rows")
     schema_drift: Literal["warn", "block"] = "block"
+    duplicate_keys: Literal["quarantine", "keep_latest"] = Field(
+        "quarantine", description="a key delivered more than once in a run's rows (an upstream replay): "
+        "quarantine every row of it, or keep_latest: score the row with the latest source.timestamp_column and "
+        "quarantine the others (a tie on the latest timestamp quarantines them all); see docs/types-and-keys.md")
     psi_warn: float = 0.1
     psi_alert: float = 0.25
     suites_dir: Path = Field(Path("schemas"), description="expectation suites: <dir>/<model>/v<version>.json")

@@ -109,6 +109,8 @@ def models_register(
     day_rows: Annotated[int | None, typer.Option(min=1, help="training rows without a timestamp: rows of a typical "
                                                  "day, the size of the reference chunks (default: the source's "
                                                  "recent days)")] = None,
+    accept_metrics: Annotated[bool, typer.Option(
+        "--accept-metrics", help="register even when the labelled rows give chance-level metrics")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Register a model trained elsewhere: its contract, a parity check, and its drift reference. The configured
@@ -135,9 +137,10 @@ def models_register(
     with console.status("registering (parity check)"):
         mv = register_model(ModelStore(cfg.model.store), name, artifact, frame, label_column=label,
                             exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
-                            aliases=[a for a in alias or [] if a != cfg.model.alias], task=task, positive_class=positive_class, features=declared,
-                            code=code or [], days=days, drift_window=cfg.validation.drift.window_days,
-                            chunk_rows=chunk_rows, threshold=cfg.model.threshold)
+                            aliases=[a for a in alias or [] if a != cfg.model.alias], task=task,
+                            positive_class=positive_class, features=declared, code=code or [], days=days,
+                            drift_window=cfg.validation.drift.window_days, chunk_rows=chunk_rows,
+                            threshold=cfg.model.threshold, accept_metrics=accept_metrics)
         suite = write_version_suite(cfg, mv)
     sig, parity = mv.meta["signature"], mv.meta["parity"]
     what = sig["task"] + (f", positive class {sig['positive_class']!r}" if sig["task"] == "binary" else "")

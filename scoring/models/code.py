@@ -231,3 +231,61 @@ def code_on_path(where: Path | Sequence[Path]) -> Iterator[list[str]]:
                 sys.path.remove(folder)
             except ValueError:
                 pass
+
+
+_WALK_LIMIT = 200_000  # objects visited per model (a Pipeline has hundreds; arrays are not entered)
+
+
+def _module_of(obj: Any) -> str | None:
+    if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__"):
+        return getattr(obj, "__module__", None)
+    return getattr(type(obj), "__module__", None)
+
+
+def _children(obj: Any) -> Iterator[Any]:
+    if isinstance(obj, dict):
+        yield from obj.keys()
+        yield from obj.values()
+    elif isinstance(obj, list | tuple | set | frozenset):
+        yield from obj
+    elif isinstance(obj, functools.partial):
+        yield obj.func
+        yield from obj.args
+        yield from obj.keywords.values()
+    if isinstance(obj, type):
+        return
+    state = getattr(obj, "__dict__", None)
+    if isinstance(state, dict) and not callable(obj):
+        yield from state.values()
+
+
+def modules_outside(model: Any, given: Sequence[str] = ()) -> dict[str, str]:
+    """The top-level modules the model's objects (estimators, their attributes, functions they hold) come
+    from that are neither the standard library, nor an installed distribution's, nor in ``given``.
+
+    Returns:
+        ``{module: file it was imported from}``: each must be passed with ``--code`` (README "Custom code"),
+        else an edit of that file would change a registered version's scores.
+    """
+    import numpy as np
+
+    allowed = {*sys.stdlib_module_names, "builtins", "__main__", *_installed(), *given}
+    found: dict[str, str] = {}
+    seen: set[int] = set()
+    stack = [model]
+    while stack and len(seen) < _WALK_LIMIT:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, str | bytes | int | float | bool | np.ndarray | np.generic) \
+                or obj is None:
+            continue
+        seen.add(id(obj))
+        module = _module_of(obj)
+        if module:
+            top = module.split(".")[0]
+            if top not in allowed and top not in found:
+                loaded = sys.modules.get(top)
+                found[top] = str(getattr(loaded, "__file__", None) or "?")
+        if module and module.split(".")[0] in ("pandas", "numpy", "scipy"):
+            continue  # data containers of installed libraries: nothing of the user's inside
+        stack.extend(_children(obj))
+    return found

@@ -23,9 +23,22 @@ _NULLABLE_NUMPY_FALLBACK = "float64"  # a non-nullable numpy int/bool column wit
 
 
 def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Dictionary-encoded values (DuckDB ENUM, Parquet dictionaries) as their values; string_view as string."""
     if pa.types.is_dictionary(col.type):
-        return col.cast(col.type.value_type)
+        col = col.cast(col.type.value_type)
+    if pa.types.is_string_view(col.type):
+        col = col.cast(pa.string())
     return col
+
+
+def decimal_to_float(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Decimals as the nearest float64, through their exact text.
+
+    Arrow's direct decimal -> double cast is not correctly rounded (about 7% of ``decimal(20, 2)`` values
+    land one ulp off); parsing the decimal's text is (Arrow's string -> double uses ``fast_float``), and
+    equals Python's ``float(Decimal(x))`` and PostgreSQL's ``CAST(x AS double precision)``.
+    """
+    return pc.cast(pc.cast(values, pa.string()), pa.float64())
 
 
 def _categorical(col: pa.ChunkedArray, inp: Input) -> tuple[pd.Categorical, np.ndarray]:
@@ -59,7 +72,9 @@ def _column(col: pa.ChunkedArray, inp: Input) -> pd.Series | pd.Categorical | np
             return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
         return values.to_numpy(zero_copy_only=False).astype(dtype)
     if dtype.startswith("float"):
-        if pa.types.is_decimal(values.type) or pa.types.is_boolean(values.type):
+        if pa.types.is_decimal(values.type):
+            values = decimal_to_float(values)
+        elif pa.types.is_boolean(values.type):
             values = pc.cast(values, pa.float64())
         arr = values.to_numpy(zero_copy_only=False)
         return np.asarray(arr, dtype=np.float64).astype(dtype, copy=False)
@@ -75,12 +90,49 @@ def _column(col: pa.ChunkedArray, inp: Input) -> pd.Series | pd.Categorical | np
             arr[null] = MISSING.get(inp.missing, np.nan)
         return arr
     if dtype.startswith("datetime64"):
+        values, _ = within_datetime_range(values, dtype)
         return pd.Series(values.to_pandas()).astype(dtype)
     if dtype in ("str", "string") or dtype.startswith("string"):
         if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
             values = pc.cast(values, pa.string())
         return pd.Series(values.to_pandas()).astype(dtype)
     return pd.Series(values.to_pandas()).astype(dtype)
+
+
+# The instants pandas' datetime64[ns] holds, in microseconds since the epoch (pd.Timestamp.min/max).
+_NS_RANGE_US = (-(2**63 - 1) // 1000, (2**63 - 1) // 1000)
+
+
+def within_datetime_range(values: pa.ChunkedArray, dtype: str) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """Timestamps and dates outside what ``dtype`` holds, set to NULL, and the mask of those rows.
+
+    Only ``datetime64[ns]`` (with or without a zone) has a bounded range that source values exceed
+    (1677-09-21 .. 2262-04-11; open-ended contracts say 9999-12-31): a model trained with microsecond or
+    coarser datetimes gets every value as it is. The masked rows must not be scored (``out_of_range_rows``).
+    """
+    empty = np.zeros(len(values), dtype=bool)
+    if "[ns" not in dtype or not (pa.types.is_timestamp(values.type) or pa.types.is_date(values.type)):
+        return values, empty
+    tz = values.type.tz if pa.types.is_timestamp(values.type) else None
+    micros = pc.cast(pc.cast(values, pa.timestamp("us", tz)), pa.int64())
+    outside = pc.or_(pc.less(micros, _NS_RANGE_US[0]), pc.greater(micros, _NS_RANGE_US[1]))
+    mask = pc.fill_null(outside, False).to_numpy(zero_copy_only=False)
+    if not mask.any():
+        return values, empty
+    return pc.if_else(pa.chunked_array([mask]) if isinstance(values, pa.ChunkedArray) else pa.array(mask),
+                      pa.scalar(None, values.type), values), mask
+
+
+def out_of_range_rows(table: pa.Table, inputs: tuple[Input, ...] | list[Input]) -> dict[str, np.ndarray]:
+    """``{column: mask}`` of the rows whose datetime input lies outside the range of the dtype the model was
+    trained with (``within_datetime_range``): such rows are quarantined naming the column and the value."""
+    out = {}
+    for inp in inputs:
+        if inp.dtype.startswith("datetime64"):
+            _, mask = within_datetime_range(_plain(table.column(inp.name)), inp.dtype)
+            if mask.any():
+                out[inp.name] = mask
+    return out
 
 
 def to_model_frame(table: pa.Table, inputs: tuple[Input, ...] | list[Input]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:

@@ -86,3 +86,28 @@ def task_metrics(contract: Contract, outputs: np.ndarray, labels: pd.Series | No
                                             labels=list(range(len(classes)))))
     result["log_loss"] = float(skm.log_loss(index, np.clip(out, 1e-15, 1), labels=list(range(len(classes)))))
     return result
+
+
+AUC_MARGIN = 0.05  # binary: a ROC AUC within this of 0.5 (or below it) is chance level
+
+
+def chance_level(contract: Contract, metrics: dict[str, float], labels: pd.Series | None) -> str | None:
+    """Why the metrics of the labelled training rows say the model cannot be right, or None.
+
+    The rules (stated, deliberately loose: they catch misordered inputs and wrong labels, not weak models):
+    binary, ROC AUC <= 0.5 + ``AUC_MARGIN``; multiclass, log loss no better than the labels' prior (always
+    predicting the class frequencies); regression, R^2 <= 0 (no better than predicting the mean).
+    """
+    if not metrics or labels is None:
+        return None
+    if contract.task == "binary" and "roc_auc" in metrics and metrics["roc_auc"] <= 0.5 + AUC_MARGIN:
+        return f"its ROC AUC on the labelled training rows is {metrics['roc_auc']:.3f} (chance is 0.5)"
+    if contract.task == "regression" and "r2" in metrics and metrics["r2"] <= 0:
+        return f"its R^2 on the labelled training rows is {metrics['r2']:.3f} (predicting the mean gives 0)"
+    if contract.task == "multiclass" and "log_loss" in metrics:
+        freq = labels.dropna().astype(str).value_counts(normalize=True).to_numpy()
+        prior = float(-(freq * np.log(freq)).sum())
+        if metrics["log_loss"] >= prior:
+            return (f"its log loss on the labelled training rows is {metrics['log_loss']:.3f}, no better than "
+                    f"the class frequencies' {prior:.3f}")
+    return None

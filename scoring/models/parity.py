@@ -3,9 +3,9 @@
 A sample of training rows (default 2,000, plus up to 20 rows with a missing value in each input) goes
 through what a run does to a source row: pandas -> Arrow -> a DuckDB table -> Arrow as DuckDB delivers it
 -> ``convert.to_model_frame`` -> the model. Its outputs are compared with the model's own output on the
-user's frame as given (the declared inputs, in the training data's own column order for a model fitted
-without column names, so a ``--features`` order that contradicts the training data is caught). Any
-difference above ``TOLERANCE`` refuses the registration.
+user's frame (the declared inputs in the declared order: for a model fitted without column names
+``--features`` is the order; a misordered ``--features`` is caught by the registration's chance-level
+metrics check, ``metrics.chance_level``). Any difference above ``TOLERANCE`` refuses the registration.
 """
 
 from __future__ import annotations
@@ -53,10 +53,9 @@ def as_source_delivers(sample: pd.DataFrame, names: list[str]) -> pa.Table:
 
 
 def _given(sample: pd.DataFrame, contract: Contract) -> pd.DataFrame:
-    if contract.feature_names:
-        return sample[contract.names]
-    declared = set(contract.names)
-    return sample[[c for c in sample.columns if c in declared]]
+    """The user's frame as the model is applied to it: the declared inputs in the declared order (for a model
+    fitted without column names ``--features`` is the order; a training file's column order never is)."""
+    return sample[contract.names]
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -67,12 +66,6 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _suspects(sample: pd.DataFrame, converted: pd.DataFrame, contract: Contract) -> str:
-    given = _given(sample, contract)
-    moved = [n for i, n in enumerate(contract.names) if i < given.shape[1] and given.columns[i] != n]
-    if moved:
-        return ("the training data's column order differs from --features at "
-                f"{', '.join(repr(n) for n in moved[:6])}: declare the order the model was fitted in and "
-                "give the training columns in that order")
     changed = [n for n in contract.names if str(converted[n].dtype) != str(sample[n].dtype)
                or not converted[n].reset_index(drop=True).equals(sample[n].reset_index(drop=True))]
     if changed:

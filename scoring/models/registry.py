@@ -8,6 +8,7 @@ reproduce the model's own output is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Sequence
@@ -20,11 +21,11 @@ import pandas as pd
 from scoring.errors import ModelStoreError
 from scoring.models.contract import TASKS, Contract, choose_positive, json_value
 from scoring.models.introspect import final_estimator, infer_inputs
-from scoring.models.metrics import task_metrics
+from scoring.models.metrics import chance_level, task_metrics
 from scoring.models.parity import SAMPLE_ROWS, parity_check
 from scoring.models.performance_ref import performance_reference, sample_chunks
 from scoring.models.reference import MIN_WINDOW_ROWS, build_reference, drift_baseline
-from scoring.models.scorer import encoded_width, raw_outputs
+from scoring.models.scorer import FRAME_INPUT, encoded_width, needs_frame, raw_outputs
 from scoring.models.signature import features_from_frame
 from scoring.models.store import ModelStore, ModelVersion
 
@@ -121,7 +122,8 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
                    aliases: Sequence[str] = (), extra: dict[str, Any] | None = None, task: str | None = None,
                    positive_class: str | None = None, features: Sequence[str] | None = None,
                    code: Sequence[Path] = (), parity_rows: int = SAMPLE_ROWS, days: pd.Series | None = None,
-                   drift_window: int = 1, chunk_rows: int | None = None, threshold: float = 0.5) -> ModelVersion:
+                   drift_window: int = 1, chunk_rows: int | None = None, threshold: float = 0.5,
+                   accept_metrics: bool = False) -> ModelVersion:
     """Register ``artifact`` with its contract, parity check, feature schema and drift reference.
 
     Args:
@@ -147,23 +149,33 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
             drift baseline and the performance bands are then calibrated on chunks of that many rows drawn
             at random from the training rows (``sample_chunks``). ``meta["reference"]["basis"]`` says which.
         threshold: the binary decision threshold (accuracy bands, CBPE).
+        accept_metrics: register even when the labelled rows give chance-level metrics (``chance_level``).
 
     Raises:
         ModelStoreError: (one line) the artifact cannot be loaded, a declaration is missing or wrong, the
-            labels do not fit the model, or the parity check fails. Nothing is registered then.
+            labels do not fit the model, a model without column names has no labels, the metrics are at
+            chance level (unless ``accept_metrics``), or the parity check fails. Nothing is registered then.
     """
     if not artifact.is_file():
         raise ModelStoreError(f"artifact {str(artifact)!r} not found")
     model = _load_artifact(artifact, code)
+    _check_code(model, code, name)
     contract = build_contract(model, reference_frame, name, task=task, positive_class=positive_class,
                               features=features)
     labels = _labels(reference_frame, label_column, name)
+    if not contract.feature_names and labels is None:
+        raise ModelStoreError(f"model {name}: a model fitted without column names needs --label: the labelled "
+                              "training rows are the only check that --features is the order it was fitted in")
+    if needs_frame(model, reference_frame[contract.names].head(50), contract):
+        contract = dataclasses.replace(contract, extra={**contract.extra, "input": FRAME_INPUT})
     parity = parity_check(model, reference_frame, contract, name, rows=parity_rows)
     columns = contract.names
-    given = reference_frame[columns] if contract.feature_names else reference_frame[
-        [c for c in reference_frame.columns if c in set(columns)]]
-    outputs = raw_outputs(model, given, contract)
+    outputs = raw_outputs(model, reference_frame[columns], contract)
     computed = task_metrics(contract, outputs, labels, label_column or "label")
+    chance = chance_level(contract, computed, labels)
+    if chance is not None and not accept_metrics:
+        raise ModelStoreError(f"model {name}: {chance}: the inputs are probably misordered (--features) or the "
+                              "labels wrong (--label); fix them, or pass --accept-metrics to register it anyway")
     schema = features_from_frame(reference_frame, columns)
     meta = {
         "features": schema,
@@ -212,6 +224,19 @@ def _score_of(contract: Contract, outputs: np.ndarray) -> np.ndarray:
     if contract.task == "binary":
         return outputs[:, contract.positive_index]
     return outputs.max(axis=1)
+
+
+def _check_code(model: Any, code: Sequence[Path], name: str) -> None:
+    """Refuse a model whose objects come from a module outside the installed packages that was not passed
+    with ``--code`` (importable from ``PYTHONPATH`` or the working folder today, edited tomorrow)."""
+    from scoring.models.code import _module_name, modules_outside
+
+    outside = modules_outside(model, [_module_name(Path(p).expanduser().resolve()) for p in code])
+    if outside:
+        module, file = next(iter(outside.items()))
+        raise ModelStoreError(f"model {name}: it uses module {module!r} ({file}), which is not part of an installed "
+                              f"package: pass it with --code {file if file != '?' else module + '.py'} so the "
+                              "version keeps its own copy")
 
 
 def _load_artifact(artifact: Path, code: Sequence[Path]) -> Any:

@@ -13,6 +13,7 @@ quarantined with rule ``model_error`` and the exception's one-line message; the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scoring.models.contract import Contract
-from scoring.models.convert import to_model_frame
+from scoring.models.convert import out_of_range_rows, to_model_frame
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ PREDICTION_COLUMNS = [("source_key", pa.string()), ("score", pa.float64()), ("la
 PREDICTION_SCHEMA = pa.schema(PREDICTION_COLUMNS)
 MODEL_ERROR = "model_error"
 UNKNOWN_LEVEL = "expect_column_values_to_be_in_set"
+OUT_OF_RANGE = "datetime_out_of_range"
 MAX_PREDICT_CALLS = 2048  # bisection budget per chunk; rows still failing after it are quarantined together
 
 
@@ -87,9 +89,33 @@ def encoded_width(model: Any, n_features: int) -> int:
         return n_features * 4
 
 
+FRAME_INPUT = "frame"  # Contract.extra["input"]: a model without column names that needs a DataFrame
+
+
 def model_input(frame: Any, contract: Contract) -> Any:
-    """The object handed to the model: the frame, or its values for a model fitted without column names."""
-    return frame if contract.feature_names else frame.to_numpy()
+    """The object handed to the model: the frame (named columns, registered dtypes, declared order), or its
+    values for a model fitted without column names, unless registration found it needs a DataFrame (a
+    Pipeline whose first step is a transformer of the user's that reads columns by name)."""
+    if contract.feature_names or contract.extra.get("input") == FRAME_INPUT:
+        return frame
+    return frame.to_numpy()
+
+
+def needs_frame(model: Any, frame: Any, contract: Contract) -> bool:
+    """Whether a model without column names fails on the values of ``frame`` (a few declared-order rows)
+    and works on the DataFrame itself: then it is handed a DataFrame at the parity check and at scoring."""
+    if contract.feature_names:
+        return False
+    try:
+        raw_outputs(model, frame, contract)
+        return False
+    except Exception:  # noqa: BLE001 - any failure on the array: try the frame
+        pass
+    try:
+        raw_outputs(model, frame, dataclasses.replace(contract, extra={**contract.extra, "input": FRAME_INPUT}))
+        return True
+    except Exception:  # noqa: BLE001 - fails either way: the parity check reports it
+        return False
 
 
 def raw_outputs(model: Any, frame: Any, contract: Contract) -> np.ndarray:
@@ -103,6 +129,14 @@ def raw_outputs(model: Any, frame: Any, contract: Contract) -> np.ndarray:
                 raise ValueError(f"predict returned shape {out.shape}; one value per row is expected")
             return out
         return np.asarray(model.predict_proba(x), dtype=np.float64)
+
+
+def plain_values(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A passthrough column as the results tables store it: dictionary-encoded values (DuckDB ENUM) as their
+    values, string_view as string; every other type as it is."""
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    return col.cast(pa.string()) if pa.types.is_string_view(col.type) else col
 
 
 def _predictions(keys: pa.Array, out: np.ndarray, spec: ScoreSpec, rows: pa.Table) -> pa.Table:
@@ -130,7 +164,7 @@ def _predictions(keys: pa.Array, out: np.ndarray, spec: ScoreSpec, rows: pa.Tabl
     columns = [keys, pa.array(score, pa.float64()), label, predicted, probabilities]
     table = pa.table(columns, schema=PREDICTION_SCHEMA)
     for name in spec.passthrough:
-        table = table.append_column(name, rows.column(name))
+        table = table.append_column(name, plain_values(rows.column(name)))
     return table
 
 
@@ -195,6 +229,13 @@ def score_table(model: Any, table: pa.Table, spec: ScoreSpec) -> ScoredChunk:
         if new.any():
             refusals.append(Refusal(np.flatnonzero(new), column, UNKNOWN_LEVEL,
                                     "a level the model was not trained on"))
+    for column, mask in out_of_range_rows(table, contract.inputs).items():
+        new = mask & ~refused
+        refused |= mask
+        if new.any():
+            refusals.append(Refusal(np.flatnonzero(new), column, OUT_OF_RANGE,
+                                    "beyond the datetime64[ns] range (1677-09-21 .. 2262-04-11) the model was "
+                                    "trained with"))
     ok = np.flatnonzero(~refused)
     try:
         out = raw_outputs(model, frame.iloc[ok] if refused.any() else frame, contract) if ok.size else empty
@@ -210,6 +251,6 @@ def score_table(model: Any, table: pa.Table, spec: ScoreSpec) -> ScoredChunk:
         ok = np.flatnonzero(~refused)
         out = np.array([search.outputs[int(r)] for r in ok]) if ok.size else empty
     rows = table.take(pa.array(ok, pa.int64())) if refused.any() else table
-    keys = pc.cast(rows.column(spec.key_column), pa.string())
+    keys = pc.cast(plain_values(rows.column(spec.key_column)), pa.string())
     keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
     return ScoredChunk(_predictions(keys, out, spec, rows), refusals, rows)

@@ -22,7 +22,9 @@ def logical_type(t: pa.DataType) -> str:
         return "float"
     if pa.types.is_boolean(t):
         return "boolean"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+    if pa.types.is_dictionary(t):
+        return logical_type(t.value_type)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return "string"
     if pa.types.is_timestamp(t):
         return "timestamp"

@@ -21,6 +21,7 @@ ROW_TYPES = {
     "expect_column_values_to_be_in_set": {"column", "value_set", "mostly"},
     "expect_column_values_to_not_be_in_set": {"column", "value_set", "mostly"},
     "expect_column_values_to_be_unique": {"column", "mostly"},
+    "expect_column_values_to_not_match_regex": {"column", "regex", "mostly"},
     "expect_column_values_to_be_of_type": {"column", "type_", "mostly"},
     "expect_column_values_to_be_in_type_list": {"column", "type_list", "mostly"},
 }

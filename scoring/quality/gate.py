@@ -36,6 +36,9 @@ class Gate:
         casts: column -> target ("float64" or "string") for columns cast row by row.
         cast_rules: column -> id of the type rule charged with values that do not cast.
         duplicates: column of a uniqueness rule -> the values occurring more than once in the interval.
+        keep: ``validation.duplicate_keys: keep_latest``: the key column -> ``(k, t)`` table of the one row
+            kept per duplicated key (its latest timestamp); the other rows of the key are quarantined.
+        timestamp_column: the column ``keep``'s ``t`` is compared with.
         null_columns: columns whose null counts batch-level rules need.
         drift: feature -> training reference entry, for the drift counts of the scored rows.
     """
@@ -47,6 +50,41 @@ class Gate:
     duplicates: dict[str, pa.Array] = field(default_factory=dict)
     null_columns: tuple[str, ...] = ()
     drift: dict[str, Any] = field(default_factory=dict)
+    keep: dict[str, pa.Table] = field(default_factory=dict)
+    timestamp_column: str | None = None
+
+
+SUPERSEDED = "superseded by a later row of the same key (validation.duplicate_keys: keep_latest)"
+
+
+def _kept_rows(gate: Gate, table: pa.Table, column: str, bad: np.ndarray) -> np.ndarray:
+    """Of the duplicated rows ``bad``, those ``gate.keep`` keeps (their key's unique latest timestamp)."""
+    keep = gate.keep.get(column)
+    rows = np.flatnonzero(bad)
+    out = np.zeros(len(bad), dtype=bool)
+    if keep is None or keep.num_rows == 0 or rows.size == 0 or gate.timestamp_column not in table.column_names:
+        return out
+    taken = pa.array(rows, pa.int64())
+    mine = pa.table({"k": pc.cast(_plain(table.column(column)).take(taken), pa.string()),
+                     "t": pc.cast(table.column(gate.timestamp_column).take(taken), pa.string()), "i": taken})
+    wanted = pa.table({"k": pc.cast(_plain(keep.column("k")), pa.string()),
+                       "t": pc.cast(keep.column("t"), pa.string())})
+    hits = mine.join(wanted, ["k", "t"], join_type="inner").column("i").to_numpy()
+    out[hits] = True
+    return out
+
+
+def _superseded(gate: Gate, table: pa.Table, column: str, bad: np.ndarray) -> np.ndarray:
+    """Of the quarantined duplicate rows ``bad``, those whose key has a kept row (superseded, not tied)."""
+    rows = np.flatnonzero(bad)
+    out = np.zeros(len(bad), dtype=bool)
+    if rows.size == 0:
+        return out
+    keys = pc.cast(_plain(table.column(column)).take(pa.array(rows, pa.int64())), pa.string())
+    kept = pc.cast(_plain(gate.keep[column].column("k")), pa.string())
+    out[rows] = pc.is_in(keys, value_set=kept.combine_chunks() if isinstance(kept, pa.ChunkedArray) else kept
+                         ).to_numpy(zero_copy_only=False)
+    return out
 
 
 @dataclass
@@ -58,6 +96,27 @@ class GateResult:
     stats: dict[str, Any]
 
 
+NUL_PATTERN = "\\x00"  # RE2 (Arrow) and Python re: the NUL character
+
+
+def nul_rule(column: str) -> Rule:
+    """The run's own rule on a key or passthrough text column: no NUL character. PostgreSQL text cannot hold
+    one, and a key or copied value must be published exactly or not at all: such rows are quarantined (their
+    quarantine ``value`` and ``source_key`` spell the NUL as ``\\x00``)."""
+    return Rule(f"nul:{column}", "expect_column_values_to_not_match_regex",
+                {"column": column, "regex": NUL_PATTERN}, "critical", "run")
+
+
+DOUBLE_MAX = 1.7976931348623157e308
+
+
+def double_range_rule(column: str) -> Rule:
+    """The run's own rule on a column parsed to float64 from a wider type (PostgreSQL's unconstrained
+    numeric): a value beyond the double range (read as +/-inf) is quarantined, never scored."""
+    return Rule(f"double_range:{column}", "expect_column_values_to_be_between",
+                {"column": column, "min_value": -DOUBLE_MAX, "max_value": DOUBLE_MAX}, "critical", "run")
+
+
 def interval_rule(column: str, start: dt.datetime, end: dt.datetime) -> Rule:
     """The run's own rule: the timestamp lies in ``[start, end)`` (a custom SELECT must not leak other days)."""
     return Rule("interval", "expect_column_values_to_be_between",
@@ -66,7 +125,9 @@ def interval_rule(column: str, start: dt.datetime, end: dt.datetime) -> Rule:
 
 
 def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+    """Dictionary-encoded values (DuckDB ENUM, Parquet dictionaries) as their values; string_view as string."""
+    col = col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+    return col.cast(pa.string()) if pa.types.is_string_view(col.type) else col
 
 
 def _nulls(col: pa.ChunkedArray) -> np.ndarray:
@@ -75,19 +136,47 @@ def _nulls(col: pa.ChunkedArray) -> np.ndarray:
 
 
 def _floats(col: pa.ChunkedArray) -> np.ndarray:
-    if pa.types.is_decimal(col.type):
-        col = col.cast(pa.float64())
+    if pa.types.is_decimal(col.type):  # through the exact text: Arrow's decimal -> double is not correctly rounded
+        col = col.cast(pa.string()).cast(pa.float64())
     values = col.to_numpy(zero_copy_only=False) if col.num_chunks else np.empty(0)
     return np.asarray(values, dtype=np.float64)
 
 
+EXACT_DIGITS = 15  # a decimal text of at most 15 significant digits round-trips through a double (DBL_DIG)
+_NON_FINITE_TEXT = {"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+
+
+def _lossy(stripped: pd.Series, parsed: pd.Series, ok: np.ndarray) -> np.ndarray:
+    """Rows of ``ok`` whose double is not the number their text says: the text has more significant digits
+    than a double holds (``9007199254740993``) or is beyond its range (``1e400`` -> inf). The check: the
+    shortest text of the double (``repr``) equals the text as a decimal number; only texts of more than
+    ``EXACT_DIGITS`` digits, or parsed to +/-inf, are checked one by one."""
+    from decimal import Decimal, InvalidOperation
+
+    lossy = np.zeros(len(parsed), dtype=bool)
+    values = parsed.to_numpy()
+    digits = stripped.str.replace(r"[eE][+-]?\d+$", "", regex=True).str.count(r"\d")
+    zeros = stripped.str.extract(r"^[+-]?([0.]*)", expand=False).str.count("0")
+    wide = ((digits - zeros) > EXACT_DIGITS).to_numpy(dtype=bool, na_value=False)
+    inf = np.isinf(values) & ~stripped.str.lower().isin(_NON_FINITE_TEXT).to_numpy(dtype=bool)
+    for i in np.flatnonzero(ok & (wide | inf)):
+        try:
+            lossy[i] = not np.isfinite(values[i]) or Decimal(repr(float(values[i]))) != Decimal(stripped.iloc[i])
+        except InvalidOperation:
+            lossy[i] = True
+    return lossy
+
+
 def parse_numbers(col: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
-    """Strings to float64: blank and nan/null-like text become null; returns (values, did-not-parse mask)."""
+    """Strings to float64: blank and nan/null-like text become null; returns (values, mask of rows whose text
+    does not parse or whose double is not the number the text says, ``_lossy``): those rows are quarantined,
+    never scored on a changed value."""
     text = pd.Series(col.to_numpy(zero_copy_only=False), dtype=object)
     stripped = text.where(text.isna(), text.astype(str).str.strip())
     parsed = pd.to_numeric(stripped, errors="coerce").astype(np.float64)
     blank = stripped.isna() | stripped.str.lower().isin(MISSING_TEXT)
-    bad = (parsed.isna() & ~blank).to_numpy(dtype=bool)
+    bad = (parsed.isna() & ~blank).to_numpy(dtype=bool).copy()
+    bad |= _lossy(stripped.fillna(""), parsed, ~bad & ~blank.to_numpy(dtype=bool))
     values = np.where(bad, np.nan, parsed.to_numpy())
     return pa.array(values, pa.float64(), from_pandas=True), bad
 
@@ -147,6 +236,10 @@ def _mask(rule: Rule, col: pa.ChunkedArray, missing: np.ndarray, gate: Gate,
         if dups is None or len(dups) == 0:
             return np.zeros(n, dtype=bool)
         return pc.is_in(col, value_set=dups.cast(col.type)).to_numpy(zero_copy_only=False) & ~missing
+    if rule.type == "expect_column_values_to_not_match_regex":
+        text = col if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) else pc.cast(col, pa.string())
+        hit = pc.match_substring_regex(text, pattern=kw["regex"])
+        return pc.fill_null(hit, False).to_numpy(zero_copy_only=False) & ~missing
     if rule.type in TYPE_RULES:
         if gate.cast_rules.get(rule.column) == rule.id:
             return cast_bad.get(rule.column, np.zeros(n, dtype=bool))
@@ -158,9 +251,11 @@ def _text(values: pa.Array | pa.ChunkedArray) -> list[str | None]:
     if pa.types.is_dictionary(values.type):
         values = values.cast(values.type.value_type)
     try:
-        return pc.cast(values, pa.string()).to_pylist()
+        out = pc.cast(values, pa.string()).to_pylist()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return [None if v is None else str(v) for v in values.to_pylist()]
+        out = [None if v is None else str(v) for v in values.to_pylist()]
+    # samples go into the ledger's JSON details: a NUL is spelled \x00 (PostgreSQL json cannot hold it)
+    return [v.replace("\x00", "\\x00") if isinstance(v, str) else v for v in out]
 
 
 def apply_gate(gate: Gate, table: pa.Table) -> GateResult:
@@ -203,6 +298,11 @@ def apply_gate(gate: Gate, table: pa.Table) -> GateResult:
         if rule.type == "expect_column_values_to_be_unique":  # duplicates were found on the source's values
             values = _plain(table.column(rule.column))
         bad = _mask(rule, values, miss, gate, cast_bad)
+        superseded = None
+        if rule.type == "expect_column_values_to_be_unique" and rule.column in gate.keep:
+            kept = _kept_rows(gate, table, rule.column, bad)
+            bad &= ~kept
+            superseded = _superseded(gate, table, rule.column, bad)
         count = int(bad.sum())
         stats["unexpected"][rule.id] = count
         stats["missing"][rule.id] = int(miss.sum()) if rule.type != "expect_column_values_to_not_be_null" else 0
@@ -213,7 +313,13 @@ def apply_gate(gate: Gate, table: pa.Table) -> GateResult:
         if rule.quarantines:
             new = np.flatnonzero(bad & ~assigned)
             assigned |= bad
-            if new.size:
+            if new.size and superseded is not None and superseded[new].any():
+                # rows of a key whose kept row is elsewhere: said so; a tie keeps the plain duplicate record
+                for rows_, reason in ((new[superseded[new]], SUPERSEDED), (new[~superseded[new]], None)):
+                    if rows_.size:
+                        pieces.append(quarantine_rows(table, rows_, rule.column, rule.type, gate.key_column,
+                                                      reason))
+            elif new.size:
                 pieces.append(quarantine_rows(table, new, rule.column, rule.type, gate.key_column))
     for name in gate.null_columns:
         stats["nulls"][name] = int(col(name)[1].sum())

@@ -20,13 +20,21 @@ QUARANTINE_SCHEMA = pa.schema([
 
 
 def _finite(value: object) -> object:
-    # NaN and +/-inf are not JSON: keep them readable as text instead of writing invalid JSON.
+    # NaN and +/-inf are not JSON: keep them readable as text instead of writing invalid JSON; a NUL character
+    # is spelled \x00 (PostgreSQL json/jsonb cannot hold \u0000).
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
     return str(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _row_json(table: pa.Table, rows: np.ndarray) -> list[str]:
     records = table.take(pa.array(rows, pa.int64())).to_pylist()
     return [json.dumps({k: _finite(v) for k, v in r.items()}, default=str, allow_nan=False) for r in records]
+
+
+def _no_nul(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Text with each NUL character spelled ``\\x00`` (PostgreSQL text cannot hold a NUL)."""
+    return pc.replace_substring(text, "\x00", "\\x00")
 
 
 def quarantine_rows(table: pa.Table, rows: np.ndarray, column: str, rule: str, key_column: str,
@@ -38,10 +46,10 @@ def quarantine_rows(table: pa.Table, rows: np.ndarray, column: str, rule: str, k
     taken = table.take(pa.array(rows, pa.int64()))
     values = taken.column(column) if column in table.column_names else pa.nulls(rows.size, pa.string())
     return pa.table({
-        "source_key": pc.cast(taken.column(key_column), pa.string()),
+        "source_key": _no_nul(pc.cast(taken.column(key_column), pa.string())),
         "column_name": pa.array([column] * rows.size, pa.string()),
         "rule": pa.array([rule] * rows.size, pa.string()),
-        "value": pc.cast(values, pa.string()) if not pa.types.is_null(values.type)
+        "value": _no_nul(pc.cast(values, pa.string())) if not pa.types.is_null(values.type)
         else pa.nulls(rows.size, pa.string()),
         "row_json": pa.array(_row_json(table, rows), pa.string()),
         "reason": pa.array([reason] * rows.size, pa.string()),

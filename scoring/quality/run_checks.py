@@ -30,10 +30,10 @@ from scoring.models.signature import logical_type
 from scoring.quality.batch_rules import evaluate
 from scoring.quality.compile import CompiledSuite, Rule, compile_suite
 from scoring.quality.drift import SCORE, drift_table, limits_for, merge_counts, psi_by_feature, status_of
-from scoring.quality.gate import Gate, interval_rule, merge_stats
+from scoring.quality.gate import Gate, double_range_rule, interval_rule, merge_stats, nul_rule
 from scoring.quality.output_checks import check_predictions
 from scoring.quality.schema_check import SchemaPlan, plan_schema
-from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite
+from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite, rekeyed
 
 if TYPE_CHECKING:
     from scoring.config import Config
@@ -82,7 +82,8 @@ def _check_rule_columns(compiled: CompiledSuite, schema: pa.Schema, plan: Schema
                                   f"{rule.column!r} has type {found}")
 
 
-def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: DataInterval | None) -> Quality:
+def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: DataInterval | None,
+                    suite_key: str | None = None) -> Quality:
     """Everything checked before scoring; raises SchemaError/SuiteError naming the problem.
 
     Args:
@@ -91,19 +92,28 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
         source: the open source.
         interval: the run's data interval; None for an on-demand job (every input row is in scope, so
             there is no interval rule).
+        suite_key: the configured key column, when ``cfg.source.key_column`` is a job's own key (``--key``):
+            the version's suite is read (or generated and written) for the configured key, and the job's key
+            rules are derived from it in memory (``rekeyed``), never written.
     """
     started = time.perf_counter()
     vcfg, key, ts = cfg.validation, cfg.source.key_column, cfg.source.timestamp_column
-    path, suite, generated = load_suite(vcfg.suites_dir, mv, key, margin=vcfg.range_margin,
+    path, suite, generated = load_suite(vcfg.suites_dir, mv, suite_key or key, margin=vcfg.range_margin,
                                         require=vcfg.require_suite)
+    suite = rekeyed(suite, suite_key or key, key)
     compiled = compile_suite(suite, path)
     schema = source.schema()
     plan = plan_schema(schema, mv.features, key, expected=compiled.types, required=compiled.required,
-                       policy=vcfg.schema_drift, timestamp_column=ts)
+                       policy=vcfg.schema_drift, timestamp_column=ts, text_columns=source.text_columns)
     _check_rule_columns(compiled, schema, plan, path)
     own: list[Rule] = []
     if interval is not None and ts in schema.names and (pa.types.is_timestamp(schema.field(ts).type) or pa.types.is_date(schema.field(ts).type)):
         own.append(interval_rule(ts, *source.interval_bounds(interval)))  # naive columns: local wall time
+    for column in sorted(source.double_range_columns & {*plan.columns, *cfg.results.passthrough}):
+        own.append(double_range_rule(column))
+    for column in dict.fromkeys([key, *cfg.results.passthrough]):
+        if column in schema.names and logical_type(schema.field(column).type) == "string":
+            own.append(nul_rule(column))
     cast_rules: dict[str, str] = {}
     for column in plan.casts:
         rule = compiled.type_rule(column)
@@ -122,7 +132,14 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     drift = {n: ref for n, ref in reference.get("features", {}).items() if n in plan.columns[1:]}
     if (reference.get("score") or {}).get("kind") == "numeric":
         drift[SCORE] = reference["score"]
-    gate = Gate(key, tuple(row_rules), dict(plan.casts), cast_rules, duplicates, nulls, drift)
+    keep: dict[str, pa.Table] = {}
+    if vcfg.duplicate_keys == "keep_latest" and len(duplicates.get(key, [])) and ts in schema.names:
+        keep[key] = source.latest_of_duplicates(interval, key, ts)
+    elif vcfg.duplicate_keys == "keep_latest" and len(duplicates.get(key, [])):
+        logger.warning("validation.duplicate_keys is keep_latest but the source has no timestamp column %r: "
+                       "every row of a duplicated key is quarantined", ts)
+    gate = Gate(key, tuple(row_rules), dict(plan.casts), cast_rules, duplicates, nulls, drift, keep,
+                ts if keep else None)
     missing = [c for c in cfg.results.passthrough if c not in schema.names]
     if missing:
         raise SchemaError(f"results.passthrough column(s) {', '.join(map(repr, missing))} are not in the source")

@@ -62,7 +62,8 @@ def _cast_for(expected: set[str], found: str) -> str | None:
 
 def plan_schema(source: pa.Schema, features: list[dict[str, str]], key_column: str, *,
                 expected: dict[str, set[str]] | None = None, required: tuple[str, ...] = (),
-                policy: str = "block", timestamp_column: str | None = None) -> SchemaPlan:
+                policy: str = "block", timestamp_column: str | None = None,
+                text_columns: frozenset[str] = frozenset()) -> SchemaPlan:
     """Check the source columns against the model's features under the schema-drift policy.
 
     Args:
@@ -75,6 +76,8 @@ def plan_schema(source: pa.Schema, features: list[dict[str, str]], key_column: s
         policy: ``block`` stops on any retyped column; ``warn`` casts a castable one (string to number,
             number to string) row by row and quarantines values that do not parse.
         timestamp_column: read but not a feature (not reported as ignored).
+        text_columns: columns the source can only deliver as text (a CSV's): one the model reads as a number is
+            parsed row by row under any policy, without a drift warning.
 
     Returns:
         The plan. Raises SchemaError naming the column, the expected and the found type when a required
@@ -106,6 +109,9 @@ def plan_schema(source: pa.Schema, features: list[dict[str, str]], key_column: s
         if cast is None:
             raise SchemaError(f"column {name!r} has type {have}, the model expects {want}, "
                               f"and {have} cannot be cast to {want} safely")
+        if cast == "float64" and name in text_columns:
+            plan.casts[name] = cast  # a CSV's text: parsed row by row, values that do not parse quarantined
+            continue
         if policy != "warn":
             raise SchemaError(f"column {name!r} has type {have}, the model expects {want} "
                               f"(validation.schema_drift is block; 'warn' casts it row by row)")

@@ -15,6 +15,7 @@ Severity (GX's per-expectation ``severity`` field) decides what a failure does:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -259,3 +260,26 @@ def load_suite(suites_dir: Path, mv: ModelVersion, key_column: str, *, margin: f
                    mv.name, mv.version, path)
     write_suite(path, generate_suite(mv, key_column, margin))
     return path, read_suite(path), True
+
+
+KEY_RULES = ("expect_column_values_to_not_be_null", "expect_column_values_to_be_unique")
+
+
+def rekeyed(suite: dict[str, Any], configured_key: str, key_column: str) -> dict[str, Any]:
+    """A copy of ``suite`` for a job whose key is ``key_column`` instead of the configured key.
+
+    The key rules (not null, unique) on ``configured_key`` move to ``key_column``, and the column set the
+    table must have names ``key_column`` for it; every other rule is kept as it is. The copy lives for that
+    job only: the version's suite file, which the daily runs and other jobs read, is never changed.
+    """
+    if key_column == configured_key:
+        return suite
+    out = copy.deepcopy(suite)
+    for exp in out.get("expectations", []):
+        kwargs = exp.get("kwargs", {})
+        if exp.get("type") in KEY_RULES and kwargs.get("column") == configured_key:
+            kwargs["column"] = key_column
+        elif exp.get("type") == "expect_table_columns_to_match_set" and configured_key in kwargs.get("column_set", []):
+            kwargs["column_set"] = list(dict.fromkeys(key_column if c == configured_key else c
+                                                      for c in kwargs["column_set"]))
+    return out

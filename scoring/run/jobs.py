@@ -186,7 +186,7 @@ def _prepare(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion, Any, Qua
     job_cfg, mv = _job_cfg(cfg, spec)
     source = open_job_input(job_cfg.source, spec.input, spec.query, spec.params)
     try:
-        return job_cfg, mv, source, prepare_quality(job_cfg, mv, source, None)
+        return job_cfg, mv, source, prepare_quality(job_cfg, mv, source, None, suite_key=cfg.source.key_column)
     except BaseException:
         source.close()
         raise

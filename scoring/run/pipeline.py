@@ -36,6 +36,7 @@ from scoring.storage.faults import fault_point
 from scoring.storage.pgconn import redact_url
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.results.liveness import HEARTBEAT_S
+from scoring.storage.results.replaced import note_removed_predictions
 from scoring.storage.sources import open_source
 from scoring.storage.stagefs import staging_root
 from scoring.storage.staging import ChunkManifest, Stage, remove_stale
@@ -234,6 +235,7 @@ def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
     run.details["task"] = task
     if shadow is not None:
         run.details["shadow"] = shadow.details()
+    note_removed_predictions(results, run, files, qfiles)  # a key published before and gone: said in the ledger
     results.publish(run, files, qfiles, extra={**extra, **summarize(run, files, qfiles, task),
                                                **shadow_tables(run, stage, manifests, shadow, task)})
 
@@ -266,11 +268,15 @@ def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException, st
     predictions are not touched. ``rows_scored`` becomes 0 (nothing was published) and what was scored into
     staging moves to ``rows_staged``. A data quality failure also keeps its quarantine rows, so users see
     which rows and rules failed."""
-    run.finish("superseded" if isinstance(exc, Superseded) else "failed", one_line(exc))
+    run.finish("superseded" if isinstance(exc, Superseded) else "failed", one_line(exc).replace("\x00", "\\x00"))
     run.rows_staged, run.rows_scored = run.rows_scored or sum(m.scored for m in manifests or []), 0
     try:
         if isinstance(exc, ValidationFailed) and stage is not None and manifests:
-            results.record_failure(run, stage.quarantine_files(manifests))
+            try:
+                results.record_failure(run, stage.quarantine_files(manifests))
+            except Exception as err:  # noqa: BLE001 - the ledger row is finalised without the quarantine rows
+                logger.error("could not keep the quarantine rows of failed run %s: %s", run.run_id, one_line(err))
+                results.fail_run(run)
         else:
             results.fail_run(run)
     except Exception as err:  # noqa: BLE001 - the original error matters more than the ledger write

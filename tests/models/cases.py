@@ -8,8 +8,11 @@ product converted.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,13 +28,19 @@ NUMS = ["x1", "x2", "x3"]
 NEW_LEVEL = "central"
 
 
-def boom(values: Any) -> Any:
-    """A transformer function that raises on rows whose ``tag`` is 'boom' (a model failing on some rows)."""
-    frame = pd.DataFrame(values)
-    tags = frame["tag"].astype(object)
-    if (tags == "boom").any():
-        raise ValueError("tag 'boom' cannot be encoded")
-    return frame.drop(columns=["tag"])
+USER_CODE = Path(__file__).resolve().parent / "user_code" / "boom_udf.py"
+
+
+def user_module() -> Any:
+    """The user's own module ``boom_udf`` (outside the installed packages, so registered with ``--code``): the
+    one imported now (a run may have imported the version's stored copy), else imported from ``USER_CODE``."""
+    module = sys.modules.get("boom_udf")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("boom_udf", USER_CODE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["boom_udf"] = module
+        spec.loader.exec_module(module)
+    return module
 
 
 def make_frame(seed: int = 3) -> pd.DataFrame:
@@ -165,7 +174,7 @@ def cases() -> list[Case]:
 
     def raising(f: pd.DataFrame) -> Any:
         cols = ["x1", "x3", "tag"]
-        return make_pipeline(FunctionTransformer(boom), make_pipeline(StandardScaler()),
+        return make_pipeline(FunctionTransformer(user_module().boom), make_pipeline(StandardScaler()),
                              HistGradientBoostingClassifier(max_iter=20, random_state=0)).fit(f[cols], f["y_bin"])
 
     def strict_encoder(f: pd.DataFrame) -> Any:
@@ -187,6 +196,6 @@ def cases() -> list[Case]:
         Case("xgboost_categorical", lambda f: native(f, "xgb"), base, "y_bin", "binary", prepare=_categorical),
         Case("lightgbm_categorical", lambda f: native(f, "lgbm"), base, "y_bin", "binary", prepare=_categorical),
         Case("key_as_feature", key_feature, ["id", "x1"], "y_bin", "binary"),
-        Case("raises_on_some_rows", raising, ["x1", "x3", "tag"], "y_bin", "binary"),
+        Case("raises_on_some_rows", raising, ["x1", "x3", "tag"], "y_bin", "binary", ["--code", str(USER_CODE)]),
         Case("encoder_refuses_new_levels", strict_encoder, base, "y_bin", "binary"),
     ]

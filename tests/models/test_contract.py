@@ -175,13 +175,25 @@ def numpy_case(tmp_path: Path, truth: pd.DataFrame, source_db: Path) -> tuple[Pa
     return cfg, case, artifact, data
 
 
-def test_column_order_contradicting_the_training_data_is_refused_by_the_parity_check(numpy_case) -> None:
+def test_misordered_features_are_refused_by_the_chance_level_metrics(numpy_case) -> None:
+    """``--features`` is the order of a model without column names (the training file's order never is): the
+    wrong order is refused by the labelled rows' chance-level metrics, the right one registers whatever the
+    file's column order, and without --label such a model is refused (nothing else could check the order)."""
     cfg, case, artifact, data = numpy_case
-    res = runner.invoke(app, ["models", "register", "--name", case.name, "--artifact", str(artifact),
-                              "--training-data", str(data), "--features", "x2,x3", "--config", str(cfg)])
-    line = one_line_error(res)
-    assert "parity check failed" in line and "'x2'" in line
+    base = ["models", "register", "--name", case.name, "--artifact", str(artifact), "--training-data", str(data),
+            "--config", str(cfg)]
+    line = one_line_error(runner.invoke(app, [*base, "--features", "x2,x3", "--label", case.label]))
+    assert "ROC AUC" in line and "misordered" in line and "--accept-metrics" in line, line
     assert not (cfg.parent / "models" / case.name / "1").exists()
+    assert "needs --label" in one_line_error(runner.invoke(app, [*base, "--features", "x3,x2"]))
+    reordered = data.with_name("reordered.parquet")
+    frame = pd.read_parquet(data)
+    frame[list(reversed(frame.columns))].to_parquet(reordered)  # the file's order contradicts the model's
+    res = runner.invoke(app, [*base[:-4], "--training-data", str(reordered), "--config", str(cfg),
+                              "--features", "x3,x2", "--label", case.label])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*base, "--features", "x2,x3", "--label", case.label, "--accept-metrics"])
+    assert res.exit_code == 0, res.output
 
 
 def test_numpy_model_needs_declared_features(numpy_case) -> None:
@@ -341,3 +353,69 @@ def test_parity_check_catches_the_old_conversion_of_nullable_booleans(truth: pd.
     old = dataclasses.replace(contract, inputs=tuple(dataclasses.replace(i, dtype="arrow") for i in contract.inputs))
     with pytest.raises(ModelStoreError, match=r"parity check failed: .*'flag' \(boolean -> object\)"):
         parity_check(model, train, old, case.name)
+
+
+FRAME_ONLY = """\
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+class Ratio(BaseEstimator, TransformerMixin):
+    \"\"\"Reads its columns by name: fails on a NumPy array (no column names, no feature_names_in_).\"\"\"
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.column_stack([X["x1"].to_numpy(dtype=float),
+                                X["x1"].to_numpy(dtype=float) / (np.abs(X["x2"].to_numpy(dtype=float)) + 1)])
+"""
+
+
+def test_dataframe_only_custom_transformer_gets_a_dataframe(tmp_path: Path, truth: pd.DataFrame,
+                                                           source_db: Path, monkeypatch) -> None:
+    """A Pipeline whose first step reads columns by name: registered (the parity check hands it a DataFrame in
+    the declared order) and scored like the model's own output on a DataFrame (|diff| <= 1e-9)."""
+    import sys
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    module = f"frameonly_{tmp_path.name.replace('-', '_')}"
+    src = tmp_path / "user_code"
+    src.mkdir()
+    (src / f"{module}.py").write_text(FRAME_ONLY)
+    monkeypatch.syspath_prepend(str(src))
+    mod = __import__(module)
+    case = Case("frame_only", lambda f: make_pipeline(mod.Ratio(), LogisticRegression()).fit(
+        f[["x1", "x2"]].fillna(0), f["y_bin"]), ["x1", "x2"], "y_bin", "binary", ["--features", "x1,x2"],
+        prepare=lambda f: f.fillna({"x1": 0, "x2": 0}))
+    cfg = write_cfg(tmp_path, duckdb_source(source_db), case.name)
+    model, artifact, data = fit_and_save(case, truth, tmp_path)
+    assert getattr(model, "feature_names_in_", None) is None
+    with pytest.raises(Exception):  # noqa: B017, PT011 - what the product handed it before
+        model.predict_proba(truth[["x1", "x2"]].fillna(0).to_numpy())
+    # importable from PYTHONPATH today, but not part of an installed package: refused without --code
+    line = one_line_error(register(cfg, case, artifact, data))
+    assert f"module {module!r}" in line and "--code" in line, line
+    assert not (tmp_path / "models" / case.name / "1").exists()
+    monkeypatch.undo()
+    sys.modules.pop(module, None)
+    try:
+        res = register(cfg, case, artifact, data, "--code", str(src / f"{module}.py"))
+        assert res.exit_code == 0, res.output
+        meta = json.loads((tmp_path / "models" / case.name / "1" / "metadata.json").read_text())
+        assert meta["signature"]["input"] == "frame" and meta["signature"]["feature_names"] is False
+        result = run_day(load_config(cfg), SCORE_DAY)
+        day = day_rows(truth)
+        missing = day[["x1", "x2"]].isna().any(axis=1)
+        q = quarantine_keys(tmp_path / "results.duckdb")
+        assert set(q["source_key"]) == set(day.loc[missing, "id"].astype(str))
+        scored = day[~missing].reset_index(drop=True)
+        own = pd.Series(model.predict_proba(scored[["x1", "x2"]])[:, 1], index=scored["id"].astype(str))
+        pub = published(tmp_path / "results.duckdb", SCORE_DAY).set_index("source_key")
+        assert sorted(pub.index) == sorted(own.index)
+        assert np.abs(pub.loc[own.index, "score"].to_numpy() - own.to_numpy()).max() <= 1e-9
+        assert result.rows_in == len(day) == result.rows_scored + result.rows_rejected
+    finally:
+        sys.modules.pop(module, None)

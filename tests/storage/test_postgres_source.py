@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import socket
 import threading
 import time
@@ -78,7 +79,8 @@ def test_types_and_nulls_map_to_arrow(pg_url: str, pg_schema: str) -> None:
         assert set(widths) == {"name", "code", "ref", "doc"}
     types = {f.name: f.type for f in schema}
     assert types["ts"] == pa.timestamp("us", tz="UTC")
-    assert types["amount"] == types["big"] == pa.float64()
+    # numeric(p, s) exactly as decimal(p, s); an unconstrained numeric as the nearest double
+    assert types["amount"] == pa.decimal128(12, 2) and types["big"] == pa.float64()
     assert types["ratio"] == pa.float32() and types["small"] == pa.int16() and types["flag"] == pa.bool_()
     assert types["ref"] == types["doc"] == types["name"] == types["code"] == pa.string()
     assert types["born"] == pa.date32()
@@ -86,13 +88,13 @@ def test_types_and_nulls_map_to_arrow(pg_url: str, pg_schema: str) -> None:
     assert sorted(rows) == [2, 3, 4]  # 1 is 2026-03-06 23:30 UTC; 5 is the next day (end excluded)
     assert rows[2]["ts"] == dt.datetime(2026, 3, 7, 0, 30, tzinfo=dt.UTC)
     assert all(rows[2][c] is None for c in ("amount", "big", "ratio", "small", "flag", "name", "ref", "doc"))
-    assert rows[3]["amount"] == -0.01 and rows[3]["big"] == pytest.approx(1.2345678901234568e29)
+    assert rows[3]["amount"] == decimal.Decimal("-0.01") and rows[3]["big"] == pytest.approx(1.2345678901234568e29)
     assert rows[3]["ratio"] != rows[3]["ratio"]  # NaN survives as NaN, not NULL
     assert rows[3]["name"] == "é" and rows[3]["doc"] == "null"
     assert rows[4]["ts"] == dt.datetime(2026, 3, 7, 23, 59, 59, 999999, tzinfo=dt.UTC)
     assert rows[4]["code"] == "z  "
     day_before = {r["id"]: r for r in _read(cfg, DAY - dt.timedelta(days=1)).to_pylist()}
-    assert day_before[1]["amount"] == 12345.67 and day_before[1]["big"] == 1e30
+    assert day_before[1]["amount"] == decimal.Decimal("12345.67") and day_before[1]["big"] == 1e30
     assert day_before[1]["ref"] == "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
     assert day_before[1]["doc"] == '{"k": [1, 2]}' and day_before[1]["born"] == dt.date(1990, 5, 1)
 
@@ -125,9 +127,11 @@ def test_hundred_column_table_streams_in_chunks(pg_url: str, pg_schema: str) -> 
     g = 33  # spot-check every column of one row against the formulas
     row = table.slice(g, 1).to_pylist()[0]
     for i, f in enumerate(feats):
-        want = None if (g + i) % 11 == 0 else [g * (i + 0.5), g % (i + 2), round(g / 7.0 + i, 3), f"v{g % 5}"][i % 4]
+        want = None if (g + i) % 11 == 0 else [g * (i + 0.5), g % (i + 2),
+                                                decimal.Decimal(f"{round(g / 7.0 + i, 3):.3f}"), f"v{g % 5}"][i % 4]
         assert row[f] == pytest.approx(want) if isinstance(want, float) else row[f] == want, f
-    assert table.schema.field("f02").type == pa.float64() and table.column("f00").null_count > 0
+    # numeric(10, 3) exactly as decimal(10, 3)
+    assert table.schema.field("f02").type == pa.decimal128(10, 3) and table.column("f00").null_count > 0
 
 
 @pytest.mark.postgres

@@ -52,6 +52,12 @@ class Source(ABC):
     def __init__(self, cfg: SourceConfig) -> None:
         self.cfg = cfg
         self.read_columns: list[str] | None = None  # None: every column of the relation
+        # columns a source can only deliver as text (a CSV's): a model input read as a number from one of them
+        # is parsed row by row whatever validation.schema_drift says (it is not drift)
+        self.text_columns: frozenset[str] = frozenset()
+        # columns parsed to float64 from a wider type (PostgreSQL's unconstrained numeric): a value beyond the
+        # double range arrives as +/-inf and is quarantined by the run's own range rule
+        self.double_range_columns: frozenset[str] = frozenset()
         self._widths: dict[tuple[Any, ...], dict[str, tuple[float, int]]] = {}  # text_widths, per interval
 
     def select_columns(self, names: list[str] | None) -> None:
@@ -243,6 +249,36 @@ class Source(ABC):
             return pa.array([], self.schema().field(column).type)
         counts = pc.value_counts(pa.chunked_array(parts).drop_null())
         return counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+
+    def latest_sql(self, placeholder: tuple[str, str], column: str, ts: str, key_sql: str | None = None) -> str:
+        """Generic SQL: for each value of ``column`` occurring more than once in the interval, its latest
+        ``ts`` when exactly one row has it; ``(k, t)`` rows (see ``latest_of_duplicates``). ``key_sql``: how
+        the key is read (default: the column itself)."""
+        col, t = quote(column), quote(ts)
+        inner = self.interval_sql(placeholder, f"{key_sql or col} AS k, {t} AS t") + f" AND {col} IS NOT NULL"
+        return (f"SELECT k, t FROM (SELECT k, t, count(*) OVER (PARTITION BY k) AS n, "  # noqa: S608 - quoted
+                f"rank() OVER (PARTITION BY k ORDER BY t DESC NULLS LAST) AS r, "
+                f"count(*) OVER (PARTITION BY k, t) AS tied FROM ({inner}) AS rows_) AS ranked "
+                f"WHERE n > 1 AND r = 1 AND tied = 1 AND t IS NOT NULL")
+
+    def latest_of_duplicates(self, interval: DataInterval | None, column: str, ts: str) -> pa.Table:
+        """The row to keep of each duplicated ``column`` value under ``validation.duplicate_keys: keep_latest``:
+        ``(k, t)`` = the value and its latest ``ts``, for values whose latest ``ts`` is held by exactly one row
+        (a tie, or a NULL latest timestamp, keeps none: every row of that value is quarantined).
+
+        This generic version streams the interval once with Arrow; SQL sources override it with ``latest_sql``.
+        """
+        parts = [b.select([column, ts]) for b in self.batches(interval, 1_000_000)]
+        if not parts:
+            return pa.table({"k": pa.array([], self.schema().field(column).type),
+                             "t": pa.array([], self.schema().field(ts).type)})
+        rows = pa.Table.from_batches(parts).rename_columns(["k", "t"]).filter(pc.is_valid(pc.field("k")))
+        counts = rows.group_by("k").aggregate([("k", "count"), ("t", "max")])
+        dup = counts.filter(pc.greater(counts["k_count"], 1))
+        at_max = rows.join(dup.select(["k", "t_max"]), "k", join_type="inner").filter(pc.equal(pc.field("t"), pc.field("t_max")))
+        tied = at_max.group_by("k").aggregate([("t", "count")])
+        single = tied.filter(pc.equal(tied["t_count"], 1)).select(["k"])
+        return at_max.join(single, "k", join_type="inner").select(["k", "t"])
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -89,7 +89,8 @@ class DuckDBSource(Source):
 
     def text_length_sql(self, field: pa.Field) -> str:
         name = quote(field.name)
-        return f"strlen({name})" if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) \
+        # a column Arrow receives as text may be another SQL type (UUID, JSON): measured as the text read
+        return f"strlen(CAST({name} AS VARCHAR))" if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) \
             else f"octet_length({name})"
 
     def interval_row(self, interval: DataInterval, select: str) -> tuple[Any, ...]:
@@ -153,6 +154,11 @@ class DuckDBSource(Source):
     def duplicate_values(self, interval: DataInterval, column: str) -> pa.Array:
         table = self._run(self.duplicates_sql(("$1", "$2"), column), self._params(interval)).to_arrow_table()
         return table.column(0).combine_chunks()
+
+    def latest_of_duplicates(self, interval: DataInterval | None, column: str, ts: str) -> pa.Table:
+        if interval is None:
+            return super().latest_of_duplicates(interval, column, ts)
+        return self._run(self.latest_sql(("$1", "$2"), column, ts), self._params(interval)).to_arrow_table()
 
     def close(self) -> None:
         self.con.close()

@@ -52,6 +52,19 @@ def file_format(path: Path) -> str:
     return fmt
 
 
+def csv_text_columns(inferred: pa.Schema) -> list[str]:
+    """The columns of a CSV read as text: every column Arrow's inference would make a number or a string.
+
+    Inference is not used for them: it turns ``000042`` into 42 and a code ``0001E5`` into 100.0. Booleans,
+    dates and timestamps keep their inferred types (their text has one reading). The run parses a text column
+    the model reads as a number row by row, quarantining a value that does not parse (column and value).
+    """
+    t = pa.types
+    return [f.name for f in inferred
+            if t.is_integer(f.type) or t.is_floating(f.type) or t.is_decimal(f.type) or t.is_string(f.type)
+            or t.is_large_string(f.type)]
+
+
 class FileInput(Source):
     """Every row of one Parquet or CSV file, streamed in batches (pyarrow datasets)."""
 
@@ -70,6 +83,15 @@ class FileInput(Source):
                 if fmt == "csv" else fmt
             self.dataset = ds.dataset(str(path), format=fmt_obj)
             self._schema = self.dataset.schema
+            if fmt == "csv":
+                # A CSV field is text: numbers, codes and ids are read as written (leading zeros kept) and the
+                # run types them from the model's signature, row by row (see ``csv_text_columns``).
+                text = csv_text_columns(self._schema)
+                options = pa_csv.ConvertOptions(strings_can_be_null=True,
+                                                column_types=dict.fromkeys(text, pa.string()))
+                self.dataset = ds.dataset(str(path), format=ds.CsvFileFormat(convert_options=options))
+                self._schema = self.dataset.schema
+                self.text_columns = frozenset(text)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SourceError(f"job input {str(path)!r} is not a readable {fmt} file: "
                               f"{str(exc).strip().splitlines()[0]}") from None

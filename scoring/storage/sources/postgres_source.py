@@ -25,6 +25,7 @@ from scoring.errors import SourceError
 from scoring.sqlident import quote
 from scoring.storage.pgconn import connect, error_line, resolve_url
 from scoring.storage.sources.base import KeyRange, Source, cuts_from_maxima
+from scoring.storage.sources.pg_numeric import NumericReader, is_numeric
 from scoring.storage.sources.rebatch import rebatch
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ logger = logging.getLogger(__name__)
 START, END = "scoring.interval_start", "scoring.interval_end"
 KEY_SETTING = "scoring.key_{}"  # the n-th parameter of a key range read (n >= 3)
 PG_TYPE = b"POSTGRESQL:type"
-FLOAT_TYPES = {b"numeric"}  # read as float64: scoring needs floats, and Arrow's decimal128 caps at 38 digits
 
 
 def quote_any(name: str) -> str:
@@ -45,11 +45,11 @@ def quote_any(name: str) -> str:
 
 
 def _select_item(field: pa.Field) -> str:
-    """How to read one column: numeric as float8; types ADBC returns as extensions (uuid, json, ...) as text."""
-    pg_type = (field.metadata or {}).get(PG_TYPE, b"")
+    """How to read one column: numeric as its text (decoded exactly by ``NumericReader``); the other types
+    ADBC returns as extensions (uuid, json, ...) as text."""
     name = quote_any(field.name)
-    if pg_type in FLOAT_TYPES:
-        return f"CAST({name} AS double precision) AS {name}"
+    if is_numeric(field):
+        return name
     if isinstance(field.type, pa.BaseExtensionType):
         return f"CAST({name} AS text) AS {name}"
     return name
@@ -68,6 +68,7 @@ class PostgresSource(Source):
         self.con = connect(self.url, cfg.connect_timeout_s, "source", SourceError)
         self._raw: pa.Schema | None = None
         self._schema: pa.Schema | None = None
+        self._numeric: NumericReader | None = None
         try:  # the first statements of the transaction the ADBC driver opened
             self._execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             self._execute("SET LOCAL TIME ZONE 'UTC'")
@@ -97,15 +98,18 @@ class PostgresSource(Source):
     def _select(self) -> str:
         if self._raw is None:
             self._raw = self._arrow(f"SELECT * FROM {self.relation_sql()} LIMIT 0").schema  # noqa: S608
+            self._numeric = NumericReader.of(self._raw, self.cfg.key_column)
+            self.double_range_columns = frozenset(n for n, t in self._numeric.targets.items() if t == pa.float64())
         items = [_select_item(f) for f in self._raw]
         if all(item == quote_any(f.name) for item, f in zip(items, self._raw, strict=True)):
             return "*"
         return ", ".join(items)
 
     def schema(self) -> pa.Schema:
-        """The columns as scoring reads them (numeric as float64, uuid/json as string)."""
+        """The columns as scoring reads them (numeric exactly, see ``pg_numeric``; uuid/json as string)."""
         if self._schema is None:
-            self._schema = self._arrow(f"SELECT {self._select()} FROM {self.relation_sql()} LIMIT 0").schema  # noqa: S608
+            raw = self._arrow(f"SELECT {self._select()} FROM {self.relation_sql()} LIMIT 0").schema  # noqa: S608
+            self._schema = self._numeric.schema(raw)
         return self._schema
 
     def _bind(self, interval: DataInterval) -> tuple[str, str]:
@@ -148,7 +152,7 @@ class PostgresSource(Source):
         return int(self.interval_row(interval, "count(*)")[0])
 
     def row_select(self) -> str:
-        """The selected columns (all by default), read as ``schema()`` reads them (numeric as float8, ...)."""
+        """The selected columns (all by default), read as ``schema()`` reads them (uuid as text, ...)."""
         if self.read_columns is None:
             return self._select()
         self._select()  # reads the raw schema once
@@ -164,7 +168,7 @@ class PostgresSource(Source):
             try:
                 cur.execute(sql)
                 reader = cur.fetch_record_batch()
-                yield from rebatch(reader, batch_rows)
+                yield from rebatch((self._numeric.decode(b) for b in reader), batch_rows)
             except SourceError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -193,7 +197,8 @@ class PostgresSource(Source):
         cast, bounds = self._typed_bounds(interval)
         self._key_type()  # a missing key column is named before the query fails on it
         key = quote(self.cfg.key_column)
-        plain = _select_item(self._raw.field(self.cfg.key_column)) == quote_any(self.cfg.key_column)
+        field = self._raw.field(self.cfg.key_column)
+        plain = _select_item(field) == quote_any(self.cfg.key_column) and not is_numeric(field)
         inner = self.interval_sql((f"CAST($1 AS {cast})", f"CAST($2 AS {cast})"), f"{key} AS k")
         sql = (f"SELECT DISTINCT ON (b) {'k' if plain else 'CAST(k AS text)'} AS cut "  # noqa: S608 - quoted
                f"FROM (SELECT k, ntile(CAST($3 AS integer)) OVER (ORDER BY k) AS b "
@@ -221,7 +226,7 @@ class PostgresSource(Source):
 
     def duplicate_values(self, interval: DataInterval, column: str) -> pa.Array:
         """Values of ``column`` occurring more than once in the interval, from one grouped query; read as
-        ``schema()`` reads the column (numeric as float8, ...). Raises SourceError for a missing column."""
+        ``schema()`` reads the column (numeric exactly, ...). Raises SourceError for a missing column."""
         self._select()  # reads the raw schema once
         if column not in self._raw.names:
             raise SourceError(f"column {column!r} not in source {self.describe!r}")
@@ -229,7 +234,24 @@ class PostgresSource(Source):
         inner = self.interval_sql(self._bind(interval), _select_item(self._raw.field(column)))
         table = self._arrow(f"SELECT {name} FROM ({inner}) AS keys WHERE {name} IS NOT NULL "  # noqa: S608
                             f"GROUP BY {name} HAVING count(*) > 1")
-        return table.column(0).combine_chunks()
+        batches = [self._numeric.decode(b) for b in table.to_batches()]
+        if not batches:
+            return pa.array([], self.schema().field(column).type)
+        return pa.Table.from_batches(batches).column(0).combine_chunks()
+
+    def latest_of_duplicates(self, interval: DataInterval | None, column: str, ts: str) -> pa.Table:
+        """As ``Source.latest_of_duplicates``, one window query in the run's snapshot; the key read as
+        ``schema()`` reads it (numeric exactly)."""
+        self._select()  # reads the raw schema once
+        for name in (column, ts):
+            if name not in self._raw.names:
+                raise SourceError(f"column {name!r} not in source {self.describe!r}")
+        item = _select_item(self._raw.field(column))
+        key_sql = None if item == quote_any(column) else f"CAST({quote_any(column)} AS text)"
+        table = self._arrow(self.latest_sql(self._bind(interval), column, ts, key_sql))
+        reader = NumericReader({"k": self._numeric.targets[column]} if column in self._numeric.targets else {})
+        batches = [reader.decode(b) for b in table.to_batches()]
+        return pa.Table.from_batches(batches, reader.schema(table.schema))
 
     def close(self) -> None:
         con, self.con = getattr(self, "con", None), None

@@ -1,0 +1,61 @@
+"""What re-publishing a day removes: predictions published before whose key the new run does not publish.
+
+A late-data re-score or a rerun replaces a day's partition whole. A key published before and absent now
+must not vanish silently: ``note_removed_predictions`` counts such keys before the publish, says how many of
+them the new run quarantined (a replayed key under ``validation.duplicate_keys: quarantine``, a row that now
+fails a rule) and how many left the source altogether, writes that into the run's ledger details
+(``replaced``) and logs a warning. It reads the partition as the store holds it just before the publish
+transaction (informational: the publish itself is still atomic and the newer-run check still applies).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from scoring.storage.stagefs import batch_reader
+
+if TYPE_CHECKING:
+    from scoring.storage.results.base import ResultsStore, RunRecord
+
+logger = logging.getLogger(__name__)
+SAMPLE = 20  # keys listed in the ledger details
+
+
+def _keys(files: Sequence[Any]) -> pa.Array:
+    if not files:
+        return pa.array([], pa.string())
+    table = batch_reader(files, ["source_key"]).read_all()
+    return pc.unique(table.column("source_key").combine_chunks().cast(pa.string()))
+
+
+def note_removed_predictions(results: ResultsStore, run: RunRecord, prediction_files: Sequence[str | Path],
+                             quarantine_files: Sequence[str | Path]) -> dict[str, Any] | None:
+    """Record in ``run.details["replaced"]`` the previously published keys this run does not publish.
+
+    Returns:
+        ``{"predictions_before", "removed", "removed_quarantined", "removed_from_source", "sample"}``, or None
+        when the day had no published predictions of this model (nothing is replaced).
+    """
+    sql = (f"SELECT source_key FROM {results.table_name(results.cfg.table)} "  # noqa: S608 - quoted identifier
+           "WHERE day = $1 AND model_name = $2")
+    before = results.query(sql, [run.day, run.model_name]).column("source_key").combine_chunks().cast(pa.string())
+    if len(before) == 0:
+        return None
+    removed = before.filter(pc.invert(pc.is_in(before, value_set=_keys(prediction_files))))
+    quarantined = pc.is_in(removed, value_set=_keys(quarantine_files))
+    out = {"predictions_before": len(before), "removed": len(removed),
+           "removed_quarantined": int(pc.sum(quarantined).as_py() or 0),
+           "removed_from_source": int(len(removed) - (pc.sum(quarantined).as_py() or 0)),
+           "sample": sorted(removed.to_pylist())[:SAMPLE]}
+    if len(removed):
+        run.details["replaced"] = out
+        logger.warning("run %s removes %s of the %s predictions published before for %s (%s quarantined by this run, "
+                       "%s no longer in the source); see the run's details.replaced", run.run_id, out["removed"],
+                       out["predictions_before"], run.day, out["removed_quarantined"], out["removed_from_source"])
+    return out
