@@ -222,6 +222,24 @@ class ResultsConfig(_Strict):
         return self
 
 
+class JobsConfig(_Strict):
+    """What on-demand jobs may read and where they may write (docs/security.md)."""
+
+    allowed_tables: list[str] | None = Field(None, description="tables/views a job --query may read (table or "
+                                             "schema.table); default: source.table, or the tables source.query "
+                                             "reads")
+    output_dir: Path | None = Field(None, description="the only folder a job --output may write into (a "
+                                    "relative --output lands here); default: <results folder>/job_outputs")
+
+    @field_validator("allowed_tables")
+    @classmethod
+    def _tables(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            for part in name.split("."):
+                validate_identifier(part, "jobs.allowed_tables entry")
+        return value
+
+
 class OutputConfig(_Strict):
     """What each prediction row carries besides the score."""
 
@@ -361,6 +379,7 @@ class Config(_Strict):
     validation: ValidationConfig = ValidationConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     promotion: PromotionConfig = PromotionConfig()
+    jobs: JobsConfig = JobsConfig()
     path: Path | None = Field(None, exclude=True, description="the file this was loaded from")
 
     @property
@@ -378,6 +397,16 @@ def _resolve(base: Path, value: Path | None) -> Path | None:
 def default_data_docs(staging_dir: Path | str, base: Path) -> Path:
     """``<staging_dir>/../data_docs``; ``<config folder>/data_docs`` when staging is on an object store."""
     return staging_dir.parent / "data_docs" if isinstance(staging_dir, Path) else base / "data_docs"
+
+
+def default_job_outputs(results: ResultsConfig, base: Path) -> Path:
+    """``<results file's folder>/job_outputs`` (DuckDB results), else ``<local staging>/../job_outputs``, else
+    ``<config folder>/job_outputs``."""
+    if results.path is not None:
+        return results.path.parent / "job_outputs"
+    if isinstance(results.staging_dir, Path):
+        return results.staging_dir.parent / "job_outputs"
+    return base / "job_outputs"
 
 
 def config_path(explicit: str | Path | None = None) -> Path:
@@ -408,6 +437,7 @@ def load_config(path: str | Path | None = None) -> Config:
     if isinstance(cfg.results.staging_dir, Path):
         cfg.results.staging_dir = _resolve(base, cfg.results.staging_dir)
     cfg.results.export_dir = _resolve(base, cfg.results.export_dir)
+    cfg.jobs.output_dir = _resolve(base, cfg.jobs.output_dir) or default_job_outputs(cfg.results, base)
     cfg.validation.suites_dir = _resolve(base, cfg.validation.suites_dir)
     cfg.validation.data_docs_dir = _resolve(base, cfg.validation.data_docs_dir) \
         or default_data_docs(cfg.results.staging_dir, base)
