@@ -53,6 +53,25 @@ def models_list(config: ConfigOpt = None) -> None:
     console.print(table)
 
 
+@models_app.command("fsck")
+@handle_errors
+def models_fsck(config: ConfigOpt = None,
+                fix: Annotated[bool, typer.Option(help="remove what interrupted registrations left")] = False) -> None:
+    """Check the model store for what a crash left (versions without metadata, unfinished builds); exit 1 if
+    something is found and not removed."""
+    from scoring.models.store import ModelStore
+
+    cfg = load(config)
+    findings = ModelStore(cfg.model.store).fsck(fix=fix)
+    for line in findings:
+        console.print(("removed " if fix else "") + line, highlight=False, soft_wrap=True)
+    if not findings:
+        console.print(f"model store {cfg.model.store} is consistent")
+    elif not fix:
+        console.print("run `scoring models fsck --fix` to remove them")
+        raise typer.Exit(1)
+
+
 @models_app.command("show")
 @handle_errors
 def models_show(name: str, version: Annotated[int | None, typer.Option(help="default: champion")] = None,
@@ -86,6 +105,8 @@ def models_register(
     code: Annotated[list[Path] | None, typer.Option(
         help="your own module (.py) or package folder the model needs; repeat for several")] = None,
     alias: Annotated[list[str] | None, typer.Option(help="aliases to point at the new version")] = None,
+    trust: Annotated[bool, typer.Option(
+        help="accept imports outside the model-class allow-list (the artifact is code: docs/security.md)")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Register a model trained elsewhere: its contract, a parity check, and its drift reference."""
@@ -110,7 +131,7 @@ def models_register(
                             exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
                             aliases=alias or [], task=task, positive_class=positive_class, features=declared,
                             code=code or [], days=training_days(cfg, frame),
-                            drift_window=cfg.validation.drift.window_days)
+                            drift_window=cfg.validation.drift.window_days, trust=trust)
         suite = write_version_suite(cfg, mv)
     sig, parity = mv.meta["signature"], mv.meta["parity"]
     what = sig["task"] + (f", positive class {sig['positive_class']!r}" if sig["task"] == "binary" else "")

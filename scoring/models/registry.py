@@ -120,7 +120,7 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
                    aliases: Sequence[str] = (), extra: dict[str, Any] | None = None, task: str | None = None,
                    positive_class: str | None = None, features: Sequence[str] | None = None,
                    code: Sequence[Path] = (), parity_rows: int = SAMPLE_ROWS, days: pd.Series | None = None,
-                   drift_window: int = 1) -> ModelVersion:
+                   drift_window: int = 1, trust: bool = False) -> ModelVersion:
     """Register ``artifact`` with its contract, parity check, feature schema and drift reference.
 
     Args:
@@ -142,6 +142,8 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
         days: the business day of each row of ``reference_frame``: the drift baseline (PSI of each training
             day against the reference) is computed from them; none without.
         drift_window: business days pooled per drift window (``validation.drift.window_days``).
+        trust: accept imports outside the allow-list (``scoring.models.trust``); they are recorded in the
+            metadata as ``trusted_imports`` and accepted again at load time.
 
     Raises:
         ModelStoreError: (one line) the artifact cannot be loaded, a declaration is missing or wrong, the
@@ -149,7 +151,7 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
     """
     if not artifact.is_file():
         raise ModelStoreError(f"artifact {str(artifact)!r} not found")
-    model = _load_artifact(artifact, code)
+    model, trusted = _load_artifact(artifact, code, trust)
     contract = build_contract(model, reference_frame, name, task=task, positive_class=positive_class,
                               features=features)
     labels = _labels(reference_frame, label_column, name)
@@ -177,6 +179,8 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
                                                        _score_of(contract, outputs), drift_window)
     if metrics is not None and labels is not None:
         meta["training_metrics"] = computed
+    if trusted:
+        meta["trusted_imports"] = trusted
     return store.register(name, artifact, meta, aliases=list(aliases), **({"code": list(code)} if code else {}))
 
 
@@ -189,16 +193,25 @@ def _score_of(contract: Contract, outputs: np.ndarray) -> np.ndarray:
     return outputs.max(axis=1)
 
 
-def _load_artifact(artifact: Path, code: Sequence[Path]) -> Any:
-    import joblib
+def _load_artifact(artifact: Path, code: Sequence[Path], trust: bool = False) -> tuple[Any, list[str]]:
+    """The model, loaded with every import checked (``trust.restricted_load``), and the imports accepted
+    with ``trust`` (none without)."""
+    from scoring.models.code import check_sources
+    from scoring.models.trust import UntrustedImport, list_untrusted, restricted_load
 
+    modules = [name for name, _ in check_sources(code)] if code else []
     try:
         if code:
             from scoring.models.code import code_on_path
 
             with code_on_path(list(code)):
-                return joblib.load(artifact)
-        return joblib.load(artifact)
+                trusted = list_untrusted(artifact, modules) if trust else []
+                return restricted_load(artifact, modules, trusted), trusted
+        trusted = list_untrusted(artifact, modules) if trust else []
+        return restricted_load(artifact, modules, trusted), trusted
+    except UntrustedImport as exc:
+        raise ModelStoreError(f"cannot register {str(artifact)!r}: {exc}; an artifact is code: if you trust its "
+                              "author, pass --trust (or --code for a module of your own)") from None
     except ModelStoreError:
         raise
     except Exception as exc:  # noqa: BLE001 - unpickling runs user code: one line whatever it raises
