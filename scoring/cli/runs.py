@@ -58,6 +58,10 @@ def runs(config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="rows
     """The run ledger, newest first (errors of failed runs listed below the table)."""
     from scoring.storage.results import open_results
 
+    if limit < 1:
+        from scoring.errors import ConfigError
+
+        raise ConfigError(f"--limit {limit}: give the number of runs to show, 1 or more")
     cfg = load(config)
     store = open_results(cfg.results)
     try:  # attempts whose process is gone are shown as what they are
@@ -90,6 +94,23 @@ def cleanup(config: ConfigOpt = None,
     seconds = float(found.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[found.group(2)]
     cfg = load(config)
     removed = remove_old(staging_root(cfg.results), seconds)
+    removed += _job_leftovers(cfg, seconds)
     console.print(f"removed {len(removed)} staging folder(s) under {cfg.results.staging_dir}")
     for path in removed:
         console.print(f"  {path}", highlight=False)
+
+
+def _job_leftovers(cfg: Any, seconds: float) -> list[Any]:
+    """Staged chunks of jobs that ended or whose process is gone, and half-written job outputs."""
+    from pathlib import Path
+
+    from scoring.run.jobs import ledger_for, mark_dead_jobs
+    from scoring.storage.output_rules import remove_finished_job_stages, remove_stale_tmp
+
+    removed: list[Any] = list(remove_stale_tmp(cfg.jobs.output_dir, seconds)) if cfg.jobs.output_dir else []
+    if not isinstance(cfg.results.staging_dir, Path):
+        return removed
+    ledger = ledger_for(cfg)
+    mark_dead_jobs(ledger, cfg.results.heartbeat_timeout_s)
+    return removed + remove_finished_job_stages(cfg.results.staging_dir / "jobs",
+                                                lambda job_id: (ledger.get(job_id) or {}).get("state"), seconds)

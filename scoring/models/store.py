@@ -29,6 +29,7 @@ from scoring.models.code import check_sources, code_on_path, copy_code, verify_c
 from scoring.models.trust import UntrustedImport, restricted_load, sign_metadata, verify_signature
 from scoring.sqlident import validate_identifier
 from scoring.storage.checksums import sha256_file
+from scoring.storage.faults import fault_point
 
 logger = logging.getLogger(__name__)
 
@@ -250,8 +251,10 @@ class ModelStore:
         import sklearn  # imported on use: reading the store (reports, listings) needs no scikit-learn
 
         try:
+            fault_point("register_reserved")
             build.mkdir()
             shutil.copyfile(artifact, build / ARTIFACT)
+            fault_point("register_artifact_copied")
             code_meta = {"code": copy_code(code, build)} if code else {}
             full = {
                 "name": name,
@@ -265,8 +268,10 @@ class ModelStore:
             full.update(sign_metadata(full, build / ARTIFACT))
             _atomic_write(build / METADATA, json.dumps(full, indent=2, default=str))
             _fsync_dir(build)
+            fault_point("register_metadata_written")
             os.rename(build, base / str(version))  # the version appears whole, metadata included
             _fsync_dir(base)
+            fault_point("register_renamed")
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)
             raise

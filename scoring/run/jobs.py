@@ -37,7 +37,7 @@ from scoring.run.airflow_api import AirflowApi
 from scoring.run.chunks import run_chunks
 from scoring.run.pipeline import one_line, score_spec
 from scoring.run.sizing import chunk_rows
-from scoring.storage.output_rules import allowed_output, written_by_job
+from scoring.storage.output_rules import allowed_output, remove_stale_tmp, written_by_job
 from scoring.storage.results import RunRecord, open_results
 from scoring.storage.results.jobs_ledger import TERMINAL, JobCancelled, JobLedger
 from scoring.storage.results.liveness import attempt_alive
@@ -372,6 +372,8 @@ def work(cfg: Config, *, max_jobs: int | None = None, follow: bool = False, poll
     polling). Two workers never take the same job (``JobLedger.claim``). Returns each job's result."""
     ledger = ledger_for(cfg)
     mark_dead_jobs(ledger, cfg.results.heartbeat_timeout_s)
+    if cfg.jobs.output_dir is not None:
+        remove_stale_tmp(cfg.jobs.output_dir)  # outputs a killed worker left half-written
     done: list[JobResult] = []
     while max_jobs is None or len(done) < max_jobs:
         job = ledger.claim()

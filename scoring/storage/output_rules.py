@@ -119,6 +119,29 @@ def remove_stale_tmp(folder: Path, older_than_s: float = 0.0) -> list[Path]:
     return removed
 
 
+def remove_finished_job_stages(jobs_root: Path, state_of: object, older_than_s: float) -> list[Path]:
+    """Remove ``<staging>/jobs/<job id>/`` folders of jobs that ended (or that the ledger does not know)
+    and were untouched for ``older_than_s``: a killed job's staged chunks. ``state_of(job_id)`` returns the
+    job's ledger state or None. A queued or running job's folder is kept."""
+    import shutil
+    import time
+
+    from scoring.storage.results.jobs_ledger import TERMINAL
+
+    removed: list[Path] = []
+    if not jobs_root.is_dir():
+        return removed
+    for folder in sorted(jobs_root.iterdir()):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        state = state_of(folder.name) if callable(state_of) else None
+        newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=folder.stat().st_mtime)
+        if (state is None or state in TERMINAL) and time.time() - newest >= older_than_s:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

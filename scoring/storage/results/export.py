@@ -9,6 +9,14 @@ names, and the report views). A reader opens the catalog read-only; the writer n
 after creating it (a changed catalog is built aside and renamed over), so nothing a reader does can
 block a run, and a reader sees each partition either before or after a publish, never half of it.
 
+Readable by older clients and relocatable: the catalog is written in DuckDB's storage format ``v1.0.0``
+(``storage_compatibility_version``; storage version 64, which DuckDB 1.0 and later open: BI tools and
+notebooks bundling DuckDB 1.1 read it), and its views name the Parquet files relative to the catalog's
+folder. DuckDB resolves a relative path against ``file_search_path`` (default: the working directory), so a
+reader opens the catalog from its folder (``cd <export_dir> && duckdb -readonly catalog.duckdb``) or sets
+``SET file_search_path = '<export_dir>'``; a copied or mounted export then reads its own files, never the
+writer's. The Parquet files are plain Parquet (any reader).
+
 Layout: ``<export_dir>/<table>/<model>/<day>.parquet``, ``<export_dir>/<table>/_schema/empty.parquet`` (the
 table's columns, so a view over a table with no partition yet still has them), ``<export_dir>/catalog.duckdb``.
 """
@@ -24,11 +32,12 @@ from pathlib import Path
 import duckdb
 
 from scoring.sqlident import quote
-from scoring.storage.duck import duck_connect
+from scoring.storage.duck import NO_DOWNLOADS
 
 logger = logging.getLogger(__name__)
 
 CATALOG = "catalog.duckdb"
+CATALOG_STORAGE = "v1.0.0"  # DuckDB storage version 64: opened by DuckDB 1.0+ (tested with 1.1.3)
 RUNS_TABLE = "runs"
 
 
@@ -90,11 +99,11 @@ def ensure_catalog(con: duckdb.DuckDBPyConnection, export_dir: Path) -> bool:
     tables = _base_tables(con)
     statements = []
     for table in tables:
-        glob = export_dir / table / "*" / "*.parquet"
-        statements.append(f"CREATE VIEW {quote(table)} AS SELECT * FROM read_parquet({_literal(str(glob))}, "  # noqa: S608 - quoted
+        glob = f"{table}/*/*.parquet"  # relative to the catalog's folder (file_search_path)
+        statements.append(f"CREATE VIEW {quote(table)} AS SELECT * FROM read_parquet({_literal(glob)}, "  # noqa: S608 - quoted
                           "union_by_name = true)")
     statements += view_statements(DUCKDB, quote, "drift" in tables, None)
-    digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\n".join([CATALOG_STORAGE, *statements]).encode()).hexdigest()[:16]
     catalog, marker = export_dir / CATALOG, export_dir / ".catalog.sha"
     for table in tables:  # the columns of each table, so an empty view still has them (refreshed each time)
         schema_file = export_dir / table / "_schema" / "empty.parquet"
@@ -103,7 +112,8 @@ def ensure_catalog(con: duckdb.DuckDBPyConnection, export_dir: Path) -> bool:
         return False
     tmp = export_dir / f".{CATALOG}.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
-    with duck_connect(tmp) as cat:
+    config = {**NO_DOWNLOADS, "storage_compatibility_version": CATALOG_STORAGE, "file_search_path": str(export_dir)}
+    with duckdb.connect(str(tmp), config=config) as cat:
         for statement in statements:
             cat.execute(statement)
     os.replace(tmp, catalog)
