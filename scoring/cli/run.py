@@ -85,10 +85,26 @@ def run(config: ConfigOpt = None,
         err.print(f"[yellow]superseded:[/] {result.note}", highlight=False, soft_wrap=True)
         return
     _print_result(result, cfg, show)
+    _exit_if_export_failed(cfg, result.run_id)
     failed = _print_late(rescore_late_days(cfg, day))
     if failed:
         err.print(f"[bold red]{failed} late-data re-score(s) failed[/]")
         raise typer.Exit(1)
+
+
+EXPORT_FAILED = 4  # `scoring run`: published, but the reader export failed (docs/security.md)
+
+
+def _exit_if_export_failed(cfg: Any, run_id: str) -> None:
+    """Exit EXPORT_FAILED with one line when the run published but its reader export could not be written."""
+    from scoring.storage.results import open_results
+
+    store = open_results(cfg.results)
+    failure = store.export_failure(run_id) if hasattr(store, "export_failure") else None
+    if failure:
+        err.print(f"[bold red]{failure}[/]; the next publish, `scoring runs` or `scoring export --repair` "
+                  "re-exports it", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXPORT_FAILED)
 
 
 @app.command()

@@ -54,7 +54,7 @@ def _copy(con: duckdb.DuckDBPyConnection, select: str, target: Path) -> None:
 
 
 def export_partition(con: duckdb.DuckDBPyConnection, export_dir: Path, tables: list[str], day: dt.date,
-                     model: str) -> None:
+                     model: str, record: bool = False) -> None:
     """Export the (day, model) partition of each of ``tables`` and the ledger, then make sure of the catalog.
 
     Args:
@@ -62,6 +62,8 @@ def export_partition(con: duckdb.DuckDBPyConnection, export_dir: Path, tables: l
         export_dir: the export folder.
         tables: partitioned tables to export (they have ``day`` and ``model_name``).
         day, model: the partition; a partition without rows has its file removed.
+        record: ``tables[0]`` is the predictions table: record the run its partition now holds
+            (``record_exported``), last, so a crash before leaves the partition marked stale.
 
     Raises:
         OSError, duckdb.Error: the export could not be written (the caller logs it; the results are intact).
@@ -76,6 +78,55 @@ def export_partition(con: duckdb.DuckDBPyConnection, export_dir: Path, tables: l
             target.unlink(missing_ok=True)
     export_runs(con, export_dir)
     ensure_catalog(con, export_dir)
+    if record and tables:
+        run = con.execute(f"SELECT max(run_id) FROM {quote(tables[0])} WHERE {where}").fetchone()[0]  # noqa: S608
+        record_exported(export_dir, day, model, run)
+
+
+STATE_DIR = "_exported"  # <export_dir>/_exported/<model>/<day>.run: the run a partition's files hold
+
+
+def _state_file(export_dir: Path, day: dt.date, model: str) -> Path:
+    return export_dir / STATE_DIR / model / f"{day.isoformat()}.run"
+
+
+def record_exported(export_dir: Path, day: dt.date, model: str, run_id: str | None) -> None:
+    """Record which run the exported (day, model) partition holds (written aside and renamed; None: empty)."""
+    target = _state_file(export_dir, day, model)
+    if run_id is None:
+        target.unlink(missing_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(run_id)
+    os.replace(tmp, target)
+
+
+def exported_runs(export_dir: Path) -> dict[tuple[dt.date, str], str]:
+    """``{(day, model): run_id}`` as the export says it holds."""
+    found: dict[tuple[dt.date, str], str] = {}
+    root = export_dir / STATE_DIR
+    if not root.is_dir():
+        return found
+    for file in root.glob("*/*.run"):
+        try:
+            found[(dt.date.fromisoformat(file.stem), file.parent.name)] = file.read_text().strip()
+        except (ValueError, OSError):
+            continue
+    return found
+
+
+def published_runs(con: duckdb.DuckDBPyConnection, table: str) -> dict[tuple[dt.date, str], str]:
+    """``{(day, model): run_id}`` of the partitions the predictions table holds (one run per partition)."""
+    rows = con.execute(f"SELECT day, model_name, max(run_id) FROM {quote(table)} GROUP BY ALL").fetchall()  # noqa: S608
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def diverged(con: duckdb.DuckDBPyConnection, export_dir: Path, table: str) -> list[tuple[dt.date, str]]:
+    """Partitions whose export does not hold the run the results hold (stale, missing or left over)."""
+    published, exported = published_runs(con, table), exported_runs(export_dir)
+    keys = set(published) | set(exported)
+    return sorted(k for k in keys if published.get(k) != exported.get(k))
 
 
 def export_runs(con: duckdb.DuckDBPyConnection, export_dir: Path) -> None:
