@@ -3,6 +3,7 @@ critical null-share rule at training's share + NULL_FLOOD_MARGIN, naming the fea
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -29,5 +30,5 @@ def test_a_null_flood_fails_the_day(tmp_path: Path, sample_db: Path, store: Path
     with duckdb.connect(str(tmp_path / "results.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM predictions WHERE day = ?", [SCORE_DAY]).fetchall()[0][0] == 0
     # The next day, untouched, still publishes.
-    res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY.replace(day=SCORE_DAY.day - 1))])
+    res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY - dt.timedelta(days=1))])
     assert res.exit_code == 0, res.output
