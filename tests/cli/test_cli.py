@@ -156,3 +156,15 @@ def test_hostile_inputs_give_one_line_naming_the_value_and_the_limit(cfg_path: P
     for bad, said in ((dup, "key 'workers' is given twice"), (latin, "is not UTF-8 text")):
         res = runner.invoke(app, ["runs", "--config", str(bad)])
         assert res.exit_code == 1 and said in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    # A source file cut short (a copy that did not finish): named, not "unexpected".
+    from scoring.config import load_config
+
+    source = load_config(cfg_path).source.path
+    cut = tmp_path / "cut" / "source.duckdb"
+    cut.parent.mkdir()
+    cut.write_bytes(source.read_bytes()[: source.stat().st_size // 3])
+    text = cfg_path.read_text().replace(f"path: {source}", f"path: {cut}")
+    (tmp_path / "cut.yaml").write_text(text)
+    res = runner.invoke(app, ["run", "--config", str(tmp_path / "cut.yaml"), "--date", "2026-03-06"])
+    assert res.exit_code == 1 and "unexpected" not in res.output and str(cut) in res.output, res.output
+    assert "truncated or damaged file" in res.output and len(res.output.strip().splitlines()) == 1, res.output
