@@ -225,6 +225,24 @@ class ResultsConfig(_Strict):
         return self
 
 
+class JobsConfig(_Strict):
+    """What on-demand jobs may read and where they may write (docs/security.md)."""
+
+    allowed_tables: list[str] | None = Field(None, description="tables/views a job --query may read (table or "
+                                             "schema.table); default: source.table, or the tables source.query "
+                                             "reads")
+    output_dir: Path | None = Field(None, description="the only folder a job --output may write into (a "
+                                    "relative --output lands here); default: <results folder>/job_outputs")
+
+    @field_validator("allowed_tables")
+    @classmethod
+    def _tables(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            for part in name.split("."):
+                validate_identifier(part, "jobs.allowed_tables entry")
+        return value
+
+
 class OutputConfig(_Strict):
     """What each prediction row carries besides the score."""
 
@@ -380,6 +398,7 @@ class ScheduleConfig(_Strict):
     recheck_days: int = Field(0, ge=0, le=366, description="re-score any of the previous N business days whose "
                               "source row count changed since its last successful run (0: off)")
     start_date: dt.date = dt.date(2026, 1, 1)
+    max_backfill_days: int = Field(3660, ge=1, description="a longer `scoring backfill` range needs --yes")
     catchup: bool = False
     max_active_runs: int = 1
     retries: int = Field(3, ge=0, description="retries of a task failing on a transient error")
@@ -411,6 +430,7 @@ class Config(_Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     promotion: PromotionConfig = PromotionConfig()
     labels: LabelsConfig | None = None
+    jobs: JobsConfig = JobsConfig()
     path: Path | None = Field(None, exclude=True, description="the file this was loaded from")
 
     @property
@@ -430,6 +450,37 @@ def default_data_docs(staging_dir: Path | str, base: Path) -> Path:
     return staging_dir.parent / "data_docs" if isinstance(staging_dir, Path) else base / "data_docs"
 
 
+def default_job_outputs(results: ResultsConfig, base: Path) -> Path:
+    """``<results file's folder>/job_outputs`` (DuckDB results), else ``<local staging>/../job_outputs``, else
+    ``<config folder>/job_outputs``."""
+    if results.path is not None:
+        return results.path.parent / "job_outputs"
+    if isinstance(results.staging_dir, Path):
+        return results.staging_dir.parent / "job_outputs"
+    return base / "job_outputs"
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader refusing a key given twice in one mapping (YAML 1.2 says keys are unique; PyYAML
+    would silently keep the last value)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {str(key)[:80]!r} is given twice (line {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_line(exc: yaml.YAMLError) -> str:
+    """A PyYAML error on one line (its own text spans several)."""
+    return " ".join(str(exc).split())[:300]
+
+
 def config_path(explicit: str | Path | None = None) -> Path:
     """The config file to use: explicit, else $SCORING_CONFIG, else ./scoring.yaml."""
     return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
@@ -441,9 +492,14 @@ def load_config(path: str | Path | None = None) -> Config:
     if not file.is_file():
         raise ConfigError(f"config file {str(file)!r} not found (pass --config or set {CONFIG_ENV})")
     try:
-        raw = yaml.safe_load(file.read_text()) or {}
+        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(file)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8") \
+            from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(file)!r} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {str(file)!r} is not valid YAML: {_yaml_line(exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(file)!r}: expected a mapping of sections, got {type(raw).__name__}")
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
@@ -460,6 +516,7 @@ def load_config(path: str | Path | None = None) -> Config:
     if isinstance(cfg.results.staging_dir, Path):
         cfg.results.staging_dir = _resolve(base, cfg.results.staging_dir)
     cfg.results.export_dir = _resolve(base, cfg.results.export_dir)
+    cfg.jobs.output_dir = _resolve(base, cfg.jobs.output_dir) or default_job_outputs(cfg.results, base)
     cfg.validation.suites_dir = _resolve(base, cfg.validation.suites_dir)
     cfg.validation.data_docs_dir = _resolve(base, cfg.validation.data_docs_dir) \
         or default_data_docs(cfg.results.staging_dir, base)

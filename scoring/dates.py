@@ -82,12 +82,19 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+EARLIEST_DAY, LATEST_DAY = dt.date(1900, 1, 1), dt.date(2999, 12, 31)  # days a run or backfill may name
+
+
 def parse_day(text: str) -> dt.date:
-    """Parse ``YYYY-MM-DD``; raise a ScoringError naming the bad text otherwise."""
+    """Parse ``YYYY-MM-DD`` between EARLIEST_DAY and LATEST_DAY (a day's interval must stay representable in
+    every timestamp type the sources use); raise a ScoringError naming the bad text otherwise."""
     try:
-        return dt.date.fromisoformat(text.strip())
+        day = dt.date.fromisoformat(text.strip())
     except ValueError:
-        raise ScoringError(f"invalid date {text!r}: expected YYYY-MM-DD") from None
+        raise ScoringError(f"invalid date {text[:40]!r}: expected YYYY-MM-DD") from None
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise ScoringError(f"date {day} is outside {EARLIEST_DAY} .. {LATEST_DAY}; check the date")
+    return day
 
 
 def previous_business_day(moment: dt.datetime, zone: str = UTC) -> dt.date:

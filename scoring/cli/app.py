@@ -49,6 +49,13 @@ def load(path: Path | None) -> Config:
     return load_config(path)
 
 
+def _is_io_error(exc: BaseException) -> bool:
+    """DuckDB's I/O errors (``IOException``: short reads of a truncated file, write failures)."""
+    import duckdb
+
+    return isinstance(exc, duckdb.IOException)
+
+
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn errors into one red line and exit code 1, instead of a traceback.
 
@@ -67,6 +74,11 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except (typer.Exit, typer.Abort, typer.TyperException):  # its own exits and usage errors
             raise
         except Exception as exc:
+            if _is_io_error(exc):  # a truncated or damaged file, a full disk: the user's to fix, not a bug
+                first = " ".join(str(exc).split())[:300]
+                err.print(f"[bold red]error:[/] {escape(first)}: a truncated or damaged file, or a full disk? "
+                          "check the file named", highlight=False, soft_wrap=True)
+                raise typer.Exit(1) from None
             logger.debug("traceback of the unexpected error", exc_info=True)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(first)} (run with --verbose "

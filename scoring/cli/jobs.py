@@ -66,6 +66,7 @@ def submit(config: ConfigOpt = None,
            key: Annotated[str | None, typer.Option(help="key column of the input (default source.key_column)")] = None,
            output: Annotated[str | None, typer.Option(help="also write the predictions here (.parquet or .csv)")] = None,
            table: Annotated[bool, typer.Option("--table/--no-table", help="publish into job_predictions")] = True,
+           overwrite: Annotated[bool, typer.Option(help="--output may replace an existing file")] = False,
            wait: Annotated[bool, typer.Option(help="wait until the job ends (embedded: process it here)")] = False,
            as_json: JsonOpt = False) -> None:
     """Queue a scoring job and print its id (with --wait: its outcome; exit 1 if it failed)."""
@@ -81,7 +82,7 @@ def submit(config: ConfigOpt = None,
             raise typer.BadParameter(f"--param {item!r}: expected NAME=VALUE")
         params[name] = value
     spec = JobSpec(model or cfg.model.name, input_, query, params, alias, version, key, output, table,
-                   str(config_path(config).resolve()))
+                   str(config_path(config).resolve()), overwrite)
     row = submit_job(cfg, spec, wait=wait)
     if wait and row["state"] not in EXIT:
         row = _wait(cfg, row["job_id"])

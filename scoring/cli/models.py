@@ -71,6 +71,25 @@ def models_list(config: ConfigOpt = None) -> None:
     console.print(table)
 
 
+@models_app.command("fsck")
+@handle_errors
+def models_fsck(config: ConfigOpt = None,
+                fix: Annotated[bool, typer.Option(help="remove what interrupted registrations left")] = False) -> None:
+    """Check the model store for what a crash left (versions without metadata, unfinished builds); exit 1 if
+    something is found and not removed."""
+    from scoring.models.store import ModelStore
+
+    cfg = load(config)
+    findings = ModelStore(cfg.model.store).fsck(fix=fix)
+    for line in findings:
+        console.print(("removed " if fix else "") + line, highlight=False, soft_wrap=True)
+    if not findings:
+        console.print(f"model store {cfg.model.store} is consistent")
+    elif not fix:
+        console.print("run `scoring models fsck --fix` to remove them")
+        raise typer.Exit(1)
+
+
 @models_app.command("show")
 @handle_errors
 def models_show(name: str, version: Annotated[int | None, typer.Option(help="default: champion")] = None,
@@ -111,6 +130,8 @@ def models_register(
                                                  "recent days)")] = None,
     accept_metrics: Annotated[bool, typer.Option(
         "--accept-metrics", help="register even when the labelled rows give chance-level metrics")] = False,
+    trust: Annotated[bool, typer.Option(
+        help="accept imports outside the model-class allow-list (the artifact is code: docs/security.md)")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Register a model trained elsewhere: its contract, a parity check, and its drift reference. The configured
@@ -140,7 +161,7 @@ def models_register(
                             aliases=[a for a in alias or [] if a != cfg.model.alias], task=task,
                             positive_class=positive_class, features=declared, code=code or [], days=days,
                             drift_window=cfg.validation.drift.window_days, chunk_rows=chunk_rows,
-                            threshold=cfg.model.threshold, accept_metrics=accept_metrics)
+                            threshold=cfg.model.threshold, accept_metrics=accept_metrics, trust=trust)
         suite = write_version_suite(cfg, mv)
     sig, parity = mv.meta["signature"], mv.meta["parity"]
     what = sig["task"] + (f", positive class {sig['positive_class']!r}" if sig["task"] == "binary" else "")

@@ -67,9 +67,12 @@ def run(config: ConfigOpt = None,
         show: Annotated[int, typer.Option(help="predictions to print")] = 5) -> None:
     """Score one business day and replace its partition; then re-score late data (schedule.recheck_days)."""
     from scoring.dates import parse_day
+    from scoring.errors import ConfigError
     from scoring.run.late import rescore_late_days
     from scoring.run.pipeline import run_day
 
+    if rows_per_chunk is not None and rows_per_chunk < 1:
+        raise ConfigError(f"--rows-per-chunk {rows_per_chunk}: give 1 or more rows per chunk (or leave it out)")
     day = parse_day(date) if date else None
     cfg = load(config)
     day = day or day_or_yesterday(None, cfg.timezone)
@@ -82,10 +85,26 @@ def run(config: ConfigOpt = None,
         err.print(f"[yellow]superseded:[/] {result.note}", highlight=False, soft_wrap=True)
         return
     _print_result(result, cfg, show)
+    _exit_if_export_failed(cfg, result.run_id)
     failed = _print_late(rescore_late_days(cfg, day))
     if failed:
         err.print(f"[bold red]{failed} late-data re-score(s) failed[/]")
         raise typer.Exit(1)
+
+
+EXPORT_FAILED = 4  # `scoring run`: published, but the reader export failed (docs/security.md)
+
+
+def _exit_if_export_failed(cfg: Any, run_id: str) -> None:
+    """Exit EXPORT_FAILED with one line when the run published but its reader export could not be written."""
+    from scoring.storage.results import open_results
+
+    store = open_results(cfg.results)
+    failure = store.export_failure(run_id) if hasattr(store, "export_failure") else None
+    if failure:
+        err.print(f"[bold red]{failure}[/]; the next publish, `scoring runs` or `scoring export --repair` "
+                  "re-exports it", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXPORT_FAILED)
 
 
 @app.command()
@@ -100,7 +119,9 @@ def backfill(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
                  "(from the alias history)")] = ModelAsOf.now,
              parallel: Annotated[int, typer.Option(
                  help="days scored at a time, each in its own process; published one at a time, in "
-                 "order (each day's chunks are then scored one after the other)")] = 1) -> None:
+                 "order (each day's chunks are then scored one after the other)")] = 1,
+             yes: Annotated[bool, typer.Option("--yes", help="allow a range longer than "
+                                               "schedule.max_backfill_days")] = False) -> None:
     """Score each business day of a range (inclusive); exit code = number of failed days."""
     from scoring.dates import day_range, parse_day
     from scoring.errors import ConfigError
@@ -109,8 +130,12 @@ def backfill(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
     if parallel < 1:
         raise ConfigError(f"--parallel {parallel}: give the number of days to score at a time, 1 or more")
     first, last = parse_day(start), parse_day(end)
-    days = day_range(first, last)
     cfg = load(config)
+    span = (last - first).days + 1
+    if span > cfg.schedule.max_backfill_days and not yes:
+        raise ConfigError(f"backfill {first} .. {last} is {span} days, more than schedule.max_backfill_days "
+                          f"({cfg.schedule.max_backfill_days}); check the dates, or pass --yes")
+    days = day_range(first, last)
     summary = Table(title=f"backfill {first} .. {last}")
     for col in ("day", "status", "rows in", "quarantined", "scored", "seconds / error"):
         summary.add_column(col)

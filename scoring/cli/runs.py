@@ -11,7 +11,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from scoring.cli.app import ConfigOpt, app, console, handle_errors, load
+from scoring.cli.app import ConfigOpt, app, console, err, handle_errors, load
 
 COLOURS = {"success": "green", "failed": "red", "interrupted": "magenta", "superseded": "yellow"}
 
@@ -58,12 +58,17 @@ def runs(config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="rows
     """The run ledger, newest first (errors of failed runs listed below the table)."""
     from scoring.storage.results import open_results
 
+    if limit < 1:
+        from scoring.errors import ConfigError
+
+        raise ConfigError(f"--limit {limit}: give the number of runs to show, 1 or more")
     cfg = load(config)
     store = open_results(cfg.results)
     try:  # attempts whose process is gone are shown as what they are
         store.mark_interrupted(by="scoring runs")
     except Exception as exc:  # noqa: BLE001 - listing the ledger must work even when it cannot be written
         logging.getLogger(__name__).debug("could not mark interrupted runs: %s", exc)
+    _repair_export(store)
     tbl = store.runs(limit=limit)
     if as_json:
         console.print_json(json.dumps(tbl.to_pylist(), default=str))
@@ -90,6 +95,61 @@ def cleanup(config: ConfigOpt = None,
     seconds = float(found.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[found.group(2)]
     cfg = load(config)
     removed = remove_old(staging_root(cfg.results), seconds)
+    removed += _job_leftovers(cfg, seconds)
     console.print(f"removed {len(removed)} staging folder(s) under {cfg.results.staging_dir}")
     for path in removed:
         console.print(f"  {path}", highlight=False)
+
+
+def _job_leftovers(cfg: Any, seconds: float) -> list[Any]:
+    """Staged chunks of jobs that ended or whose process is gone, and half-written job outputs."""
+    from pathlib import Path
+
+    from scoring.run.jobs import ledger_for, mark_dead_jobs
+    from scoring.storage.output_rules import remove_finished_job_stages, remove_stale_tmp
+
+    removed: list[Any] = list(remove_stale_tmp(cfg.jobs.output_dir, seconds)) if cfg.jobs.output_dir else []
+    if not isinstance(cfg.results.staging_dir, Path):
+        return removed
+    ledger = ledger_for(cfg)
+    mark_dead_jobs(ledger, cfg.results.heartbeat_timeout_s)
+    return removed + remove_finished_job_stages(cfg.results.staging_dir / "jobs",
+                                                lambda job_id: (ledger.get(job_id) or {}).get("state"), seconds)
+
+
+def _repair_export(store: Any) -> None:
+    """Re-export partitions whose reader export diverged from the ledger (DuckDB results); never fails the
+    listing: a repair that cannot run now says so on one line."""
+    if not hasattr(store, "repair_export"):
+        return
+    try:
+        found = store.repair_export(wait_s=2.0)  # a publish holding the results: repaired after it, by it
+    except Exception as exc:  # noqa: BLE001 - the listing must work while the results are locked or the disk full
+        err.print(f"reader export not repaired: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}",
+                  highlight=False, soft_wrap=True)
+        return
+    if found:
+        err.print(f"reader export repaired: {len(found)} partition(s) re-exported", highlight=False)
+
+
+@app.command("export")
+@handle_errors
+def export(config: ConfigOpt = None,
+           repair: Annotated[bool, typer.Option(help="re-export the partitions that differ")] = False) -> None:
+    """Compare the reader export with the results (which run each partition holds); exit 1 if they differ
+    and --repair was not given."""
+    from scoring.errors import ConfigError
+    from scoring.storage.results import open_results
+
+    cfg = load(config)
+    store = open_results(cfg.results)
+    if not hasattr(store, "repair_export") or not cfg.results.reader_export:
+        raise ConfigError("the reader export exists for DuckDB results with results.reader_export: true only")
+    found = store.repair_export(dry_run=not repair)
+    for day, model in found:
+        console.print(f"{'re-exported' if repair else 'differs'}: {model} {day}", highlight=False)
+    if not found:
+        console.print(f"reader export {store.export_dir} holds the published runs")
+    elif not repair:
+        console.print("run `scoring export --repair` to re-export them")
+        raise typer.Exit(1)

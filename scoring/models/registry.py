@@ -123,7 +123,7 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
                    positive_class: str | None = None, features: Sequence[str] | None = None,
                    code: Sequence[Path] = (), parity_rows: int = SAMPLE_ROWS, days: pd.Series | None = None,
                    drift_window: int = 1, chunk_rows: int | None = None, threshold: float = 0.5,
-                   accept_metrics: bool = False) -> ModelVersion:
+                   accept_metrics: bool = False, trust: bool = False) -> ModelVersion:
     """Register ``artifact`` with its contract, parity check, feature schema and drift reference.
 
     Args:
@@ -150,6 +150,8 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
             at random from the training rows (``sample_chunks``). ``meta["reference"]["basis"]`` says which.
         threshold: the binary decision threshold (accuracy bands, CBPE).
         accept_metrics: register even when the labelled rows give chance-level metrics (``chance_level``).
+        trust: accept imports outside the allow-list (``scoring.models.trust``); they are recorded in the
+            metadata as ``trusted_imports`` and accepted again at load time.
 
     Raises:
         ModelStoreError: (one line) the artifact cannot be loaded, a declaration is missing or wrong, the
@@ -158,7 +160,7 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
     """
     if not artifact.is_file():
         raise ModelStoreError(f"artifact {str(artifact)!r} not found")
-    model = _load_artifact(artifact, code)
+    model, trusted = _load_artifact(artifact, code, trust)
     _check_code(model, code, name)
     contract = build_contract(model, reference_frame, name, task=task, positive_class=positive_class,
                               features=features)
@@ -201,6 +203,8 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
                                                 if labels is not None else None, chunks, basis, threshold)
     if metrics is not None and labels is not None:
         meta["training_metrics"] = computed
+    if trusted:
+        meta["trusted_imports"] = trusted
     return store.register(name, artifact, meta, aliases=list(aliases), **({"code": list(code)} if code else {}))
 
 
@@ -239,16 +243,25 @@ def _check_code(model: Any, code: Sequence[Path], name: str) -> None:
                               "version keeps its own copy")
 
 
-def _load_artifact(artifact: Path, code: Sequence[Path]) -> Any:
-    import joblib
+def _load_artifact(artifact: Path, code: Sequence[Path], trust: bool = False) -> tuple[Any, list[str]]:
+    """The model, loaded with every import checked (``trust.restricted_load``), and the imports accepted
+    with ``trust`` (none without)."""
+    from scoring.models.code import check_sources
+    from scoring.models.trust import UntrustedImport, list_untrusted, restricted_load
 
+    modules = [name for name, _ in check_sources(code)] if code else []
     try:
         if code:
             from scoring.models.code import code_on_path
 
             with code_on_path(list(code)):
-                return joblib.load(artifact)
-        return joblib.load(artifact)
+                trusted = list_untrusted(artifact, modules) if trust else []
+                return restricted_load(artifact, modules, trusted), trusted
+        trusted = list_untrusted(artifact, modules) if trust else []
+        return restricted_load(artifact, modules, trusted), trusted
+    except UntrustedImport as exc:
+        raise ModelStoreError(f"cannot register {str(artifact)!r}: {exc}; an artifact is code: if you trust its "
+                              "author, pass --trust (or --code for a module of your own)") from None
     except ModelStoreError:
         raise
     except Exception as exc:  # noqa: BLE001 - unpickling runs user code: one line whatever it raises

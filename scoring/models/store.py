@@ -1,5 +1,10 @@
 """A directory of versioned models: ``<store>/<name>/<version>/{model.joblib,metadata.json,code/}``.
 
+A version is built in ``<store>/<name>/.build-<version>-<pid>/`` and renamed into place whole, its number
+reserved meanwhile by ``.reserve-<version>``: a registration killed at any step leaves no numbered folder
+without its metadata. A store written by an older release may hold one (a *broken* version): listings and
+runs skip it and name it; ``scoring models fsck`` reports and removes what a crash left.
+
 ``code/`` (optional) holds the custom modules the pickle refers to (see :mod:`scoring.models.code`).
 
 Aliases (e.g. ``champion``) live in ``<store>/<name>/aliases.jsonl``, an append-only history, so the
@@ -21,8 +26,10 @@ from typing import Any
 
 from scoring.errors import ModelStoreError
 from scoring.models.code import check_sources, code_on_path, copy_code, verify_code
+from scoring.models.trust import UntrustedImport, restricted_load, sign_metadata, verify_signature
 from scoring.sqlident import validate_identifier
 from scoring.storage.checksums import sha256_file
+from scoring.storage.faults import fault_point
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +37,8 @@ ARTIFACT = "model.joblib"
 METADATA = "metadata.json"
 HISTORY = "aliases.jsonl"
 EVALUATIONS = "evaluations.jsonl"
+BUILD_PREFIX = ".build-"
+RESERVE_PREFIX = ".reserve-"
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,37 @@ def _append_line(file: Path, entry: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make a rename or new entry in ``path`` durable (POSIX: fsync the directory)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _owner_alive(entry: Path) -> bool:
+    """Whether the process that made a ``.build-N-PID`` folder or ``.reserve-N`` file is alive on this host."""
+    if entry.name.startswith(BUILD_PREFIX):
+        pid_text = entry.name.rsplit("-", 1)[-1]
+    elif entry.name.startswith(RESERVE_PREFIX):
+        try:
+            pid_text = entry.read_text().strip()
+        except OSError:
+            return False
+    else:
+        pid_text = ""
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _minor(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
 
@@ -103,12 +143,35 @@ class ModelStore:
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
-    def versions(self, name: str) -> list[ModelVersion]:
+    def _numbered(self, name: str) -> list[int]:
         base = self._dir(name)
         if not base.is_dir():
             raise ModelStoreError(f"unknown model {name!r} in store {str(self.root)!r}")
-        found = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()]
-        return [self.get(name, v) for v in sorted(found)]
+        return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """The complete versions of ``name``, oldest first; a broken one (``broken``) is skipped with a warning.
+
+        Raises:
+            ModelStoreError: unknown model.
+        """
+        out = []
+        for version in self._numbered(name):
+            try:
+                out.append(self.get(name, version))
+            except ModelStoreError as exc:
+                logger.warning("skipping a broken version: %s", exc)
+        return out
+
+    def broken(self, name: str) -> list[tuple[Path, str]]:
+        """Numbered folders of ``name`` that are not a complete version, with why (no or unreadable metadata)."""
+        found = []
+        for version in self._numbered(name):
+            try:
+                self.get(name, version)
+            except ModelStoreError as exc:
+                found.append((self._dir(name) / str(version), str(exc)))
+        return found
 
     def get(self, name: str, version: int) -> ModelVersion:
         path = self._dir(name) / str(version)
@@ -116,11 +179,53 @@ class ModelStore:
         if not meta_file.is_file():
             if not self._dir(name).is_dir():
                 raise ModelStoreError(f"unknown model {name!r} in store {str(self.root)!r}")
+            if path.is_dir():
+                raise ModelStoreError(f"model {name!r} version {version} is incomplete ({str(path)!r} has no "
+                                      f"{METADATA}: a registration that did not finish); run "
+                                      "`scoring models fsck --fix` to remove it")
             raise ModelStoreError(f"model {name!r} has no version {version}")
         meta = _read_json(meta_file)
-        if not isinstance(meta, dict):
-            raise ModelStoreError(f"model store file {str(meta_file)!r} is corrupted (not a JSON object)")
+        if not isinstance(meta, dict) or not {"sha256", "features"} <= meta.keys():
+            raise ModelStoreError(f"model store file {str(meta_file)!r} is corrupted (not a version's metadata)")
         return ModelVersion(name, version, path, meta)
+
+    def _reserve(self, base: Path) -> int:
+        """Take the next version number: ``.reserve-N`` created exclusively (a concurrent register takes N+1)."""
+        while True:
+            taken = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()]
+            taken += [int(p.name[len(RESERVE_PREFIX):]) for p in base.iterdir()
+                      if p.name.startswith(RESERVE_PREFIX) and p.name[len(RESERVE_PREFIX):].isdigit()]
+            version = max(taken, default=0) + 1
+            try:
+                fd = os.open(base / f"{RESERVE_PREFIX}{version}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                continue
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            return version
+
+    def fsck(self, fix: bool = False) -> list[str]:
+        """What a crash left in the store: broken versions, unfinished builds and reservations of processes
+        that are gone, temporary files. Returns one line per finding; ``fix`` removes them (a build or
+        reservation of a live process on this host is left alone)."""
+        findings: list[str] = []
+        for name in self.names():
+            base = self._dir(name)
+            for path, why in self.broken(name):
+                findings.append(f"broken version: {why}")
+                if fix:
+                    shutil.rmtree(path, ignore_errors=True)
+            for entry in sorted(base.iterdir()):
+                leftover = entry.name.startswith((BUILD_PREFIX, RESERVE_PREFIX, ".tmp-"))
+                if not leftover or _owner_alive(entry):
+                    continue
+                findings.append(f"left by an interrupted registration: {str(entry)!r}")
+                if fix:
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
+        return findings
 
     def register(self, name: str, artifact: Path, meta: dict[str, Any], aliases: Sequence[str] = (),
                  code: Sequence[Path] = ()) -> ModelVersion:
@@ -140,33 +245,38 @@ class ModelStore:
         check_sources(code)  # refuse mistakes before a version number is taken
         base = self._dir(name)
         base.mkdir(parents=True, exist_ok=True)
-        while True:
-            existing = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()]
-            version = max(existing, default=0) + 1
-            target = base / str(version)
-            try:
-                target.mkdir()  # atomic: a concurrent register takes the next number
-                break
-            except FileExistsError:
-                continue
+        version = self._reserve(base)
+        reservation = base / f"{RESERVE_PREFIX}{version}"
+        build = base / f"{BUILD_PREFIX}{version}-{os.getpid()}"
         import sklearn  # imported on use: reading the store (reports, listings) needs no scikit-learn
 
         try:
-            shutil.copyfile(artifact, target / ARTIFACT)
-            code_meta = {"code": copy_code(code, target)} if code else {}
+            fault_point("register_reserved")
+            build.mkdir()
+            shutil.copyfile(artifact, build / ARTIFACT)
+            fault_point("register_artifact_copied")
+            code_meta = {"code": copy_code(code, build)} if code else {}
             full = {
                 "name": name,
                 "version": version,
                 "created_at": dt.datetime.now(dt.UTC).isoformat(),
-                "sha256": sha256_file(target / ARTIFACT),
+                "sha256": sha256_file(build / ARTIFACT),
                 "sklearn_version": sklearn.__version__,
                 **meta,
                 **code_meta,
             }
-            _atomic_write(target / METADATA, json.dumps(full, indent=2, default=str))
+            full.update(sign_metadata(full, build / ARTIFACT))
+            _atomic_write(build / METADATA, json.dumps(full, indent=2, default=str))
+            _fsync_dir(build)
+            fault_point("register_metadata_written")
+            os.rename(build, base / str(version))  # the version appears whole, metadata included
+            _fsync_dir(base)
+            fault_point("register_renamed")
         except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
+            shutil.rmtree(build, ignore_errors=True)
             raise
+        finally:
+            reservation.unlink(missing_ok=True)
         logger.info("registered %s version %s", name, version)
         for alias in aliases:
             self.set_alias(name, alias, version)
@@ -269,13 +379,13 @@ class ModelStore:
         """
         if not mv.artifact.is_file():
             raise ModelStoreError(f"model {mv.name} v{mv.version}: artifact {str(mv.artifact)!r} is missing")
+        verify_signature(mv.meta, f"model {mv.name} v{mv.version}")
         actual = sha256_file(mv.artifact)
         if actual != mv.meta["sha256"]:
             raise ModelStoreError(
                 f"model {mv.name} v{mv.version}: artifact checksum mismatch (expected {mv.meta['sha256'][:12]}..., "
                 f"found {actual[:12]}...); refusing to unpickle a modified file"
             )
-        import joblib
         import sklearn
 
         saved = mv.meta.get("sklearn_version", "")
@@ -289,7 +399,10 @@ class ModelStore:
         verify_code(mv.path, mv.code, label)
         try:
             with code_on_path(mv.path):
-                return joblib.load(mv.artifact)
+                return restricted_load(mv.artifact, mv.code.get("modules") or [], mv.meta.get("trusted_imports") or [])
+        except UntrustedImport as exc:
+            raise ModelStoreError(f"{label}: {exc}; refusing to load it (was the artifact or its metadata replaced "
+                                  "after registration?)") from None
         except ModelStoreError as exc:  # the custom code fails to import
             raise ModelStoreError(f"{label}: {exc}") from exc
         except Exception as exc:

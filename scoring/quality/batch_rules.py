@@ -112,8 +112,21 @@ def _describe(rule: Rule) -> str:
     return f"{rule.type} on {rule.column!r}" if rule.column else rule.type
 
 
+MAX_VALUE_CHARS = 100  # a value quoted in a message or the ledger (a 10 MB category would otherwise be copied)
+
+
+def bounded(value: Any, limit: int = MAX_VALUE_CHARS) -> Any:
+    """``value`` with text (and bytes) cut to ``limit`` characters, marked with how much was cut."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}… ({len(value) - limit} more characters)"
+    return value
+
+
 def row_result(rows: int, unexpected: int, missing: int, partial: list[Any]) -> dict[str, Any]:
-    """GX's result dict of a row-level rule from its counts on ``rows`` rows."""
+    """GX's result dict of a row-level rule from its counts on ``rows`` rows (sample values bounded)."""
+    partial = [bounded(v) for v in partial[:20]]
     nonmissing = rows - missing
     return {"element_count": rows, "unexpected_count": unexpected, "missing_count": missing,
             "missing_percent": 100 * missing / rows if rows else None,

@@ -89,6 +89,12 @@ def _missing_share(ref: dict[str, Any]) -> float | None:
     return None
 
 
+# A feature the model can impute still fails the day (critical) when its null share exceeds training's by more
+# than this many points: a day whose key feature is all NULL is meaningless scores, not a warning. The rule's
+# min_value in the generated suite is the setting (edit it, or its severity, per feature).
+NULL_FLOOD_MARGIN = 0.5
+
+
 def null_allowance(share: float) -> float:
     """Largest share of nulls a run may have when training had ``share``: twice it, and at least +10 points."""
     return min(1.0, max(2 * share, share + 0.10))
@@ -164,6 +170,12 @@ def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0) -> di
                 exps.append(_exp("expect_column_proportion_of_non_null_values_to_be_between", severity, column=name,
                                  min_value=round(1 - allowed, 4),
                                  meta={"why": f"{missing:.2%} missing in training" + why_null}))
+        if takes_null and missing is not None and missing + NULL_FLOOD_MARGIN < 1.0:
+            exps.append(_exp("expect_column_proportion_of_non_null_values_to_be_between", "critical", column=name,
+                             min_value=round(1 - missing - NULL_FLOOD_MARGIN, 4),
+                             meta={"why": f"null flood: {missing:.2%} missing in training; more than "
+                                          f"{missing + NULL_FLOOD_MARGIN:.0%} missing fails the day even though "
+                                          "the model imputes it"}))
         if kind in ("integer", "float"):
             bounds = _range(ref, margin, kind == "integer")
             if bounds:

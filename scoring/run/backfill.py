@@ -23,6 +23,7 @@ from typing import Any
 from scoring.config import Config
 from scoring.dates import DataInterval, day_range
 from scoring.errors import ScoringError
+from scoring.procs import die_with_parent
 from scoring.run.model_choice import check_model_as_of
 from scoring.run.pipeline import RunResult, run_day
 
@@ -110,7 +111,8 @@ def _parallel(cfg: Config, days: list[dt.date], parallel: int, fail_fast: bool,
     outcomes: list[DayOutcome] = []
     # spawn, not fork: this process may hold DuckDB and OpenMP threads, which a forked child can deadlock on.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(parallel, len(days)), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=min(parallel, len(days)), mp_context=context,
+                             initializer=die_with_parent) as pool:
         futures: list[Future[dict[str, Any]]] = [
             pool.submit(stage_day, cfg, day, model_as_of, run_kwargs.get("version"), run_kwargs.get("rows_per_chunk"))
             for day in days]

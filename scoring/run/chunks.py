@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from scoring.allocators import fix_mmap_threshold
 from scoring.models.scorer import ScoreSpec, score_table
+from scoring.procs import die_with_parent
 from scoring.quality.compile import Rule
 from scoring.quality.drift import chunk_counts
 from scoring.quality.gate import Gate, apply_gate
@@ -112,6 +113,7 @@ _WORKER_MODEL: Any = None
 
 def _init_worker(loader: Callable[[], Any]) -> None:
     global _WORKER_MODEL
+    die_with_parent()
     _WORKER_MODEL = loader()
 
 

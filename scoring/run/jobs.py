@@ -37,10 +37,17 @@ from scoring.run.airflow_api import AirflowApi
 from scoring.run.chunks import run_chunks
 from scoring.run.pipeline import one_line, score_spec
 from scoring.run.sizing import chunk_rows
+from scoring.storage.output_rules import allowed_output, remove_stale_tmp, written_by_job
 from scoring.storage.results import RunRecord, open_results
 from scoring.storage.results.jobs_ledger import TERMINAL, JobCancelled, JobLedger
 from scoring.storage.results.liveness import attempt_alive
-from scoring.storage.sources.job_input import file_format, input_path, open_job_input
+from scoring.storage.sources.job_input import (
+    check_file_job,
+    check_query_job,
+    file_format,
+    input_path,
+    open_job_input,
+)
 from scoring.storage.stagefs import local_staging
 from scoring.storage.staging import ChunkManifest, Stage
 
@@ -61,6 +68,7 @@ class JobSpec:
     output: str | None = None
     to_table: bool = True
     config: str | None = None  # the config file the job was submitted with (the DAG checks it is listed)
+    overwrite: bool = False  # --output may replace an existing file
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JobSpec:
@@ -92,26 +100,22 @@ def ledger_for(cfg: Config) -> JobLedger:
     return JobLedger(results)
 
 
-def check_output(cfg: Config, spec: JobSpec) -> Path | None:
-    """The output file's path, refused (ConfigError, one line) when it would overwrite the results database,
-    the model store, staging, the reader export, the source database or the job's own input."""
+def check_output(cfg: Config, spec: JobSpec, job_id: str | None = None) -> Path | None:
+    """The output file's absolute path under ``jobs.output_dir`` (``storage/output_rules.allowed_output``),
+    refused in one line (ConfigError) outside it, through a symlink, over an existing file without
+    ``--overwrite`` (a retry of ``job_id`` may replace its own), or over a file or folder the product owns."""
     if spec.output is None:
         return None
-    out = input_path(spec.output)
-    target = out.resolve()
+    file_format(input_path(spec.output))
+    assert cfg.jobs.output_dir is not None  # set by load_config
     files = [cfg.results.path, cfg.source.path, *([input_path(spec.input)] if spec.input else [])]
-    for protected in filter(None, files):
-        if target == Path(protected).resolve():
-            raise ConfigError(f"--output {str(out)!r} would overwrite {str(protected)!r}")
     folders = [cfg.model.store, *([cfg.results.staging_dir] if isinstance(cfg.results.staging_dir, Path) else []),
                cfg.results.export_dir]
     if cfg.results.path is not None:
         folders.append(cfg.results.path.with_name(cfg.results.path.stem + "_export"))
-    for folder in filter(None, folders):
-        if target.is_relative_to(Path(folder).resolve()):
-            raise ConfigError(f"--output {str(out)!r} is inside {str(folder)!r}, which the product owns")
-    file_format(out)
-    return out
+    owner = functools.partial(written_by_job, job_id=job_id) if job_id else None
+    return allowed_output(input_path(spec.output), cfg.jobs.output_dir, overwrite=spec.overwrite,
+                          protected_files=files, protected_dirs=folders, owner_check=owner)
 
 
 def check_spec(cfg: Config, spec: JobSpec) -> None:
@@ -122,6 +126,10 @@ def check_spec(cfg: Config, spec: JobSpec) -> None:
         raise ConfigError("a job with --no-table needs --output PATH")
     if spec.alias is not None and spec.version is not None:
         raise ConfigError("give --alias or --version, not both")
+    if spec.input is not None:
+        check_file_job(input_path(spec.input))
+    else:
+        check_query_job(cfg.source, spec.query or "", cfg.jobs.allowed_tables)
     check_output(cfg, spec)
 
 
@@ -141,7 +149,8 @@ def submit(cfg: Config, spec: JobSpec, *, wait: bool = False, api: AirflowApi | 
     check_spec(cfg, spec)
     # Workers may run elsewhere (another folder, an Airflow worker): local paths travel absolute.
     spec.input = str(input_path(spec.input).resolve()) if spec.input else None
-    spec.output = str(input_path(spec.output).resolve()) if spec.output else None
+    out = check_output(cfg, spec)
+    spec.output = str(out) if out else None
     api = api if api is not None else AirflowApi.from_env()
     ledger = ledger_for(cfg)
     job_id = new_job_id()
@@ -184,7 +193,7 @@ def job_stage(cfg: Config, job_id: str) -> Stage:
 
 def _prepare(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion, Any, Quality]:
     job_cfg, mv = _job_cfg(cfg, spec)
-    source = open_job_input(job_cfg.source, spec.input, spec.query, spec.params)
+    source = open_job_input(job_cfg.source, spec.input, spec.query, spec.params, cfg.jobs.allowed_tables)
     try:
         return job_cfg, mv, source, prepare_quality(job_cfg, mv, source, None, suite_key=cfg.source.key_column)
     except BaseException:
@@ -264,7 +273,7 @@ def publish_job(cfg: Config, ledger: JobLedger, job: dict[str, Any], manifests: 
     except ValidationFailed as exc:
         ledger.fail(job_id, one_line(exc), counts, quarantine=(run.run_id, qfiles, constants))
         raise
-    out = check_output(cfg, spec)
+    out = check_output(cfg, spec, job_id)
     if out is not None:
         write_output(out, files, {**constants, "run_id": run.run_id, "job_id": job_id})
     ledger.publish(job_id, run.run_id, files, qfiles, constants, counts, str(out) if out else None, spec.to_table)
@@ -363,6 +372,8 @@ def work(cfg: Config, *, max_jobs: int | None = None, follow: bool = False, poll
     polling). Two workers never take the same job (``JobLedger.claim``). Returns each job's result."""
     ledger = ledger_for(cfg)
     mark_dead_jobs(ledger, cfg.results.heartbeat_timeout_s)
+    if cfg.jobs.output_dir is not None:
+        remove_stale_tmp(cfg.jobs.output_dir)  # outputs a killed worker left half-written
     done: list[JobResult] = []
     while max_jobs is None or len(done) < max_jobs:
         job = ledger.claim()

@@ -30,7 +30,7 @@ _SPILL = itertools.count()
 
 
 def duck_connect(path: str | Path = ":memory:", read_only: bool = False, utc: bool = True,
-                 memory_mib: int | None = None) -> duckdb.DuckDBPyConnection:
+                 memory_mib: int | None = None, sandboxed: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with extension auto-install and auto-load disabled (session time zone UTC).
 
     Args:
@@ -39,6 +39,8 @@ def duck_connect(path: str | Path = ":memory:", read_only: bool = False, utc: bo
         utc: set the session time zone to UTC (False keeps DuckDB's default, for in-memory work).
         memory_mib: DuckDB's memory limit for this connection in MiB, with a private spill folder under the
             system temporary folder (DuckDB removes it when the connection closes); None keeps DuckDB's default.
+        sandboxed: for untrusted SQL (job queries): ``enable_external_access = false`` (no file, network or
+            extension access from SQL) and, once the time zone is set, ``lock_configuration = true``.
 
     Raises:
         duckdb.Error: the file cannot be opened (locked, not a DuckDB file, ...); callers name the file.
@@ -48,10 +50,14 @@ def duck_connect(path: str | Path = ":memory:", read_only: bool = False, utc: bo
         config["memory_limit"] = f"{memory_mib}MiB"
         config["temp_directory"] = os.path.join(tempfile.gettempdir(),
                                                 f"scoring-duckdb-{os.getpid()}-{next(_SPILL)}")
+    if sandboxed:
+        config["enable_external_access"] = False
     con = duckdb.connect(str(path), read_only=read_only, config=config)
     try:
         if utc:
             con.execute("SET TimeZone = 'UTC'")
+        if sandboxed:
+            con.execute("SET lock_configuration = true")
     except BaseException:
         con.close()
         raise

@@ -18,7 +18,10 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPT_S = 10  # libpq connect_timeout of one attempt (libpq's minimum is 2)
 MAX_BACKOFF_S = 5.0
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
+# The password runs to the last '@' before the host (an unencoded '@' or space in a password is common), the
+# host being what follows with no '@', up to '/', '?', a quote, a space or the end.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\n]*)(?P<at>@)"
+                           r"(?=[^@\s/?'\"]*(?:[/?'\"\s]|$))")
 _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
 
 # (substring of the libpq message, reason shown to the user, worth retrying)

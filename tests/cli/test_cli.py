@@ -131,3 +131,40 @@ def test_an_unexpected_error_is_one_line_and_verbose_shows_its_traceback(cfg_pat
     caplog.clear()
     runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])
     assert not [r for r in caplog.records if r.name == "scoring.cli" and r.exc_info]
+
+
+def test_hostile_inputs_give_one_line_naming_the_value_and_the_limit(cfg_path: Path, tmp_path: Path) -> None:
+    """The bad inputs of issue 25: each refused before any work, one line naming the value and the limit."""
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(cfg_path.read_text() + "workers: 2\nworkers: 3\n")
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(cfg_path.read_bytes() + "# café\n".encode("latin-1"))
+    (tmp_path / "rows.yaml").write_text("a: 1\n")
+    cases = [
+        (["run", "--date", "2026-03-06", "--rows-per-chunk", "-5"], "--rows-per-chunk -5: give 1 or more"),
+        (["run", "--date", "2026-03-06", "--rows-per-chunk", "0"], "--rows-per-chunk 0: give 1 or more"),
+        (["run", "--date", "9999-12-31"], "date 9999-12-31 is outside 1900-01-01 .. 2999-12-31"),
+        (["backfill", "--start", "1726-01-01", "--end", "2026-01-01"],
+         "is 109574 days, more than schedule.max_backfill_days (3660)"),
+        (["runs", "--limit", "-1"], "--limit -1: give the number of runs to show, 1 or more"),
+        (["jobs", "submit", "--input", str(tmp_path / "rows.yaml")], "must be Parquet (.parquet) or CSV (.csv)"),
+    ]
+    for args, said in cases:
+        res = runner.invoke(app, [*args, "--config", str(cfg_path)])
+        assert res.exit_code == 1 and said in res.output, (args, res.output)
+        assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output, res.output
+    for bad, said in ((dup, "key 'workers' is given twice"), (latin, "is not UTF-8 text")):
+        res = runner.invoke(app, ["runs", "--config", str(bad)])
+        assert res.exit_code == 1 and said in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    # A source file cut short (a copy that did not finish): named, not "unexpected".
+    from scoring.config import load_config
+
+    source = load_config(cfg_path).source.path
+    cut = tmp_path / "cut" / "source.duckdb"
+    cut.parent.mkdir()
+    cut.write_bytes(source.read_bytes()[: source.stat().st_size // 3])
+    text = cfg_path.read_text().replace(f"path: {source}", f"path: {cut}")
+    (tmp_path / "cut.yaml").write_text(text)
+    res = runner.invoke(app, ["run", "--config", str(tmp_path / "cut.yaml"), "--date", "2026-03-06"])
+    assert res.exit_code == 1 and "unexpected" not in res.output and str(cut) in res.output, res.output
+    assert "truncated or damaged file" in res.output and len(res.output.strip().splitlines()) == 1, res.output

@@ -50,7 +50,7 @@ def test_jobs_through_the_airflow_rest_api(tmp_path: Path, sample_db: Path, trai
     cfg_path = write_config(tmp_path, sample_db, trained_store, schedule={"retries": 0, "task_timeout_min": 5})
     data = tmp_path / "day.parquet"
     source_day(sample_db, SCORE_DAY).to_parquet(data, index=False)
-    embedded = submit(load_config(cfg_path), JobSpec("loan_default", str(data), output=str(tmp_path / "emb.parquet")),
+    embedded = submit(load_config(cfg_path), JobSpec("loan_default", str(data), output="emb.parquet"),
                       wait=True, api=None)
     assert embedded["state"] == "succeeded", embedded
 
@@ -99,7 +99,7 @@ def test_jobs_through_the_airflow_rest_api(tmp_path: Path, sample_db: Path, trai
         assert (code, json.loads(out)["state"]) == (2, "cancelled"), out
 
         _airflow(env, "dags", "unpause", "scoring_jobs")
-        code, out = _jobs(cfg_path, client, "submit", "--input", str(data), "--output", str(tmp_path / "af.parquet"))
+        code, out = _jobs(cfg_path, client, "submit", "--input", str(data), "--output", "af.parquet")
         assert code == 0, out
         job_id = out.strip().splitlines()[-1]
         code, out = _jobs(cfg_path, client, "status", job_id, "--wait", "--timeout",
@@ -120,6 +120,6 @@ def test_jobs_through_the_airflow_rest_api(tmp_path: Path, sample_db: Path, trai
         _stop(proc)
 
     cols = ["source_key", "score", "label", "predicted_class", "model_name", "model_version"]
-    ours = pq.read_table(tmp_path / "af.parquet").to_pandas()[cols].sort_values("source_key").reset_index(drop=True)
-    theirs = pq.read_table(tmp_path / "emb.parquet").to_pandas()[cols].sort_values("source_key").reset_index(drop=True)
+    ours = pq.read_table(tmp_path / "job_outputs" / "af.parquet").to_pandas()[cols].sort_values("source_key").reset_index(drop=True)
+    theirs = pq.read_table(tmp_path / "job_outputs" / "emb.parquet").to_pandas()[cols].sort_values("source_key").reset_index(drop=True)
     assert ours.equals(theirs)

@@ -185,3 +185,14 @@ def test_output_checks_stop_a_model_producing_bad_scores(tmp_path, sample_db, st
     assert run["status"] == "failed" and run["model_version"] == mv.version
     assert len(published(cfg.results.path, CLEAN_DAY)) == 0
     assert json.dumps(run["details"])  # the ledger still explains the run
+
+
+def test_values_quoted_in_messages_and_the_ledger_are_bounded() -> None:
+    from scoring.quality.batch_rules import MAX_VALUE_CHARS, row_result
+
+    huge = "x" * 10_000_000
+    result = row_result(10, 3, 0, [huge, b"y" * 500, 7, *["z"] * 50])
+    assert len(result["partial_unexpected_list"]) == 20
+    first = result["partial_unexpected_list"][0]
+    assert first.startswith("x" * MAX_VALUE_CHARS) and len(first) < MAX_VALUE_CHARS + 40 and "9999900 more" in first
+    assert result["partial_unexpected_list"][2] == 7

@@ -48,7 +48,12 @@ def test_train_writes_a_suite_from_the_training_profile_that_gx_loads(trained_st
     not_null = set(_by(suite, "expect_column_values_to_not_be_null"))
     assert not_null == {KEY} | {c for c in train.columns.drop([KEY, "applied_at", "defaulted"])
                                 if train[c].notna().all()}
-    share = _by(suite, "expect_column_proportion_of_non_null_values_to_be_between")
+    share = {e["kwargs"]["column"]: e for e in suite["expectations"]
+             if e["type"] == "expect_column_proportion_of_non_null_values_to_be_between"
+             and not e["meta"]["why"].startswith("null flood")}
+    floods = {e["kwargs"]["column"] for e in suite["expectations"] if e["meta"].get("why", "").startswith("null flood")}
+    assert floods and all(e["severity"] == "critical" for e in suite["expectations"]
+                          if e["meta"].get("why", "").startswith("null flood"))
     assert set(share) == {c for c in train.columns.drop([KEY, "applied_at", "defaulted"]) if train[c].isna().any()}
     between = _by(suite, "expect_column_values_to_be_between")
     span = train["credit_score"].max() - train["credit_score"].min()

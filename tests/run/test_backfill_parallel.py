@@ -98,3 +98,60 @@ def test_published_scores_equal_the_models_own_output(runs: dict, sample_db: Pat
 def test_published_days_leave_no_staged_chunks(runs: dict) -> None:
     left = [p for p in runs["parallel"]["staging"].rglob("*.parquet")]
     assert all(BAD.isoformat() in str(p) for p in left), left
+
+
+def _children(pid: int) -> list[int]:
+    """Worker processes (multiprocessing spawn) whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_with_a_sigkilled_parent(tmp_path: Path, sample_db: Path, trained_store: Path) -> None:
+    import signal
+    import time
+
+    cfg_path = write_config(tmp_path, sample_db, trained_store, chunking={"rows_per_chunk": 50})
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    parent = subprocess.Popen([sys.executable, "-m", "scoring.cli", "backfill", "-c", str(cfg_path), "--start",
+                               FIRST.isoformat(), "--end", LAST.isoformat(), "--parallel", "2"],
+                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while len(workers) < 2 and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            workers = _children(parent.pid)
+        assert workers, "the backfill never started its workers"
+        time.sleep(1.0)  # the workers' initializers have run (they are scoring or loading the model)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [w for w in workers if _alive(w)], "workers outlived their SIGKILLed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(timeout=30)
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)

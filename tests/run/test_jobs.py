@@ -61,15 +61,13 @@ def test_three_jobs_score_like_the_model_and_three_bad_ones_fail_in_one_line(
     files = _write_inputs(tmp_path, sample_db)
     start = dt.datetime.combine(DAYS["query"], dt.time())
     good = {
-        "parquet": _submit(cfg_path, "--input", str(files["parquet"]), "--output", str(tmp_path / "out" / "p.parquet")),
-        "csv": _submit(cfg_path, "--input", str(files["csv"]), "--output", str(tmp_path / "out" / "c.csv")),
+        "parquet": _submit(cfg_path, "--input", str(files["parquet"]), "--output", "p.parquet"),
+        "csv": _submit(cfg_path, "--input", str(files["csv"]), "--output", "sub/c.csv"),
         "query": _submit(cfg_path, "--query", "SELECT * FROM loan_applications WHERE applied_at >= $start::TIMESTAMP "
                          "AND applied_at < $end::TIMESTAMP", "--param", f"start={start}",
                          "--param", f"end={start + dt.timedelta(days=1)}"),
     }
     bad = {
-        "missing file": _submit(cfg_path, "--input", str(tmp_path / "nowhere.parquet")),
-        "not a select": _submit(cfg_path, "--query", "DELETE FROM loan_applications"),
         "missing column": _submit(cfg_path, "--input", str(files["narrow"])),
     }
     for job_id in [*good.values(), *bad.values()]:
@@ -115,7 +113,11 @@ def test_three_jobs_score_like_the_model_and_three_bad_ones_fail_in_one_line(
             assert len(merged) == len(frame) and (merged["score"] - merged["score_t"]).abs().max() <= 1e-9
             assert set(frame["job_id"]) == {job_id}
 
-    reasons = {"missing file": "not found", "not a select": "must be a SELECT statement, got DELETE",
+    for args, why in ((("--input", str(tmp_path / "nowhere.parquet")), "not found"),
+                      (("--query", "DELETE FROM loan_applications"), "must be a SELECT statement, got DELETE")):
+        res = runner.invoke(app, ["jobs", "submit", "--config", str(cfg_path), *args])
+        assert res.exit_code == 1 and why in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    reasons = {
                "missing column": "credit_score"}
     for what, job_id in bad.items():
         code, row = _status(cfg_path, job_id)
@@ -134,18 +136,19 @@ def test_cancel_a_queued_job_refuse_unsafe_outputs_and_wait(tmp_path: Path, cfg_
     assert code == 0 and "no queued jobs" in out
     assert _status(cfg_path, job_id)[0] == 2
 
-    for target, why in ((cfg.results.path, "would overwrite"), (cfg.model.store / "x.parquet", "inside")):
+    for target, why in ((cfg.results.path, "must be Parquet"), (cfg.model.store / "x.parquet", "outside"),
+                        (tmp_path / "nowhere.parquet", "outside")):
         res = runner.invoke(app, ["jobs", "submit", "--config", str(cfg_path), "--input", str(files["parquet"]),
                                   "--output", str(target)])
         assert res.exit_code == 1 and why in res.output and len(res.output.strip().splitlines()) == 1, res.output
 
     # --wait processes it here; the CSV output and the table agree; --no-table publishes only the file.
     res = runner.invoke(app, ["jobs", "submit", "--config", str(cfg_path), "--input", str(files["parquet"]),
-                              "--output", str(tmp_path / "o.csv"), "--no-table", "--wait", "--json"])
+                              "--output", "o.csv", "--no-table", "--wait", "--json"])
     assert res.exit_code == 0, res.output
     row = json.loads(res.stdout)
     assert row["state"] == "succeeded" and row["rows_in"] == row["rows_scored"] + row["rows_quarantined"]
-    assert len(pd.read_csv(tmp_path / "o.csv")) == row["rows_scored"]
+    assert len(pd.read_csv(cfg.jobs.output_dir / "o.csv")) == row["rows_scored"]
     with duckdb.connect(str(cfg.results.path), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM job_predictions WHERE job_id = $1", params=[row["job_id"]]).fetchall()[0][0] == 0
     code, out = _invoke("jobs", "list", "--config", str(cfg_path), "--state", "succeeded", "--json")

@@ -55,6 +55,7 @@ def test_reader_export_serves_readers_without_holding_the_results_file(cfg, samp
     first = pipeline.run_day(cfg, SCORE_DAY)
     catalog = cfg.results.path.with_name("results_export") / "catalog.duckdb"
     with duckdb.connect(str(catalog), read_only=True) as reader:  # held open across the next publish
+        reader.execute(f"SET file_search_path = '{catalog.parent}'")  # views name files relative to it
         again = pipeline.run_day(cfg, SCORE_DAY)
         steps = json.loads(ledger(cfg.results.path).iloc[-1]["details"])["steps"]
         assert steps["publish_lock_wait_s"] < 0.5

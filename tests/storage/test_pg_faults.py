@@ -84,3 +84,41 @@ def test_publish_blocked_by_a_session_names_it_within_lock_timeout(tmp_path: Pat
     assert staged_files(cfg.results.staging_dir)  # kept: the rerun only publishes
     pipeline.run_day(cfg, SCORE_DAY)
     assert staged_files(cfg.results.staging_dir) == []
+
+
+def test_a_schema_change_behind_an_idle_reader_never_queues_readers_for_long(
+        tmp_path: Path, sample_db: Path, store: Path, pg_url: str, pg_schema: str) -> None:
+    """An analyst's idle transaction holds a lock the passthrough ALTER TABLE needs: the run retries short
+    attempts (DDL_LOCK_S) with backoff, so a dashboard query issued meanwhile gets through under a statement
+    timeout far below results.lock_timeout_s; the run then fails naming the analyst, and succeeds later."""
+    import threading
+
+    cfg = load_config(_cfg_path(tmp_path, sample_db, store, pg_url, pg_schema, lock_timeout_s=20))
+    pipeline.run_day(cfg, SCORE_DAY - dt.timedelta(days=1))
+    wider = load_config(_cfg_path(tmp_path, sample_db, store, pg_url, pg_schema, lock_timeout_s=20,
+                                  passthrough=["state"]))
+    dashboard: dict[str, object] = {}
+
+    def read_while_blocked() -> None:
+        import time
+
+        time.sleep(4)  # the run is retrying its ALTER by now
+        with psycopg.connect(pg_url, application_name="dashboard") as con:
+            con.execute("SET statement_timeout = '10s'")  # half of lock_timeout_s
+            try:
+                dashboard["rows"] = con.execute(f'SELECT count(*) FROM "{pg_schema}".predictions').fetchone()[0]
+            except psycopg.Error as exc:
+                dashboard["error"] = str(exc)
+
+    with psycopg.connect(pg_url, application_name="analyst_notebook") as analyst:
+        analyst.execute(f'SELECT * FROM "{pg_schema}".predictions LIMIT 1').fetchall()  # idle in transaction
+        reader = threading.Thread(target=read_while_blocked)
+        reader.start()
+        with pytest.raises(ResultsLocked, match="analyst_notebook"):
+            pipeline.run_day(wider, SCORE_DAY)
+        reader.join(timeout=60)
+        analyst.rollback()
+    assert dashboard.get("rows", 0) > 0, dashboard  # not queued behind the ALTER for the whole budget
+    result = pipeline.run_day(wider, SCORE_DAY)
+    assert result.status == "success"
+    assert "state" in pg_published(pg_url, pg_schema, SCORE_DAY).columns

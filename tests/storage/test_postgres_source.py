@@ -50,6 +50,12 @@ def test_redaction_hides_passwords_in_every_url_form() -> None:
         assert SECRET not in redact_url(url) and "***" in redact_url(url)
         assert SECRET not in scrub(f"driver said {SECRET} once", url)
     assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    # Unencoded '@' and spaces in passwords, in URL and keyword DSNs, inside a longer message.
+    for password in ("Xq7@Zr9@Wt4", "Kj8q Lm2w", "Vb5x Nc3y@Hd6z"):
+        for url in (f"postgresql://u:{password}@db.example:5432/prod", f"host=h user=u password='{password}'"):
+            message = f"connection to {url} failed: FATAL"
+            for part in password.replace("@", " ").split():
+                assert part not in redact_url(message) and part not in scrub(message, url), (url, part)
     assert server_of(f"postgresql://u:{SECRET}@db.example:6543/prod") == "db.example:6543/prod"
 
 

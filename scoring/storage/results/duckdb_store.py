@@ -331,22 +331,79 @@ class DuckDBResults(ResultsStore):
             export_runs(con, self.export_dir)
 
     def _export(self, con: duckdb.DuckDBPyConnection, run: RunRecord, specs: list[TableSpec]) -> None:
-        """Refresh the reader export of the run's partition (after COMMIT: a failure here is logged only)."""
+        """Refresh the reader export of the run's partition and repair any other partition whose export
+        diverged (after COMMIT). A failure is recorded in the run's ledger row (``details.export``:
+        ``published, export failed: ...``) and logged; ``export_failure`` then tells the caller, and the next
+        publish, ``scoring runs`` or ``scoring export --repair`` re-exports it."""
         if not self.cfg.reader_export:
             return
         from scoring.storage.results.export import export_partition
 
+        names = [s.name for s in specs]
+        record = bool(specs) and specs[0].name == self.cfg.table
         try:
             try:
-                export_partition(con, self.export_dir, [s.name for s in specs], run.day, run.model_name)
+                fault_point("before_export")
+                export_partition(con, self.export_dir, names, run.day, run.model_name, record)
             except duckdb.Error as exc:  # over the publish's memory limit: once more without it
                 if not out_of_memory(exc):
                     raise
                 con.execute("RESET memory_limit")
-                export_partition(con, self.export_dir, [s.name for s in specs], run.day, run.model_name)
+                export_partition(con, self.export_dir, names, run.day, run.model_name, record)
+            if record:
+                self.repair_export(con)
         except (OSError, duckdb.Error) as exc:
+            line = f"published, export failed: {_first_line(exc)}"
             logger.error("reader export of %s / %s failed (the results file is up to date): %s", run.day,
                          run.model_name, _first_line(exc))
+            try:
+                con.execute("UPDATE runs SET details = json_merge_patch(coalesce(details, '{}'), "
+                            "json_object('export', $1)) WHERE run_id = $2", [line, run.run_id])
+            except duckdb.Error as inner:
+                logger.error("could not record the export failure of %s: %s", run.run_id, _first_line(inner))
+
+    def repair_export(self, con: duckdb.DuckDBPyConnection | None = None, dry_run: bool = False,
+                      wait_s: float | None = None) -> list[tuple[Any, str]]:
+        """Re-export every (day, model) partition whose export does not hold the run the results hold.
+
+        Runs on the writer's connection (``con``, or a new one: it excludes a concurrent publish, so a repair
+        never writes an older partition over a newer export). Returns the partitions found (repaired unless
+        ``dry_run``). Raises OSError or duckdb.Error when an export cannot be written.
+        """
+        from scoring.storage.results.export import diverged, export_partition
+
+        if not self.cfg.reader_export or not self.path.exists():
+            return []
+        if con is None:
+            with self.connect(read_only=dry_run, wait_s=wait_s) as own:
+                return self.repair_export(own, dry_run)
+        names = [self.cfg.table, QUARANTINE.name, *(s.name for s in all_tables(self.cfg.table)
+                                                    if s.partitioned and s.name not in (self.cfg.table, QUARANTINE.name))]
+        existing = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if self.cfg.table not in existing:
+            return []
+        found = diverged(con, self.export_dir, self.cfg.table)
+        if dry_run:
+            return found
+        for day, model in found:
+            export_partition(con, self.export_dir, [n for n in names if n in existing], day, model, record=True)
+        if found:
+            logger.warning("reader export repaired: %d partition(s) re-exported (%s)", len(found),
+                           ", ".join(f"{d}/{m}" for d, m in found[:5]))
+        return found
+
+    def export_failure(self, run_id: str) -> str | None:
+        """``published, export failed: ...`` when the run's reader export failed and is not repaired since."""
+        if not self.cfg.reader_export or not self.path.exists():
+            return None
+        with self.connect(read_only=True) as con:
+            row = con.execute("SELECT json_extract_string(details, '$.export'), day, model_name FROM runs "
+                              "WHERE run_id = $1", [run_id]).fetchone()
+            if row is None or row[0] is None:
+                return None
+            from scoring.storage.results.export import diverged
+
+            return row[0] if (row[1], row[2]) in diverged(con, self.export_dir, self.cfg.table) else None
 
     @property
     def export_dir(self) -> Path:

@@ -9,6 +9,14 @@ names, and the report views). A reader opens the catalog read-only; the writer n
 after creating it (a changed catalog is built aside and renamed over), so nothing a reader does can
 block a run, and a reader sees each partition either before or after a publish, never half of it.
 
+Readable by older clients and relocatable: the catalog is written in DuckDB's storage format ``v1.0.0``
+(``storage_compatibility_version``; storage version 64, which DuckDB 1.0 and later open: BI tools and
+notebooks bundling DuckDB 1.1 read it), and its views name the Parquet files relative to the catalog's
+folder. DuckDB resolves a relative path against ``file_search_path`` (default: the working directory), so a
+reader opens the catalog from its folder (``cd <export_dir> && duckdb -readonly catalog.duckdb``) or sets
+``SET file_search_path = '<export_dir>'``; a copied or mounted export then reads its own files, never the
+writer's. The Parquet files are plain Parquet (any reader).
+
 Layout: ``<export_dir>/<table>/<model>/<day>.parquet``, ``<export_dir>/<table>/_schema/empty.parquet`` (the
 table's columns, so a view over a table with no partition yet still has them), ``<export_dir>/catalog.duckdb``.
 """
@@ -24,11 +32,12 @@ from pathlib import Path
 import duckdb
 
 from scoring.sqlident import quote
-from scoring.storage.duck import duck_connect
+from scoring.storage.duck import NO_DOWNLOADS
 
 logger = logging.getLogger(__name__)
 
 CATALOG = "catalog.duckdb"
+CATALOG_STORAGE = "v1.0.0"  # DuckDB storage version 64: opened by DuckDB 1.0+ (tested with 1.1.3)
 RUNS_TABLE = "runs"
 
 
@@ -45,7 +54,7 @@ def _copy(con: duckdb.DuckDBPyConnection, select: str, target: Path) -> None:
 
 
 def export_partition(con: duckdb.DuckDBPyConnection, export_dir: Path, tables: list[str], day: dt.date,
-                     model: str) -> None:
+                     model: str, record: bool = False) -> None:
     """Export the (day, model) partition of each of ``tables`` and the ledger, then make sure of the catalog.
 
     Args:
@@ -53,6 +62,8 @@ def export_partition(con: duckdb.DuckDBPyConnection, export_dir: Path, tables: l
         export_dir: the export folder.
         tables: partitioned tables to export (they have ``day`` and ``model_name``).
         day, model: the partition; a partition without rows has its file removed.
+        record: ``tables[0]`` is the predictions table: record the run its partition now holds
+            (``record_exported``), last, so a crash before leaves the partition marked stale.
 
     Raises:
         OSError, duckdb.Error: the export could not be written (the caller logs it; the results are intact).
@@ -67,6 +78,55 @@ def export_partition(con: duckdb.DuckDBPyConnection, export_dir: Path, tables: l
             target.unlink(missing_ok=True)
     export_runs(con, export_dir)
     ensure_catalog(con, export_dir)
+    if record and tables:
+        run = con.execute(f"SELECT max(run_id) FROM {quote(tables[0])} WHERE {where}").fetchone()[0]  # noqa: S608
+        record_exported(export_dir, day, model, run)
+
+
+STATE_DIR = "_exported"  # <export_dir>/_exported/<model>/<day>.run: the run a partition's files hold
+
+
+def _state_file(export_dir: Path, day: dt.date, model: str) -> Path:
+    return export_dir / STATE_DIR / model / f"{day.isoformat()}.run"
+
+
+def record_exported(export_dir: Path, day: dt.date, model: str, run_id: str | None) -> None:
+    """Record which run the exported (day, model) partition holds (written aside and renamed; None: empty)."""
+    target = _state_file(export_dir, day, model)
+    if run_id is None:
+        target.unlink(missing_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(run_id)
+    os.replace(tmp, target)
+
+
+def exported_runs(export_dir: Path) -> dict[tuple[dt.date, str], str]:
+    """``{(day, model): run_id}`` as the export says it holds."""
+    found: dict[tuple[dt.date, str], str] = {}
+    root = export_dir / STATE_DIR
+    if not root.is_dir():
+        return found
+    for file in root.glob("*/*.run"):
+        try:
+            found[(dt.date.fromisoformat(file.stem), file.parent.name)] = file.read_text().strip()
+        except (ValueError, OSError):
+            continue
+    return found
+
+
+def published_runs(con: duckdb.DuckDBPyConnection, table: str) -> dict[tuple[dt.date, str], str]:
+    """``{(day, model): run_id}`` of the partitions the predictions table holds (one run per partition)."""
+    rows = con.execute(f"SELECT day, model_name, max(run_id) FROM {quote(table)} GROUP BY ALL").fetchall()  # noqa: S608
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def diverged(con: duckdb.DuckDBPyConnection, export_dir: Path, table: str) -> list[tuple[dt.date, str]]:
+    """Partitions whose export does not hold the run the results hold (stale, missing or left over)."""
+    published, exported = published_runs(con, table), exported_runs(export_dir)
+    keys = set(published) | set(exported)
+    return sorted(k for k in keys if published.get(k) != exported.get(k))
 
 
 def export_runs(con: duckdb.DuckDBPyConnection, export_dir: Path) -> None:
@@ -90,11 +150,11 @@ def ensure_catalog(con: duckdb.DuckDBPyConnection, export_dir: Path) -> bool:
     tables = _base_tables(con)
     statements = []
     for table in tables:
-        glob = export_dir / table / "*" / "*.parquet"
-        statements.append(f"CREATE VIEW {quote(table)} AS SELECT * FROM read_parquet({_literal(str(glob))}, "  # noqa: S608 - quoted
+        glob = f"{table}/*/*.parquet"  # relative to the catalog's folder (file_search_path)
+        statements.append(f"CREATE VIEW {quote(table)} AS SELECT * FROM read_parquet({_literal(glob)}, "  # noqa: S608 - quoted
                           "union_by_name = true)")
     statements += view_statements(DUCKDB, quote, "drift" in tables, None)
-    digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\n".join([CATALOG_STORAGE, *statements]).encode()).hexdigest()[:16]
     catalog, marker = export_dir / CATALOG, export_dir / ".catalog.sha"
     for table in tables:  # the columns of each table, so an empty view still has them (refreshed each time)
         schema_file = export_dir / table / "_schema" / "empty.parquet"
@@ -103,7 +163,8 @@ def ensure_catalog(con: duckdb.DuckDBPyConnection, export_dir: Path) -> bool:
         return False
     tmp = export_dir / f".{CATALOG}.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
-    with duck_connect(tmp) as cat:
+    config = {**NO_DOWNLOADS, "storage_compatibility_version": CATALOG_STORAGE, "file_search_path": str(export_dir)}
+    with duckdb.connect(str(tmp), config=config) as cat:
         for statement in statements:
             cat.execute(statement)
     os.replace(tmp, catalog)

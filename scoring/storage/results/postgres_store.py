@@ -38,6 +38,8 @@ from scoring.storage.results.tables import QUARANTINE, RUNS, TableSpec, all_tabl
 from scoring.storage.stagefs import as_location
 
 logger = logging.getLogger(__name__)
+# A schema change waits at most this long per attempt: readers queued behind a waiting ALTER TABLE wait no longer.
+DDL_LOCK_S = 2.0
 
 TYPES = {"string": "text", "float": "double precision", "int8": "smallint", "int32": "integer",
          "int64": "bigint", "date": "date", "timestamptz": "timestamptz", "bool": "boolean", "json": "jsonb"}
@@ -158,34 +160,47 @@ class PostgresResults(ResultsStore):
     def _fail(self, exc: BaseException) -> PublishError:
         return PublishError(f"results schema {self.schema!r}: {error_line(exc, self.url)}")
 
-    def _transaction(self, work: Any, locks: bool = False) -> Any:
+    def _transaction(self, work: Any, locks: bool = False, ddl: bool = False) -> Any:
         """Run ``work(cursor)`` in one transaction; commit on success, roll back on any error.
 
-        With ``locks`` (DDL, publish) the transaction waits at most ``results.lock_timeout_s`` for any lock;
-        a timeout raises ResultsLocked naming the sessions holding locks in the schema."""
+        With ``locks`` (publish) the transaction waits at most ``results.lock_timeout_s`` for any lock; a
+        timeout raises ResultsLocked naming the sessions holding locks in the schema. With ``ddl`` (schema
+        changes) each attempt waits at most DDL_LOCK_S: a waiting ``ALTER TABLE`` queues every reader behind
+        it, so it gives up quickly, rolls back (letting readers through) and retries with backoff until
+        ``results.lock_timeout_s`` is spent."""
         import adbc_driver_manager
 
-        con = self.connect()
-        try:
-            with con.cursor() as cur:
-                if locks:
-                    cur.execute("SELECT set_config('lock_timeout', $1, true)",
-                                [f"{int(self.cfg.lock_timeout_s * 1000)}ms"])
-                out = work(cur)
-            con.commit()
-            return out
-        except adbc_driver_manager.Error as exc:
-            _rollback(con)
-            if getattr(exc, "sqlstate", None) == "55P03" or "lock timeout" in str(exc):
-                raise ResultsLocked(f"results schema {self.schema!r}: gave up waiting "
-                                    f"{self.cfg.lock_timeout_s:.0f} s (results.lock_timeout_s) for a lock held by "
-                                    f"{self._blockers()}") from None
-            raise self._fail(exc) from None
-        except BaseException:
-            _rollback(con)
-            raise
-        finally:
-            con.close()
+        budget = self.cfg.lock_timeout_s
+        started, pause = time.monotonic(), 0.25
+        while True:
+            elapsed = time.monotonic() - started
+            wait_s = min(DDL_LOCK_S, max(budget - elapsed, 0.001)) if ddl else budget
+            con = self.connect()
+            try:
+                with con.cursor() as cur:
+                    if locks or ddl:
+                        cur.execute("SELECT set_config('lock_timeout', $1, true)", [f"{max(int(wait_s * 1000), 1)}ms"])
+                    out = work(cur)
+                con.commit()
+                return out
+            except adbc_driver_manager.Error as exc:
+                _rollback(con)
+                if getattr(exc, "sqlstate", None) == "55P03" or "lock timeout" in str(exc):
+                    if ddl and time.monotonic() - started + pause < budget:
+                        logger.info("results schema %s: a schema change waits for a lock; retrying in %.2f s",
+                                    self.schema, pause)
+                        time.sleep(pause)
+                        pause = min(pause * 2, 5.0)
+                        continue
+                    raise ResultsLocked(f"results schema {self.schema!r}: gave up waiting "
+                                        f"{budget:.0f} s (results.lock_timeout_s) for a lock held by "
+                                        f"{self._blockers()}") from None
+                raise self._fail(exc) from None
+            except BaseException:
+                _rollback(con)
+                raise
+            finally:
+                con.close()
 
     def _catalog(self, cur: Any) -> Catalog:
         cur.execute(CATALOG_SQL, [self.schema])
@@ -212,7 +227,7 @@ class PostgresResults(ResultsStore):
                 cur.execute(statement)
             return len(statements)
 
-        ran = self._transaction(work, locks=True)
+        ran = self._transaction(work, ddl=True)
         logger.debug("results schema %s: %s DDL statement(s)", self.schema, ran)
 
     def _blockers(self) -> str:
@@ -262,7 +277,7 @@ class PostgresResults(ResultsStore):
             return [pa.field(f.name, postgres_column_arrow(lowered[f.name.lower()].sql_type, f.type)
                              if f.name.lower() in lowered else postgres_arrow_type(f.type)) for f in fields]
 
-        return self._transaction(work)
+        return self._transaction(work, ddl=True)
 
     def _ingest(self, cur: Any, spec: TableSpec, batches: Iterator[pa.RecordBatch]) -> int:
         first = next(batches, None)

@@ -3,7 +3,8 @@
 Both are ``Source`` readers whose "interval" is the whole input (a job is not a business day), so the
 run's gate, chunked scoring and staging read them as they read a day. A query runs on a read-only
 connection (DuckDB opens the source file read-only: a job cannot modify it), must be exactly one SELECT,
-and takes its values as bound parameters only.
+takes its values as bound parameters only, and runs in the sandbox of ``query_guard``: only the allowed
+tables, no file, network, setting or catalog access, and no value in its error messages.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from scoring.errors import ConfigError, SourceError
 from scoring.storage.duck import duck_connect
 from scoring.storage.sources.base import Source
 from scoring.storage.sources.duckdb_source import check_duckdb_file
+from scoring.storage.sources.query_guard import check_job_query, redact_values, tables_read
 from scoring.storage.sources.rebatch import rebatch
 
 if TYPE_CHECKING:
@@ -94,7 +96,7 @@ class FileInput(Source):
                 self.text_columns = frozenset(text)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SourceError(f"job input {str(path)!r} is not a readable {fmt} file: "
-                              f"{str(exc).strip().splitlines()[0]}") from None
+                              f"{redact_values(str(exc))}") from None
 
     @property
     def describe(self) -> str:
@@ -111,7 +113,7 @@ class FileInput(Source):
             yield from rebatch(self.dataset.to_batches(batch_size=batch_rows), batch_rows)
         except pa.ArrowInvalid as exc:
             raise SourceError(f"reading job input {str(self.path)!r} failed: "
-                              f"{str(exc).strip().splitlines()[0]}") from None
+                              f"{redact_values(str(exc))}") from None
 
 
 def check_select(query: str) -> None:
@@ -123,7 +125,7 @@ def check_select(query: str) -> None:
     try:
         statements = duckdb.extract_statements(query)
     except duckdb.Error as exc:
-        raise ConfigError(f"job query does not parse: {str(exc).strip().splitlines()[0]}") from None
+        raise ConfigError(f"job query does not parse: {redact_values(str(exc))}") from None
     if len(statements) != 1:
         raise ConfigError(f"a job query must be exactly one SELECT statement, got {len(statements)} statements")
     kind = statements[0].type
@@ -131,24 +133,54 @@ def check_select(query: str) -> None:
         raise ConfigError(f"a job query must be a SELECT statement, got {kind.name}")
 
 
-class QueryInput(Source):
-    """The rows of one SELECT run against the configured DuckDB source, on a read-only connection."""
+def default_allowed_tables(cfg: SourceConfig) -> list[str]:
+    """What a job query may read when ``jobs.allowed_tables`` is not set: the configured source table, or the
+    tables the configured source query reads."""
+    if cfg.table:
+        return [cfg.table]
+    return tables_read(cfg.query) if cfg.query else []
 
-    def __init__(self, cfg: SourceConfig, query: str, params: dict[str, Any] | None = None) -> None:
+
+def check_query_job(cfg: SourceConfig, query: str, allowed_tables: list[str] | None = None) -> None:
+    """Everything a job query is refused for before it runs (at submit and again in the worker).
+
+    Raises:
+        ConfigError: not one SELECT, a non-DuckDB source, or outside the sandbox (``check_job_query``).
+    """
+    check_select(query)
+    if cfg.kind != "duckdb":
+        raise ConfigError("query jobs need a DuckDB source for now (source.kind: duckdb); "
+                          "export the rows to Parquet and submit the file instead")
+    check_job_query(query, default_allowed_tables(cfg) if allowed_tables is None else allowed_tables)
+
+
+def check_file_job(path: Path) -> None:
+    """A job input file refused at submit: not Parquet/CSV by name, missing, or not a regular file.
+
+    Raises:
+        ConfigError: one line naming the file.
+    """
+    file_format(path)
+    if not path.is_file():
+        raise ConfigError(f"job input {str(path)!r} not found (or not a regular file)")
+
+
+class QueryInput(Source):
+    """The rows of one SELECT run against the configured DuckDB source, on a sandboxed read-only connection."""
+
+    def __init__(self, cfg: SourceConfig, query: str, params: dict[str, Any] | None = None,
+                 allowed_tables: list[str] | None = None) -> None:
         super().__init__(cfg)
-        check_select(query)
-        if cfg.kind != "duckdb":
-            raise ConfigError("query jobs need a DuckDB source for now (source.kind: duckdb); "
-                              "export the rows to Parquet and submit the file instead")
+        check_query_job(cfg, query, allowed_tables)
         path = cfg.path
         if path is None or not path.is_file():
             raise SourceError(f"source database {str(path)!r} not found")
         check_duckdb_file(path)
         self.query, self.params = query, dict(params or {})
         try:
-            self.con = duck_connect(path, read_only=True)
+            self.con = duck_connect(path, read_only=True, sandboxed=True)
         except duckdb.Error as exc:
-            raise SourceError(f"cannot open source database {str(path)!r}: {exc}") from None
+            raise SourceError(f"cannot open source database {str(path)!r}: {redact_values(str(exc))}") from None
         self._schema: pa.Schema | None = None
 
     @property
@@ -160,7 +192,7 @@ class QueryInput(Source):
             return self.con.sql(f"SELECT {select} FROM ({self.query}) AS job",  # noqa: S608 - one checked SELECT
                                 params=self.params or None)
         except duckdb.Error as exc:
-            raise SourceError(f"job query failed: {str(exc).strip().splitlines()[0]}") from None
+            raise SourceError(f"job query failed: {redact_values(str(exc))}") from None
 
     def schema(self) -> pa.Schema:
         if self._schema is None:
@@ -174,15 +206,16 @@ class QueryInput(Source):
         try:
             yield from rebatch(self._run("*").to_arrow_reader(batch_rows), batch_rows)
         except duckdb.Error as exc:
-            raise SourceError(f"job query failed: {str(exc).strip().splitlines()[0]}") from None
+            raise SourceError(f"job query failed: {redact_values(str(exc))}") from None
 
     def close(self) -> None:
         self.con.close()
 
 
 def open_job_input(cfg: SourceConfig, path: str | None = None, query: str | None = None,
-                   params: dict[str, Any] | None = None) -> Source:
-    """The reader of a job's rows: ``path`` (Parquet/CSV) or ``query`` (one SELECT on the source).
+                   params: dict[str, Any] | None = None, allowed_tables: list[str] | None = None) -> Source:
+    """The reader of a job's rows: ``path`` (Parquet/CSV) or ``query`` (one SELECT on the source, reading only
+    ``allowed_tables``; None: ``default_allowed_tables``).
 
     Raises:
         ConfigError: neither or both given, a bad suffix or a query that is not one SELECT.
@@ -192,4 +225,4 @@ def open_job_input(cfg: SourceConfig, path: str | None = None, query: str | None
         raise ConfigError("a job takes exactly one input: --input PATH or --query SELECT")
     if path is not None:
         return FileInput(cfg, input_path(path))
-    return QueryInput(cfg, query or "", params)
+    return QueryInput(cfg, query or "", params, allowed_tables)
