@@ -5,11 +5,13 @@ through the gate, `--force --reason` the one way past it."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import joblib
-import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
@@ -23,16 +25,18 @@ from tests.conftest import SCORE_DAY, write_config
 from tests.helpers import ledger, source_day
 
 runner = CliRunner()
-COLS = ["credit_score", "annual_income"]
-CUT = 600.0
+USER_CODE = Path(__file__).resolve().parent / "user_code" / "picky_udf.py"
 
 
-def refuse_low_scores(values: pd.DataFrame) -> np.ndarray:
-    """A transformer that raises on a credit score below ``CUT`` (the model of a challenger failing rows)."""
-    frame = pd.DataFrame(values, columns=COLS)
-    if (frame["credit_score"] < CUT).any():
-        raise ValueError("credit_score below 600 cannot be encoded")
-    return frame.fillna(0).to_numpy()
+def _user_module() -> Any:
+    """The user's module ``picky_udf`` (registered with ``--code``): the one imported now, else from ``USER_CODE``."""
+    module = sys.modules.get("picky_udf")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("picky_udf", USER_CODE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["picky_udf"] = module
+        spec.loader.exec_module(module)
+    return module
 
 
 def _challenger(store: Path, tmp_path: Path, sample_db: Path) -> tuple[int, Path, pd.DataFrame]:
@@ -41,12 +45,14 @@ def _challenger(store: Path, tmp_path: Path, sample_db: Path) -> tuple[int, Path
     from sklearn.preprocessing import FunctionTransformer
 
     frame = _training(sample_db)
-    frame = frame[frame["credit_score"] >= CUT].reset_index(drop=True)
-    model = make_pipeline(FunctionTransformer(refuse_low_scores), LogisticRegression(max_iter=500))
-    model.fit(frame[COLS], frame["defaulted"])
+    udf = _user_module()
+    frame = frame[frame["credit_score"] >= udf.CUT].reset_index(drop=True)
+    model = make_pipeline(FunctionTransformer(udf.refuse_low_scores), LogisticRegression(max_iter=500))
+    model.fit(frame[udf.COLS], frame["defaulted"])
     path = tmp_path / "picky.joblib"
     joblib.dump(model, path)
-    return register_model(ModelStore(store), NAME, path, frame, label_column="defaulted").version, path, frame
+    return register_model(ModelStore(store), NAME, path, frame, label_column="defaulted",
+                          code=[USER_CODE]).version, path, frame
 
 
 def test_challenger_quarantine_is_recorded_shown_and_gated(tmp_path: Path, sample_db: Path, store: Path) -> None:
@@ -56,7 +62,7 @@ def test_challenger_quarantine_is_recorded_shown_and_gated(tmp_path: Path, sampl
                             promotion={"metric": "roc_auc", "tolerance": 1.0})
     result = run_day(load_config(cfg_path), SCORE_DAY)
     day = source_day(sample_db, SCORE_DAY)
-    low = int((day["credit_score"] < CUT).sum())
+    low = int((day["credit_score"] < _user_module().CUT).sum())
     assert low > 0.05 * len(day)
     entry = json.loads(ledger(tmp_path / "results.duckdb").iloc[-1]["details"])["shadow"][str(version)]
     assert entry["rows_in"] == result.rows_in == len(day)
@@ -83,7 +89,8 @@ def test_challenger_quarantine_is_recorded_shown_and_gated(tmp_path: Path, sampl
     data = tmp_path / "train.parquet"
     frame.to_parquet(data)
     base = ["models", "register", "--name", NAME, "--artifact", str(artifact), "--training-data", str(data),
-            "--label", "defaulted", "--alias", "champion", "--day-rows", "600", "-c", str(cfg_path)]
+            "--label", "defaulted", "--alias", "champion", "--day-rows", "600", "--code", str(USER_CODE),
+            "-c", str(cfg_path)]
     res = runner.invoke(app, base)
     assert res.exit_code == 1 and "refused: champion" in " ".join(res.output.split()), res.output
     newest = max(mv.version for mv in ModelStore(store).versions(NAME))

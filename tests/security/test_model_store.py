@@ -78,7 +78,8 @@ def test_with_a_key_edited_metadata_is_refused(cfg_path: Path, store: Path, tmp_
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     good, data = _model_and_data(tmp_path, sample_db)
     monkeypatch.setenv("SCORING_MODEL_KEY", "a-secret-held-outside-the-store")
-    res = _register(cfg_path, good, data, "--alias", "champion")
+    # v1 is unsigned, so the promotion gate cannot evaluate the champion: moving the alias needs --force.
+    res = _register(cfg_path, good, data, "--alias", "champion", "--force", "--reason", "v1 predates the key")
     assert res.exit_code == 0, res.output
     version = store / "loan_default" / "2"
     meta = json.loads((version / "metadata.json").read_text())
