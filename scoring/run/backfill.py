@@ -23,7 +23,7 @@ from typing import Any
 from scoring.config import Config
 from scoring.dates import DataInterval, day_range
 from scoring.errors import ScoringError
-from scoring.run.model_choice import check_model_as_of
+from scoring.run.model_choice import check_model_as_of, choose_model
 from scoring.run.pipeline import RunResult, run_day
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def backfill(cfg: Config, start: dt.date, end: dt.date, *, fail_fast: bool = Fal
     """Score each business day from ``start`` to ``end`` inclusive; outcomes (and ``on_day``) in day order.
 
     A failed day is recorded and the next one runs, unless ``fail_fast``. ``model_as_of`` is ``now`` (every
-    day with the alias's target now) or ``day`` (each day with the version the alias pointed at on that
+    day with the alias's target when the backfill started, resolved once: ``resolve_once``) or ``day`` (each day with the version the alias pointed at on that
     day); a conflicting pin raises ConfigError before any day runs. Late data is not rechecked: a backfill
     re-scores its days anyway. ``parallel`` > 1 scores that many days at a time in worker processes and
     publishes them one at a time (see the module docstring); ``run_kwargs`` are ``version`` and
@@ -52,6 +52,8 @@ def backfill(cfg: Config, start: dt.date, end: dt.date, *, fail_fast: bool = Fal
     """
     check_model_as_of(cfg, run_kwargs.get("version"), model_as_of)
     days = day_range(start, end)
+    if days and model_as_of == "now":
+        run_kwargs = {**run_kwargs, **resolve_once(cfg, days[0], run_kwargs.get("version"))}
     if parallel > 1 and len(days) > 1:
         return _parallel(cfg, days, parallel, fail_fast, on_day, model_as_of, **run_kwargs)
     outcomes: list[DayOutcome] = []
@@ -72,8 +74,22 @@ def backfill(cfg: Config, start: dt.date, end: dt.date, *, fail_fast: bool = Fal
     return outcomes
 
 
+def resolve_once(cfg: Config, first: dt.date, version: int | None) -> dict[str, Any]:
+    """The model version of a whole ``--model-as-of now`` backfill, chosen once when it starts: the run
+    arguments (``version`` and ledger ``details`` naming the rule and when it was applied) so that a promotion
+    during the backfill does not split the range. An unknown model is left to each day to report (empty)."""
+    try:
+        mv, rule = choose_model(cfg, DataInterval.for_day(first, cfg.timezone), version, "now")
+    except ScoringError:
+        return {}
+    when = dt.datetime.now(dt.UTC).isoformat()
+    logger.info("backfill scores every day with %s v%s (%s, resolved at %s)", mv.name, mv.version,
+                rule["model_rule"], when)
+    return {"version": mv.version, "details": {**rule, "model_resolved_at": when, "model_resolved_by": "backfill"}}
+
+
 def stage_day(cfg: Config, day: dt.date, model_as_of: str = "now", version: int | None = None,
-              rows_per_chunk: int | None = None) -> dict[str, Any]:
+              rows_per_chunk: int | None = None, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """In a worker process: plan ``day`` and stage all its chunks; never raises (a day's failure is data).
 
     Returns:
@@ -81,7 +97,6 @@ def stage_day(cfg: Config, day: dt.date, model_as_of: str = "now", version: int 
         when planning failed), ``version`` (the model version, when it was chosen) and ``resumable`` (whether
         a rerun may reuse what was staged).
     """
-    from scoring.run.model_choice import choose_model
     from scoring.run.pipeline import NOT_RESUMABLE, one_line
     from scoring.run.plan import plan_run, run_folder, stage_plan
 
@@ -91,7 +106,8 @@ def stage_day(cfg: Config, day: dt.date, model_as_of: str = "now", version: int 
     chosen: int | None = None
     try:
         chosen = choose_model(cfg, interval, version, model_as_of)[0].version
-        plan = plan_run(cfg, interval, version, rows_per_chunk, key=TRIGGER, model_as_of=model_as_of)
+        plan = plan_run(cfg, interval, version, rows_per_chunk, key=TRIGGER, model_as_of=model_as_of,
+                        details=details)
         chunks = stage_plan(cfg, plan)
     except Exception as exc:  # noqa: BLE001 - the parent records it; the other days go on
         if not isinstance(exc, ScoringError):
@@ -112,7 +128,8 @@ def _parallel(cfg: Config, days: list[dt.date], parallel: int, fail_fast: bool,
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(parallel, len(days)), mp_context=context) as pool:
         futures: list[Future[dict[str, Any]]] = [
-            pool.submit(stage_day, cfg, day, model_as_of, run_kwargs.get("version"), run_kwargs.get("rows_per_chunk"))
+            pool.submit(stage_day, cfg, day, model_as_of, run_kwargs.get("version"), run_kwargs.get("rows_per_chunk"),
+                        run_kwargs.get("details"))
             for day in days]
         for day, future in zip(days, futures, strict=True):
             try:
