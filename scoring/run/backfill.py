@@ -16,7 +16,8 @@ import multiprocessing
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from scoring.dates import DataInterval, day_range
 from scoring.errors import ScoringError
 from scoring.run.model_choice import check_model_as_of, choose_model
 from scoring.run.pipeline import RunResult, run_day
+from scoring.storage.faults import fault_point
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +110,7 @@ def stage_day(cfg: Config, day: dt.date, model_as_of: str = "now", version: int 
         chosen = choose_model(cfg, interval, version, model_as_of)[0].version
         plan = plan_run(cfg, interval, version, rows_per_chunk, key=TRIGGER, model_as_of=model_as_of,
                         details=details)
+        fault_point(f"backfill_day_{day.isoformat()}")  # the crash tests kill one day's worker here
         chunks = stage_plan(cfg, plan)
     except Exception as exc:  # noqa: BLE001 - the parent records it; the other days go on
         if not isinstance(exc, ScoringError):
@@ -122,30 +125,65 @@ def stage_day(cfg: Config, day: dt.date, model_as_of: str = "now", version: int 
 
 def _parallel(cfg: Config, days: list[dt.date], parallel: int, fail_fast: bool,
               on_day: Callable[[DayOutcome], None] | None, model_as_of: str, **run_kwargs: Any) -> list[DayOutcome]:
-    """Stage up to ``parallel`` days at once in worker processes; publish them here, one at a time, in order."""
+    """Stage up to ``parallel`` days at once in worker processes; publish them here, one at a time, in order.
+
+    Each day has a worker process of its own (a one-worker ``ProcessPoolExecutor``): a worker that dies
+    (killed, out of memory) breaks only its day's pool, so the other days go on and publish while the dead
+    day is recorded ``failed`` with the cause. A slot frees as soon as a worker is done, not when its day is
+    published.
+    """
     outcomes: list[DayOutcome] = []
     # spawn, not fork: this process may hold DuckDB and OpenMP threads, which a forked child can deadlock on.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(parallel, len(days)), mp_context=context) as pool:
-        futures: list[Future[dict[str, Any]]] = [
-            pool.submit(stage_day, cfg, day, model_as_of, run_kwargs.get("version"), run_kwargs.get("rows_per_chunk"),
-                        run_kwargs.get("details"))
-            for day in days]
-        for day, future in zip(days, futures, strict=True):
+    waiting = list(days)
+    flight: dict[dt.date, tuple[ProcessPoolExecutor, Future[dict[str, Any]]]] = {}
+
+    def fill() -> None:
+        while waiting and sum(1 for _, f in flight.values() if not f.done()) < parallel:
+            day = waiting.pop(0)
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            flight[day] = (pool, pool.submit(stage_day, cfg, day, model_as_of, run_kwargs.get("version"),
+                                             run_kwargs.get("rows_per_chunk"), run_kwargs.get("details")))
+
+    try:
+        for day in days:
+            fill()
+            pool, future = flight[day]
+            while not future.done():
+                wait([f for _, f in flight.values() if not f.done()], return_when=FIRST_COMPLETED)
+                fill()
+            flight.pop(day)
             try:
                 staged = future.result()
-            except Exception as exc:  # noqa: BLE001 - a worker process died (killed, out of memory)
-                staged = {"error": f"worker process failed: {type(exc).__name__}: {exc}", "plan": None,
-                          "version": None}
+            except BrokenProcessPool as exc:
+                staged = {"error": f"the worker process scoring {day} died (killed or out of memory): {exc}",
+                          "plan": None, "version": _day_version(cfg, day, model_as_of, run_kwargs),
+                          "details": run_kwargs.get("details")}
+            except Exception as exc:  # noqa: BLE001 - the day's result could not come back (pickling, ...)
+                staged = {"error": f"the worker process scoring {day} failed: {type(exc).__name__}: {exc}",
+                          "plan": None, "version": _day_version(cfg, day, model_as_of, run_kwargs),
+                          "details": run_kwargs.get("details")}
+            pool.shutdown(wait=True)
             outcome = _publish_day(cfg, day, staged)
             outcomes.append(outcome)
             if on_day:
                 on_day(outcome)
             if outcome.error and fail_fast:
-                for rest in futures:
-                    rest.cancel()
                 break
+    finally:
+        for pool, _ in flight.values():
+            pool.shutdown(wait=True, cancel_futures=True)
     return outcomes
+
+
+def _day_version(cfg: Config, day: dt.date, model_as_of: str, run_kwargs: dict[str, Any]) -> int | None:
+    """The model version a day whose worker died was scored with (None when it cannot be chosen)."""
+    if run_kwargs.get("version") is not None:
+        return int(run_kwargs["version"])
+    try:
+        return choose_model(cfg, DataInterval.for_day(day, cfg.timezone), None, model_as_of)[0].version
+    except ScoringError:
+        return None
 
 
 def _publish_day(cfg: Config, day: dt.date, staged: dict[str, Any]) -> DayOutcome:
@@ -180,7 +218,8 @@ def _record_failed_day(cfg: Config, day: dt.date, staged: dict[str, Any]) -> Non
     plan = staged.get("plan")
     now = dt.datetime.now(dt.UTC)
     started = dt.datetime.fromisoformat(plan["planned_at"]) if plan else now
-    details: dict[str, Any] = {**(plan["details"] if plan else {}), **({"plan_id": plan["plan_id"]} if plan else {})}
+    details: dict[str, Any] = {**(plan["details"] if plan else staged.get("details") or {}),
+                               **({"plan_id": plan["plan_id"]} if plan else {})}
     if not staged.get("resumable", True):
         details["staging"] = "removed"
     try:
