@@ -37,9 +37,9 @@ from scoring.run.airflow_api import AirflowApi
 from scoring.run.chunks import run_chunks
 from scoring.run.pipeline import one_line, score_spec
 from scoring.run.sizing import chunk_rows
+from scoring.storage.faults import fault_point
 from scoring.storage.results import RunRecord, open_results
 from scoring.storage.results.jobs_ledger import TERMINAL, JobCancelled, JobLedger
-from scoring.storage.results.liveness import attempt_alive
 from scoring.storage.sources.job_input import file_format, input_path, open_job_input
 from scoring.storage.stagefs import local_staging
 from scoring.storage.staging import ChunkManifest, Stage
@@ -207,7 +207,8 @@ def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list
         stage = job_stage(cfg, job["job_id"])
         done = [0]
 
-        def on_chunk(_: ChunkManifest) -> None:
+        def on_chunk(manifest: ChunkManifest) -> None:
+            fault_point(f"after_chunk_{manifest.index}")
             done[0] += 1
             if ledger.progress(job["job_id"], done[0]):
                 raise JobCancelled(f"job {job['job_id']} was cancelled after {done[0]} of {total} chunks; "
@@ -346,23 +347,12 @@ def process_job(cfg: Config, job_id: str, resume: bool = False) -> JobResult:
     return _process_claimed(cfg, ledger, job)
 
 
-def mark_dead_jobs(ledger: JobLedger, heartbeat_timeout_s: float) -> list[str]:
-    """End ``running`` embedded jobs whose process is gone (killed worker) as failed; returns their ids."""
-    gone = []
-    for job in ledger.list("running", limit=1000):
-        if job["engine"] == "embedded" and not attempt_alive(job["host"], job["pid"], job["started_at"], None,
-                                                             heartbeat_timeout_s):
-            ledger.fail(job["job_id"], f"interrupted: process {job['pid']} on {job['host']} is gone")
-            gone.append(job["job_id"])
-    return gone
-
-
 def work(cfg: Config, *, max_jobs: int | None = None, follow: bool = False, poll_s: float = 5.0,
          on_job: Any = None) -> list[JobResult]:
     """Process queued embedded jobs one at a time, oldest first, until the queue is empty (``follow``: keep
     polling). Two workers never take the same job (``JobLedger.claim``). Returns each job's result."""
     ledger = ledger_for(cfg)
-    mark_dead_jobs(ledger, cfg.results.heartbeat_timeout_s)
+    ledger.mark_interrupted(cfg.results.heartbeat_timeout_s, by="scoring jobs work")
     done: list[JobResult] = []
     while max_jobs is None or len(done) < max_jobs:
         job = ledger.claim()
@@ -385,7 +375,9 @@ def job_status(cfg: Config, job_id: str, api: AirflowApi | None = None) -> dict[
     Raises:
         ScoringError: no such job.
     """
-    row = ledger_for(cfg).get(job_id)
+    ledger = ledger_for(cfg)
+    ledger.mark_interrupted(cfg.results.heartbeat_timeout_s, job_id, by="scoring jobs status")
+    row = ledger.get(job_id)
     if row is None:
         raise ScoringError(f"no job {job_id!r} in the jobs ledger")
     if row["engine"] == "airflow" and row["state"] not in TERMINAL and row.get("airflow_run_id"):
@@ -399,9 +391,11 @@ def job_status(cfg: Config, job_id: str, api: AirflowApi | None = None) -> dict[
 
 
 def cancel(cfg: Config, job_id: str, api: AirflowApi | None = None) -> str:
-    """Cancel a job: a queued one at once; a running embedded one stops at its next chunk; an Airflow one has
-    its DAG run marked failed and ends ``cancelled``. Returns the job's state after the call."""
+    """Cancel a job: a queued one at once; a running embedded one stops at its next chunk (one whose worker
+    process is gone ends ``cancelled`` at once); an Airflow one has its DAG run marked failed and ends
+    ``cancelled``. Returns the job's state after the call."""
     ledger = ledger_for(cfg)
+    ledger.mark_interrupted(cfg.results.heartbeat_timeout_s, job_id, state="cancelled", by="scoring jobs cancel")
     row = ledger.get(job_id)
     if row is None:
         raise ScoringError(f"no job {job_id!r} in the jobs ledger")

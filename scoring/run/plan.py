@@ -116,6 +116,13 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
         rows = source.count(interval)
         wanted = max(1, math.ceil(rows / size))
         cuts = source.key_cuts(interval, wanted) if wanted > 1 else []
+        # What every chunk needs from the whole interval, measured once here: the uniqueness rules' duplicate
+        # values and the text widths of the columns the chunks read (their read limit), so that a chunk task
+        # only reads its key range.
+        quality = prepare_quality(cfg, mv, source, interval)
+        source.select_columns(quality.read_columns)
+        inputs = {"duplicates": quality.duplicate_lists(),
+                  "text_widths": {k: list(v) for k, v in source.text_widths(interval).items()}}
     chunks = [{"index": i, "lo": _jsonable(r.lo), "hi": _jsonable(r.hi), "nulls": r.nulls}
               for i, r in enumerate(key_ranges(cuts))]
     plan: dict[str, Any] = {
@@ -124,6 +131,7 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
         "model": {"name": mv.name, "version": mv.version}, "rows": rows, "rows_per_chunk": size,
         "chunks": chunks, "planned_at": dt.datetime.now(dt.UTC).isoformat(),
         "details": {**rule, "interval": interval.describe(), **(details or {})},
+        "quality_inputs": inputs,
     }
     if cfg.model.challengers:
         versions, failed = resolve_challengers(cfg, mv.version)
@@ -162,7 +170,16 @@ def _quality(cfg: Config, plan: dict[str, Any], source: Any) -> Quality:
     """The run's data quality state (suite, schema-drift policy, the interval's duplicate keys), the same
     the CLI builds, so every chunk passes the same gate and publish concludes the same checks."""
     mv = ModelStore(cfg.model.store).get(plan["model"]["name"], plan["model"]["version"])
-    return prepare_quality(cfg, mv, source, plan_interval(plan))
+    known = plan.get("quality_inputs") or {}  # absent from plans made before it existed: queried then
+    return prepare_quality(cfg, mv, source, plan_interval(plan), known.get("duplicates"))
+
+
+def _read_columns(plan: dict[str, Any], source: Any, quality: Quality) -> None:
+    """Select the columns a chunk reads, with the text widths the plan measured (no whole-interval query)."""
+    source.select_columns(quality.read_columns)
+    widths = (plan.get("quality_inputs") or {}).get("text_widths")
+    if widths is not None:
+        source.know_text_widths(plan_interval(plan), widths)
 
 
 def validate_plan(cfg: Config, plan: dict[str, Any]) -> list[int | dict[str, int]]:
@@ -206,7 +223,7 @@ def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int | dict[str
             schema = source.schema()
             spec, model = _spec_and_model(cfg, plan, schema)
             quality = _quality(cfg, plan, source)
-            source.select_columns(quality.read_columns)  # challengers' chunks are tasks of their own
+            _read_columns(plan, source, quality)  # challengers' chunks are tasks of their own
             batches = list(source.range_batches(plan_interval(plan), key_range, plan["rows_per_chunk"]))
             schema = source.read_schema()
         table = pa.Table.from_batches(batches) if batches else schema.empty_table()
@@ -239,7 +256,7 @@ def stage_plan(cfg: Config, plan: dict[str, Any]) -> list[dict[str, Any]]:
         with open_source(cfg.source) as source:
             spec, model = _spec_and_model(cfg, plan, source.schema())
             quality = _quality(cfg, plan, source)
-            source.select_columns(quality.read_columns)
+            _read_columns(plan, source, quality)
             schema = source.read_schema()
             for chunk in plan["chunks"]:
                 key_range = KeyRange(chunk["lo"], chunk["hi"], chunk["nulls"])
