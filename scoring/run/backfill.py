@@ -23,7 +23,7 @@ from typing import Any
 
 from scoring.config import Config
 from scoring.dates import DataInterval, day_range
-from scoring.errors import ScoringError
+from scoring.errors import ScoringError, first_line, one_line
 from scoring.run.model_choice import check_model_as_of, choose_model
 from scoring.run.pipeline import RunResult, run_day
 from scoring.storage.faults import fault_point
@@ -99,7 +99,7 @@ def stage_day(cfg: Config, day: dt.date, model_as_of: str = "now", version: int 
         when planning failed), ``version`` (the model version, when it was chosen) and ``resumable`` (whether
         a rerun may reuse what was staged).
     """
-    from scoring.run.pipeline import NOT_RESUMABLE, one_line
+    from scoring.run.pipeline import NOT_RESUMABLE
     from scoring.run.plan import plan_run, run_folder, stage_plan
 
     started = time.monotonic()
@@ -212,12 +212,11 @@ def _publish_day(cfg: Config, day: dt.date, staged: dict[str, Any]) -> DayOutcom
 
 def _record_failed_day(cfg: Config, day: dt.date, staged: dict[str, Any]) -> None:
     """A failed ledger row (trigger ``backfill``) for a day that failed in its worker, as ``run_day`` records one."""
-    from scoring.run.pipeline import make_run_id, record_failure
-    from scoring.storage.results import RunRecord, open_results
+    from scoring.run.pipeline import record_failure, start_record
+    from scoring.storage.results import open_results
 
     plan = staged.get("plan")
-    now = dt.datetime.now(dt.UTC)
-    started = dt.datetime.fromisoformat(plan["planned_at"]) if plan else now
+    started = dt.datetime.fromisoformat(plan["planned_at"]) if plan else None
     details: dict[str, Any] = {**(plan["details"] if plan else staged.get("details") or {}),
                                **({"plan_id": plan["plan_id"]} if plan else {})}
     if not staged.get("resumable", True):
@@ -225,13 +224,10 @@ def _record_failed_day(cfg: Config, day: dt.date, staged: dict[str, Any]) -> Non
     try:
         results = open_results(cfg.results)
         results.ensure_schema()
-        run = RunRecord(make_run_id(cfg.model.name, day, now), day, cfg.model.name, staged["version"], started,
-                        trigger=TRIGGER, details=details)
-        results.mark_interrupted(day, cfg.model.name, by=run.run_id)
-        results.start_run(run)
+        run = start_record(results, cfg.model.name, day, staged["version"], TRIGGER, details, started)
         record_failure(results, run, ScoringError(staged["error"]))
     except Exception as exc:  # noqa: BLE001 - the day's own error is what the user must see
-        logger.error("could not record the failure of %s in the ledger: %s", day, str(exc).splitlines()[0])
+        logger.error("could not record the failure of %s in the ledger: %s", day, first_line(exc))
 
 
 def _where(cfg: Config) -> str:

@@ -29,14 +29,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scoring.config import Config
-from scoring.errors import ConfigError, ScoringError, SourceError, ValidationFailed
+from scoring.errors import ConfigError, ScoringError, SourceError, ValidationFailed, one_line
 from scoring.models.scorer import encoded_width
 from scoring.models.store import ModelStore, ModelVersion, load_version
 from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
 from scoring.run.airflow_api import AirflowApi
 from scoring.run.chunks import run_chunks
-from scoring.run.pipeline import one_line, score_spec
-from scoring.run.sizing import chunk_rows
+from scoring.run.pipeline import score_spec
+from scoring.run.sizing import size_chunks
 from scoring.storage.faults import fault_point
 from scoring.storage.results import RunRecord, open_results
 from scoring.storage.results.jobs_ledger import TERMINAL, JobCancelled, JobLedger
@@ -200,8 +200,8 @@ def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list
     job_cfg, mv, source, quality = _prepare(cfg, spec)
     with source:
         model = ModelStore(job_cfg.model.store).load(mv)
-        rows = chunk_rows(source.schema(), encoded_width(model, len(quality.columns)),
-                          job_cfg.chunking.memory_budget_mib, job_cfg.chunking.rows_per_chunk)
+        rows = size_chunks(source, None, encoded_width(model, len(quality.columns)),
+                           job_cfg.chunking.memory_budget_mib, job_cfg.chunking.rows_per_chunk)
         total = math.ceil(source.count() / rows)
         ledger.set_fields(job["job_id"], model_version=mv.version, chunks_total=total, chunks_done=0)
         stage = job_stage(cfg, job["job_id"])

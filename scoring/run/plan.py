@@ -30,6 +30,7 @@ from scoring.errors import (
     ScoringError,
     Superseded,
     ValidationFailed,
+    first_line,
 )
 from scoring.models.scorer import ScoreSpec, encoded_width
 from scoring.models.store import ModelStore
@@ -37,7 +38,7 @@ from scoring.quality.run_checks import Quality, prepare_quality
 from scoring.quality.schema_check import check_schema
 from scoring.run.chunks import process_chunk
 from scoring.run.model_choice import choose_model
-from scoring.run.pipeline import finish_run, make_run_id, record_failure, score_spec
+from scoring.run.pipeline import finish_run, record_failure, score_spec, start_record
 from scoring.run.shadow import (
     Shadow,
     prepare_challenger,
@@ -46,7 +47,7 @@ from scoring.run.shadow import (
     shadow_spec,
     shadow_stage,
 )
-from scoring.run.sizing import chunk_rows, mean_text_bytes
+from scoring.run.sizing import size_chunks
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.sources import open_source
 from scoring.storage.sources.base import KeyRange, key_ranges
@@ -111,8 +112,8 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
         source.select_columns([c for c in (cfg.source.key_column, cfg.source.timestamp_column,
                                            *(f["name"] for f in mv.features), *cfg.results.passthrough)
                                if c in names])
-        size = chunk_rows(source.read_schema(), int(width), cfg.chunking.memory_budget_mib,
-                          rows_per_chunk or cfg.chunking.rows_per_chunk, mean_text_bytes(source, interval))
+        size = size_chunks(source, interval, int(width), cfg.chunking.memory_budget_mib,
+                           rows_per_chunk or cfg.chunking.rows_per_chunk)
         rows = source.count(interval)
         wanted = max(1, math.ceil(rows / size))
         cuts = source.key_cuts(interval, wanted) if wanted > 1 else []
@@ -298,7 +299,7 @@ def _score_shadow_chunk(cfg: Config, plan: dict[str, Any], version: int, index: 
         if is_transient(exc):  # an outage or a lock: the task retries like a champion chunk
             raise
         logger.warning("challenger v%s, chunk %s of plan %s: %s", version, index, plan["plan_id"], exc)
-        return {"challenger": version, "index": index, "error": str(exc).strip().splitlines()[0]}
+        return {"challenger": version, "index": index, "error": first_line(exc)}
     finally:
         folder.unlock()
     return {**_manifest_dict(manifest, False), "challenger": version}
@@ -369,13 +370,9 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
         raise ScoringError(f"chunks {missing} of plan {plan['plan_id']} are not staged in {stage.root}")
     reused = sum(1 for r in chunk_results or [] if r.get("reused") and "challenger" not in r)
     day = dt.date.fromisoformat(plan["day"])
-    run = RunRecord(make_run_id(plan["model"]["name"], day, dt.datetime.now(dt.UTC)), day,
-                    plan["model"]["name"], plan["model"]["version"],
-                    dt.datetime.fromisoformat(plan["planned_at"]), trigger=trigger,
-                    details={**plan["details"], "plan_id": plan["plan_id"], "chunks": len(plan["chunks"]),
-                             "chunks_reused": reused})
-    results.mark_interrupted(day, run.model_name, by=run.run_id)
-    results.start_run(run)
+    run = start_record(results, plan["model"]["name"], day, plan["model"]["version"], trigger,
+                       {**plan["details"], "plan_id": plan["plan_id"], "chunks": len(plan["chunks"]),
+                        "chunks_reused": reused}, dt.datetime.fromisoformat(plan["planned_at"]))
     done = [m for m in manifests if m is not None]
     try:
         with open_source(cfg.source) as source:
@@ -421,13 +418,10 @@ def record_outcome(cfg: Config, interval: DataInterval, plan: dict[str, Any] | N
         return {"status": "failed", "failed": failed, "recorded_by": "publish"}
     results = open_results(cfg.results)
     results.ensure_schema()
-    now = dt.datetime.now(dt.UTC)
-    started = dt.datetime.fromisoformat(plan["planned_at"]) if plan else now
-    run = RunRecord(make_run_id(cfg.model.name, interval.day, now), interval.day, cfg.model.name,
-                    plan["model"]["version"] if plan else None, started, trigger=TRIGGER,
-                    details={**(details or {}), **({"plan_id": plan["plan_id"]} if plan else {}),
-                             "task_states": task_states})
-    results.start_run(run)
+    run = start_record(results, cfg.model.name, interval.day, plan["model"]["version"] if plan else None,
+                       TRIGGER, {**(details or {}), **({"plan_id": plan["plan_id"]} if plan else {}),
+                                 "task_states": task_states},
+                       dt.datetime.fromisoformat(plan["planned_at"]) if plan else None)
     stuck = sorted(t for t, s in task_states.items() if s in FAILED or s is None)
     error = ScoringError(f"tasks failed: {', '.join(failed or stuck) or 'unknown'}; staged chunks are kept "
                          "for a retry")
