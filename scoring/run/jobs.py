@@ -35,6 +35,7 @@ from scoring.models.store import ModelStore, ModelVersion, load_version
 from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
 from scoring.run.airflow_api import AirflowApi
 from scoring.run.chunks import run_chunks
+from scoring.run.model_choice import choose_model
 from scoring.run.pipeline import score_spec
 from scoring.run.sizing import size_chunks
 from scoring.storage.faults import fault_point
@@ -164,11 +165,12 @@ def submit(cfg: Config, spec: JobSpec, *, wait: bool = False, api: AirflowApi | 
 
 def _job_cfg(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion]:
     """The config the job scores with (its key column, no passthrough) and the model version it uses."""
-    version = spec.version
     alias = spec.alias or cfg.model.alias
-    if version is None and spec.alias is None and spec.model == cfg.model.name:
-        version = cfg.model.version
-    mv = ModelStore(cfg.model.store).resolve(spec.model, alias, version)
+    # The config's pin applies to its own model only, and not when the job names an alias.
+    pin = cfg.model.version if spec.alias is None and spec.model == cfg.model.name else None
+    own = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": spec.model, "alias": alias,
+                                                                      "version": pin})})
+    mv, _ = choose_model(own, None, spec.version)  # the one model-choice rule (explicit, pin, alias now)
     job_cfg = cfg.model_copy(update={
         "source": cfg.source.model_copy(update={"key_column": spec.key or cfg.source.key_column}),
         "results": cfg.results.model_copy(update={"passthrough": []}),

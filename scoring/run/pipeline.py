@@ -265,11 +265,9 @@ def previous_drift_counts(cfg: Config, results: ResultsStore, run: RunRecord) ->
     window = cfg.validation.drift.window_days
     if window <= 1:
         return []
-    sql = (f"SELECT day, feature, counts FROM {results.table_name('drift')} "  # noqa: S608 - quoted identifier
-           "WHERE model_name = $1 AND model_version = $2 AND day >= $3 AND day < $4 AND counts IS NOT NULL")
     try:
-        rows = results.query(sql, [run.model_name, run.model_version, run.day - dt.timedelta(days=window - 1),
-                                   run.day]).to_pylist()
+        rows = results.drift_counts(run.model_name, run.model_version, run.day - dt.timedelta(days=window - 1),
+                                    run.day)
     except Exception as exc:  # noqa: BLE001 - a results database without counts yet: judge the day alone
         logger.info("no earlier drift counts to pool (%s)", first_line(exc))
         return []

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -36,7 +37,7 @@ from scoring.models.scorer import ScoreSpec, encoded_width
 from scoring.models.store import ModelStore
 from scoring.quality.run_checks import Quality, prepare_quality
 from scoring.quality.schema_check import check_schema
-from scoring.run.chunks import process_chunk
+from scoring.run.chunks import run_chunks
 from scoring.run.model_choice import choose_model
 from scoring.run.pipeline import finish_run, record_failure, score_spec, start_record
 from scoring.run.shadow import (
@@ -209,100 +210,80 @@ def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int | dict[str
     Never writes to the results database. Returns the chunk's manifest with ``reused``.
     """
     if isinstance(index, dict):
-        return _score_shadow_chunk(cfg, plan, int(index["challenger"]), int(index["index"]))
-    stage = plan_stage(cfg, plan)
-    done = stage.completed(index)
-    if done is not None:
-        logger.info("chunk %s of plan %s is already staged; reusing it", index, plan["plan_id"])
-        return _manifest_dict(done, True)
-    chunk = plan["chunks"][index]
-    key_range = KeyRange(chunk["lo"], chunk["hi"], chunk["nulls"])
-    folder = run_folder(cfg, plan)
-    folder.lock(shared=True)  # while it stages (or until its process dies), cleanup leaves the folder alone
-    try:
-        with open_source(cfg.source) as source:
-            schema = source.schema()
-            spec, model = _spec_and_model(cfg, plan, schema)
-            quality = _quality(cfg, plan, source)
-            _read_columns(plan, source, quality)  # challengers' chunks are tasks of their own
-            batches = list(source.range_batches(plan_interval(plan), key_range, plan["rows_per_chunk"]))
-            schema = source.read_schema()
-        table = pa.Table.from_batches(batches) if batches else schema.empty_table()
-        manifest = process_chunk(model, table, index, spec, stage, quality.gate)
-    finally:
-        folder.unlock()  # a failed task stops its lease renewal too (dag.test runs tasks in one process)
-    logger.info("chunk %s of plan %s: %s rows in, %s scored, %s quarantined", index, plan["plan_id"],
-                manifest.rows_in, manifest.scored, manifest.rejected)
-    return _manifest_dict(manifest, False)
+        return stage_ranges(cfg, plan, [int(index["index"])], int(index["challenger"]))[0]
+    return stage_ranges(cfg, plan, [index])[0]
 
 
 def stage_plan(cfg: Config, plan: dict[str, Any]) -> list[dict[str, Any]]:
     """Score and stage every chunk of ``plan`` in this process, one after the other: what the DAG's mapped
-    ``score_chunk`` tasks do, with one source connection, one model load and one quality state for the day.
-
-    Each chunk reads only its key range; a chunk already staged is reused only when its source rows hash the
-    same (``input_digest``), so a rerun never publishes rows it did not read. The challengers' chunks follow
-    (``_score_shadow_chunk``). Never writes to the results database (``publish_plan`` does): the parallel
+    ``score_chunk`` tasks do, with one source connection, one model load and one quality state for the day;
+    then each challenger's chunks. Never writes to the results database (``publish_plan`` does): the parallel
     backfill's worker processes run this and the parent publishes.
 
     Returns:
         The chunks' manifests with ``reused`` (and the challengers' results), as ``publish_plan`` takes them.
     """
-    from scoring.storage.staging import input_digest
-
-    stage, folder = plan_stage(cfg, plan), run_folder(cfg, plan)
-    done: list[dict[str, Any]] = []
-    folder.lock(shared=True)  # while it stages (or until its process dies), cleanup leaves the folder alone
-    try:
-        with open_source(cfg.source) as source:
-            spec, model = _spec_and_model(cfg, plan, source.schema())
-            quality = _quality(cfg, plan, source)
-            _read_columns(plan, source, quality)
-            schema = source.read_schema()
-            for chunk in plan["chunks"]:
-                key_range = KeyRange(chunk["lo"], chunk["hi"], chunk["nulls"])
-                batches = list(source.range_batches(plan_interval(plan), key_range, plan["rows_per_chunk"]))
-                table = pa.Table.from_batches(batches) if batches else schema.empty_table()
-                digest = input_digest(table)
-                reused = stage.completed(chunk["index"], digest)
-                manifest = reused or process_chunk(model, table, chunk["index"], spec, stage, quality.gate, digest)
-                done.append(_manifest_dict(manifest, reused is not None))
-    finally:
-        folder.unlock()
-    shadow = [_score_shadow_chunk(cfg, plan, v, c["index"]) for v in plan.get("challengers", [])
-              for c in plan["chunks"]]
+    indexes = [c["index"] for c in plan["chunks"]]
+    done = stage_ranges(cfg, plan, indexes)
+    shadow = [r for v in plan.get("challengers", []) for r in stage_ranges(cfg, plan, indexes, v)]
     logger.info("plan %s staged: %s chunks (%s reused), %s rows in", plan["plan_id"], len(done),
                 sum(1 for d in done if d["reused"]), sum(d["rows_in"] for d in done))
     return [*done, *shadow]
 
 
-def _score_shadow_chunk(cfg: Config, plan: dict[str, Any], version: int, index: int) -> dict[str, Any]:
-    stage = shadow_stage(plan_stage(cfg, plan), version)
-    done = stage.completed(index)
-    if done is not None:
-        return {**_manifest_dict(done, True), "challenger": version}
-    chunk = plan["chunks"][index]
+def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int],
+                 challenger: int | None = None) -> list[dict[str, Any]]:
+    """Stage chunks ``indexes`` of ``plan`` (the champion's, or challenger version ``challenger``'s) through
+    the one chunk loop (``run_chunks``): each reads only its key range, with the quality inputs the plan
+    measured for the whole interval; a chunk already staged from the same rows (``input_digest``) is reused,
+    so a rerun never publishes rows it did not read.
+
+    A challenger's chunk failing on anything but a transient error gives ``{"challenger", "index", "error"}``
+    per chunk instead of raising. Returns each chunk's manifest with ``reused`` (and ``challenger``).
+    """
+    stage = plan_stage(cfg, plan) if challenger is None else shadow_stage(plan_stage(cfg, plan), challenger)
+    tag = {} if challenger is None else {"challenger": challenger}
+    done = {i: stage.completed(i) for i in indexes}
+    todo = [i for i in indexes if done[i] is None]
+    if not todo:
+        logger.info("chunks %s of plan %s are already staged; reusing them", indexes, plan["plan_id"])
+        return [{**_manifest_dict(done[i], True), **tag} for i in indexes]
     folder = run_folder(cfg, plan)
-    folder.lock(shared=True)
+    folder.lock(shared=True)  # while it stages (or until its process dies), cleanup leaves the folder alone
     try:
         with open_source(cfg.source) as source:
-            schema = source.schema()
-            mv = ModelStore(cfg.model.store).get(plan["model"]["name"], version)
-            model = prepare_challenger(cfg, mv, schema)
+            full = source.schema()
             quality = _quality(cfg, plan, source)
-            batches = list(source.range_batches(plan_interval(plan), KeyRange(chunk["lo"], chunk["hi"],
-                                                                              chunk["nulls"]),
-                                                plan["rows_per_chunk"]))
-        table = pa.Table.from_batches(batches) if batches else schema.empty_table()
-        manifest = process_chunk(model, table, index, shadow_spec(cfg, mv), stage, shadow_gate(quality.gate))
+            if challenger is None:
+                spec, model = _spec_and_model(cfg, plan, full)
+                gate = quality.gate
+                _read_columns(plan, source, quality)
+            else:  # a challenger reads the columns it needs, through the champion's gate
+                mv = ModelStore(cfg.model.store).get(plan["model"]["name"], challenger)
+                model, spec, gate = prepare_challenger(cfg, mv, full), shadow_spec(cfg, mv), shadow_gate(quality.gate)
+            schema, interval = source.read_schema(), plan_interval(plan)
+
+            def tables() -> Iterator[pa.Table]:
+                for i in todo:
+                    chunk = plan["chunks"][i]
+                    batches = list(source.range_batches(interval, KeyRange(chunk["lo"], chunk["hi"],
+                                                                           chunk["nulls"]), plan["rows_per_chunk"]))
+                    yield pa.Table.from_batches(batches) if batches else schema.empty_table()
+
+            staged = run_chunks(tables(), model, lambda: model, spec, stage, gate=gate, indexes=todo)
     except Exception as exc:
-        if is_transient(exc):  # an outage or a lock: the task retries like a champion chunk
+        if challenger is None or is_transient(exc):  # an outage or a lock: the task retries
             raise
-        logger.warning("challenger v%s, chunk %s of plan %s: %s", version, index, plan["plan_id"], exc)
-        return {"challenger": version, "index": index, "error": first_line(exc)}
+        logger.warning("challenger v%s, chunks %s of plan %s: %s", challenger, todo, plan["plan_id"], exc)
+        return [{**tag, "index": i, "error": first_line(exc)} for i in indexes]
     finally:
-        folder.unlock()
-    return {**_manifest_dict(manifest, False), "challenger": version}
+        folder.unlock()  # a failed task stops its lease renewal too (dag.test runs tasks in one process)
+    for manifest in staged:
+        done[manifest.index] = manifest
+        logger.info("chunk %s of plan %s%s: %s rows in, %s scored, %s quarantined", manifest.index,
+                    plan["plan_id"], f" (challenger v{challenger})" if challenger else "", manifest.rows_in,
+                    manifest.scored, manifest.rejected)
+    return [{**_manifest_dict(done[i], i not in todo or i in stage.reused), **tag} for i in indexes]
 
 
 def _shadow(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str, Any]]) -> Shadow | None:
@@ -331,9 +312,8 @@ def _counts(run: RunRecord, plan: dict[str, Any], **more: Any) -> dict[str, Any]
 
 def _published_run(results: ResultsStore, plan: dict[str, Any]) -> dict[str, Any] | None:
     """The successful ledger row of ``plan``, if it was already published."""
-    sql = (f"SELECT * FROM {results.table_name('runs')} "  # noqa: S608 - quoted identifier
-           "WHERE model_name = $1 AND day = $2 AND status = 'success' ORDER BY finished_at DESC")
-    for row in results.query(sql, [plan["model"]["name"], dt.date.fromisoformat(plan["day"])]).to_pylist():
+    day = dt.date.fromisoformat(plan["day"])
+    for row in reversed(results.successful_runs(plan["model"]["name"], day, day)):
         if json.loads(row["details"] or "{}").get("plan_id") == plan["plan_id"]:
             return row
     return None

@@ -94,9 +94,7 @@ def _shadow(cfg: Config, mv: ModelVersion) -> Check:
     needed = cfg.promotion.shadow_days
     try:
         results = open_results(cfg.results)
-        rows = results.query(f"SELECT day, details FROM {results.table_name('runs')} "  # noqa: S608 - quoted
-                             "WHERE model_name = $1 AND status = 'success' ORDER BY started_at",
-                             [mv.name]).to_pylist()
+        rows = results.successful_runs(mv.name)
     except ScoringError as exc:
         return Check("shadow", False, f"no shadow runs to read: {exc}")
     latest: dict[dt.date, dict[str, object]] = {}
