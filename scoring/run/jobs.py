@@ -18,15 +18,11 @@ import datetime as dt
 import functools
 import logging
 import math
-import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from scoring.config import Config
 from scoring.errors import ConfigError, ScoringError, SourceError, ValidationFailed, one_line
@@ -39,6 +35,7 @@ from scoring.run.model_choice import choose_model
 from scoring.run.pipeline import score_spec
 from scoring.run.sizing import size_chunks
 from scoring.storage.faults import fault_point
+from scoring.storage.job_output import write_output
 from scoring.storage.results import RunRecord, open_results
 from scoring.storage.results.jobs_ledger import TERMINAL, JobCancelled, JobLedger
 from scoring.storage.sources.job_input import file_format, input_path, open_job_input
@@ -275,42 +272,6 @@ def publish_job(cfg: Config, ledger: JobLedger, job: dict[str, Any], manifests: 
     logger.info("job %s succeeded: %s in, %s scored, %s quarantined", job_id, run.rows_in, run.rows_scored,
                 run.rows_rejected)
     return JobResult(job_id, "succeeded", run.rows_in, run.rows_scored, run.rows_rejected, str(out) if out else None)
-
-
-OUTPUT_CONSTANTS = ("model_name", "model_version", "run_id", "day", "scored_at", "job_id")
-
-
-def write_output(path: Path, prediction_files: list[Path], constants: dict[str, Any]) -> None:
-    """Write the predictions with the ``job_predictions`` columns to ``path`` (Parquet or CSV), streamed
-    one staged file at a time, aside then renamed over: a reader never sees a half-written file."""
-    import pyarrow.csv as pacsv
-
-    from scoring.storage.results.tables import STAGED_PREDICTION_COLUMNS
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    types = {"model_name": pa.string(), "model_version": pa.int32(), "run_id": pa.string(), "day": pa.date32(),
-             "scored_at": pa.timestamp("us", tz="UTC"), "job_id": pa.string()}
-    schema = pa.schema([*(pq.read_schema(prediction_files[0]).field(c) for c in STAGED_PREDICTION_COLUMNS)]
-                       if prediction_files else [pa.field("source_key", pa.string()), pa.field("score", pa.float64()),
-                                                 pa.field("label", pa.int8()),
-                                                 pa.field("predicted_class", pa.string()),
-                                                 pa.field("probabilities", pa.string())])
-    schema = pa.schema([*schema, *(pa.field(c, types[c]) for c in OUTPUT_CONSTANTS)])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    parquet = file_format(path) == "parquet"
-    writer = pq.ParquetWriter(tmp, schema) if parquet else pacsv.CSVWriter(tmp, schema)
-    try:
-        with writer:
-            for file in prediction_files:
-                table = pq.read_table(file, columns=list(STAGED_PREDICTION_COLUMNS))
-                for name in OUTPUT_CONSTANTS:
-                    table = table.append_column(schema.field(name), pa.array([constants[name]] * table.num_rows,
-                                                                             types[name]))
-                writer.write_table(table.cast(schema))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _process_claimed(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> JobResult:
