@@ -224,26 +224,29 @@ def stage_plan(cfg: Config, plan: dict[str, Any]) -> list[dict[str, Any]]:
         The chunks' manifests with ``reused`` (and the challengers' results), as ``publish_plan`` takes them.
     """
     indexes = [c["index"] for c in plan["chunks"]]
-    done = stage_ranges(cfg, plan, indexes)
-    shadow = [r for v in plan.get("challengers", []) for r in stage_ranges(cfg, plan, indexes, v)]
+    done = stage_ranges(cfg, plan, indexes, reread=True)
+    shadow = [r for v in plan.get("challengers", []) for r in stage_ranges(cfg, plan, indexes, v, reread=True)]
     logger.info("plan %s staged: %s chunks (%s reused), %s rows in", plan["plan_id"], len(done),
                 sum(1 for d in done if d["reused"]), sum(d["rows_in"] for d in done))
     return [*done, *shadow]
 
 
-def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int],
-                 challenger: int | None = None) -> list[dict[str, Any]]:
+def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int], challenger: int | None = None,
+                 reread: bool = False) -> list[dict[str, Any]]:
     """Stage chunks ``indexes`` of ``plan`` (the champion's, or challenger version ``challenger``'s) through
     the one chunk loop (``run_chunks``): each reads only its key range, with the quality inputs the plan
     measured for the whole interval; a chunk already staged from the same rows (``input_digest``) is reused,
     so a rerun never publishes rows it did not read.
 
-    A challenger's chunk failing on anything but a transient error gives ``{"challenger", "index", "error"}``
-    per chunk instead of raising. Returns each chunk's manifest with ``reused`` (and ``challenger``).
+    A DAG task (``reread`` False) reuses a chunk its plan already staged without reading it again (a retried
+    task of the same plan); ``reread`` (a backfill day's rerun) reads every range and reuses a staged chunk
+    only when its rows hash the same. A challenger's chunk failing on anything but a transient error gives
+    ``{"challenger", "index", "error"}`` per chunk instead of raising. Returns each chunk's manifest with
+    ``reused`` (and ``challenger``).
     """
     stage = plan_stage(cfg, plan) if challenger is None else shadow_stage(plan_stage(cfg, plan), challenger)
     tag = {} if challenger is None else {"challenger": challenger}
-    done = {i: stage.completed(i) for i in indexes}
+    done = {i: None if reread else stage.completed(i) for i in indexes}
     todo = [i for i in indexes if done[i] is None]
     if not todo:
         logger.info("chunks %s of plan %s are already staged; reusing them", indexes, plan["plan_id"])
@@ -283,7 +286,8 @@ def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int],
         logger.info("chunk %s of plan %s%s: %s rows in, %s scored, %s quarantined", manifest.index,
                     plan["plan_id"], f" (challenger v{challenger})" if challenger else "", manifest.rows_in,
                     manifest.scored, manifest.rejected)
-    return [{**_manifest_dict(done[i], i not in todo or i in stage.reused), **tag} for i in indexes]
+    return [{**_manifest_dict(done[i], i not in todo or i in stage.reused), **tag} for i in indexes
+            if done[i] is not None]
 
 
 def _shadow(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str, Any]]) -> Shadow | None:
