@@ -121,10 +121,7 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
         # What every chunk needs from the whole interval, measured once here: the uniqueness rules' duplicate
         # values and the text widths of the columns the chunks read (their read limit), so that a chunk task
         # only reads its key range.
-        quality = prepare_quality(cfg, mv, source, interval)
-        source.select_columns(quality.read_columns)
-        inputs = {"duplicates": quality.duplicate_lists(),
-                  "text_widths": {k: list(v) for k, v in source.text_widths(interval).items()}}
+        inputs = _quality_inputs(cfg, mv, source, interval)
     chunks = [{"index": i, "lo": _jsonable(r.lo), "hi": _jsonable(r.hi), "nulls": r.nulls}
               for i, r in enumerate(key_ranges(cuts))]
     plan: dict[str, Any] = {
@@ -142,6 +139,20 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
     logger.info("plan %s: %s rows of %s in %s chunks of <= %s rows, %s v%s", plan["plan_id"], rows,
                 interval.day, len(chunks), size, mv.name, mv.version)
     return plan
+
+
+def _quality_inputs(cfg: Config, mv: Any, source: Any, interval: DataInterval) -> dict[str, Any] | None:
+    """The uniqueness rules' duplicate values and the text widths of the columns a chunk reads, over the whole
+    interval; None when the source does not fit the model or suite (``validate`` then fails the run, in one
+    line, as it always did)."""
+    try:
+        quality = prepare_quality(cfg, mv, source, interval)
+    except ScoringError as exc:
+        logger.info("plan without quality inputs (%s); validate decides", first_line(exc))
+        return None
+    source.select_columns(quality.read_columns)
+    return {"duplicates": quality.duplicate_lists(),
+            "text_widths": {k: list(v) for k, v in source.text_widths(interval).items()}}
 
 
 def plan_interval(plan: dict[str, Any]) -> DataInterval:
