@@ -238,6 +238,15 @@ def build_report_dag(path: Path, cfg: Config, asset: Asset) -> Any:
                 return {**tasks.refresh_reports(runtime_config(conf)), "events": events}
 
         refreshed = refresh_reports()
+        if cfg.labels is not None:
+            @task(pool=POOL)
+            def outcomes(refreshed: dict[str, Any]) -> dict[str, Any]:
+                from scoring.run import tasks
+
+                with fail_fast_unless_transient():
+                    return tasks.recompute_outcomes(runtime_config(conf))
+
+            outcomes(refreshed)
         if cfg.validation.data_docs:
             @task(pool=POOL)
             def data_docs_runs(refreshed: dict[str, Any]) -> list[dict[str, Any]]:

@@ -153,6 +153,9 @@ class PromotionConfig(_Strict):
                              "failing (0: not required)")
     label_column: str | None = Field(None, description="source column with the outcome (default: "
                                      "training.label_column)")
+    max_quarantine_excess: float = Field(0.01, ge=0.0, le=1.0, description="the candidate's quarantine rate on "
+                                         "its shadow days may exceed the champion's on the same runs by at most "
+                                         "this (a share of rows)")
 
 
 class ResultsConfig(_Strict):
@@ -289,6 +292,48 @@ class ValidationConfig(_Strict):
     drift: DriftConfig = DriftConfig()
 
 
+class LabelsConfig(_Strict):
+    """Where outcomes that arrive after scoring live (``scoring outcomes``; see docs/outcomes.md): a table or a
+    SELECT giving one row per (key, label, observed-at time), on DuckDB or PostgreSQL."""
+
+    kind: Literal["duckdb", "postgres"] = "duckdb"
+    path: Path | None = Field(None, description="DuckDB database file (kind duckdb)")
+    url: str | None = Field(None, description="postgresql:// URL (kind postgres)")
+    table: str | None = Field(None, description="table or schema.table")
+    query: str | None = Field(None, description="a SELECT used instead of a table")
+    key_column: str = Field(description="the source key the label belongs to (source.key_column's values)")
+    label_column: str = Field(description="the outcome: a class of the model, or a number for a regressor")
+    observed_at_column: str = Field(description="when the outcome was observed (a label joins predictions "
+                                    "of its key scored on that business day or before)")
+    connection_id: str | None = Field(None, description="Airflow Connection id used under Airflow")
+    connect_timeout_s: float = Field(30.0, ge=0)
+    max_delay_days: int = Field(90, ge=0, le=3660, description="labels arrive at most this many days after "
+                                "the scoring day: how far back a label is looked for a prediction of its key")
+
+    @field_validator("key_column", "label_column", "observed_at_column")
+    @classmethod
+    def _ident(cls, value: str) -> str:
+        return validate_identifier(value, "column name")
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str | None) -> str | None:
+        if value is not None:
+            for part in value.split("."):
+                validate_identifier(part, "table name")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> LabelsConfig:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        if self.kind == "duckdb" and self.path is None:
+            raise ValueError("kind duckdb needs 'path'")
+        if self.kind == "postgres" and self.url is None and self.connection_id is None:
+            raise ValueError("kind postgres needs 'url' (or 'connection_id' under Airflow)")
+        return self
+
+
 def _check_zone(name: str) -> str:
     try:
         zone_info(name)
@@ -361,6 +406,7 @@ class Config(_Strict):
     validation: ValidationConfig = ValidationConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     promotion: PromotionConfig = PromotionConfig()
+    labels: LabelsConfig | None = None
     path: Path | None = Field(None, exclude=True, description="the file this was loaded from")
 
     @property
@@ -404,6 +450,8 @@ def load_config(path: str | Path | None = None) -> Config:
     cfg.path = file.resolve()
     cfg.source.path = _resolve(base, cfg.source.path)
     cfg.model.store = _resolve(base, cfg.model.store)
+    if cfg.labels is not None:
+        cfg.labels.path = _resolve(base, cfg.labels.path)
     cfg.results.path = _resolve(base, cfg.results.path)
     if isinstance(cfg.results.staging_dir, Path):
         cfg.results.staging_dir = _resolve(base, cfg.results.staging_dir)

@@ -105,8 +105,9 @@ def models_compare(start: Annotated[str, typer.Option(help="first day")],
                    end: Annotated[str, typer.Option(help="last day, inclusive")],
                    model: Annotated[str | None, typer.Option(help="default: the configured model")] = None,
                    as_json: Annotated[bool, typer.Option("--json")] = False, config: ConfigOpt = None) -> None:
-    """Shadow scoring over time: per day and challenger, rank correlation with the champion, top-decile
-    overlap, mean and positive-rate difference, PSI between the two score distributions."""
+    """Shadow scoring over time: per day and challenger, the rows it quarantined (its own gate results) beside
+    the champion's, rank correlation with the champion, top-decile overlap, mean and positive-rate
+    difference, PSI between the two score distributions."""
     from scoring.storage.results import open_results
 
     cfg = load(config)
@@ -114,6 +115,16 @@ def models_compare(start: Annotated[str, typer.Option(help="first day")],
     rows = results.query(f"SELECT * FROM {results.table_name('shadow_summary')} "  # noqa: S608 - quoted
                          "WHERE model_name = $1 AND day BETWEEN $2 AND $3 ORDER BY day, model_version",
                          [model or cfg.model.name, _day(start), _day(end)]).to_pylist()
+    from scoring.run.promotion import shadow_days
+
+    gate: dict[int, Any] = {}
+    for row in rows:  # the challenger's own gate results, from the ledger (runs' details.shadow)
+        version = int(row["model_version"])
+        if version not in gate:
+            gate[version] = shadow_days(cfg, model or cfg.model.name, version)
+        entry, run = gate[version].get(row["day"], ({}, {}))
+        row.update(rows_in=entry.get("rows_in"), quarantined=entry.get("quarantined"), rules=entry.get("rules"),
+                   champion_quarantined=run.get("rows_rejected"))
     if as_json:
         console.print_json(json.dumps(rows, default=str))
         return
@@ -121,10 +132,14 @@ def models_compare(start: Annotated[str, typer.Option(help="first day")],
         raise ScoringError(f"no shadow scoring of {model or cfg.model.name} between {start} and {end}: list "
                            "challengers under model.challengers")
     table = Table(title=f"shadow scoring of {model or cfg.model.name}")
-    columns = ["day", "model_version", "champion_version", "rows", "rank_correlation", "top_decile_overlap",
-               "mean_diff", "positive_rate_diff", "psi"]
+    columns = ["day", "model_version", "champion_version", "rows", "quarantined", "champion_quarantined",
+               "rank_correlation", "top_decile_overlap", "mean_diff", "positive_rate_diff", "psi"]
     for col in columns:
         table.add_column(col.replace("_", " "), justify="left" if col == "day" else "right")
     for row in rows:
         table.add_row(*(str(row[c]) if c == "day" else _fmt(row[c]) for c in columns))
     console.print(table)
+    for row in rows:
+        if row.get("rules"):
+            console.print(f"{row['day']} v{row['model_version']} quarantined by: "
+                          + ", ".join(f"{k} ({n})" for k, n in row["rules"].items()), highlight=False, soft_wrap=True)

@@ -18,19 +18,37 @@ from scoring.errors import ScoringError
 def train(config: ConfigOpt = None,
           start: Annotated[str | None, typer.Option(help="first training day (default: config)")] = None,
           end: Annotated[str | None, typer.Option(help="last training day, inclusive")] = None,
-          alias: Annotated[list[str] | None, typer.Option(help="aliases to point at the new version")] = None
+          alias: Annotated[list[str] | None, typer.Option(help="aliases to point at the new version")] = None,
+          force: Annotated[bool, typer.Option(help="move the champion alias despite failed gate checks")] = False,
+          reason: Annotated[str | None, typer.Option(help="why (required with --force)")] = None,
           ) -> None:
-    """Fit the configured features Pipeline on labelled source rows and register it."""
+    """Fit the configured features Pipeline on labelled source rows and register it. The configured alias
+    (``model.alias``, default champion) moves only through the promotion gate, as ``models promote``."""
     from scoring.dates import parse_day
     from scoring.models.training import train_model
     from scoring.quality.suite import write_version_suite
 
     cfg = load(config)
+    wanted = alias if alias is not None else [cfg.model.alias]
     with console.status("training"):
         mv = train_model(cfg, parse_day(start) if start else None, parse_day(end) if end else None,
-                         aliases=alias if alias is not None else ["champion"])
+                         aliases=[a for a in wanted if a != cfg.model.alias])
         write_version_suite(cfg, mv)
     console.print(f"registered [bold]{mv.name}[/] version {mv.version}; metrics {mv.meta['metrics']}")
+    _gated_alias(config, mv.name, mv.version, cfg.model.alias in wanted, cfg.model.alias, force, reason)
+
+
+def _gated_alias(config: ConfigOpt, name: str, version: int, wanted: bool, alias: str, force: bool,
+                 reason: str | None) -> None:
+    """Move the configured alias to a just-registered version through the promotion gate (exit 1 when
+    refused: the version stays registered without it)."""
+    if not wanted:
+        if force:
+            raise ScoringError("--force applies to moving the champion alias; this command does not move it")
+        return
+    from scoring.cli.cicd import promote_with_gate
+
+    promote_with_gate(config, name, version, alias, force, reason, None, None)
 
 
 @models_app.command("list")
@@ -86,13 +104,19 @@ def models_register(
     code: Annotated[list[Path] | None, typer.Option(
         help="your own module (.py) or package folder the model needs; repeat for several")] = None,
     alias: Annotated[list[str] | None, typer.Option(help="aliases to point at the new version")] = None,
+    force: Annotated[bool, typer.Option(help="move the champion alias despite failed gate checks")] = False,
+    reason: Annotated[str | None, typer.Option(help="why (required with --force)")] = None,
+    day_rows: Annotated[int | None, typer.Option(min=1, help="training rows without a timestamp: rows of a typical "
+                                                 "day, the size of the reference chunks (default: the source's "
+                                                 "recent days)")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Register a model trained elsewhere: its contract, a parity check, and its drift reference."""
+    """Register a model trained elsewhere: its contract, a parity check, and its drift reference. The configured
+    alias (``model.alias``) moves only through the promotion gate, as ``models promote``."""
     from scoring.dates import parse_day
     from scoring.models.registry import register_model
     from scoring.models.store import ModelStore
-    from scoring.models.training import read_window, training_days
+    from scoring.models.training import read_window, training_days, typical_day_rows
     from scoring.quality.suite import write_version_suite
 
     cfg = load(config)
@@ -105,12 +129,15 @@ def models_register(
     else:
         raise ScoringError("give --training-data FILE or --start/--end to read training rows from the source")
     declared = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    days = training_days(cfg, frame)
+    chunk_rows, size_from = (None, "") if days is not None else (day_rows, "--day-rows") if day_rows \
+        else typical_day_rows(cfg, len(frame))
     with console.status("registering (parity check)"):
         mv = register_model(ModelStore(cfg.model.store), name, artifact, frame, label_column=label,
                             exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
-                            aliases=alias or [], task=task, positive_class=positive_class, features=declared,
-                            code=code or [], days=training_days(cfg, frame),
-                            drift_window=cfg.validation.drift.window_days)
+                            aliases=[a for a in alias or [] if a != cfg.model.alias], task=task, positive_class=positive_class, features=declared,
+                            code=code or [], days=days, drift_window=cfg.validation.drift.window_days,
+                            chunk_rows=chunk_rows, threshold=cfg.model.threshold)
         suite = write_version_suite(cfg, mv)
     sig, parity = mv.meta["signature"], mv.meta["parity"]
     what = sig["task"] + (f", positive class {sig['positive_class']!r}" if sig["task"] == "binary" else "")
@@ -119,6 +146,15 @@ def models_register(
                   f"sha256 {mv.meta['sha256'][:12]}); expectation suite {suite}")
     if mv.meta.get("metrics"):
         console.print(f"metrics {json.dumps({k: round(v, 4) for k, v in mv.meta['metrics'].items()})}")
+    basis = mv.meta["reference"]["basis"] + (f" (typical day: {size_from})" if size_from else "")
+    console.print(f"drift and performance reference: {basis}", soft_wrap=True)
+    calibration = (mv.meta.get("performance") or {}).get("calibration")
+    if calibration:
+        state = ("not calibrated: performance estimation (CBPE) calibrates the scores on the training rows"
+                 if calibration["calibrated_on_reference"] else "calibrated: CBPE uses the scores as they are")
+        console.print(f"score calibration: expected calibration error {calibration['ece']:.3f} "
+                      f"(tolerance {calibration['tolerance']}); {state}", soft_wrap=True)
+    _gated_alias(config, mv.name, mv.version, cfg.model.alias in (alias or []), cfg.model.alias, force, reason)
 
 
 def _read_training(path: Path) -> Any:

@@ -22,7 +22,8 @@ from scoring.models.contract import TASKS, Contract, choose_positive, json_value
 from scoring.models.introspect import final_estimator, infer_inputs
 from scoring.models.metrics import task_metrics
 from scoring.models.parity import SAMPLE_ROWS, parity_check
-from scoring.models.reference import build_reference, drift_baseline
+from scoring.models.performance_ref import performance_reference, sample_chunks
+from scoring.models.reference import MIN_WINDOW_ROWS, build_reference, drift_baseline
 from scoring.models.scorer import encoded_width, raw_outputs
 from scoring.models.signature import features_from_frame
 from scoring.models.store import ModelStore, ModelVersion
@@ -120,7 +121,7 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
                    aliases: Sequence[str] = (), extra: dict[str, Any] | None = None, task: str | None = None,
                    positive_class: str | None = None, features: Sequence[str] | None = None,
                    code: Sequence[Path] = (), parity_rows: int = SAMPLE_ROWS, days: pd.Series | None = None,
-                   drift_window: int = 1) -> ModelVersion:
+                   drift_window: int = 1, chunk_rows: int | None = None, threshold: float = 0.5) -> ModelVersion:
     """Register ``artifact`` with its contract, parity check, feature schema and drift reference.
 
     Args:
@@ -142,6 +143,10 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
         days: the business day of each row of ``reference_frame``: the drift baseline (PSI of each training
             day against the reference) is computed from them; none without.
         drift_window: business days pooled per drift window (``validation.drift.window_days``).
+        chunk_rows: without ``days`` (no timestamp in the training rows): the typical day's row count; the
+            drift baseline and the performance bands are then calibrated on chunks of that many rows drawn
+            at random from the training rows (``sample_chunks``). ``meta["reference"]["basis"]`` says which.
+        threshold: the binary decision threshold (accuracy bands, CBPE).
 
     Raises:
         ModelStoreError: (one line) the artifact cannot be loaded, a declaration is missing or wrong, the
@@ -172,12 +177,32 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
         "reference": build_reference(reference_frame, schema, _score_of(contract, outputs), contract.task),
         **(extra or {}),
     }
-    if days is not None:
-        meta["reference"]["baseline"] = drift_baseline(reference_frame, days, meta["reference"], schema,
-                                                       _score_of(contract, outputs), drift_window)
+    chunks, basis = reference_chunks(len(reference_frame), days, chunk_rows)
+    if chunks is not None:
+        meta["reference"]["baseline"] = drift_baseline(reference_frame.reset_index(drop=True), chunks,
+                                                       meta["reference"], schema, _score_of(contract, outputs),
+                                                       drift_window)
+        if meta["reference"]["baseline"] is None:
+            basis = f"fixed thresholds: too few reference chunks of {MIN_WINDOW_ROWS}+ rows ({basis})"
+    meta["reference"]["basis"] = basis
+    meta["performance"] = performance_reference(contract, outputs, labels.reset_index(drop=True)
+                                                if labels is not None else None, chunks, basis, threshold)
     if metrics is not None and labels is not None:
         meta["training_metrics"] = computed
     return store.register(name, artifact, meta, aliases=list(aliases), **({"code": list(code)} if code else {}))
+
+
+def reference_chunks(n: int, days: pd.Series | None, chunk_rows: int | None) -> tuple[pd.Series | None, str]:
+    """The reference chunk of each training row and the one-line basis registration reports: business days
+    when the rows carry a timestamp, else chunks of ``chunk_rows`` drawn from the rows, else none."""
+    if days is not None:
+        days = pd.Series(list(days), dtype=object)
+        return days, f"calibrated on {days.nunique()} training days"
+    if chunk_rows:
+        size = max(int(chunk_rows), MIN_WINDOW_ROWS)
+        return sample_chunks(n, size), (f"calibrated on {n // size} chunks of {size} rows (a typical day) drawn "
+                                        "at random from the training rows: they carry no timestamp")
+    return None, "fixed thresholds: the training rows carry no timestamp and no typical day size was given"
 
 
 def _score_of(contract: Contract, outputs: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -38,6 +39,25 @@ def training_days(cfg: Config, frame: pd.DataFrame) -> pd.Series | None:
     if ts not in frame.columns:
         return None
     return business_days(frame[ts], cfg.schedule.timezone, cfg.source.timestamp_timezone)
+
+
+def typical_day_rows(cfg: Config, rows: int, days: int = 14, today: dt.date | None = None) -> tuple[int, str]:
+    """The row count of a typical business day, for reference chunks when training rows carry no timestamp:
+    the median of the source's non-empty days among the last ``days`` before ``today``; a tenth of the
+    ``rows`` training rows when the source has none (or cannot be read). Returns (rows, where it came from)."""
+    from scoring.dates import yesterday
+
+    last = today - dt.timedelta(days=1) if today else yesterday(cfg.timezone)
+    intervals = [DataInterval.for_day(last - dt.timedelta(days=i), cfg.timezone) for i in range(days)]
+    try:
+        with open_source(cfg.source) as source:
+            counts = [c for c in source.day_counts(intervals) if c]
+    except ScoringError as exc:
+        logger.info("typical day size not read from the source: %s", exc)
+        counts = []
+    if counts:
+        return int(np.median(counts)), f"median of the source's {len(counts)} non-empty days before {last + dt.timedelta(days=1)}"
+    return max(rows // 10, 1), "a tenth of the training rows: the source has no rows in the last 14 days"
 
 
 def _estimator(kind: str, seed: int) -> object:
@@ -88,5 +108,5 @@ def train_model(cfg: Config, start: dt.date | None = None, end: dt.date | None =
         mv = register_model(ModelStore(cfg.model.store), cfg.model.name, artifact, frame,
                             label_column=tcfg.label_column, exclude={ts, key}, window=(start, end),
                             metrics=metrics, aliases=list(aliases), days=training_days(cfg, frame),
-                            drift_window=cfg.validation.drift.window_days)
+                            drift_window=cfg.validation.drift.window_days, threshold=cfg.model.threshold)
     return mv

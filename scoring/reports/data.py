@@ -23,9 +23,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SECTIONS = VIEW_NAMES  # daily_summary, score_histogram, quarantine_summary, drift_summary, run_history
+# daily_summary, score_histogram, quarantine_summary, drift_summary, run_history (views), and performance: the
+# ``outcomes`` table written by ``scoring outcomes`` (realized and estimated metrics per day and version).
+PERFORMANCE = "performance"
+OUTCOMES_TABLE = "outcomes"
+SECTIONS = (*VIEW_NAMES, PERFORMANCE)
 ORDER = {"daily_summary": "day", "score_histogram": "day, bin", "quarantine_summary": "day, rule, column_name",
-         "drift_summary": "day, feature", "run_history": "started_at"}
+         "drift_summary": "day, feature", "run_history": "started_at", PERFORMANCE: "day, model_version"}
+PERFORMANCE_COLUMNS = ("day", "model_version", "role", "task", "rows_scored", "labelled", "coverage",
+                       "labels_quarantined", "metrics", "estimated", "status", "alerts")
 
 
 @dataclass
@@ -110,6 +116,19 @@ def _range(store: _Reader, view: str, model: str, start: dt.date, end: dt.date) 
                        [model, start, end])
 
 
+def _performance(store: _Reader, model: str, start: dt.date, end: dt.date, available: bool) -> pa.Table:
+    """The ``outcomes`` rows of the range (realized metrics, label coverage, CBPE estimate, status); JSON
+    columns as text. Empty (same columns) when ``scoring outcomes`` never ran in these results."""
+    if not available:
+        return pa.table({c: pa.array([], pa.string()) for c in PERFORMANCE_COLUMNS})
+    text = "VARCHAR" if store.cfg.kind == "duckdb" else "text"
+    cols = ", ".join(f"CAST({c} AS {text}) AS {c}" if c in ("metrics", "estimated", "alerts") else c
+                     for c in PERFORMANCE_COLUMNS)
+    return store.query(f"SELECT {cols} FROM {store.table_name(OUTCOMES_TABLE)} "  # noqa: S608 - quoted, constants
+                       f"WHERE model_name = $1 AND day >= $2 AND day <= $3 ORDER BY {ORDER[PERFORMANCE]}",
+                       [model, start, end])
+
+
 def _known_models(store: _Reader) -> list[str]:
     rows = store.query(f"SELECT DISTINCT model_name FROM {store.table_name('run_history')} "  # noqa: S608
                        "ORDER BY model_name").to_pylist()
@@ -145,13 +164,13 @@ def load_report(cfg: Config, store: ResultsStore, start: dt.date, end: dt.date, 
     if day is not None and not start <= day <= end:
         raise ScoringError(f"--day {day} is outside the report range {start} .. {end}")
     where = cfg.results.path if cfg.results.kind == "duckdb" else f"schema {cfg.results.db_schema}"
-    found = existing(store, (*VIEW_NAMES, DRIFT_TABLE))
+    found = existing(store, (*VIEW_NAMES, DRIFT_TABLE, OUTCOMES_TABLE))
     if any(v not in found for v in VIEW_NAMES):
         from scoring.reports.refresh import refresh_reports
 
         logger.info("creating the report views in %s", where)
         refresh_reports(cfg)
-        found = existing(store, (*VIEW_NAMES, DRIFT_TABLE))
+        found = existing(store, (*VIEW_NAMES, DRIFT_TABLE, OUTCOMES_TABLE))
     with _Reader(store) as reader:
         return _load(cfg, reader, start, end, model, day, where, found)
 
@@ -168,7 +187,8 @@ def _load(cfg: Config, store: _Reader, start: dt.date, end: dt.date, model: str,
             raise ScoringError(f"unknown model {model!r}: it has no runs in {where} and is not in the model store "
                                f"{str(cfg.model.store)!r} (known models: {known})")
         raise ScoringError(f"model {model!r} has no runs in {where} yet: score a day first")
-    sections = {v: _range(store, v, model, start, end) for v in SECTIONS}
+    sections = {v: _range(store, v, model, start, end) for v in VIEW_NAMES}
+    sections[PERFORMANCE] = _performance(store, model, start, end, OUTCOMES_TABLE in found)
     data = ReportData(model, start, end, str(where), sections, drift_available=found.get(DRIFT_TABLE) is not None)
     if not data.daily.num_rows and not data.runs.num_rows:
         first, last = _extent(store, model)

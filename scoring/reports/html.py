@@ -10,7 +10,7 @@ from typing import Any
 
 from scoring.reports import charts
 from scoring.reports.data import ReportData
-from scoring.reports.outputs import cell, empty_reason, terminal_columns
+from scoring.reports.outputs import cell, empty_reason, performance_rows, terminal_columns
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +147,11 @@ def render_html(data: ReportData, psi_warn: float = 0.1, psi_alert: float = 0.25
         return charts.drift_heatmap(drift_rows, start, end, psi_warn, psi_alert)
 
     parts.append(_chart("chart-drift", "Drift heatmap (feature × day)", drift))
+    performance = performance_rows(data.sections["performance"].to_pylist())
+    parts.append('<section id="performance"><h2>Performance: realized (labels joined) and estimated (CBPE)</h2>'
+                 + (_table(performance, terminal_columns(data, "performance"), "performance",
+                           lambda r: r["status"] == "alert") if performance
+                    else f'<p class="empty">{_e(empty_reason(data, "performance"))}.</p>') + "</section>")
     parts.append(_chart("chart-run-history", "Run history", lambda: charts.run_timeline(runs, start, end)))
     parts.append('<section id="run-table"><h2>Runs</h2>'
                  + (_table(runs, RUN_COLUMNS, "runs", lambda r: r["status"] != "success") if runs

@@ -23,16 +23,21 @@ TERMINAL_COLUMNS = {
     "drift_summary": ["day", "model_version", "feature", "psi", "status"],
     "run_history": ["day", "model_version", "status", "rows_in", "rows_rejected", "rows_scored", "rows_staged",
                     "started_at", "duration_s", "trigger", "is_latest", "error"],
+    "performance": ["day", "model_version", "role", "rows_scored", "labelled", "coverage", "labels_quarantined",
+                    "realized", "estimated", "status"],
 }
 # A regression model has no positives: its daily rows show the predictions' range instead.
 REGRESSION_DAILY = ["day", "model_version", "rows_scored", "rows_quarantined", "mean_score", "score_min",
                     "score_p10", "score_p50", "score_p90", "score_max"]
-TEXT_COLUMNS = {"rule", "column_name", "feature", "error", "status", "trigger", "started_at"}
+TEXT_COLUMNS = {"rule", "column_name", "feature", "error", "status", "trigger", "started_at", "role", "realized",
+                "estimated"}
 HEADERS = {"model_version": "ver", "rows_scored": "scored", "rows_staged": "staged", "rows_quarantined": "quar.",
            "mean_score": "mean", "positive_rate": "pos.rate", "score_p10": "p10", "score_p50": "p50",
            "score_p90": "p90", "score_min": "min", "score_max": "max", "column_name": "column", "rows_in": "in", "rows_rejected": "rejected",
-           "started_at": "started (UTC)", "duration_s": "seconds", "is_latest": "latest"}
-TERMINAL_DEFAULT = ("daily_summary", "quarantine_summary", "drift_summary", "run_history")
+           "started_at": "started (UTC)", "duration_s": "seconds", "is_latest": "latest",
+           "labels_quarantined": "labels quar."}
+TERMINAL_DEFAULT = ("daily_summary", "quarantine_summary", "drift_summary", "performance", "run_history")
+HEADLINE = {"binary": ("roc_auc", "accuracy"), "multiclass": ("accuracy", "log_loss"), "regression": ("rmse", "mae")}
 FLOAT_DIGITS = 4
 
 
@@ -92,15 +97,17 @@ def rich_tables(data: ReportData, sections: tuple[str, ...] | None = None) -> li
         title = f"{section} — {data.model} {data.start} .. {data.end} ({tbl.num_rows} rows)"
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
         columns = terminal_columns(data, section)
-        cells = [[cell(r[c]) for c in columns] for r in tbl.to_pylist()]
+        records = performance_rows(tbl.to_pylist()) if section == "performance" else tbl.to_pylist()
+        cells = [[cell(r[c]) for c in columns] for r in records]
         for i, col in enumerate(columns):
             text = col in TEXT_COLUMNS
             # Numbers and days never wrap; only the text columns fold when the terminal is narrow.
             widest = max([len(HEADERS.get(col, col)), *(len(row[i]) for row in cells)])
             table.add_column(HEADERS.get(col, col), overflow="fold", justify="left" if text else "right",
                              min_width=None if text else widest)
-        for r, row in zip(tbl.to_pylist(), cells, strict=True):
-            style = "red" if section == "run_history" and r["status"] != "success" else None
+        for r, row in zip(records, cells, strict=True):
+            style = "red" if (section == "run_history" and r["status"] != "success") or \
+                (section == "performance" and r["status"] == "alert") else None
             table.add_row(*row, style=style)
         out.append(table if tbl.num_rows else Text(f"{title}: {empty_reason(data, section)}", style="italic"))
     return out
@@ -114,4 +121,19 @@ def empty_reason(data: ReportData, section: str) -> str:
             "score_histogram": "no scored rows in this range",
             "quarantine_summary": "no quarantined rows in this range",
             "drift_summary": "no drift figures in this range",
-            "run_history": "no runs in this range"}[section]
+            "run_history": "no runs in this range",
+            "performance": "no outcomes in this range (run `scoring outcomes`; it needs a labels section)"}[section]
+
+
+def performance_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Performance rows with ``realized`` and ``estimated`` as short text: the task's headline metrics from
+    the JSON columns (realized on the labelled rows, CBPE's estimate side by side, so a user sees how good
+    the estimate was once labels arrived)."""
+    out = []
+    for r in records:
+        names = HEADLINE.get(r.get("task") or "binary", ())
+        realized = json.loads(r["metrics"]) if r.get("metrics") else {}
+        estimated = json.loads(r["estimated"]) if r.get("estimated") else {}
+        out.append({**r, "realized": ", ".join(f"{k} {realized[k]:.4f}" for k in names if k in realized),
+                    "estimated": ", ".join(f"{k} {estimated[k]:.4f}" for k in names if k in estimated)})
+    return out

@@ -9,6 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,39 @@ def key_gate(key_column: str) -> Gate:
     return Gate(key_column, (Rule("key", "expect_column_values_to_not_be_null", {"column": key_column}),))
 
 
+@dataclass
+class GatedScores:
+    """One gated and scored table: predictions, quarantine records (gate and model refusals), JSON counts."""
+
+    predictions: pa.Table
+    quarantine: pa.Table
+    stats: dict[str, Any]
+    scored_rows: pa.Table
+
+
+def gate_and_score(model: Any, table: pa.Table, spec: ScoreSpec, gate: Gate | None = None) -> GatedScores:
+    """Gate then score the rows of ``table``: the one conversion + scoring step of every entry point.
+
+    Batch chunks (``process_chunk``), the HTTP service's micro-batches and the stream consumer's
+    (``scoring.online``) all call this, so a row gets the same gate, the same contract conversion
+    (``scoring.models.convert``) and the same model call wherever it comes from.
+
+    Returns:
+        Predictions in row order of the rows that passed (``PREDICTION_SCHEMA`` plus passthrough), one
+        quarantine record per refused row (``QUARANTINE_SCHEMA``; ``source_key`` is the row's key), the
+        gate's counts (``stats["gate"]``) and refusal counts (``stats["refused"]``), and the scored rows.
+    """
+    checked = apply_gate(gate or key_gate(spec.key_column), table)
+    scored = score_table(model, checked.good, spec)
+    quarantine = pa.concat_tables([checked.quarantine, *(
+        quarantine_rows(checked.good, r.rows, r.column, r.rule, spec.key_column, r.reason)
+        for r in scored.refused)])
+    stats: dict[str, Any] = {"gate": checked.stats}
+    if scored.refused:
+        stats["refused"] = {f"{r.rule}:{r.column}": int(r.rows.size) for r in scored.refused}
+    return GatedScores(scored.predictions, quarantine, stats, scored.scored_rows)
+
+
 def process_chunk(model: Any, batch: pa.RecordBatch | pa.Table, index: int, spec: ScoreSpec,
                   stage: Stage, gate: Gate | None = None, digest: str = "") -> ChunkManifest:
     """Gate, score and stage one chunk. Pure except for the staged files.
@@ -42,20 +76,13 @@ def process_chunk(model: Any, batch: pa.RecordBatch | pa.Table, index: int, spec
     """
     fix_mmap_threshold()
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-    checked = apply_gate(gate or key_gate(spec.key_column), table)
-    scored = score_table(model, checked.good, spec)
-    predictions = scored.predictions
-    quarantine = pa.concat_tables([checked.quarantine, *(
-        quarantine_rows(checked.good, r.rows, r.column, r.rule, spec.key_column, r.reason)
-        for r in scored.refused)])
-    stats: dict[str, Any] = {"gate": checked.stats}
-    if scored.refused:
-        stats["refused"] = {f"{r.rule}:{r.column}": int(r.rows.size) for r in scored.refused}
+    result = gate_and_score(model, table, spec, gate)
+    predictions, stats = result.predictions, result.stats
     if gate is not None and gate.drift:
         started = time.perf_counter()
-        stats["drift"] = chunk_counts(gate.drift, scored.scored_rows, predictions.column("score").to_numpy())
+        stats["drift"] = chunk_counts(gate.drift, result.scored_rows, predictions.column("score").to_numpy())
         stats["drift_s"] = time.perf_counter() - started
-    manifest = stage.write(index, table.num_rows, predictions, quarantine, stats, digest)
+    manifest = stage.write(index, table.num_rows, predictions, result.quarantine, stats, digest)
     logger.debug("chunk %s: %s in, %s scored, %s quarantined", index, table.num_rows,
                  manifest.scored, manifest.rejected)
     return manifest

@@ -5,7 +5,11 @@
 3. ``champion``: on the evaluation window it is not worse than the champion on ``promotion.metric`` beyond
    ``promotion.tolerance`` (same rows, production scoring path: ``scoring.run.evaluate``);
 4. ``shadow`` (when ``promotion.shadow_days`` > 0): the last that many days it was a challenger, it was
-   shadow-scored in a successful run each time (read from the ledger's ``details.shadow``).
+   shadow-scored in a successful run each time (read from the ledger's ``details.shadow``);
+5. ``quarantine``: on the days it was shadow-scored, the share of rows it did not score (the champion's gate
+   plus its own model errors) exceeds the champion's share on the same runs by at most
+   ``promotion.max_quarantine_excess`` (a candidate compared on the rows it scored could otherwise pass and
+   then quarantine a fifth of the first day after promotion).
 
 ``scoring models check`` runs them; ``scoring models promote`` refuses on any failure unless forced.
 """
@@ -16,6 +20,7 @@ import datetime as dt
 import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from scoring.config import Config
 from scoring.dates import yesterday
@@ -90,20 +95,58 @@ def _champion(cfg: Config, mv: ModelVersion, champion: ModelVersion | None, wind
     return Check("champion", True, text), result
 
 
+def shadow_days(cfg: Config, name: str, version: int) -> dict[dt.date, tuple[dict[str, Any], dict[str, Any]]]:
+    """Per day the version was a challenger in the day's latest successful run: its ``details.shadow`` entry
+    and the run's ledger row (``rows_in``, ``rows_rejected``: the champion's). Raises PublishError when the
+    results cannot be read."""
+    results = open_results(cfg.results)
+    rows = results.query(f"SELECT day, rows_in, rows_rejected, details FROM {results.table_name('runs')} "  # noqa: S608
+                         "WHERE model_name = $1 AND status = 'success' ORDER BY started_at", [name]).to_pylist()
+    latest: dict[dt.date, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for row in rows:  # the day's latest successful run decides
+        details = row["details"] if isinstance(row["details"], dict) else json.loads(row["details"] or "{}")
+        entry = (details.get("shadow") or {}).get(str(version))
+        if entry is not None:
+            latest[row["day"]] = (entry, row)
+        else:
+            latest.pop(row["day"], None)
+    return latest
+
+
+def _quarantine(cfg: Config, mv: ModelVersion, champion: ModelVersion | None) -> Check:
+    if champion is None or champion.version == mv.version:
+        return Check("quarantine", True, "no other champion to compare quarantine rates with")
+    try:
+        days = {d: v for d, v in shadow_days(cfg, mv.name, mv.version).items() if "rows_in" in v[0]}
+    except ScoringError as exc:  # no results yet: no shadow day to hold against it (the shadow check may)
+        return Check("quarantine", True, f"no shadow days to compare: {exc}")
+    if not days:
+        return Check("quarantine", True, "no shadow days with gate results to compare (not shadow-scored)")
+    rows_in = sum(int(e["rows_in"]) for e, _ in days.values())
+    ours = sum(int(e["quarantined"]) for e, _ in days.values())
+    base_in = sum(int(r["rows_in"] or 0) for _, r in days.values())
+    theirs = sum(int(r["rows_rejected"] or 0) for _, r in days.values())
+    rate, base = ours / max(rows_in, 1), theirs / max(base_in, 1)
+    rules: dict[str, int] = {}
+    for entry, _ in days.values():
+        for rule, n in (entry.get("rules") or {}).items():
+            rules[rule] = rules.get(rule, 0) + int(n)
+    top = ", ".join(f"{r} ({n})" for r, n in sorted(rules.items(), key=lambda kv: -kv[1])[:3])
+    text = (f"quarantined {ours} of {rows_in} rows ({rate:.1%}) on {len(days)} shadow day(s) "
+            f"{min(days)}..{max(days)} vs the {cfg.model.alias} v{champion.version}'s {base:.1%} on the same runs")
+    limit = cfg.promotion.max_quarantine_excess
+    if rate - base > limit:
+        return Check("quarantine", False, f"{text}: more than promotion.max_quarantine_excess {limit:g} above it"
+                     + (f"; rules: {top}" if top else ""))
+    return Check("quarantine", True, text)
+
+
 def _shadow(cfg: Config, mv: ModelVersion) -> Check:
     needed = cfg.promotion.shadow_days
     try:
-        results = open_results(cfg.results)
-        rows = results.successful_runs(mv.name)
+        latest = {d: e for d, (e, _) in shadow_days(cfg, mv.name, mv.version).items()}
     except ScoringError as exc:
         return Check("shadow", False, f"no shadow runs to read: {exc}")
-    latest: dict[dt.date, dict[str, object]] = {}
-    for row in rows:  # the day's latest successful run decides
-        entry = (json.loads(row["details"] or "{}").get("shadow") or {}).get(str(mv.version))
-        if entry is not None:
-            latest[row["day"]] = entry
-        else:
-            latest.pop(row["day"], None)
     days = sorted(latest)[-needed:]
     failed = [d.isoformat() for d in days if latest[d].get("status") != "scored"]
     if failed:
@@ -125,7 +168,7 @@ def gate_checks(cfg: Config, name: str, version: int, *, start: dt.date | None =
         record: append the evaluation to the model's evaluations log.
 
     Returns:
-        The checks in order (parity, schema, champion, then shadow when ``promotion.shadow_days`` > 0).
+        The checks in order (parity, schema, champion, shadow when ``promotion.shadow_days`` > 0, quarantine).
 
     Raises:
         ModelStoreError: unknown model or version.
@@ -142,6 +185,7 @@ def gate_checks(cfg: Config, name: str, version: int, *, start: dt.date | None =
             store.add_evaluation(name, evaluation.record(v))
     if cfg.promotion.shadow_days > 0:
         checks.append(_shadow(cfg, mv))
+    checks.append(_quarantine(cfg, mv, champion))
     for c in checks:
         logger.info("gate %s v%s: %s %s: %s", name, version, c.name, "passed" if c.passed else "FAILED", c.detail)
     return checks

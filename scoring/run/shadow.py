@@ -46,9 +46,19 @@ class Shadow:
     failed: dict[str, str] = field(default_factory=dict)  # challenger (version or alias) -> one-line reason
 
     def details(self) -> dict[str, Any]:
-        """``details.shadow`` of the run ledger: per challenger ``{"status": scored|failed, ...}``."""
-        out: dict[str, Any] = {str(v): {"status": "scored", "rows": sum(m.scored for m in ms)}
-                               for v, ms in self.staged.items()}
+        """``details.shadow`` of the run ledger: per challenger ``{"status": scored|failed, ...}``; a scored
+        challenger's own gate results too: ``rows_in``, ``quarantined`` (the rows it did not score: the
+        champion's gate and its own model errors) and ``rules`` (gate rule id or ``rule:column`` -> rows)."""
+        out: dict[str, Any] = {}
+        for v, ms in self.staged.items():
+            rules: dict[str, int] = {}
+            for m in ms:
+                for part in ((m.stats.get("gate") or {}).get("unexpected") or {}, m.stats.get("refused") or {}):
+                    for rule, n in part.items():
+                        rules[rule] = rules.get(rule, 0) + int(n if isinstance(n, int | float) else 0)
+            out[str(v)] = {"status": "scored", "rows": sum(m.scored for m in ms),
+                           "rows_in": sum(m.rows_in for m in ms), "quarantined": sum(m.rejected for m in ms),
+                           "rules": {k: n for k, n in rules.items() if n}}
         out.update({k: {"status": "failed", "error": e} for k, e in self.failed.items()})
         return out
 

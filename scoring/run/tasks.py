@@ -75,6 +75,13 @@ def refresh_reports(cfg: Config) -> dict[str, Any]:
     return reports.refresh_reports(cfg)
 
 
+def recompute_outcomes(cfg: Config) -> dict[str, Any]:
+    """Task ``outcomes`` of the report DAG: the recent days' outcome metrics (``outcomes.recompute_recent``)."""
+    from scoring.run import outcomes
+
+    return outcomes.recompute_recent(cfg)
+
+
 def docs_rows(cfg: Config, run_ids: list[str] | None) -> list[dict[str, Any]]:
     """Task ``data_docs_runs``: the ledger rows to render (``quality.data_docs.docs_rows``)."""
     from scoring.quality import data_docs

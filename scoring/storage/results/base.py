@@ -97,6 +97,16 @@ class ResultsStore(ABC):
         extra table (name -> rows with that table's columns) with the staged rows, and mark the run
         successful in the ledger. A failure before COMMIT leaves every table as it was."""
 
+    @abstractmethod
+    def replace_days(self, model: str, start: dt.date, end: dt.date, tables: dict[str, pa.Table]) -> None:
+        """In one transaction: delete the rows of ``model`` with ``start <= day <= end`` from each named table
+        and insert the given rows (the table's columns, by name). Used by tables written outside a run
+        (``outcomes``, ``label_coverage``): a recomputation replaces the window, never appends to it.
+
+        Raises:
+            PublishError: the store cannot be written (names it); nothing changed.
+        """
+
     def record_failure(self, run: RunRecord, quarantine_files: list[Path]) -> None:
         """Record a run that failed a data quality rule, keeping its quarantine rows so users can see which
         rows and rules failed: the rows are appended (tagged with the run id) and the ledger row updated in

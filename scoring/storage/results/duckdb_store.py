@@ -275,6 +275,29 @@ class DuckDBResults(ResultsStore):
             raise
         return True
 
+    def replace_days(self, model: str, start: dt.date, end: dt.date, tables: dict[str, pa.Table]) -> None:
+        specs = {s.name: s for s in all_tables(self.cfg.table)}
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for name, rows in tables.items():
+                    spec = specs[name]
+                    con.execute(f"DELETE FROM {quote(name)} WHERE model_name = $1 "  # noqa: S608 - quoted
+                                "AND day BETWEEN $2 AND $3", [model, start, end])
+                    if rows.num_rows:
+                        con.register("replace_rows", rows)
+                        cols = ", ".join(map(quote, spec.column_names))
+                        con.execute(f"INSERT INTO {quote(name)} ({cols}) SELECT {cols} FROM replace_rows")  # noqa: S608
+                        con.unregister("replace_rows")
+                con.execute("COMMIT")
+            except duckdb.Error as exc:
+                _rollback(con)
+                raise PublishError(f"writing {', '.join(tables)} to {str(self.path)!r} failed: "
+                                   f"{_first_line(exc)}") from None
+            except BaseException:
+                _rollback(con)
+                raise
+
     def record_failure(self, run: RunRecord, quarantine_files: list[Path]) -> None:
         qfiles = quarantine_files
         with self.connect() as con:

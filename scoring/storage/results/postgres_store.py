@@ -372,6 +372,21 @@ class PostgresResults(ResultsStore):
         self._transaction(work, locks=True)
         fault_point("after_commit")
 
+    def replace_days(self, model: str, start: dt.date, end: dt.date, tables: dict[str, pa.Table]) -> None:
+        specs = {s.name: s for s in all_tables(self.cfg.table)}
+
+        def work(cur: Any) -> None:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                        [f"{self.schema}|replace_days|{model}"])
+            for name, rows in tables.items():
+                cur.execute(f"DELETE FROM {self.table_name(name)} WHERE model_name = $1 "  # noqa: S608
+                            "AND day BETWEEN $2 AND $3", [model, start, end])
+                schema = arrow_schema(specs[name])
+                table = pa.table([conform(rows.column(f.name), f.type) for f in schema], schema=schema)
+                self._ingest(cur, specs[name], iter(table.to_batches()))
+
+        self._transaction(work, locks=True)
+
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         import adbc_driver_manager
 

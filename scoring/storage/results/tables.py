@@ -81,7 +81,7 @@ EXTRA_TABLES["drift"] = TableSpec("drift", (
 
 def all_tables(predictions_table: str) -> list[TableSpec]:
     return [predictions_spec(predictions_table), RUNS, QUARANTINE, *EXTRA_TABLES.values(),
-            job_predictions_spec(predictions_table), *JOB_TABLES]
+            job_predictions_spec(predictions_table), *JOB_TABLES, *OUTCOME_TABLES]
 
 
 # Per-(day, model) report summaries, computed from the staged chunks and published in the same transaction as
@@ -147,3 +147,24 @@ def job_predictions_spec(predictions_table: str) -> TableSpec:
 JOB_QUARANTINE = TableSpec("job_quarantine", (*QUARANTINE.columns, _c("job_id", "string", False)),
                            partitioned=False)
 JOB_TABLES = (JOBS, JOB_QUARANTINE)
+
+
+# Outcomes (scoring/run/outcomes.py, docs/outcomes.md): written by ``scoring outcomes``, not by a run, and
+# replaced per (model_name, days of the window) in one transaction (``ResultsStore.replace_days``).
+# ``outcomes``: one row per (scoring day, model, version): the version's published predictions joined to the
+# labels that arrived, the task's metrics (``task_metrics``) and the estimate made before labels (CBPE, binary).
+OUTCOMES = TableSpec("outcomes", (
+    _c("day", "date", False), _c("model_name", "string", False), _c("model_version", "int32", False),
+    _c("role", "string", False), _c("task", "string"), _c("rows_scored", "int64", False),
+    _c("labelled", "int64", False), _c("coverage", "float"), _c("labels_quarantined", "int64", False),
+    _c("metrics", "json"), _c("estimated", "json"), _c("status", "string"), _c("alerts", "json"),
+    _c("labels_as_of", "timestamptz"), _c("computed_at", "timestamptz", False),
+), partitioned=False)
+# ``label_coverage``: per (observed day, model): labels observed that day, how many joined a prediction, how
+# many belong to a quarantined row, how many to a key never scored (counted, never dropped silently).
+LABEL_COVERAGE = TableSpec("label_coverage", (
+    _c("day", "date", False), _c("model_name", "string", False), _c("labels", "int64", False),
+    _c("joined", "int64", False), _c("quarantined", "int64", False), _c("unscored", "int64", False),
+    _c("computed_at", "timestamptz", False),
+), partitioned=False)
+OUTCOME_TABLES = (OUTCOMES, LABEL_COVERAGE)
