@@ -75,7 +75,7 @@ def fail_fast_unless_transient() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        from scoring.run.plan import is_transient
+        from scoring.run.tasks import is_transient
 
         if is_transient(exc):
             raise
@@ -142,51 +142,51 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
         @task
         def plan(params: Any = None, dag_run: Any = None, data_interval_start: Any = None,
                  data_interval_end: Any = None) -> dict[str, Any]:
-            from scoring.run.plan import plan_run
+            from scoring.run import tasks
 
             with fail_fast_unless_transient():
                 run_cfg = runtime_config(conf)
-                return plan_run(run_cfg, business_interval(run_cfg, params, dag_run, data_interval_end),
+                return tasks.plan_run(run_cfg, business_interval(run_cfg, params, dag_run, data_interval_end),
                                 version=params.get("model_version"), rows_per_chunk=params.get("rows_per_chunk"),
                                 key=dag_run.run_id, details=_details(dag_run),
                                 model_as_of=params.get("model_as_of") or "now")
 
         @task
         def validate(planned: dict[str, Any]) -> list[Any]:
-            from scoring.run.plan import validate_plan
+            from scoring.run import tasks
 
             with fail_fast_unless_transient():
-                return validate_plan(runtime_config(conf), planned)
+                return tasks.validate_plan(runtime_config(conf), planned)
 
         @task(max_active_tis_per_dagrun=cfg.workers)
         def score_chunk(planned: dict[str, Any], index: Any) -> dict[str, Any]:
-            from scoring.run.plan import score_planned_chunk
+            from scoring.run import tasks
 
             with fail_fast_unless_transient():
-                return score_planned_chunk(runtime_config(conf), planned, index)
+                return tasks.score_chunk(runtime_config(conf), planned, index)
 
         @task(pool=POOL, outlets=[asset])
         def publish(planned: dict[str, Any], chunks: list[dict[str, Any]],
                     outlet_events: Any = None) -> dict[str, Any]:
-            from scoring.run.plan import publish_plan
+            from scoring.run import tasks
 
             # One slice request for every chunk's manifest. Iterating the lazy sequence (list(chunks)) reads
             # item after item until the item past the end, which the Task SDK's client logs as an
             # "[error] XCom not found" although nothing failed.
             with fail_fast_unless_transient():
-                counts = publish_plan(runtime_config(conf), planned, list(chunks[:]))
+                counts = tasks.publish(runtime_config(conf), planned, list(chunks[:]))
             outlet_events[asset].extra = counts
             return counts
 
         @task(pool=POOL, trigger_rule="all_done", retries=0)
         def record_ledger(ti: Any = None, dag_run: Any = None, params: Any = None,
                           data_interval_end: Any = None) -> dict[str, Any]:
-            from scoring.run.plan import record_outcome
+            from scoring.run import tasks
 
             states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
             states = {k: v for k, v in states.items() if k not in (ti.task_id, "recheck_late_data")}
             run_cfg = runtime_config(conf)
-            outcome = record_outcome(run_cfg, business_interval(run_cfg, params, dag_run, data_interval_end),
+            outcome = tasks.record_outcome(run_cfg, business_interval(run_cfg, params, dag_run, data_interval_end),
                                      ti.xcom_pull(task_ids="plan"), states, _details(dag_run))
             if outcome["status"] != "success":
                 raise AirflowFailException(f"run failed: {', '.join(outcome['failed']) or 'see the task logs'}")
@@ -194,13 +194,9 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
 
         @task(pool=POOL, outlets=[asset])
         def recheck_late_data(planned: dict[str, Any], outlet_events: Any = None) -> list[dict[str, Any]]:
-            import datetime as dt
+            from scoring.run import tasks
 
-            from scoring.run.late import rescore_late_days
-
-            late = rescore_late_days(runtime_config(conf), dt.date.fromisoformat(planned["day"]))
-            done = [{"day": str(d.day), "rows_before": d.rows_before, "rows_now": d.rows_now,
-                     "run_id": d.result.run_id if d.result else None, "error": d.error} for d in late]
+            done = tasks.recheck_late_data(runtime_config(conf), planned["day"])
             outlet_events[asset].extra = {"late_data": done}
             failed = [d["day"] for d in done if d["error"]]
             if failed:
@@ -235,38 +231,38 @@ def build_report_dag(path: Path, cfg: Config, asset: Asset) -> Any:
     def report_dag() -> None:
         @task(pool=POOL, inlets=[asset])
         def refresh_reports(triggering_asset_events: Any = None) -> dict[str, Any]:
-            from scoring.reports import refresh_reports as refresh
+            from scoring.run import tasks
 
             events = [dict(e.extra) for e in (triggering_asset_events or {}).get(asset, [])]
             with fail_fast_unless_transient():
-                return {**refresh(runtime_config(conf)), "events": events}
+                return {**tasks.refresh_reports(runtime_config(conf)), "events": events}
 
         refreshed = refresh_reports()
         if cfg.labels is not None:
             @task(pool=POOL)
             def outcomes(refreshed: dict[str, Any]) -> dict[str, Any]:
-                from scoring.run.outcomes import recompute_recent
+                from scoring.run import tasks
 
                 with fail_fast_unless_transient():
-                    return recompute_recent(runtime_config(conf))
+                    return tasks.recompute_outcomes(runtime_config(conf))
 
             outcomes(refreshed)
         if cfg.validation.data_docs:
             @task(pool=POOL)
             def data_docs_runs(refreshed: dict[str, Any]) -> list[dict[str, Any]]:
-                from scoring.quality.data_docs import docs_rows
+                from scoring.run import tasks
 
                 run_ids = [e["run_id"] for e in refreshed["events"] if e.get("run_id")]
                 with fail_fast_unless_transient():
-                    return docs_rows(runtime_config(conf), run_ids=run_ids or None)
+                    return tasks.docs_rows(runtime_config(conf), run_ids or None)
 
             # Outside the pool: importing GX takes seconds, and the rows are already read.
             @task
             def build_data_docs(rows: list[dict[str, Any]]) -> list[str]:
-                from scoring.quality.data_docs import render_docs
+                from scoring.run import tasks
 
                 with fail_fast_unless_transient():
-                    return render_docs(runtime_config(conf), rows)
+                    return tasks.render_docs(runtime_config(conf), rows)
 
             build_data_docs(data_docs_runs(refreshed))
 
@@ -295,25 +291,25 @@ def build_jobs_dag(cfg: Config) -> Any:
     def jobs_dag() -> None:
         @task
         def score_job(dag_run: Any = None) -> dict[str, Any]:
-            from scoring.run.jobs import airflow_stage
+            from scoring.run import tasks
 
             with fail_fast_unless_transient():
-                return airflow_stage(job_config(dag_run.conf), dag_run.conf["job_id"])
+                return tasks.stage_job(job_config(dag_run.conf), dag_run.conf["job_id"])
 
         @task(pool=POOL)
         def publish_job(staged: dict[str, Any], dag_run: Any = None) -> dict[str, Any]:
-            from scoring.run.jobs import airflow_publish
+            from scoring.run import tasks
 
             with fail_fast_unless_transient():
-                return airflow_publish(job_config(dag_run.conf), dag_run.conf["job_id"])
+                return tasks.publish_job(job_config(dag_run.conf), dag_run.conf["job_id"])
 
         @task(pool=POOL, trigger_rule="all_done", retries=0)
         def record_job(ti: Any = None, dag_run: Any = None) -> dict[str, Any]:
-            from scoring.run.jobs import airflow_record
+            from scoring.run import tasks
 
             states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
             failed = sorted(t for t, s in states.items() if t != ti.task_id and s in ("failed", "upstream_failed"))
-            row = airflow_record(job_config(dag_run.conf), dag_run.conf["job_id"], failed)
+            row = tasks.record_job(job_config(dag_run.conf), dag_run.conf["job_id"], failed)
             if row.get("state") != "succeeded":
                 raise AirflowFailException(f"job {row.get('job_id')} {row.get('state')}: {row.get('error')}")
             return {k: str(v) for k, v in row.items() if k in ("job_id", "state", "rows_in", "rows_scored")}

@@ -41,3 +41,16 @@ class Superseded(ScoringError):
 
 class ResultsLocked(PublishError):
     """The results database stayed locked by another process past ``results.lock_timeout_s``."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type's name when it has none: what a ledger row, a job row
+    or a log line shows of an error (the one helper for it)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def one_line(exc: BaseException) -> str:
+    """``first_line``, prefixed with the type's name unless ``exc`` is a ScoringError (whose messages are
+    written for users): the error line of a failed run or job."""
+    return first_line(exc) if isinstance(exc, ScoringError) else f"{type(exc).__name__}: {first_line(exc)}"

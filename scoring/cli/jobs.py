@@ -1,7 +1,7 @@
 """`scoring jobs`: on-demand scoring jobs (submit, status, list, cancel, work).
 
 Exit codes scripts can use: 0 succeeded (or, without ``--wait``, still queued/running), 1 failed or a
-refused command, 2 cancelled. ``jobs work`` exits 1 when a job it processed failed.
+refused command or interrupted (its worker process died), 2 cancelled. ``jobs work`` exits 1 when a job it processed failed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ jobs_app = typer.Typer(help="On-demand jobs: score a file or a query's rows with
 app.add_typer(jobs_app, name="jobs")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-EXIT = {"succeeded": 0, "failed": 1, "cancelled": 2}
+EXIT = {"succeeded": 0, "failed": 1, "cancelled": 2, "interrupted": 1}
 SHOWN = ("job_id", "state", "engine", "model_name", "model_version", "rows_in", "rows_scored", "rows_quarantined",
          "chunks_done", "chunks_total", "output", "error", "submitted_at", "started_at", "finished_at",
          "airflow_run_id", "airflow_state")
@@ -127,8 +127,8 @@ def status(job_id: str, config: ConfigOpt = None,
 @jobs_app.command("list")
 @handle_errors
 def list_jobs(config: ConfigOpt = None,
-              state: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed or "
-                                                        "cancelled")] = None,
+              state: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed, "
+                                                        "cancelled or interrupted")] = None,
               limit: Annotated[int, typer.Option(help="rows")] = 20, as_json: JsonOpt = False) -> None:
     """Jobs, newest first."""
     from scoring.run.jobs import ledger_for

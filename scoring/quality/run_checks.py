@@ -67,6 +67,18 @@ class Quality:
     # the source columns the run needs: key, timestamp, the model's inputs, passthrough, columns of the rules
     read_columns: list[str] = field(default_factory=list)
 
+    def duplicate_lists(self, limit: int = 100_000) -> dict[str, list[Any]]:
+        """The uniqueness rules' duplicate values as JSON lists (what a run plan carries to its chunk tasks),
+        for columns of integer or string type with at most ``limit`` duplicates; others are left out (a chunk
+        then queries them)."""
+        out = {}
+        for column, values in self.gate.duplicates.items():
+            kind = values.type
+            if len(values) <= limit and (pa.types.is_integer(kind) or pa.types.is_string(kind)
+                                         or pa.types.is_large_string(kind)):
+                out[column] = values.to_pylist()
+        return out
+
 
 def _check_rule_columns(compiled: CompiledSuite, schema: pa.Schema, plan: SchemaPlan, path: Path) -> None:
     for rule in compiled.rules:
@@ -83,7 +95,7 @@ def _check_rule_columns(compiled: CompiledSuite, schema: pa.Schema, plan: Schema
 
 
 def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: DataInterval | None,
-                    suite_key: str | None = None) -> Quality:
+                    suite_key: str | None = None, duplicates: dict[str, list[Any]] | None = None) -> Quality:
     """Everything checked before scoring; raises SchemaError/SuiteError naming the problem.
 
     Args:
@@ -95,6 +107,9 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
         suite_key: the configured key column, when ``cfg.source.key_column`` is a job's own key (``--key``):
             the version's suite is read (or generated and written) for the configured key, and the job's key
             rules are derived from it in memory (``rekeyed``), never written.
+        duplicates: the values occurring more than once in the interval per column of a uniqueness rule, as
+            the run plan found them (``Quality.duplicate_lists``); a column missing here is queried from the
+            source over the whole interval.
     """
     started = time.perf_counter()
     vcfg, key, ts = cfg.validation, cfg.source.key_column, cfg.source.timestamp_column
@@ -125,8 +140,9 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
         cast_rules[column] = rule.id
     typed = [r for r in compiled.row_rules if r.id in cast_rules.values()]
     row_rules = [*own, *typed, *(r for r in compiled.row_rules if r not in typed)]
-    duplicates = {r.column: source.duplicate_values(interval, r.column)
-                  for r in compiled.row_rules if r.type == UNIQUE}
+    known = duplicates or {}
+    duplicates = {r.column: pa.array(known[r.column], schema.field(r.column).type) if r.column in known
+                  else source.duplicate_values(interval, r.column) for r in compiled.row_rules if r.type == UNIQUE}
     nulls = tuple(dict.fromkeys(r.column for r in compiled.batch_rules if r.column))
     reference = mv.meta.get("reference") or {}
     drift = {n: ref for n, ref in reference.get("features", {}).items() if n in plan.columns[1:]}

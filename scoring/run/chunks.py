@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,8 +126,11 @@ def _worker(batch: pa.RecordBatch, index: int, spec: ScoreSpec, root: Path, gate
 def run_chunks(batches: Iterator[pa.RecordBatch], model: Any, loader: Callable[[], Any], spec: ScoreSpec,
                stage: Stage, workers: int = 1,
                on_chunk: Callable[[ChunkManifest], None] | None = None,
-               gate: Gate | None = None) -> list[ChunkManifest]:
+               gate: Gate | None = None, indexes: Iterable[int] | None = None) -> list[ChunkManifest]:
     """Process every batch; chunks already staged and verified from the same rows are reused, not rescored.
+
+    The one chunk loop of every run: all chunks of a CLI run or backfill day, one DAG task's chunk (its key
+    range), a challenger's chunks, a job's input stream.
 
     Args:
         batches: the interval's record batches, in a stable order.
@@ -138,9 +142,11 @@ def run_chunks(batches: Iterator[pa.RecordBatch], model: Any, loader: Callable[[
             are scored here, the next batch read ahead in a thread (``prefetched``).
         on_chunk: called after each chunk (progress).
         gate: the run's data quality gate (default: quarantine rows without a key only).
+        indexes: the chunk index of each batch (default 0, 1, 2, ...): a plan's chunks keep their own.
     """
     fix_mmap_threshold()
     done: list[ChunkManifest] = []
+    numbers = iter(indexes) if indexes is not None else itertools.count()
 
     def finish(manifest: ChunkManifest) -> None:
         done.append(manifest)
@@ -148,7 +154,7 @@ def run_chunks(batches: Iterator[pa.RecordBatch], model: Any, loader: Callable[[
             on_chunk(manifest)
 
     if workers <= 1:
-        for index, (batch, digest) in enumerate(prefetched(batches)):
+        for index, (batch, digest) in zip(numbers, prefetched(batches), strict=False):
             finish(stage.completed(index, digest) or process_chunk(model, batch, index, spec, stage, gate, digest))
         return done
     pending: deque[Future[ChunkManifest]] = deque()
@@ -156,7 +162,7 @@ def run_chunks(batches: Iterator[pa.RecordBatch], model: Any, loader: Callable[[
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                              initargs=(loader,)) as pool:
-        for index, batch in enumerate(batches):
+        for index, batch in zip(numbers, batches, strict=False):
             digest = input_digest(batch)
             reused = stage.completed(index, digest)
             if reused:

@@ -18,29 +18,27 @@ import datetime as dt
 import functools
 import logging
 import math
-import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from scoring.config import Config
-from scoring.errors import ConfigError, ScoringError, SourceError, ValidationFailed
+from scoring.errors import ConfigError, ScoringError, SourceError, ValidationFailed, one_line
 from scoring.models.scorer import encoded_width
 from scoring.models.store import ModelStore, ModelVersion, load_version
 from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
 from scoring.run.airflow_api import AirflowApi
 from scoring.run.chunks import run_chunks
-from scoring.run.pipeline import one_line, score_spec
-from scoring.run.sizing import chunk_rows
+from scoring.run.model_choice import choose_model
+from scoring.run.pipeline import score_spec
+from scoring.run.sizing import size_chunks
+from scoring.storage.faults import fault_point
+from scoring.storage.job_output import write_output
 from scoring.storage.output_rules import allowed_output, remove_stale_tmp, written_by_job
 from scoring.storage.results import RunRecord, open_results
 from scoring.storage.results.jobs_ledger import TERMINAL, JobCancelled, JobLedger
-from scoring.storage.results.liveness import attempt_alive
 from scoring.storage.sources.job_input import (
     check_file_job,
     check_query_job,
@@ -173,11 +171,12 @@ def submit(cfg: Config, spec: JobSpec, *, wait: bool = False, api: AirflowApi | 
 
 def _job_cfg(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion]:
     """The config the job scores with (its key column, no passthrough) and the model version it uses."""
-    version = spec.version
     alias = spec.alias or cfg.model.alias
-    if version is None and spec.alias is None and spec.model == cfg.model.name:
-        version = cfg.model.version
-    mv = ModelStore(cfg.model.store).resolve(spec.model, alias, version)
+    # The config's pin applies to its own model only, and not when the job names an alias.
+    pin = cfg.model.version if spec.alias is None and spec.model == cfg.model.name else None
+    own = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": spec.model, "alias": alias,
+                                                                      "version": pin})})
+    mv, _ = choose_model(own, None, spec.version)  # the one model-choice rule (explicit, pin, alias now)
     job_cfg = cfg.model_copy(update={
         "source": cfg.source.model_copy(update={"key_column": spec.key or cfg.source.key_column}),
         "results": cfg.results.model_copy(update={"passthrough": []}),
@@ -209,14 +208,15 @@ def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list
     job_cfg, mv, source, quality = _prepare(cfg, spec)
     with source:
         model = ModelStore(job_cfg.model.store).load(mv)
-        rows = chunk_rows(source.schema(), encoded_width(model, len(quality.columns)),
-                          job_cfg.chunking.memory_budget_mib, job_cfg.chunking.rows_per_chunk)
+        rows = size_chunks(source, None, encoded_width(model, len(quality.columns)),
+                           job_cfg.chunking.memory_budget_mib, job_cfg.chunking.rows_per_chunk)
         total = math.ceil(source.count() / rows)
         ledger.set_fields(job["job_id"], model_version=mv.version, chunks_total=total, chunks_done=0)
         stage = job_stage(cfg, job["job_id"])
         done = [0]
 
-        def on_chunk(_: ChunkManifest) -> None:
+        def on_chunk(manifest: ChunkManifest) -> None:
+            fault_point(f"after_chunk_{manifest.index}")
             done[0] += 1
             if ledger.progress(job["job_id"], done[0]):
                 raise JobCancelled(f"job {job['job_id']} was cancelled after {done[0]} of {total} chunks; "
@@ -283,42 +283,6 @@ def publish_job(cfg: Config, ledger: JobLedger, job: dict[str, Any], manifests: 
     return JobResult(job_id, "succeeded", run.rows_in, run.rows_scored, run.rows_rejected, str(out) if out else None)
 
 
-OUTPUT_CONSTANTS = ("model_name", "model_version", "run_id", "day", "scored_at", "job_id")
-
-
-def write_output(path: Path, prediction_files: list[Path], constants: dict[str, Any]) -> None:
-    """Write the predictions with the ``job_predictions`` columns to ``path`` (Parquet or CSV), streamed
-    one staged file at a time, aside then renamed over: a reader never sees a half-written file."""
-    import pyarrow.csv as pacsv
-
-    from scoring.storage.results.tables import STAGED_PREDICTION_COLUMNS
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    types = {"model_name": pa.string(), "model_version": pa.int32(), "run_id": pa.string(), "day": pa.date32(),
-             "scored_at": pa.timestamp("us", tz="UTC"), "job_id": pa.string()}
-    schema = pa.schema([*(pq.read_schema(prediction_files[0]).field(c) for c in STAGED_PREDICTION_COLUMNS)]
-                       if prediction_files else [pa.field("source_key", pa.string()), pa.field("score", pa.float64()),
-                                                 pa.field("label", pa.int8()),
-                                                 pa.field("predicted_class", pa.string()),
-                                                 pa.field("probabilities", pa.string())])
-    schema = pa.schema([*schema, *(pa.field(c, types[c]) for c in OUTPUT_CONSTANTS)])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    parquet = file_format(path) == "parquet"
-    writer = pq.ParquetWriter(tmp, schema) if parquet else pacsv.CSVWriter(tmp, schema)
-    try:
-        with writer:
-            for file in prediction_files:
-                table = pq.read_table(file, columns=list(STAGED_PREDICTION_COLUMNS))
-                for name in OUTPUT_CONSTANTS:
-                    table = table.append_column(schema.field(name), pa.array([constants[name]] * table.num_rows,
-                                                                             types[name]))
-                writer.write_table(table.cast(schema))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _process_claimed(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> JobResult:
     """Stage and publish a claimed job in this process; any failure ends it failed (or cancelled) with one
     line in the ledger and is returned, not raised."""
@@ -355,23 +319,12 @@ def process_job(cfg: Config, job_id: str, resume: bool = False) -> JobResult:
     return _process_claimed(cfg, ledger, job)
 
 
-def mark_dead_jobs(ledger: JobLedger, heartbeat_timeout_s: float) -> list[str]:
-    """End ``running`` embedded jobs whose process is gone (killed worker) as failed; returns their ids."""
-    gone = []
-    for job in ledger.list("running", limit=1000):
-        if job["engine"] == "embedded" and not attempt_alive(job["host"], job["pid"], job["started_at"], None,
-                                                             heartbeat_timeout_s):
-            ledger.fail(job["job_id"], f"interrupted: process {job['pid']} on {job['host']} is gone")
-            gone.append(job["job_id"])
-    return gone
-
-
 def work(cfg: Config, *, max_jobs: int | None = None, follow: bool = False, poll_s: float = 5.0,
          on_job: Any = None) -> list[JobResult]:
     """Process queued embedded jobs one at a time, oldest first, until the queue is empty (``follow``: keep
     polling). Two workers never take the same job (``JobLedger.claim``). Returns each job's result."""
     ledger = ledger_for(cfg)
-    mark_dead_jobs(ledger, cfg.results.heartbeat_timeout_s)
+    ledger.mark_interrupted(cfg.results.heartbeat_timeout_s, by="scoring jobs work")
     if cfg.jobs.output_dir is not None:
         remove_stale_tmp(cfg.jobs.output_dir)  # outputs a killed worker left half-written
     done: list[JobResult] = []
@@ -396,7 +349,9 @@ def job_status(cfg: Config, job_id: str, api: AirflowApi | None = None) -> dict[
     Raises:
         ScoringError: no such job.
     """
-    row = ledger_for(cfg).get(job_id)
+    ledger = ledger_for(cfg)
+    ledger.mark_interrupted(cfg.results.heartbeat_timeout_s, job_id, by="scoring jobs status")
+    row = ledger.get(job_id)
     if row is None:
         raise ScoringError(f"no job {job_id!r} in the jobs ledger")
     if row["engine"] == "airflow" and row["state"] not in TERMINAL and row.get("airflow_run_id"):
@@ -410,9 +365,11 @@ def job_status(cfg: Config, job_id: str, api: AirflowApi | None = None) -> dict[
 
 
 def cancel(cfg: Config, job_id: str, api: AirflowApi | None = None) -> str:
-    """Cancel a job: a queued one at once; a running embedded one stops at its next chunk; an Airflow one has
-    its DAG run marked failed and ends ``cancelled``. Returns the job's state after the call."""
+    """Cancel a job: a queued one at once; a running embedded one stops at its next chunk (one whose worker
+    process is gone ends ``cancelled`` at once); an Airflow one has its DAG run marked failed and ends
+    ``cancelled``. Returns the job's state after the call."""
     ledger = ledger_for(cfg)
+    ledger.mark_interrupted(cfg.results.heartbeat_timeout_s, job_id, state="cancelled", by="scoring jobs cancel")
     row = ledger.get(job_id)
     if row is None:
         raise ScoringError(f"no job {job_id!r} in the jobs ledger")

@@ -50,9 +50,7 @@ def changed_days(cfg: Config, day: dt.date, recheck_days: int | None = None) -> 
                           strict=True))
     results = open_results(cfg.results)
     results.ensure_schema()
-    sql = (f"SELECT day, rows_in, model_version FROM {results.table_name('runs')} "  # noqa: S608 - quoted
-           "WHERE model_name = $1 AND status = 'success' AND day >= $2 AND day <= $3 ORDER BY day, finished_at")
-    latest = {row["day"]: row for row in results.query(sql, [cfg.model.name, days[0], days[-1]]).to_pylist()}
+    latest = {row["day"]: row for row in results.successful_runs(cfg.model.name, days[0], days[-1])}
     changed = [LateDay(d, int(latest[d]["rows_in"]), counts[d], int(latest[d]["model_version"]))
                for d in days if d in latest and int(latest[d]["rows_in"]) != counts[d]]
     logger.info("late data: %s of the %s days before %s changed since scored%s", len(changed), n, day,

@@ -33,13 +33,14 @@ def check_model_as_of(cfg: Config, version: int | None, model_as_of: str) -> Non
                           "pins a version; drop one of them")
 
 
-def choose_model(cfg: Config, interval: DataInterval, version: int | None = None,
+def choose_model(cfg: Config, interval: DataInterval | None, version: int | None = None,
                  model_as_of: str = "now") -> tuple[ModelVersion, dict[str, Any]]:
-    """The version to score ``interval`` with, and ledger details naming the rule that chose it.
+    """The version to score ``interval`` with, and ledger details naming the rule that chose it: the one
+    model-choice rule of runs, plans, backfills (once, at their start) and jobs.
 
     Args:
-        cfg: the loaded configuration (``model`` section).
-        interval: the business day scored (``day`` uses its end).
+        cfg: the loaded configuration (``model`` section; a job passes a copy naming its model and alias).
+        interval: the business day scored (``day`` uses its end); None for a job's input (``now`` only).
         version: an explicit version (wins over everything but cannot be combined with ``day``).
         model_as_of: ``now`` (the alias's target at run time) or ``day`` (its target on that business day).
 
@@ -55,6 +56,8 @@ def choose_model(cfg: Config, interval: DataInterval, version: int | None = None
     store = ModelStore(cfg.model.store)
     name, alias = cfg.model.name, cfg.model.alias
     if model_as_of == "day":
+        if interval is None:
+            raise ConfigError("model_as_of 'day' needs a business day; a job's input has none")
         # The champion of day D is the version the alias pointed at when D ended (a promotion during D counts).
         when = interval.end - dt.timedelta(microseconds=1)
         target = store.alias_at(name, alias, when)

@@ -19,9 +19,10 @@ from scoring.errors import (
     ConfigError,
     ModelStoreError,
     SchemaError,
-    ScoringError,
     Superseded,
     ValidationFailed,
+    first_line,
+    one_line,
 )
 from scoring.models.contract import contract_of
 from scoring.models.scorer import ScoreSpec, encoded_width
@@ -31,7 +32,7 @@ from scoring.reports.summaries import summarize
 from scoring.run.chunks import run_chunks
 from scoring.run.model_choice import choose_model
 from scoring.run.shadow import Shadow, score_challengers, shadow_tables
-from scoring.run.sizing import chunk_rows, mean_text_bytes
+from scoring.run.sizing import size_chunks
 from scoring.storage.faults import fault_point
 from scoring.storage.pgconn import redact_url
 from scoring.storage.results import ResultsStore, RunRecord, open_results
@@ -64,6 +65,30 @@ class RunResult:
 def make_run_id(model: str, day: dt.date, started: dt.datetime) -> str:
     """Readable and unique per attempt; predictions are keyed by (day, model, source key), not by this."""
     return f"{model}__{day.isoformat()}__{started.strftime('%Y%m%dT%H%M%S%fZ')}"
+
+
+def start_record(results: ResultsStore, model: str, day: dt.date, version: int | None, trigger: str,
+                 details: dict[str, Any], started: dt.datetime | None = None) -> RunRecord:
+    """Create a run's ledger row: the one place a run (CLI, backfill day, DAG publish, recorded failure) is
+    entered in the ledger. Earlier ``running`` rows of the same (day, model) whose process is gone are marked
+    ``interrupted`` first.
+
+    Args:
+        results: the results store, schema ensured.
+        model, day, version: the partition and the model version (None when it could not be chosen).
+        trigger: cli, backfill, airflow, late-data.
+        details: the run's ledger details (model rule, interval, plan id, ...).
+        started: when the attempt began (default now), e.g. a plan's ``planned_at``.
+
+    Returns:
+        The started ``RunRecord`` (status ``running``).
+    """
+    now = dt.datetime.now(dt.UTC)
+    run = RunRecord(make_run_id(model, day, now), day, model, version, started or now, trigger=trigger,
+                    details=details)
+    results.mark_interrupted(day, model, by=run.run_id)
+    results.start_run(run)
+    return run
 
 
 def score_spec(cfg: Config, mv: ModelVersion) -> ScoreSpec:
@@ -99,12 +124,8 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
     results = open_results(cfg.results)
     clock = time.monotonic()
     results.ensure_schema()  # before any scoring: a locked or unreadable results database stops the run here
-    started = dt.datetime.now(dt.UTC)
-    run = RunRecord(make_run_id(cfg.model.name, interval.day, started), interval.day, cfg.model.name,
-                    mv.version, started, trigger=trigger,
-                    details={**rule, "interval": interval.describe(), **(details or {})})
-    results.mark_interrupted(interval.day, cfg.model.name, by=run.run_id)
-    results.start_run(run)
+    run = start_record(results, cfg.model.name, interval.day, mv.version, trigger,
+                       {**rule, "interval": interval.describe(), **(details or {})})
     steps = run.details.setdefault("steps", {"schema_s": round(time.monotonic() - clock, 3)})
     fault_point("after_ledger_insert")
     stage: Stage | None = None
@@ -119,8 +140,8 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
             if not cfg.model.challengers:  # challengers read the same batches, with inputs of their own
                 source.select_columns(quality.read_columns)
             schema = source.read_schema()
-            rows = chunk_rows(schema, encoded_width(model, len(columns)), cfg.chunking.memory_budget_mib,
-                              rows_per_chunk or cfg.chunking.rows_per_chunk, mean_text_bytes(source, interval))
+            rows = size_chunks(source, interval, encoded_width(model, len(columns)),
+                               cfg.chunking.memory_budget_mib, rows_per_chunk or cfg.chunking.rows_per_chunk)
             stage = _resumable_stage(cfg, interval, mv, rows, quality, run.run_id)
             if on_start:
                 on_start(source.count(interval))
@@ -246,13 +267,11 @@ def previous_drift_counts(cfg: Config, results: ResultsStore, run: RunRecord) ->
     window = cfg.validation.drift.window_days
     if window <= 1:
         return []
-    sql = (f"SELECT day, feature, counts FROM {results.table_name('drift')} "  # noqa: S608 - quoted identifier
-           "WHERE model_name = $1 AND model_version = $2 AND day >= $3 AND day < $4 AND counts IS NOT NULL")
     try:
-        rows = results.query(sql, [run.model_name, run.model_version, run.day - dt.timedelta(days=window - 1),
-                                   run.day]).to_pylist()
+        rows = results.drift_counts(run.model_name, run.model_version, run.day - dt.timedelta(days=window - 1),
+                                    run.day)
     except Exception as exc:  # noqa: BLE001 - a results database without counts yet: judge the day alone
-        logger.info("no earlier drift counts to pool (%s)", str(exc).splitlines()[0])
+        logger.info("no earlier drift counts to pool (%s)", first_line(exc))
         return []
     by_day: dict[Any, dict[str, list[int]]] = {}
     for row in rows:
@@ -289,8 +308,3 @@ def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException, st
 def run_day(cfg: Config, day: dt.date, **kwargs: Any) -> RunResult:
     """Score one business day (in ``schedule.timezone``). See ``run_interval``."""
     return run_interval(cfg, DataInterval.for_day(day, cfg.timezone), **kwargs)
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if isinstance(exc, ScoringError) else f"{type(exc).__name__}: {text}"

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -30,14 +31,15 @@ from scoring.errors import (
     ScoringError,
     Superseded,
     ValidationFailed,
+    first_line,
 )
 from scoring.models.scorer import ScoreSpec, encoded_width
 from scoring.models.store import ModelStore
 from scoring.quality.run_checks import Quality, prepare_quality
 from scoring.quality.schema_check import check_schema
-from scoring.run.chunks import process_chunk
+from scoring.run.chunks import run_chunks
 from scoring.run.model_choice import choose_model
-from scoring.run.pipeline import finish_run, make_run_id, record_failure, score_spec
+from scoring.run.pipeline import finish_run, record_failure, score_spec, start_record
 from scoring.run.shadow import (
     Shadow,
     prepare_challenger,
@@ -46,7 +48,7 @@ from scoring.run.shadow import (
     shadow_spec,
     shadow_stage,
 )
-from scoring.run.sizing import chunk_rows, mean_text_bytes
+from scoring.run.sizing import size_chunks
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.sources import open_source
 from scoring.storage.sources.base import KeyRange, key_ranges
@@ -111,11 +113,15 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
         source.select_columns([c for c in (cfg.source.key_column, cfg.source.timestamp_column,
                                            *(f["name"] for f in mv.features), *cfg.results.passthrough)
                                if c in names])
-        size = chunk_rows(source.read_schema(), int(width), cfg.chunking.memory_budget_mib,
-                          rows_per_chunk or cfg.chunking.rows_per_chunk, mean_text_bytes(source, interval))
+        size = size_chunks(source, interval, int(width), cfg.chunking.memory_budget_mib,
+                           rows_per_chunk or cfg.chunking.rows_per_chunk)
         rows = source.count(interval)
         wanted = max(1, math.ceil(rows / size))
         cuts = source.key_cuts(interval, wanted) if wanted > 1 else []
+        # What every chunk needs from the whole interval, measured once here: the uniqueness rules' duplicate
+        # values and the text widths of the columns the chunks read (their read limit), so that a chunk task
+        # only reads its key range.
+        inputs = _quality_inputs(cfg, mv, source, interval)
     chunks = [{"index": i, "lo": _jsonable(r.lo), "hi": _jsonable(r.hi), "nulls": r.nulls}
               for i, r in enumerate(key_ranges(cuts))]
     plan: dict[str, Any] = {
@@ -124,6 +130,7 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
         "model": {"name": mv.name, "version": mv.version}, "rows": rows, "rows_per_chunk": size,
         "chunks": chunks, "planned_at": dt.datetime.now(dt.UTC).isoformat(),
         "details": {**rule, "interval": interval.describe(), **(details or {})},
+        "quality_inputs": inputs,
     }
     if cfg.model.challengers:
         versions, failed = resolve_challengers(cfg, mv.version)
@@ -132,6 +139,20 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
     logger.info("plan %s: %s rows of %s in %s chunks of <= %s rows, %s v%s", plan["plan_id"], rows,
                 interval.day, len(chunks), size, mv.name, mv.version)
     return plan
+
+
+def _quality_inputs(cfg: Config, mv: Any, source: Any, interval: DataInterval) -> dict[str, Any] | None:
+    """The uniqueness rules' duplicate values and the text widths of the columns a chunk reads, over the whole
+    interval; None when the source does not fit the model or suite (``validate`` then fails the run, in one
+    line, as it always did)."""
+    try:
+        quality = prepare_quality(cfg, mv, source, interval)
+    except ScoringError as exc:
+        logger.info("plan without quality inputs (%s); validate decides", first_line(exc))
+        return None
+    source.select_columns(quality.read_columns)
+    return {"duplicates": quality.duplicate_lists(),
+            "text_widths": {k: list(v) for k, v in source.text_widths(interval).items()}}
 
 
 def plan_interval(plan: dict[str, Any]) -> DataInterval:
@@ -162,7 +183,16 @@ def _quality(cfg: Config, plan: dict[str, Any], source: Any) -> Quality:
     """The run's data quality state (suite, schema-drift policy, the interval's duplicate keys), the same
     the CLI builds, so every chunk passes the same gate and publish concludes the same checks."""
     mv = ModelStore(cfg.model.store).get(plan["model"]["name"], plan["model"]["version"])
-    return prepare_quality(cfg, mv, source, plan_interval(plan))
+    known = plan.get("quality_inputs") or {}  # absent from plans made before it existed: queried then
+    return prepare_quality(cfg, mv, source, plan_interval(plan), known.get("duplicates"))
+
+
+def _read_columns(plan: dict[str, Any], source: Any, quality: Quality) -> None:
+    """Select the columns a chunk reads, with the text widths the plan measured (no whole-interval query)."""
+    source.select_columns(quality.read_columns)
+    widths = (plan.get("quality_inputs") or {}).get("text_widths")
+    if widths is not None:
+        source.know_text_widths(plan_interval(plan), widths)
 
 
 def validate_plan(cfg: Config, plan: dict[str, Any]) -> list[int | dict[str, int]]:
@@ -191,100 +221,84 @@ def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int | dict[str
     Never writes to the results database. Returns the chunk's manifest with ``reused``.
     """
     if isinstance(index, dict):
-        return _score_shadow_chunk(cfg, plan, int(index["challenger"]), int(index["index"]))
-    stage = plan_stage(cfg, plan)
-    done = stage.completed(index)
-    if done is not None:
-        logger.info("chunk %s of plan %s is already staged; reusing it", index, plan["plan_id"])
-        return _manifest_dict(done, True)
-    chunk = plan["chunks"][index]
-    key_range = KeyRange(chunk["lo"], chunk["hi"], chunk["nulls"])
-    folder = run_folder(cfg, plan)
-    folder.lock(shared=True)  # while it stages (or until its process dies), cleanup leaves the folder alone
-    try:
-        with open_source(cfg.source) as source:
-            schema = source.schema()
-            spec, model = _spec_and_model(cfg, plan, schema)
-            quality = _quality(cfg, plan, source)
-            source.select_columns(quality.read_columns)  # challengers' chunks are tasks of their own
-            batches = list(source.range_batches(plan_interval(plan), key_range, plan["rows_per_chunk"]))
-            schema = source.read_schema()
-        table = pa.Table.from_batches(batches) if batches else schema.empty_table()
-        manifest = process_chunk(model, table, index, spec, stage, quality.gate)
-    finally:
-        folder.unlock()  # a failed task stops its lease renewal too (dag.test runs tasks in one process)
-    logger.info("chunk %s of plan %s: %s rows in, %s scored, %s quarantined", index, plan["plan_id"],
-                manifest.rows_in, manifest.scored, manifest.rejected)
-    return _manifest_dict(manifest, False)
+        return stage_ranges(cfg, plan, [int(index["index"])], int(index["challenger"]))[0]
+    return stage_ranges(cfg, plan, [index])[0]
 
 
 def stage_plan(cfg: Config, plan: dict[str, Any]) -> list[dict[str, Any]]:
     """Score and stage every chunk of ``plan`` in this process, one after the other: what the DAG's mapped
-    ``score_chunk`` tasks do, with one source connection, one model load and one quality state for the day.
-
-    Each chunk reads only its key range; a chunk already staged is reused only when its source rows hash the
-    same (``input_digest``), so a rerun never publishes rows it did not read. The challengers' chunks follow
-    (``_score_shadow_chunk``). Never writes to the results database (``publish_plan`` does): the parallel
+    ``score_chunk`` tasks do, with one source connection, one model load and one quality state for the day;
+    then each challenger's chunks. Never writes to the results database (``publish_plan`` does): the parallel
     backfill's worker processes run this and the parent publishes.
 
     Returns:
         The chunks' manifests with ``reused`` (and the challengers' results), as ``publish_plan`` takes them.
     """
-    from scoring.storage.staging import input_digest
-
-    stage, folder = plan_stage(cfg, plan), run_folder(cfg, plan)
-    done: list[dict[str, Any]] = []
-    folder.lock(shared=True)  # while it stages (or until its process dies), cleanup leaves the folder alone
-    try:
-        with open_source(cfg.source) as source:
-            spec, model = _spec_and_model(cfg, plan, source.schema())
-            quality = _quality(cfg, plan, source)
-            source.select_columns(quality.read_columns)
-            schema = source.read_schema()
-            for chunk in plan["chunks"]:
-                key_range = KeyRange(chunk["lo"], chunk["hi"], chunk["nulls"])
-                batches = list(source.range_batches(plan_interval(plan), key_range, plan["rows_per_chunk"]))
-                table = pa.Table.from_batches(batches) if batches else schema.empty_table()
-                digest = input_digest(table)
-                reused = stage.completed(chunk["index"], digest)
-                manifest = reused or process_chunk(model, table, chunk["index"], spec, stage, quality.gate, digest)
-                done.append(_manifest_dict(manifest, reused is not None))
-    finally:
-        folder.unlock()
-    shadow = [_score_shadow_chunk(cfg, plan, v, c["index"]) for v in plan.get("challengers", [])
-              for c in plan["chunks"]]
+    indexes = [c["index"] for c in plan["chunks"]]
+    done = stage_ranges(cfg, plan, indexes, reread=True)
+    shadow = [r for v in plan.get("challengers", []) for r in stage_ranges(cfg, plan, indexes, v, reread=True)]
     logger.info("plan %s staged: %s chunks (%s reused), %s rows in", plan["plan_id"], len(done),
                 sum(1 for d in done if d["reused"]), sum(d["rows_in"] for d in done))
     return [*done, *shadow]
 
 
-def _score_shadow_chunk(cfg: Config, plan: dict[str, Any], version: int, index: int) -> dict[str, Any]:
-    stage = shadow_stage(plan_stage(cfg, plan), version)
-    done = stage.completed(index)
-    if done is not None:
-        return {**_manifest_dict(done, True), "challenger": version}
-    chunk = plan["chunks"][index]
+def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int], challenger: int | None = None,
+                 reread: bool = False) -> list[dict[str, Any]]:
+    """Stage chunks ``indexes`` of ``plan`` (the champion's, or challenger version ``challenger``'s) through
+    the one chunk loop (``run_chunks``): each reads only its key range, with the quality inputs the plan
+    measured for the whole interval; a chunk already staged from the same rows (``input_digest``) is reused,
+    so a rerun never publishes rows it did not read.
+
+    A DAG task (``reread`` False) reuses a chunk its plan already staged without reading it again (a retried
+    task of the same plan); ``reread`` (a backfill day's rerun) reads every range and reuses a staged chunk
+    only when its rows hash the same. A challenger's chunk failing on anything but a transient error gives
+    ``{"challenger", "index", "error"}`` per chunk instead of raising. Returns each chunk's manifest with
+    ``reused`` (and ``challenger``).
+    """
+    stage = plan_stage(cfg, plan) if challenger is None else shadow_stage(plan_stage(cfg, plan), challenger)
+    tag = {} if challenger is None else {"challenger": challenger}
+    done = {i: None if reread else stage.completed(i) for i in indexes}
+    todo = [i for i in indexes if done[i] is None]
+    if not todo:
+        logger.info("chunks %s of plan %s are already staged; reusing them", indexes, plan["plan_id"])
+        return [{**_manifest_dict(done[i], True), **tag} for i in indexes]
     folder = run_folder(cfg, plan)
-    folder.lock(shared=True)
+    folder.lock(shared=True)  # while it stages (or until its process dies), cleanup leaves the folder alone
     try:
         with open_source(cfg.source) as source:
-            schema = source.schema()
-            mv = ModelStore(cfg.model.store).get(plan["model"]["name"], version)
-            model = prepare_challenger(cfg, mv, schema)
+            full = source.schema()
             quality = _quality(cfg, plan, source)
-            batches = list(source.range_batches(plan_interval(plan), KeyRange(chunk["lo"], chunk["hi"],
-                                                                              chunk["nulls"]),
-                                                plan["rows_per_chunk"]))
-        table = pa.Table.from_batches(batches) if batches else schema.empty_table()
-        manifest = process_chunk(model, table, index, shadow_spec(cfg, mv), stage, shadow_gate(quality.gate))
+            if challenger is None:
+                spec, model = _spec_and_model(cfg, plan, full)
+                gate = quality.gate
+                _read_columns(plan, source, quality)
+            else:  # a challenger reads the columns it needs, through the champion's gate
+                mv = ModelStore(cfg.model.store).get(plan["model"]["name"], challenger)
+                model, spec, gate = prepare_challenger(cfg, mv, full), shadow_spec(cfg, mv), shadow_gate(quality.gate)
+            schema, interval = source.read_schema(), plan_interval(plan)
+
+            def tables() -> Iterator[pa.Table]:
+                for i in todo:
+                    chunk = plan["chunks"][i]
+                    batches = list(source.range_batches(interval, KeyRange(chunk["lo"], chunk["hi"],
+                                                                           chunk["nulls"]), plan["rows_per_chunk"]))
+                    yield pa.Table.from_batches(batches) if batches else schema.empty_table()
+
+            staged = run_chunks(tables(), model, lambda: model, spec, stage, gate=gate, indexes=todo)
     except Exception as exc:
-        if is_transient(exc):  # an outage or a lock: the task retries like a champion chunk
+        if challenger is None or is_transient(exc):  # an outage or a lock: the task retries
             raise
-        logger.warning("challenger v%s, chunk %s of plan %s: %s", version, index, plan["plan_id"], exc)
-        return {"challenger": version, "index": index, "error": str(exc).strip().splitlines()[0]}
+        logger.warning("challenger v%s, chunks %s of plan %s: %s", challenger, todo, plan["plan_id"], exc)
+        return [{**tag, "index": i, "error": first_line(exc)} for i in indexes]
     finally:
-        folder.unlock()
-    return {**_manifest_dict(manifest, False), "challenger": version}
+        folder.unlock()  # a failed task stops its lease renewal too (dag.test runs tasks in one process)
+    for manifest in staged:
+        done[manifest.index] = manifest
+        logger.info("chunk %s of plan %s%s: %s rows in, %s scored, %s quarantined", manifest.index,
+                    plan["plan_id"], f" (challenger v{challenger})" if challenger else "", manifest.rows_in,
+                    manifest.scored, manifest.rejected)
+    return [{**_manifest_dict(done[i], i not in todo or i in stage.reused), **tag} for i in indexes
+            if done[i] is not None]
 
 
 def _shadow(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str, Any]]) -> Shadow | None:
@@ -313,9 +327,8 @@ def _counts(run: RunRecord, plan: dict[str, Any], **more: Any) -> dict[str, Any]
 
 def _published_run(results: ResultsStore, plan: dict[str, Any]) -> dict[str, Any] | None:
     """The successful ledger row of ``plan``, if it was already published."""
-    sql = (f"SELECT * FROM {results.table_name('runs')} "  # noqa: S608 - quoted identifier
-           "WHERE model_name = $1 AND day = $2 AND status = 'success' ORDER BY finished_at DESC")
-    for row in results.query(sql, [plan["model"]["name"], dt.date.fromisoformat(plan["day"])]).to_pylist():
+    day = dt.date.fromisoformat(plan["day"])
+    for row in reversed(results.successful_runs(plan["model"]["name"], day, day)):
         if json.loads(row["details"] or "{}").get("plan_id") == plan["plan_id"]:
             return row
     return None
@@ -352,13 +365,9 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
         raise ScoringError(f"chunks {missing} of plan {plan['plan_id']} are not staged in {stage.root}")
     reused = sum(1 for r in chunk_results or [] if r.get("reused") and "challenger" not in r)
     day = dt.date.fromisoformat(plan["day"])
-    run = RunRecord(make_run_id(plan["model"]["name"], day, dt.datetime.now(dt.UTC)), day,
-                    plan["model"]["name"], plan["model"]["version"],
-                    dt.datetime.fromisoformat(plan["planned_at"]), trigger=trigger,
-                    details={**plan["details"], "plan_id": plan["plan_id"], "chunks": len(plan["chunks"]),
-                             "chunks_reused": reused})
-    results.mark_interrupted(day, run.model_name, by=run.run_id)
-    results.start_run(run)
+    run = start_record(results, plan["model"]["name"], day, plan["model"]["version"], trigger,
+                       {**plan["details"], "plan_id": plan["plan_id"], "chunks": len(plan["chunks"]),
+                        "chunks_reused": reused}, dt.datetime.fromisoformat(plan["planned_at"]))
     done = [m for m in manifests if m is not None]
     try:
         with open_source(cfg.source) as source:
@@ -404,13 +413,10 @@ def record_outcome(cfg: Config, interval: DataInterval, plan: dict[str, Any] | N
         return {"status": "failed", "failed": failed, "recorded_by": "publish"}
     results = open_results(cfg.results)
     results.ensure_schema()
-    now = dt.datetime.now(dt.UTC)
-    started = dt.datetime.fromisoformat(plan["planned_at"]) if plan else now
-    run = RunRecord(make_run_id(cfg.model.name, interval.day, now), interval.day, cfg.model.name,
-                    plan["model"]["version"] if plan else None, started, trigger=TRIGGER,
-                    details={**(details or {}), **({"plan_id": plan["plan_id"]} if plan else {}),
-                             "task_states": task_states})
-    results.start_run(run)
+    run = start_record(results, cfg.model.name, interval.day, plan["model"]["version"] if plan else None,
+                       TRIGGER, {**(details or {}), **({"plan_id": plan["plan_id"]} if plan else {}),
+                                 "task_states": task_states},
+                       dt.datetime.fromisoformat(plan["planned_at"]) if plan else None)
     stuck = sorted(t for t, s in task_states.items() if s in FAILED or s is None)
     error = ScoringError(f"tasks failed: {', '.join(failed or stuck) or 'unknown'}; staged chunks are kept "
                          "for a retry")

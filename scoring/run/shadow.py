@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from scoring.config import Config
-from scoring.errors import ModelStoreError
+from scoring.errors import ModelStoreError, first_line
 from scoring.models.compare import compare_scores
 from scoring.models.contract import contract_of
 from scoring.models.scorer import ScoreSpec
@@ -133,14 +133,10 @@ def score_challengers(cfg: Config, champion: int, schema: pa.Schema,
             logger.info("challenger v%s: %s rows shadow-scored", mv.version,
                         sum(m.scored for m in shadow.staged[mv.version]))
         except Exception as exc:  # noqa: BLE001 - a challenger never fails the champion's day
-            shadow.failed[str(mv.version)] = one_line(exc)
-            logger.warning("challenger v%s left out of this run: %s", mv.version, one_line(exc))
+            shadow.failed[str(mv.version)] = first_line(exc)
+            logger.warning("challenger v%s left out of this run: %s", mv.version, first_line(exc))
     return shadow
 
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _read(files: list[Path], columns: list[str]) -> pa.Table:

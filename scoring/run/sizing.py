@@ -65,3 +65,13 @@ def chunk_rows(schema: pa.Schema, encoded_width: int, budget_mib: int | None,
 def mean_text_bytes(source: Source, interval: DataInterval) -> dict[str, float]:
     """Mean bytes of each text or binary column ``source`` reads, over ``interval`` (``text_bytes`` above)."""
     return {name: mean for name, (mean, _) in source.text_widths(interval).items()}
+
+
+def size_chunks(source: Source, interval: DataInterval | None, encoded_width: int, budget_mib: int | None,
+                fixed_rows: int | None = None) -> int:
+    """The one sizing rule of every run (CLI, DAG plan, backfill, job): ``chunk_rows`` over the columns
+    ``source`` reads (``read_schema``), counting the measured mean bytes of its text columns over
+    ``interval`` (one aggregate query, cached per interval; a job's input has no interval: short strings
+    assumed)."""
+    text = mean_text_bytes(source, interval) if interval is not None else None
+    return chunk_rows(source.read_schema(), encoded_width, budget_mib, fixed_rows, text)

@@ -3,7 +3,8 @@
 Stages the product passes (CLI and DAG paths): ``after_ledger_insert``, ``mid_extract`` (after the first
 source batch, before the second), ``after_chunk_<k>`` (chunk k staged), ``before_publish`` (checks done,
 before the publish transaction), ``before_commit`` (inside it), ``after_commit`` (before staging cleanup and
-the reader export). ``SCORING_FAULT=<stage>=wait:<path>`` instead creates ``<path>.reached`` and blocks until
+the reader export); ``backfill_day_<YYYY-MM-DD>`` (a parallel backfill's worker, before it stages that
+day). ``SCORING_FAULT=<stage>=wait:<path>`` instead creates ``<path>.reached`` and blocks until
 ``<path>`` exists (at most ``SCORING_FAULT_WAIT_S``, default 60 s): the concurrency tests order two real
 processes with it, without sleeps. Unset, a fault point costs one dictionary lookup.
 """

@@ -155,3 +155,41 @@ def test_workers_die_with_a_sigkilled_parent(tmp_path: Path, sample_db: Path, tr
         for w in workers:
             if _alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+def test_a_worker_killed_on_one_day_fails_that_day_alone(tmp_path: Path, sample_db: Path,
+                                                         trained_store: Path) -> None:
+    """A parallel backfill's worker SIGKILLed while it scores BAD (``SCORING_FAULT=backfill_day_<day>``): the
+    other days publish with the model's own scores, BAD gets a ``failed`` ledger row naming the dead worker,
+    nothing of BAD is published, and a rerun of that day succeeds."""
+    first, last = BAD - dt.timedelta(days=1), BAD + dt.timedelta(days=1)
+    cfg_path = write_config(tmp_path, sample_db, trained_store, chunking={"rows_per_chunk": 250})
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "OMP_NUM_THREADS": "1",
+           "SCORING_FAULT": f"backfill_day_{BAD.isoformat()}"}
+    proc = subprocess.run([sys.executable, "-m", "scoring.cli", "backfill", "-c", str(cfg_path), "--start",
+                           first.isoformat(), "--end", last.isoformat(), "--parallel", "2"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 1, (proc.stdout[-3000:], proc.stderr[-3000:])
+    assert "1 of 3 days failed" in proc.stderr and "Traceback" not in proc.stdout + proc.stderr
+    results = tmp_path / "results.duckdb"
+    out = published(results)
+    assert set(out["day"].astype(str)) == {str(first), str(last)}
+    model = joblib.load(trained_store / "loan_default" / "1" / "model.joblib")
+    for day in (first, last):
+        src = source_day(sample_db, day)
+        expected = dict(zip(src["application_id"].astype(str), model.predict_proba(src)[:, 1], strict=True))
+        got = out[out["day"].astype(str) == str(day)].set_index("source_key")["score"]
+        assert len(got) == len(src)
+        np.testing.assert_allclose(got.to_numpy(), [expected[k] for k in got.index], rtol=0, atol=1e-9)
+    runs = _ledger(results)
+    assert runs["day"].tolist() == [first, BAD, last]
+    assert runs["status"].tolist() == ["success", "failed", "success"] and set(runs["trigger"]) == {"backfill"}
+    dead = runs.iloc[1]
+    assert f"worker process scoring {BAD} died" in dead["error"] and dead["model_version"] == 1
+    assert json.loads(dead["details"])["model_rule"] == "alias-now"
+    env.pop("SCORING_FAULT")
+    again = subprocess.run([sys.executable, "-m", "scoring.cli", "backfill", "-c", str(cfg_path), "--start",
+                            BAD.isoformat(), "--end", BAD.isoformat()],
+                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert len(published(results, BAD)) == len(source_day(sample_db, BAD))

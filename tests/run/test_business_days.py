@@ -189,6 +189,35 @@ def test_backfill_model_as_of_day_scores_each_day_with_that_days_champion(
     assert_scores_are_the_models(cfg, store, fifteen_days, "loan_applications", again)
 
 
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_promotion_during_a_backfill_does_not_split_the_range(tmp_path: Path, fifteen_days: Path, store: Path,
+                                                                parallel: int) -> None:
+    """``--model-as-of now`` means the champion when the backfill started: v2 promoted after the first day
+    has published leaves every day of the range on v1, and the ledger says when the version was resolved."""
+    _register_v2(store)
+    cfg = load_config(write_config(tmp_path, fifteen_days, store, validation=FAST))
+    promoted: list[dt.date] = []
+
+    def promote_after_first_day(outcome) -> None:
+        if not promoted:
+            ModelStore(store).set_alias("loan_default", "champion", 2)
+            promoted.append(outcome.day)
+
+    outcomes = backfill(cfg, dt.date(2026, 3, 5), dt.date(2026, 3, 9), on_day=promote_after_first_day,
+                        parallel=parallel)
+    assert [o.error for o in outcomes] == [None] * 5 and promoted == [dt.date(2026, 3, 5)]
+    assert ModelStore(store).resolve("loan_default", "champion").version == 2  # the promotion did happen
+    out = published(cfg.results.path)
+    assert set(out["model_version"]) == {1} and out.groupby("day").ngroups == 5
+    details = [json.loads(x) for x in ledger(cfg.results.path)["details"]]
+    assert {d["model_rule"] for d in details} == {"alias-now"}
+    assert len({d["model_resolved_at"] for d in details}) == 1
+    assert_scores_are_the_models(cfg, store, fifteen_days, "loan_applications", out)
+    # The next backfill starts after the promotion: v2 for its whole range.
+    again = backfill(cfg, dt.date(2026, 3, 5), dt.date(2026, 3, 6))
+    assert {o.result.model_version for o in again if o.result} == {2}
+
+
 def test_model_as_of_day_needs_the_alias_on_that_day_and_no_pin(tmp_path: Path, sample_db: Path, store: Path) -> None:
     pinned = write_config(tmp_path, sample_db, store, model={"version": 1})
     res = CliRunner().invoke(app, ["backfill", "-c", str(pinned), "--start", "2026-03-05", "--end", "2026-03-06",

@@ -153,3 +153,53 @@ def test_cancel_a_queued_job_refuse_unsafe_outputs_and_wait(tmp_path: Path, cfg_
         assert con.sql("SELECT count(*) FROM job_predictions WHERE job_id = $1", params=[row["job_id"]]).fetchall()[0][0] == 0
     code, out = _invoke("jobs", "list", "--config", str(cfg_path), "--state", "succeeded", "--json")
     assert [r["job_id"] for r in json.loads(out)] == [row["job_id"]]
+
+
+def test_a_killed_worker_leaves_its_job_interrupted_cancel_ends_it_and_a_resubmit_succeeds(
+        tmp_path: Path, sample_db: Path, store: Path) -> None:
+    """``scoring jobs work`` SIGKILLed after a job's chunk 3 (of 12): without any other worker, ``jobs cancel``
+    ends that job ``cancelled`` and ``jobs status`` shows the next killed one ``interrupted`` (naming the dead
+    process, exit 1); nothing of either is published; the same job submitted again succeeds with the model's
+    own scores."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import write_config
+
+    root = Path(__file__).resolve().parents[2]
+    cfg_path = write_config(tmp_path, sample_db, store, chunking={"rows_per_chunk": 50})
+    cfg = load_config(cfg_path)
+    data = tmp_path / "day.parquet"
+    source_day(sample_db, SCORE_DAY).to_parquet(data, index=False)
+    first, second = (_submit(cfg_path, "--input", str(data), "--model", "loan_default") for _ in range(2))
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "SCORING_FAULT": "after_chunk_3"}
+
+    def killed_worker() -> None:
+        proc = subprocess.run([sys.executable, "-m", "scoring.cli", "jobs", "work", "--config", str(cfg_path)],
+                              env=env, cwd=root, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == -9, proc.stderr[-2000:]  # SIGKILL: the worker could not say anything
+
+    killed_worker()
+    with duckdb.connect(str(cfg.results.path), read_only=True) as con:
+        state, done, total = con.execute("SELECT state, chunks_done, chunks_total FROM jobs WHERE job_id = ?",
+                                         [first]).fetchone()
+    assert (state, total) == ("running", 12) and 3 <= done < 12  # what the killed worker left behind
+    code, out = _invoke("jobs", "cancel", first, "--config", str(cfg_path), "--json")
+    assert code == 0 and json.loads(out)["state"] == "cancelled", out
+    killed_worker()  # takes the second job (the first is cancelled) and dies in it too
+    code, row = _status(cfg_path, second)
+    assert code == 1 and row["state"] == "interrupted", row
+    assert "is gone" in row["error"] and "submit it again" in row["error"] and row["rows_scored"] == 0
+    assert _status(cfg_path, first)[1]["state"] == "cancelled"
+    with duckdb.connect(str(cfg.results.path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM job_predictions").fetchone()[0] == 0
+    again = _submit(cfg_path, "--input", str(data), "--model", "loan_default")
+    assert _invoke("jobs", "work", "--config", str(cfg_path))[0] == 0
+    code, row = _status(cfg_path, again)
+    assert code == 0 and row["state"] == "succeeded" and row["rows_in"] == 600, row
+    assert row["rows_in"] == row["rows_scored"] + row["rows_quarantined"]
+    with duckdb.connect(str(cfg.results.path), read_only=True) as con:
+        got = dict(con.execute("SELECT source_key, score FROM job_predictions WHERE job_id = ?", [again]).fetchall())
+    expected = _expected(cfg, sample_db, SCORE_DAY)
+    assert len(got) == row["rows_scored"] and all(abs(got[k] - expected[k]) <= 1e-9 for k in got)

@@ -198,3 +198,36 @@ def test_plan_sizes_chunks_from_the_recorded_width_without_unpickling(cfg, monke
     again = steps.plan_run(cfg, interval)
     assert loads == [mv.version] and again["rows_per_chunk"] == planned["rows_per_chunk"]
     assert again["chunks"] == planned["chunks"]
+
+
+def test_a_chunk_task_reads_only_its_key_range(tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DAG's ``score_chunk`` task (``score_planned_chunk``) issues the same source queries on a day ten
+    times larger: no whole-day aggregate (the duplicate keys' GROUP BY, the text widths) is repeated per chunk;
+    the plan measured them once. The chunk's published scores still equal the CLI's (the other DAG tests)."""
+    from sample_data.generate import generate
+    from scoring.storage.sources.duckdb_source import DuckDBSource
+
+    queries: list[str] = []
+    real = DuckDBSource._run
+
+    def recording(self, sql, params=None):
+        queries.append(sql)
+        return real(self, sql, params)
+
+    monkeypatch.setattr(DuckDBSource, "_run", recording)
+    seen: dict[int, list[str]] = {}
+    for rows in (300, 3000):
+        folder = tmp_path / str(rows)
+        folder.mkdir()
+        generate(folder / "src.duckdb", SCORE_DAY, 1, rows, seed=5)
+        cfg = load_config(write_config(folder, folder / "src.duckdb", store, chunking={"rows_per_chunk": 100}))
+        plan = steps.plan_run(cfg, INTERVAL)
+        assert plan["rows"] == rows and len(plan["chunks"]) >= 3
+        assert "application_id" in plan["quality_inputs"]["duplicates"]  # the suite's uniqueness rule on the key
+        queries.clear()
+        manifest = steps.score_planned_chunk(cfg, plan, 1)
+        assert 0 < manifest["rows_in"] < rows and not manifest["reused"]
+        seen[rows] = list(queries)
+    assert len(seen[300]) == len(seen[3000]) > 0
+    for sql in seen[3000]:
+        assert "group by" not in sql.lower() and "avg(" not in sql.lower() and "count(" not in sql.lower(), sql

@@ -306,3 +306,27 @@ def test_extra_tables_are_created_typed_and_replaced_per_partition(tmp_path: Pat
     with pytest.raises(PublishError, match="lack column.*psi"):
         results.publish(run, [], [], extra={spec.name: pa.table({"run_id": ["r3"], "day": [day], "model_name": ["m"],
                                                                   "feature": ["x"]})})
+
+
+def test_failed_validation_keeps_its_quarantine_rows_on_postgres(tmp_path: Path, sample_db: Path, store: Path,
+                                                                  pg_url: str, pg_schema: str) -> None:
+    """As on DuckDB (tests/quality/test_batch_rules.py): a run failing the error threshold publishes nothing,
+    is ``failed`` in the ledger, and its quarantine rows stay readable, tagged with its run id."""
+    from scoring.errors import ValidationFailed
+    from tests.quality.helpers import CLEAN_DAY, KEY, day_filter, dirty_source, keys_where
+
+    results = _pg_results(pg_url, pg_schema, tmp_path)
+    first = pipeline.run_day(_config(tmp_path / "good", sample_db, store, results=results), CLEAN_DAY)
+    db = dirty_source(tmp_path, sample_db, f"UPDATE loan_applications SET loan_amount = -1e9 WHERE {KEY} % 30 = 0")
+    bad = keys_where(db, f"{day_filter(CLEAN_DAY)} AND {KEY} % 30 = 0")
+    cfg = _config(tmp_path / "bad", db, store, results=results, validation={"error_threshold": 0.02})
+    with pytest.raises(ValidationFailed, match="error_threshold"):
+        pipeline.run_day(cfg, CLEAN_DAY)
+    runs = pg_ledger(pg_url, pg_schema)
+    failed = runs.iloc[-1]
+    assert list(runs["status"]) == ["success", "failed"] and failed["rows_scored"] == 0
+    assert set(pg_published(pg_url, pg_schema, CLEAN_DAY)["run_id"]) == {first.run_id}
+    q = pg_frame(pg_url, f'SELECT source_key, column_name FROM "{pg_schema}".quarantine WHERE run_id = %s',
+                 [failed["run_id"]])
+    assert len(q) == failed["rows_rejected"] == len(bad) > 0
+    assert set(q["source_key"]) == bad and set(q["column_name"]) == {"loan_amount"}

@@ -170,6 +170,25 @@ class ResultsStore(ABC):
             params.append(model)
         return self.query(sql + f" ORDER BY started_at DESC LIMIT {int(limit)}", params)
 
+    def successful_runs(self, model: str, first: dt.date | None = None,
+                        last: dt.date | None = None) -> list[dict[str, Any]]:
+        """The ``success`` ledger rows of ``model`` (days ``first`` .. ``last`` inclusive when given), by day
+        then publish time: a day's latest publish comes last (``details`` as stored)."""
+        sql = f"SELECT * FROM {self.table_name('runs')} WHERE model_name = $1 AND status = 'success'"  # noqa: S608
+        params: list[Any] = [model]
+        for op, bound in ((">=", first), ("<=", last)):
+            if bound is not None:
+                params.append(bound)
+                sql += f" AND day {op} ${len(params)}"
+        return self.query(sql + " ORDER BY day, finished_at", params).to_pylist()
+
+    def drift_counts(self, model: str, version: int, first: dt.date, before: dt.date) -> list[dict[str, Any]]:
+        """Rows (day, feature, counts) of the ``drift`` table for ``model`` v``version`` published for the
+        days ``first`` <= day < ``before`` that have counts. Raises when the table does not exist yet."""
+        sql = (f"SELECT day, feature, counts FROM {self.table_name('drift')} "  # noqa: S608 - quoted identifier
+               "WHERE model_name = $1 AND model_version = $2 AND day >= $3 AND day < $4 AND counts IS NOT NULL")
+        return self.query(sql, [model, version, first, before]).to_pylist()
+
     def predictions(self, day: dt.date, model: str) -> pa.Table:
         sql = (f"SELECT * FROM {self.table_name(self.cfg.table)} "  # noqa: S608 - quoted identifier
                "WHERE day = $1 AND model_name = $2 ORDER BY source_key")

@@ -2,7 +2,9 @@
 ``job_quarantine``; declared in ``tables.py``, created by ``ensure_schema``).
 
 A job's state moves ``queued -> running -> succeeded | failed``, or ``queued -> cancelled`` (a running job
-asked to stop ends ``cancelled`` at its next chunk). Every transition is one conditional UPDATE, so two
+asked to stop ends ``cancelled`` at its next chunk). A running job whose worker process is gone (killed) ends
+``interrupted`` as soon as someone looks (``mark_interrupted``: ``jobs status``, ``jobs work``), or
+``cancelled`` when ``jobs cancel`` finds it so; a running worker refreshes ``heartbeat_at`` at every chunk. Every transition is one conditional UPDATE, so two
 workers never take the same job: DuckDB has a single writer, and the UPDATE only matches a row still in
 the expected state. A job's publish replaces its partition (``job_id``) of ``job_predictions`` and
 ``job_quarantine`` and marks it succeeded in one transaction, so a retried job never duplicates its rows.
@@ -35,8 +37,8 @@ from scoring.storage.results.tables import (
 
 logger = logging.getLogger(__name__)
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL = ("succeeded", "failed", "cancelled")
+STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+TERMINAL = ("succeeded", "failed", "cancelled", "interrupted")
 JOB_COLUMNS = tuple(JOBS.column_names)
 
 
@@ -100,7 +102,8 @@ class JobLedger:
         marks = ", ".join(f"${i + 4}" for i in range(len(states)))
         target = "$3" if job_id else ("(SELECT job_id FROM jobs WHERE state = 'queued' AND engine = $3 "
                                       "ORDER BY submitted_at, job_id LIMIT 1)")
-        sql = (f"UPDATE jobs SET state = 'running', started_at = $1, host = $2, pid = {os.getpid()}, "  # noqa: S608
+        sql = (f"UPDATE jobs SET state = 'running', started_at = $1, heartbeat_at = $1, host = $2, "  # noqa: S608
+               f"pid = {os.getpid()}, "
                f"error = NULL WHERE job_id = {target} AND state IN ({marks}) AND NOT coalesce(cancel_requested, "
                "false) RETURNING job_id")
         with self._connect() as con:
@@ -112,8 +115,9 @@ class JobLedger:
         """Record chunks done (best effort: skipped when the file is busy); True when a cancel was asked."""
         try:
             with self._connect(wait_s=0) as con:
-                con.execute("UPDATE jobs SET chunks_done = $2, chunks_total = coalesce($3, chunks_total) "
-                            "WHERE job_id = $1", [job_id, chunks_done, chunks_total])
+                con.execute("UPDATE jobs SET chunks_done = $2, chunks_total = coalesce($3, chunks_total), "
+                            "heartbeat_at = $4 WHERE job_id = $1",
+                            [job_id, chunks_done, chunks_total, dt.datetime.now(dt.UTC)])
                 found = con.execute("SELECT cancel_requested FROM jobs WHERE job_id = $1", [job_id]).fetchall()
         except ScoringError as exc:
             logger.debug("progress of job %s skipped: %s", job_id, exc)
@@ -139,15 +143,37 @@ class JobLedger:
             try:
                 if quarantine and quarantine[1]:
                     self._replace_quarantine(con, job_id, *quarantine)
-                con.execute("UPDATE jobs SET state = $2, error = $3, finished_at = $4, rows_in = coalesce($5, "
+                con.execute("UPDATE jobs SET state = $2, error = $3, finished_at = $4, rows_in = coalesce($5, "  # noqa: S608
                             "rows_in), rows_scored = 0, rows_quarantined = coalesce($6, rows_quarantined) "
-                            "WHERE job_id = $1 AND state NOT IN ('succeeded', 'failed', 'cancelled')",
+                            f"WHERE job_id = $1 AND state NOT IN ({', '.join(map(repr, TERMINAL))})",
                             [job_id, state, error, dt.datetime.now(dt.UTC), counts.get("rows_in"),
                              counts.get("rows_quarantined")])
                 con.execute("COMMIT")
             except BaseException:
                 _rollback(con)
                 raise
+
+    def mark_interrupted(self, heartbeat_timeout_s: float, job_id: str | None = None, state: str = "interrupted",
+                         by: str = "") -> list[str]:
+        """End ``running`` embedded jobs whose worker process is gone (``liveness.attempt_alive``: exact for a
+        pid of this host, else silence longer than ``heartbeat_timeout_s`` seconds) as ``state`` with one line
+        naming the process; returns their ids. Live workers' jobs are left alone."""
+        from scoring.storage.results.liveness import attempt_alive
+
+        rows = [self.get(job_id)] if job_id else self.list("running", limit=1000)
+        gone = []
+        for job in filter(None, rows):
+            if job["state"] != "running" or job["engine"] != "embedded" or attempt_alive(
+                    job["host"], job["pid"], job["started_at"], job.get("heartbeat_at"), heartbeat_timeout_s):
+                continue
+            last = job.get("heartbeat_at") or job["started_at"]
+            who = f"process {job['pid']} on {job['host']}" if job["pid"] else "its worker process"
+            error = (f"{state}: {who} is gone (last heartbeat {last.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC, "
+                     f"{job.get('chunks_done') or 0} of {job.get('chunks_total') or '?'} chunks staged)"
+                     f"{f'; noticed by {by}' if by else ''}; submit it again to score it")
+            self.fail(job["job_id"], error, state=state)
+            gone.append(job["job_id"])
+        return gone
 
     def cancel(self, job_id: str) -> str:
         """Cancel a queued job at once, or ask a running one to stop at its next chunk; returns the state."""

@@ -320,6 +320,22 @@ class PostgresResults(ResultsStore):
     def fail_run(self, run: RunRecord) -> None:
         self._transaction(lambda cur: self._update_run(cur, run))
 
+    def record_failure(self, run: RunRecord, quarantine_files: list[Path]) -> None:
+        constants = {"model_name": run.model_name, "model_version": run.model_version, "run_id": run.run_id,
+                     "day": run.day, "scored_at": run.started_at}
+        quarantine = self.table_name(QUARANTINE.name)
+
+        def work(cur: Any) -> None:
+            # Bounded quarantine, as on DuckDB: of a (day, model), keep the published run's rows and this
+            # attempt's only.
+            cur.execute(f"DELETE FROM {quarantine} WHERE day = $1 AND model_name = $2 AND run_id NOT IN "  # noqa: S608
+                        f"(SELECT run_id FROM {self.table_name('runs')} WHERE day = $1 AND model_name = $2 "
+                        "AND status = 'success')", [run.day, run.model_name])
+            self._ingest(cur, QUARANTINE, _file_batches(quarantine_files, arrow_schema(QUARANTINE), constants))
+            self._update_run(cur, run)
+
+        self._transaction(work)
+
     def _replace(self, cur: Any, spec: TableSpec, run: RunRecord, batches: Iterator[pa.RecordBatch]) -> None:
         cur.execute(f"DELETE FROM {self.table_name(spec.name)} WHERE day = $1 AND model_name = $2",  # noqa: S608
                     [run.day, run.model_name])

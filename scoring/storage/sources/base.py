@@ -108,6 +108,15 @@ class Source(ABC):
                 f.name: (float(row[2 * i] or 0), int(row[2 * i + 1] or 0)) for i, f in enumerate(fields)}
         return self._widths[key]
 
+    def know_text_widths(self, interval: DataInterval, widths: dict[str, Any]) -> None:
+        """Seed ``text_widths`` for the columns read with values measured elsewhere (the run plan measured
+        them once for the whole interval), so a chunk reading one key range does not aggregate the interval
+        again. Ignored unless ``widths`` covers every text column read."""
+        fields = [f for f in self.read_schema() if is_text(f.type)]
+        if fields and all(f.name in widths for f in fields):
+            key = (interval.start, interval.end, tuple(f.name for f in fields))
+            self._widths[key] = {f.name: (float(widths[f.name][0]), int(widths[f.name][1])) for f in fields}
+
     def text_length_sql(self, field: pa.Field) -> str:
         """The SQL byte length of one value of text or binary column ``field`` (dialects override)."""
         return f"octet_length({quote(field.name)})"

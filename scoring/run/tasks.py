@@ -1,0 +1,117 @@
+"""The task functions of the Airflow DAGs (``dags/scoring_dags.py`` imports this module only; one call per task).
+
+Each function forwards to the engine (``plan``: the daily run's steps; ``late``: late-data re-scoring;
+``jobs``: on-demand jobs under Airflow) or to the report wing, looking the target up when called, so the DAG
+file stays cheap to parse and a test may replace an engine step. Errors are the engine's: ``is_transient``
+tells the DAG which ones a retry may fix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from scoring.config import Config
+from scoring.dates import DataInterval
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an Airflow retry may help (``plan.is_transient``)."""
+    from scoring.run import plan
+
+    return plan.is_transient(exc)
+
+
+def plan_run(cfg: Config, interval: DataInterval, **kwargs: Any) -> dict[str, Any]:
+    """Task ``plan``: the run plan of one business day (``plan.plan_run``)."""
+    from scoring.run import plan
+
+    return plan.plan_run(cfg, interval, **kwargs)
+
+
+def validate_plan(cfg: Config, planned: dict[str, Any]) -> list[Any]:
+    """Task ``validate``: the chunks to fan out (``plan.validate_plan``)."""
+    from scoring.run import plan
+
+    return plan.validate_plan(cfg, planned)
+
+
+def score_chunk(cfg: Config, planned: dict[str, Any], index: Any) -> dict[str, Any]:
+    """Task ``score_chunk`` (mapped): stage one chunk's key range (``plan.score_planned_chunk``)."""
+    from scoring.run import plan
+
+    return plan.score_planned_chunk(cfg, planned, index)
+
+
+def publish(cfg: Config, planned: dict[str, Any], chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Task ``publish``: one transaction for the day (``plan.publish_plan``)."""
+    from scoring.run import plan
+
+    return plan.publish_plan(cfg, planned, chunks)
+
+
+def record_outcome(cfg: Config, interval: DataInterval, planned: dict[str, Any] | None,
+                   states: dict[str, str], details: dict[str, Any]) -> dict[str, Any]:
+    """Task ``record_ledger``: the ledger's outcome whatever happened (``plan.record_outcome``)."""
+    from scoring.run import plan
+
+    return plan.record_outcome(cfg, interval, planned, states, details)
+
+
+def recheck_late_data(cfg: Config, day: str) -> list[dict[str, Any]]:
+    """Task ``recheck_late_data``: re-score earlier days whose rows changed (``late.rescore_late_days``);
+    one dict per day: ``day``, ``rows_before``, ``rows_now``, ``run_id``, ``error``."""
+    from scoring.run import late
+
+    done = late.rescore_late_days(cfg, dt.date.fromisoformat(day))
+    return [{"day": str(d.day), "rows_before": d.rows_before, "rows_now": d.rows_now,
+             "run_id": d.result.run_id if d.result else None, "error": d.error} for d in done]
+
+
+def refresh_reports(cfg: Config) -> dict[str, Any]:
+    """Task ``refresh_reports`` of the report DAG (``reports.refresh_reports``)."""
+    from scoring import reports
+
+    return reports.refresh_reports(cfg)
+
+
+def recompute_outcomes(cfg: Config) -> dict[str, Any]:
+    """Task ``outcomes`` of the report DAG: the recent days' outcome metrics (``outcomes.recompute_recent``)."""
+    from scoring.run import outcomes
+
+    return outcomes.recompute_recent(cfg)
+
+
+def docs_rows(cfg: Config, run_ids: list[str] | None) -> list[dict[str, Any]]:
+    """Task ``data_docs_runs``: the ledger rows to render (``quality.data_docs.docs_rows``)."""
+    from scoring.quality import data_docs
+
+    return data_docs.docs_rows(cfg, run_ids=run_ids)
+
+
+def render_docs(cfg: Config, rows: list[dict[str, Any]]) -> list[str]:
+    """Task ``build_data_docs``: render Data Docs pages (``quality.data_docs.render_docs``)."""
+    from scoring.quality import data_docs
+
+    return data_docs.render_docs(cfg, rows)
+
+
+def stage_job(cfg: Config, job_id: str) -> dict[str, Any]:
+    """Task ``score_job`` of the jobs DAG (``jobs.airflow_stage``)."""
+    from scoring.run import jobs
+
+    return jobs.airflow_stage(cfg, job_id)
+
+
+def publish_job(cfg: Config, job_id: str) -> dict[str, Any]:
+    """Task ``publish_job`` (``jobs.airflow_publish``)."""
+    from scoring.run import jobs
+
+    return jobs.airflow_publish(cfg, job_id)
+
+
+def record_job(cfg: Config, job_id: str, failed_tasks: list[str]) -> dict[str, Any]:
+    """Task ``record_job`` (``jobs.airflow_record``)."""
+    from scoring.run import jobs
+
+    return jobs.airflow_record(cfg, job_id, failed_tasks)
