@@ -107,7 +107,7 @@ def compile_version(store: ModelStore, mv: ModelVersion, frame: pd.DataFrame, *,
         return entry
     contract = contract_of(mv.meta)
     names = list(contract.names)
-    categorical = [i.name for i in contract.inputs if i.kind == "categorical"]
+    categorical = [i.name for i in contract.inputs if i.kind in ("categorical", "text", "boolean")]
     clock = time.monotonic()
     work = Path(tempfile.mkdtemp(dir=mv.path, prefix=".compiling-"))
     try:
@@ -123,6 +123,7 @@ def compile_version(store: ModelStore, mv: ModelVersion, frame: pd.DataFrame, *,
                  "proof": {"rows": tried, "equality": "bitwise float64", "seconds":
                            round(time.monotonic() - clock - compile_s, 3)}}
         if diff:
+            shutil.rmtree(mv.path / FOLDER, ignore_errors=True)  # an earlier proven artifact is not this proof's
             entry.update(status="refused", first_difference=diff.describe())
             logger.warning("%s v%s: compiled predictor refused, %s", mv.name, mv.version, diff.describe())
             store.update_meta(mv, "compiled", entry)
