@@ -15,7 +15,10 @@ interleaved; prints medians and ratios:
 Afterwards every score published by both runs and written by the compiled limit is compared with the native
 limit's scores, bit for bit, and the ledger's engine and counts are checked.
 
-    .venv/bin/python benchmarks/bench_compiled.py [--rows 200000] [--train-rows 50000] [--repeat 3]
+First, in the benchmark's own process, the model's own ``predict_proba`` against the compiled one on the
+day's frame, and the trees alone (``_raw_predict`` against the compiled sums), CPU and wall medians.
+
+    .venv/bin/python benchmarks/bench_compiled.py [--rows 200000] [--train-rows 50000] [--repeat 3] [--bare-only]
 """
 
 from __future__ import annotations
@@ -87,6 +90,54 @@ def build(folder: Path, rows: int, train_rows: int) -> dict:
             "key": cfg.source.key_column, "ts": cfg.source.timestamp_column, "folder": folder}
 
 
+def bare(b: dict, repeat: int) -> None:
+    """In this process: the model's own predict_proba and the compiled one on the day's frame (read once), and
+    the trees alone (the Pipeline's transform done once); CPU and wall medians, every score compared."""
+    import duckdb
+    import numpy as np
+
+    from scoring.models.compiled import predictor_for
+    from scoring.models.compiled.predictor import split_model
+    from scoring.models.store import ModelStore
+
+    path = Path(b["model"]).resolve()
+    store = ModelStore(path.parents[2])
+    mv = store.get(path.parents[1].name, int(path.parent.name))
+    native = store.load(mv)
+    compiled, details = predictor_for(store, mv, "compiled")
+    assert details["engine"] == "compiled", details
+    with duckdb.connect(b["db"], read_only=True) as con:
+        frame = con.execute(f'SELECT * FROM "{b["table"]}" WHERE CAST("{b["ts"]}" AS DATE) = $1',
+                            [BIG_DAY]).df()
+    x = frame[b["features"].split(",")]
+    pre, estimator = split_model(native)
+    xt = compiled.tree_inputs(x)
+    work = {"predict_proba native": lambda: native.predict_proba(x),
+            "predict_proba compiled": lambda: compiled.predict_proba(x),
+            "trees native (_raw_predict)": lambda: estimator._raw_predict(xt),
+            "trees compiled": lambda: compiled.raw(xt)}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in work}
+    outputs = {}
+    for _ in range(repeat):
+        for name, fn in work.items():
+            cpu, wall = time.process_time(), time.perf_counter()
+            outputs[name] = fn()
+            times[name].append((time.process_time() - cpu, time.perf_counter() - wall))
+    print(f"\nin-process, {len(x):,} rows, {details['threads']} threads, medians of {repeat} interleaved rounds")
+    print(f"{'contender':30} {'CPU s':>8} {'wall s':>8} {'CPU ratio':>10}")
+    for name in work:
+        cpu = statistics.median(t[0] for t in times[name])
+        wall = statistics.median(t[1] for t in times[name])
+        ref = statistics.median(t[0] for t in times[name.replace("compiled", "native").replace(
+            "trees native", "trees native (_raw_predict)") if "compiled" in name else name])
+        print(f"{name:30} {cpu:8.2f} {wall:8.2f} {cpu / ref:10.2f}")
+    for a, c in (("predict_proba native", "predict_proba compiled"), ("trees native (_raw_predict)", "trees compiled")):
+        same = np.array_equal(np.ascontiguousarray(outputs[a]).view(np.uint64),
+                              np.ascontiguousarray(outputs[c]).view(np.uint64))
+        print(f"check {c}: bit-identical to {a}: {same}")
+        assert same
+
+
 def published_scores(results_db: Path) -> dict[str, float]:
     import duckdb
 
@@ -99,6 +150,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000, help="rows of the scored day")
     parser.add_argument("--train-rows", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--bare-only", action="store_true", help="only the in-process predict comparison")
     args = parser.parse_args()
     import numpy as np
     import pandas as pd
@@ -106,6 +158,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-compiled-") as tmp:
         folder = Path(tmp)
         b = build(folder, args.rows, args.train_rows)
+        bare(b, args.repeat)
+        if args.bare_only:
+            return
         day = BIG_DAY.isoformat()
         run = {e: [SCORING, "run", "--config", str(b["configs"][e]), "--date", day, "--show", "0"]
                for e in ("native", "compiled")}

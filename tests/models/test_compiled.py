@@ -218,3 +218,8 @@ def test_cgroup_quota_caps_the_threads(tmp_path: Path) -> None:
     assert cgroup_cores(quota) is None
     assert cgroup_cores(tmp_path / "absent") is None
     assert threads_per_worker(64) == 1
+
+
+def test_omp_num_threads_caps_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads_per_worker(1) == 1

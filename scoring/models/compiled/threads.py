@@ -32,10 +32,14 @@ def cgroup_cores(path: Path = CGROUP_CPU_MAX) -> int | None:
 
 
 def usable_cores() -> int:
-    """Cores this process may run on: the affinity mask, capped by the cgroup quota (at least 1)."""
+    """Cores this process may run on: the affinity mask, capped by the cgroup quota and by an explicit
+    ``OMP_NUM_THREADS`` (the operator's cap; TL2cgen refuses more threads than OpenMP allows) (at least 1)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    quota = cgroup_cores()
-    return max(1, min(cores, quota) if quota else cores)
+    caps = [cores, cgroup_cores() or cores]
+    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if omp.isdigit() and int(omp) > 0:
+        caps.append(int(omp))
+    return max(1, min(caps))
 
 
 def threads_per_worker(workers: int = 1) -> int:
