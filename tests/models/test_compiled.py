@@ -223,3 +223,21 @@ def test_cgroup_quota_caps_the_threads(tmp_path: Path) -> None:
 def test_omp_num_threads_caps_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert threads_per_worker(1) == 1
+
+
+def test_cli_compile_proves_the_version_and_the_next_run_uses_it(cfg_path: Path, store: Path) -> None:
+    from typer.testing import CliRunner
+
+    from scoring.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["models", "compile", "loan_default", "1", "--config", str(cfg_path)])
+    assert res.exit_code == 0, res.output
+    assert "proven bit-identical" in res.output
+    assert ModelStore(store).get("loan_default", 1).meta["compiled"]["status"] == "proven"
+    res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])
+    assert res.exit_code == 0, res.output
+    results = cfg_path.parent / "results.duckdb"
+    assert json.loads(ledger(results).iloc[-1]["details"])["engine"]["engine"] == "compiled"
+    res = runner.invoke(app, ["models", "compile", "loan_default", "7", "--config", str(cfg_path)])
+    assert res.exit_code != 0 and "no version 7" in res.output and "Traceback" not in res.output
