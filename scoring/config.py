@@ -416,6 +416,14 @@ class ScheduleConfig(_Strict):
         return _check_zone(value)
 
 
+class ScoringConfig(_Strict):
+    """How chunks are scored (docs/compiled-scoring.md)."""
+
+    engine: Literal["native", "compiled", "auto"] = Field(
+        "auto", description="native: the model's own predict; compiled/auto: the version's compiled trees when "
+        "proven bit-identical (scoring models compile) and re-checked at load, else native")
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -425,6 +433,7 @@ class Config(_Strict):
     output: OutputConfig = OutputConfig()
     chunking: ChunkingConfig = ChunkingConfig()
     workers: int = Field(1, ge=1)
+    scoring: ScoringConfig = ScoringConfig()
     training: TrainingConfig | None = None
     validation: ValidationConfig = ValidationConfig()
     schedule: ScheduleConfig = ScheduleConfig()

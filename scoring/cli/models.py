@@ -132,6 +132,8 @@ def models_register(
         "--accept-metrics", help="register even when the labelled rows give chance-level metrics")] = False,
     trust: Annotated[bool, typer.Option(
         help="accept imports outside the model-class allow-list (the artifact is code: docs/security.md)")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="also compile its trees and prove them exact "
+                                          "(scoring models compile)")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Register a model trained elsewhere: its contract, a parity check, and its drift reference. The configured
@@ -163,6 +165,8 @@ def models_register(
                             drift_window=cfg.validation.drift.window_days, chunk_rows=chunk_rows,
                             threshold=cfg.model.threshold, accept_metrics=accept_metrics, trust=trust)
         suite = write_version_suite(cfg, mv)
+    if compile:
+        _compile(cfg, mv, frame)
     sig, parity = mv.meta["signature"], mv.meta["parity"]
     what = sig["task"] + (f", positive class {sig['positive_class']!r}" if sig["task"] == "binary" else "")
     console.print(f"registered [bold]{mv.name}[/] version {mv.version} ({what}; {len(sig['inputs'])} inputs; "
@@ -179,6 +183,56 @@ def models_register(
         console.print(f"score calibration: expected calibration error {calibration['ece']:.3f} "
                       f"(tolerance {calibration['tolerance']}); {state}", soft_wrap=True)
     _gated_alias(config, mv.name, mv.version, cfg.model.alias in (alias or []), cfg.model.alias, force, reason)
+
+
+@models_app.command("compile")
+@handle_errors
+def models_compile(
+    name: str, version: int,
+    training_data: Annotated[Path | None, typer.Option(help="Parquet/CSV of (a sample of) the training rows")] = None,
+    start: Annotated[str | None, typer.Option(help="or: read rows from the source from this day")] = None,
+    end: Annotated[str | None, typer.Option(help="... to this day, inclusive")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Compile a version's trees and prove them bit-identical to its own predict (docs/compiled-scoring.md).
+
+    The proof's rows: the training rows (default: the version's training window read from the source), every
+    category level, every split threshold and one ulp either side. A refused compile names the first
+    differing row; runs then keep the model's own predict."""
+    from scoring.dates import parse_day
+    from scoring.models.store import ModelStore
+    from scoring.models.training import read_window
+
+    cfg = load(config)
+    mv = ModelStore(cfg.model.store).get(name, version)
+    if training_data is not None:
+        frame = _read_training(training_data)
+    elif start and end:
+        frame = read_window(cfg, parse_day(start), parse_day(end))
+    elif (window := mv.meta.get("training_window")) is not None:
+        frame = read_window(cfg, parse_day(window["start"]), parse_day(window["end"]))
+    else:
+        raise ScoringError(f"{name} v{version} has no training window: give --training-data FILE or --start/--end")
+    if frame.empty:
+        raise ScoringError("no training rows to prove the compiled predictor on: give --training-data or a window")
+    _compile(cfg, mv, frame)
+
+
+def _compile(cfg: Any, mv: Any, frame: Any) -> None:
+    from scoring.models.compiled import compile_version
+    from scoring.models.store import ModelStore
+
+    with console.status(f"compiling {mv.name} v{mv.version} and proving it exact"):
+        entry = compile_version(ModelStore(cfg.model.store), mv, frame)
+    if entry["status"] == "proven":
+        rows = sum(entry["proof"]["rows"].values())
+        console.print(f"compiled {mv.name} v{mv.version} in {entry['compile_s']}s; proven bit-identical on {rows} "
+                      f"rows; scoring.engine auto uses it")
+    elif entry["status"] == "refused":
+        console.print(f"[yellow]compiled predictor refused[/] ({entry['first_difference']}); runs keep the "
+                      "model's own predict")
+    else:
+        console.print(f"not compiled: {entry['reason']}; runs keep the model's own predict")
 
 
 def _read_training(path: Path) -> Any:

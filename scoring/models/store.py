@@ -282,6 +282,19 @@ class ModelStore:
             self.set_alias(name, alias, version)
         return self.get(name, version)
 
+    def update_meta(self, mv: ModelVersion, key: str, value: Any) -> ModelVersion:
+        """Set one metadata entry of a registered version (e.g. ``compiled``), atomically; returns it re-read.
+
+        Raises:
+            ModelStoreError: ``key`` is one registration owns (name, version, sha256, features, signature).
+        """
+        if key in {"name", "version", "created_at", "sha256", "sklearn_version", "features", "signature", "code"}:
+            raise ModelStoreError(f"metadata entry {key!r} is set at registration and cannot be changed")
+        meta = dict(self.get(mv.name, mv.version).meta)
+        meta[key] = value
+        _atomic_write(mv.path / METADATA, json.dumps(meta, indent=2, default=str))
+        return self.get(mv.name, mv.version)
+
     def history(self, name: str) -> list[dict[str, Any]]:
         file = self._dir(name) / HISTORY
         if not file.is_file():

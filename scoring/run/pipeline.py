@@ -24,9 +24,10 @@ from scoring.errors import (
     first_line,
     one_line,
 )
+from scoring.models.compiled import load_predictor, predictor_for
 from scoring.models.contract import contract_of
 from scoring.models.scorer import ScoreSpec, encoded_width
-from scoring.models.store import ModelStore, ModelVersion, load_version
+from scoring.models.store import ModelStore, ModelVersion
 from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
 from scoring.reports.summaries import summarize
 from scoring.run.chunks import run_chunks
@@ -135,7 +136,8 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
             clock = time.monotonic()
             quality = prepare_quality(cfg, mv, source, interval)  # suite, schema-drift policy, duplicate keys
             columns = quality.columns
-            model = ModelStore(cfg.model.store).load(mv)
+            model, run.details["engine"] = predictor_for(ModelStore(cfg.model.store), mv, cfg.scoring.engine,
+                                                         cfg.workers)
             spec = score_spec(cfg, mv)
             if not cfg.model.challengers:  # challengers read the same batches, with inputs of their own
                 source.select_columns(quality.read_columns)
@@ -148,7 +150,8 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
             logger.info("scoring %s for %s with %s v%s, %s rows per chunk", source.describe, interval.day,
                         mv.name, mv.version, rows)
             run.details.update(rows_per_chunk=rows, columns_read=list(schema.names))
-            loader = functools.partial(load_version, cfg.model.store, mv.name, mv.version)
+            loader = functools.partial(load_predictor, cfg.model.store, mv.name, mv.version, cfg.scoring.engine,
+                                       cfg.workers)
             steps["prepare_s"], clock = round(time.monotonic() - clock, 3), time.monotonic()
             manifests = run_chunks(_mid_extract(source.batches(interval, rows)), model, loader, spec, stage,
                                    workers=cfg.workers, on_chunk=_chunk_hook(results, run, on_chunk),

@@ -1,0 +1,107 @@
+"""The compiled predictor: the model's own preprocessing, compiled trees, the model's own link function.
+
+``CompiledModel`` stands where the model stood: the scorer calls ``predict_proba`` / ``predict`` on it as on
+the Pipeline, and every other attribute (``classes_``, ``feature_names_in_``, ``model[:-1]``) is the native
+model's.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+
+from scoring.models.compiled.hgb import CompiledTrees
+
+logger = logging.getLogger(__name__)
+
+
+def split_model(model: Any) -> tuple[Any | None, Any]:
+    """(the preprocessing part of a Pipeline or None, the final estimator)."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(model, Pipeline):
+        return (model[:-1] if len(model.steps) > 1 else None), model.steps[-1][1]
+    return None, model
+
+
+class CompiledModel:
+    """A fitted HGB model (or a Pipeline ending in one) scored with compiled trees.
+
+    Args:
+        native: the model as unpickled.
+        trees: the loaded shared library of its trees (baseline folded).
+    """
+
+    def __init__(self, native: Any, trees: CompiledTrees) -> None:
+        self._native = native
+        self._pre, self._estimator = split_model(native)
+        self._trees = trees
+
+    @property
+    def native(self) -> Any:
+        return self._native
+
+    def __getattr__(self, name: str) -> Any:  # classes_, feature_names_in_, n_features_in_, ...
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._native, name)
+
+    def __getitem__(self, item: Any) -> Any:  # ``model[:-1]`` of a Pipeline
+        return self._native[item]
+
+    def __len__(self) -> int:
+        return len(self._native)
+
+    def tree_inputs(self, x: Any) -> np.ndarray:
+        """The trees' inputs: the Pipeline's own transform, then the estimator's own validation (float64)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*feature names.*")
+            xt = self._pre.transform(x) if self._pre is not None else x
+            return self._estimator._preprocess_X(xt, reset=False)
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """Raw sums of the trees' inputs ``x``: compiled, or the model's own for rows the compiled code
+        cannot take (they hold its missing marker, -DBL_MAX)."""
+        try:
+            return self._trees.raw(x)
+        except ValueError as exc:
+            logger.warning("scoring %s rows with the model's own trees: %s", len(x), exc)
+            return np.asarray(self._estimator._raw_predict(x), dtype=np.float64)
+
+    def estimator_outputs(self, x: np.ndarray) -> np.ndarray:
+        """Scores from the trees' inputs ``x`` (n x features): predict_proba (n x classes) or predict (n,)."""
+        raw = self.raw(x)
+        if hasattr(self._estimator, "classes_"):
+            return np.asarray(self._estimator._loss.predict_proba(raw), dtype=np.float64)
+        return np.asarray(self._estimator._loss.link.inverse(raw.ravel()), dtype=np.float64)
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """As the model's ``predict_proba``: (n x classes) float64.
+
+        Raises:
+            AttributeError: a regressor.
+        """
+        if not hasattr(self._estimator, "classes_"):
+            raise AttributeError("a regressor has no predict_proba")
+        return self.estimator_outputs(self.tree_inputs(x))
+
+    def predict(self, x: Any) -> np.ndarray:
+        """As the model's ``predict``: the value (regressor) or the class (classifier, as scikit-learn decides)."""
+        if not hasattr(self._estimator, "classes_"):
+            return self.estimator_outputs(self.tree_inputs(x))
+        raw = self.raw(self.tree_inputs(x))
+        encoded = (raw.ravel() > 0).astype(int) if raw.shape[1] == 1 else np.argmax(raw, axis=1)
+        return self._estimator.classes_[encoded]
+
+
+def native_estimator_outputs(model: Any, x: np.ndarray) -> np.ndarray:
+    """The native final estimator's scores on the trees' inputs ``x``."""
+    _, estimator = split_model(model)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*feature names.*")
+        if hasattr(estimator, "classes_"):
+            return np.asarray(estimator.predict_proba(x), dtype=np.float64)
+        return np.asarray(estimator.predict(x), dtype=np.float64)
