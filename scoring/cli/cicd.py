@@ -77,7 +77,7 @@ def models_check(name: str, version: int, start: StartOpt = None, end: EndOpt = 
 def promote_with_gate(config: Any, name: str, version: int, alias: str, force: bool, reason: str | None,
                       start: str | None, end: str | None) -> None:
     """Promote after the gate (only for the configured champion alias); refusal: one line per failed check
-    and exit 1. ``force`` (needs ``reason``) promotes anyway; who and why go into the alias history."""
+    and exit 1. --force (needs --reason) promotes anyway; who and why go into the alias history."""
     from scoring.models.store import ModelStore
     from scoring.run.promotion import gate_checks
 

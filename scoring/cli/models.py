@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from scoring.cli.app import ConfigOpt, app, console, handle_errors, load, models_app
+from scoring.cli.app import ConfigOpt, app, console, handle_errors, load, models_app, step_progress
 from scoring.errors import ScoringError
 
 
@@ -26,46 +26,113 @@ def train(config: ConfigOpt = None,
     from scoring.quality.suite import write_version_suite
 
     cfg = load(config)
-    with console.status("training"):
+    with step_progress("training") as step:
         mv = train_model(cfg, parse_day(start) if start else None, parse_day(end) if end else None,
-                         aliases=alias if alias is not None else ["champion"])
-        write_version_suite(cfg, mv)
-    console.print(f"registered [bold]{mv.name}[/] version {mv.version}; metrics {mv.meta['metrics']}")
+                         aliases=alias if alias is not None else ["champion"], on_step=step)
+        step("expectation suite")
+        suite = write_version_suite(cfg, mv)
+    console.print(f"registered [bold]{mv.name}[/] version {mv.version}; holdout metrics: "
+                  f"{_metric_text(mv.meta['metrics'])}; expectation suite {suite}", highlight=False)
 
 
 @models_app.command("list")
 @handle_errors
 def models_list(config: ConfigOpt = None) -> None:
-    """Every model and version in the store, with aliases."""
+    """Every model and version in the store, with aliases; each version's metrics under the table."""
     from scoring.models.store import ModelStore
 
     cfg = load(config)
     store = ModelStore(cfg.model.store)
     table = Table(title=f"models in {cfg.model.store}")
-    for col in ("name", "version", "aliases", "created_at", "estimator", "metrics"):
-        table.add_column(col)
+    table.add_column("name", overflow="fold")
+    table.add_column("version", justify="right", no_wrap=True)
+    table.add_column("aliases", overflow="fold")
+    table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("estimator", overflow="fold")
+    notes: list[str] = []
     for name in store.names():
         aliases = store.aliases(name)
         for mv in store.versions(name):
             tags = ", ".join(a for a, v in aliases.items() if v == mv.version)
-            table.add_row(name, str(mv.version), tags, mv.meta["created_at"][:19], mv.meta.get("estimator", ""),
-                          json.dumps({k: round(v, 4) for k, v in (mv.meta.get("metrics") or {}).items()}))
+            table.add_row(name, str(mv.version), tags, mv.meta["created_at"][:16].replace("T", " "),
+                          mv.meta.get("estimator", ""))
+            metrics = _metric_text(mv.meta.get("metrics"))
+            if metrics:
+                notes.append(f"{name} v{mv.version}: {metrics}")
     console.print(table)
+    for line in notes:
+        console.print(line, highlight=False)
+
+
+def _metric_text(metrics: dict[str, Any] | None) -> str:
+    """``roc_auc 0.8201, log_loss 0.3775, ...`` (4 decimals; counts as integers)."""
+    out = []
+    for key, value in (metrics or {}).items():
+        if isinstance(value, float) and not value.is_integer():
+            out.append(f"{key} {value:.4f}")
+        else:
+            out.append(f"{key} {value}")
+    return ", ".join(out)
 
 
 @models_app.command("show")
 @handle_errors
 def models_show(name: str, version: Annotated[int | None, typer.Option(help="default: champion")] = None,
+                as_json: Annotated[bool, typer.Option("--json", help="the raw metadata (without the "
+                                                      "reference statistics) and alias history as JSON")] = False,
                 config: ConfigOpt = None) -> None:
-    """Metadata of one version (without the bulky reference statistics) and its alias history."""
+    """A summary of one version: contract, inputs, training, parity, metrics, aliases (--json: everything)."""
     from scoring.models.store import ModelStore
 
     cfg = load(config)
     store = ModelStore(cfg.model.store)
     mv = store.resolve(name, cfg.model.alias, version)
-    meta = {k: v for k, v in mv.meta.items() if k != "reference"}
-    meta["alias_history"] = store.history(name)
-    console.print_json(json.dumps(meta, default=str))
+    history = store.history(name)
+    if as_json:
+        meta = {k: v for k, v in mv.meta.items() if k != "reference"}
+        meta["alias_history"] = history
+        console.print_json(json.dumps(meta, default=str))
+        return
+    for line in _summary(mv, store.aliases(name), history):
+        console.print(line, highlight=False, soft_wrap=False)
+
+
+def _summary(mv: Any, aliases: dict[str, int], history: list[dict[str, Any]]) -> list[str]:
+    """The lines of ``models show``: one fact per line, long lists wrapped by the console."""
+    meta, sig = mv.meta, mv.meta.get("signature") or {}
+    tags = ", ".join(a for a, v in aliases.items() if v == mv.version) or "none"
+    task = sig.get("task", "?")
+    if task == "binary":
+        task += f", positive class {sig.get('positive_class')!r}"
+    lines = [f"{mv.name} version {mv.version}  (aliases: {tags})",
+             f"  created     {str(meta.get('created_at', ''))[:19].replace('T', ' ')} UTC",
+             f"  estimator   {meta.get('estimator', '?')}   sha256 {str(meta.get('sha256', ''))[:12]}",
+             f"  task        {task}; classes {', '.join(map(str, meta.get('classes') or [])) or '-'}"]
+    inputs = sig.get("inputs") or [{"name": f["name"], "dtype": f.get("type")} for f in meta.get("features", [])]
+    described = [f"{i['name']} ({i.get('dtype', '?')}{', nullable' if i.get('nullable') else ''})" for i in inputs]
+    lines.append(f"  inputs      {len(inputs)}: " + ", ".join(described))
+    window = meta.get("training_window") or {}
+    if window:
+        lines.append(f"  training    {window.get('start')} .. {window.get('end')}")
+    parity = meta.get("parity") or {}
+    if parity:
+        state = "passed" if parity.get("passed") else "FAILED"
+        diff = parity.get("max_abs_diff")
+        lines.append(f"  parity      {state} on {parity.get('rows', '?')} rows"
+                     + (f", max |diff| {diff:.1e}" if isinstance(diff, (int, float)) else ""))
+    if meta.get("metrics"):
+        lines.append(f"  metrics     {_metric_text(meta['metrics'])}")
+    if meta.get("code"):  # the user's modules copied with the version, and their checksums
+        lines.append("  custom code " + json.dumps({"code": meta["code"]}, default=str))
+    mine = [h for h in history if h.get("version") == mv.version]
+    if mine:
+        lines.append("  aliases history (this version):")
+        for h in mine[-5:]:
+            extra = f" by {h['by']}" if h.get("by") else ""
+            extra += " (forced)" if h.get("forced") else ""
+            lines.append(f"    {str(h['at'])[:19].replace('T', ' ')}  {h['alias']}{extra}")
+    lines.append(f"  (scoring models show {mv.name} --version {mv.version} --json: the full metadata)")
+    return lines
 
 
 @models_app.command("register")
@@ -105,12 +172,13 @@ def models_register(
     else:
         raise ScoringError("give --training-data FILE or --start/--end to read training rows from the source")
     declared = [f.strip() for f in features.split(",") if f.strip()] if features else None
-    with console.status("registering (parity check)"):
+    with step_progress("registering") as step:
         mv = register_model(ModelStore(cfg.model.store), name, artifact, frame, label_column=label,
                             exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
                             aliases=alias or [], task=task, positive_class=positive_class, features=declared,
                             code=code or [], days=training_days(cfg, frame),
-                            drift_window=cfg.validation.drift.window_days)
+                            drift_window=cfg.validation.drift.window_days, on_step=step)
+        step("expectation suite")
         suite = write_version_suite(cfg, mv)
     sig, parity = mv.meta["signature"], mv.meta["parity"]
     what = sig["task"] + (f", positive class {sig['positive_class']!r}" if sig["task"] == "binary" else "")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,7 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
                    aliases: Sequence[str] = (), extra: dict[str, Any] | None = None, task: str | None = None,
                    positive_class: str | None = None, features: Sequence[str] | None = None,
                    code: Sequence[Path] = (), parity_rows: int = SAMPLE_ROWS, days: pd.Series | None = None,
-                   drift_window: int = 1) -> ModelVersion:
+                   drift_window: int = 1, on_step: Callable[[str], None] | None = None) -> ModelVersion:
     """Register ``artifact`` with its contract, parity check, feature schema and drift reference.
 
     Args:
@@ -142,6 +142,8 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
         days: the business day of each row of ``reference_frame``: the drift baseline (PSI of each training
             day against the reference) is computed from them; none without.
         drift_window: business days pooled per drift window (``validation.drift.window_days``).
+        on_step: called with the name of each long step as it starts (the CLI shows it as progress);
+            default: logged at INFO.
 
     Raises:
         ModelStoreError: (one line) the artifact cannot be loaded, a declaration is missing or wrong, the
@@ -149,11 +151,15 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
     """
     if not artifact.is_file():
         raise ModelStoreError(f"artifact {str(artifact)!r} not found")
+    step = on_step or (lambda what: logger.info("registering %s: %s", name, what))
+    step("loading the artifact and inferring its contract")
     model = _load_artifact(artifact, code)
     contract = build_contract(model, reference_frame, name, task=task, positive_class=positive_class,
                               features=features)
     labels = _labels(reference_frame, label_column, name)
+    step(f"parity check on {min(parity_rows, len(reference_frame)):,} rows through the production path")
     parity = parity_check(model, reference_frame, contract, name, rows=parity_rows)
+    step(f"metrics and outputs on {len(reference_frame):,} training rows")
     columns = contract.names
     given = reference_frame[columns] if contract.feature_names else reference_frame[
         [c for c in reference_frame.columns if c in set(columns)]]
@@ -169,14 +175,18 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
         "classes": [str(c) for c in contract.classes],
         "training_window": {"start": str(window[0]), "end": str(window[1])} if window else None,
         "metrics": metrics if metrics is not None else computed,
-        "reference": build_reference(reference_frame, schema, _score_of(contract, outputs), contract.task),
+        "reference": None,
         **(extra or {}),
     }
+    step("reference statistics (drift)")
+    meta["reference"] = build_reference(reference_frame, schema, _score_of(contract, outputs), contract.task)
     if days is not None:
+        step("drift baseline per training day")
         meta["reference"]["baseline"] = drift_baseline(reference_frame, days, meta["reference"], schema,
                                                        _score_of(contract, outputs), drift_window)
     if metrics is not None and labels is not None:
         meta["training_metrics"] = computed
+    step("writing the version")
     return store.register(name, artifact, meta, aliases=list(aliases), **({"code": list(code)} if code else {}))
 
 

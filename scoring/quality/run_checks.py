@@ -33,7 +33,7 @@ from scoring.quality.drift import SCORE, drift_table, limits_for, merge_counts, 
 from scoring.quality.gate import Gate, interval_rule, merge_stats
 from scoring.quality.output_checks import check_predictions
 from scoring.quality.schema_check import SchemaPlan, plan_schema
-from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite
+from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite, range_options
 
 if TYPE_CHECKING:
     from scoring.config import Config
@@ -94,8 +94,8 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     """
     started = time.perf_counter()
     vcfg, key, ts = cfg.validation, cfg.source.key_column, cfg.source.timestamp_column
-    path, suite, generated = load_suite(vcfg.suites_dir, mv, key, margin=vcfg.range_margin,
-                                        require=vcfg.require_suite)
+    path, suite, generated = load_suite(vcfg.suites_dir, mv, key, require=vcfg.require_suite,
+                                        **range_options(cfg))
     compiled = compile_suite(suite, path)
     schema = source.schema()
     plan = plan_schema(schema, mv.features, key, expected=compiled.types, required=compiled.required,

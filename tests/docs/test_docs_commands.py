@@ -92,3 +92,8 @@ def test_the_site_builds_strict(tmp_path: Path) -> None:
     out = subprocess.run([str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(tmp_path / "site")],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+
+def test_every_test_file_the_docs_name_exists() -> None:
+    named = {m for page in PAGES for m in re.findall(r"tests/[\w/]+\.py", page.read_text())}
+    assert named and not sorted(p for p in named if not (ROOT / p).is_file())
