@@ -23,4 +23,15 @@ def docs(config: ConfigOpt = None,
         raise ScoringError("give --day or --run, not both")
     cfg = load(config)
     page = build_docs(cfg, day=parse_day(day) if day else None, run_id=run)
+    console.print(docs_verdict(page), highlight=False, markup=False)
     console.print(str(page), highlight=False, soft_wrap=True)
+
+
+def docs_verdict(page: object) -> str:
+    """The verdict sentence the page carries (``data_docs.add_verdict``), for the terminal."""
+    import html
+    import re
+    from pathlib import Path
+
+    found = re.search(r"<strong>Run verdict\.</strong> (.*?)</div>", Path(str(page)).read_text(encoding="utf-8"))
+    return html.unescape(found.group(1)) if found else "verdict unknown (a page built before verdicts)"
