@@ -19,6 +19,11 @@ TRAIN_END = dt.date(2026, 3, 5)
 SCORE_DAY = dt.date(2026, 3, 7)
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# OpenMP (scikit-learn's HistGradientBoosting, LightGBM) busy-waits for its threads: on a loaded 2-core machine
+# training a 5,000-row model took over 15 minutes with one thread per core. One thread each keeps the suite
+# usable beside other work; subprocesses inherit it. Results do not depend on it (each test compares a model
+# with its own output).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def write_config(folder: Path, source_db: Path, store: Path, **overrides: object) -> Path:

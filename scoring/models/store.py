@@ -167,7 +167,7 @@ class ModelStore:
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
-        logger.info("registered %s version %s", name, version)
+        logger.debug("registered %s version %s", name, version)  # the CLI prints it with more
         for alias in aliases:
             self.set_alias(name, alias, version)
         return self.get(name, version)

@@ -65,7 +65,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     first = yesterday - dt.timedelta(days=DAYS - 1)
     steps = [["sample-data", "--days", str(DAYS), "--rows-per-day", str(ROWS_PER_DAY)],
-             ["train", "--start", first.isoformat(), "--end", (yesterday - dt.timedelta(days=20)).isoformat()]]
+             ["train", "--start", first.isoformat(), "--end", (yesterday - dt.timedelta(days=20)).isoformat()],
+             ["run"]]  # make demo ends by scoring yesterday
     for args in steps:
         out = subprocess.run([str(BIN / "scoring"), *args], cwd=folder, env=_env(), capture_output=True,
                              text=True, timeout=600)
