@@ -211,7 +211,7 @@ def models_promote(name: str, version: int, alias: Annotated[str, typer.Option()
                    config: ConfigOpt = None) -> None:
     """Point an alias (default champion) at a version; the change is kept in the alias history.
 
-    Promoting to the configured alias (``model.alias``) passes the promotion gate first (see ``models check``)."""
+    Promoting to the configured alias (model.alias) passes the promotion gate first (see `scoring models check`)."""
     from scoring.cli.cicd import promote_with_gate
 
     promote_with_gate(config, name, version, alias, force, reason, start, end)
