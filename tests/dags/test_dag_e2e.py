@@ -32,7 +32,7 @@ from tests.helpers import ledger, published
 
 DAYS = [SCORE_DAY - dt.timedelta(days=2), SCORE_DAY - dt.timedelta(days=1), SCORE_DAY]
 COMPARED = ["day", "source_key", "score", "label", "model_name", "model_version"]
-WAIT_S = 300  # each wait its own deadline; the test timeout (900 s) bounds them together
+WAIT_S = 300  # each wait its own deadline; the test timeout (1800 s, setup included) bounds them together
 
 
 def _free_port() -> int:
@@ -133,7 +133,7 @@ def _pgid(proc: psutil.Process) -> int | None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_airflow_backfill_under_the_scheduler_equals_scoring_backfill(
         tmp_path: Path, sample_db: Path, trained_store: Path, airflow_pg: AirflowPG) -> None:  # noqa: F811
     schedule = {"start_date": "2026-03-01", "retries": 1, "retry_delay_s": 5, "task_timeout_min": 10,

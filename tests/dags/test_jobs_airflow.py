@@ -38,7 +38,7 @@ def _jobs(cfg_path: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 def test_jobs_through_the_airflow_rest_api(tmp_path: Path, sample_db: Path, trained_store: Path,
                                            airflow_pg: AirflowPG) -> None:  # noqa: F811
     cfg_path = write_config(tmp_path, sample_db, trained_store, schedule={"retries": 0, "task_timeout_min": 5})
