@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from scoring.cli.app import ConfigOpt, app, console, handle_errors, load
+from scoring.cli.app import ConfigOpt, app, console, err, handle_errors, load
 from scoring.errors import ScoringError
 
 
@@ -23,7 +23,8 @@ def docs(config: ConfigOpt = None,
         raise ScoringError("give --day or --run, not both")
     cfg = load(config)
     page = build_docs(cfg, day=parse_day(day) if day else None, run_id=run)
-    console.print(docs_verdict(page), highlight=False, markup=False)
+    if err.is_terminal:  # a person reads the verdict; a script gets the page's path alone
+        err.print(docs_verdict(page), highlight=False, markup=False)
     console.print(str(page), highlight=False, soft_wrap=True)
 
 
