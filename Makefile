@@ -11,7 +11,7 @@ DATES := $(shell $(PYTHON) -c "import datetime as d; y=d.datetime.now(d.timezone
 TRAIN_START := $(word 1,$(DATES))
 TRAIN_END := $(word 2,$(DATES))
 
-.PHONY: demo test lint bench sync clean
+.PHONY: demo test lint bench sync clean docs
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -29,11 +29,20 @@ demo: sync
 	  $(SCORING) train --start $(TRAIN_START) --end $(TRAIN_END); fi
 	$(SCORING) run
 	$(SCORING) runs --limit 5
+	@echo
+	@echo 'To type scoring commands yourself, put the environment on your PATH (once per shell):'
+	@echo '  export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"'
+	@echo 'Then, for example: scoring runs; scoring report --help. Docs: docs/getting-started.md (make docs).'
 
 test: sync
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+# The documentation site (docs/, mkdocs.yml) into site/: offline, strict (a broken link or an unlisted page fails).
+docs: sync
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 lint: sync
 	$(VENV)/bin/ruff check .
@@ -43,9 +52,9 @@ bench: sync
 	$(VENV)/bin/python benchmarks/bench_core.py
 
 clean:
-	rm -rf results models sample_data/sample.duckdb
+	rm -rf results models sample_data/sample.duckdb site
 
-# Airflow locally (see README, "Running under Airflow"): a home in ./airflow_home, this repo's dags.
+# Airflow locally (see docs/airflow.md): a home in ./airflow_home, this repo's dags.
 AIRFLOW_ENV := PATH=$(CURDIR)/$(VENV)/bin:$$PATH AIRFLOW_HOME=$(CURDIR)/airflow_home \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__LOAD_EXAMPLES=False
 .PHONY: airflow
@@ -54,7 +63,7 @@ airflow: sync
 	$(AIRFLOW_ENV) airflow pools set scoring_publish 1 "single writer of the results database"
 	$(AIRFLOW_ENV) airflow standalone
 
-# A local CeleryExecutor cluster (see README, "Scaling out"): api-server, scheduler, dag-processor and
+# A local CeleryExecutor cluster (see docs/scaling-out.md): api-server, scheduler, dag-processor and
 # CLUSTER_WORKERS Celery workers; PostgreSQL metadata DB $(CLUSTER_DB), Redis db $(CLUSTER_REDIS_DB).
 CLUSTER_HOME ?= $(CURDIR)/airflow_cluster
 CLUSTER_DB ?= scoring_airflow

@@ -306,8 +306,12 @@ class ValidationConfig(_Strict):
     suites_dir: Path = Field(Path("schemas"), description="expectation suites: <dir>/<model>/v<version>.json")
     require_suite: bool = Field(False, description="fail a run whose model version has no suite file "
                                 "(default: generate it from the model's registered training profile)")
-    range_margin: float = Field(3.0, ge=0.0, description="generated numeric ranges: training min/max "
-                                "widened by this many training spans (floored at 0 if never negative)")
+    range_rule: Literal["quantile", "minmax"] = Field(
+        "quantile", description="generated numeric ranges: 'quantile' widens the training 1st..99th percentile "
+        "range by range_margin times its span, and the domain bounds of training.numeric win; 'minmax' (the "
+        "earlier rule) widens the training min..max by range_margin spans and ignores the domain bounds")
+    range_margin: float = Field(3.0, ge=0.0, description="generated numeric ranges: the training range "
+                                "(see range_rule) widened by this many of its spans (floored at 0 if never negative)")
     data_docs: bool = Field(True, description="the report DAG builds GX Data Docs (HTML) of each published run "
                             "(`scoring run` never does; `scoring docs` builds them on demand either way)")
     data_docs_dir: Path | None = Field(None, description="default: <results.staging_dir>/../data_docs")

@@ -7,10 +7,11 @@ stderr and exit code 1, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,12 +19,37 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from typer.core import TyperOption
 
 from scoring.errors import ScoringError
 
 if TYPE_CHECKING:
     from scoring.config import Config
+
+LOG_TIME = "%Y-%m-%dT%H:%M:%S"  # ISO 8601 in the log lines (Rich's default is the locale's, e.g. 12/06/26)
+
+
+def _flag_type(display: Callable[..., str | None]) -> Callable[..., str | None]:
+    """Typer's help shows a ``<bool>`` value for a flag as if it took one; a flag has no value to show."""
+
+    @functools.wraps(display)
+    def shown(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else display(self, ctx)
+
+    return shown
+
+
+# Typer 0.29 has no setting for it; patched once, here, where the CLI is built (checked by tests/cli).
+TyperOption.display_type_rich = _flag_type(TyperOption.display_type_rich)  # type: ignore[method-assign]
 
 app = typer.Typer(help="Scheduled batch scoring: extract a day, validate, score in chunks, publish atomically.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -91,7 +117,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=err, show_path=False)])
+                        handlers=[RichHandler(console=err, show_path=False, log_time_format=LOG_TIME)])
     for name in ("scoring", "features"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
@@ -107,3 +133,27 @@ def progress_bar() -> Progress:
     """A transient progress bar on stderr."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err, transient=True)
+
+
+@contextlib.contextmanager
+def step_progress(title: str) -> Iterator[Callable[[str], None]]:
+    """A callback ``step(name)`` for long multi-step work (training, registration).
+
+    On a terminal: a Rich spinner per step on stderr with its elapsed time; a finished step stays as a
+    line with its duration. Elsewhere (a pipe, a log file): each step is one INFO log line (ISO time).
+    """
+    if not err.is_terminal:
+        yield lambda what: logger.info("%s: %s", title, what)
+        return
+    with Progress(SpinnerColumn(finished_text="[green]done"), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=err) as progress:
+        current: list[TaskID] = []
+
+        def step(what: str) -> None:
+            if current:
+                progress.update(current[-1], completed=1, total=1)
+            current.append(progress.add_task(f"{title}: {what}", total=None))
+
+        yield step
+        if current:
+            progress.update(current[-1], completed=1, total=1)

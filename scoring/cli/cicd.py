@@ -7,6 +7,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from scoring.cli.app import ConfigOpt, console, err, handle_errors, load, models_app
@@ -77,7 +78,7 @@ def models_check(name: str, version: int, start: StartOpt = None, end: EndOpt = 
 def promote_with_gate(config: Any, name: str, version: int, alias: str, force: bool, reason: str | None,
                       start: str | None, end: str | None) -> None:
     """Promote after the gate (only for the configured champion alias); refusal: one line per failed check
-    and exit 1. ``force`` (needs ``reason``) promotes anyway; who and why go into the alias history."""
+    and exit 1. --force (needs --reason) promotes anyway; who and why go into the alias history."""
     from scoring.models.store import ModelStore
     from scoring.run.promotion import gate_checks
 
@@ -131,11 +132,15 @@ def models_compare(start: Annotated[str, typer.Option(help="first day")],
     if not rows:
         raise ScoringError(f"no shadow scoring of {model or cfg.model.name} between {start} and {end}: list "
                            "challengers under model.challengers")
-    table = Table(title=f"shadow scoring of {model or cfg.model.name}")
-    columns = ["day", "model_version", "champion_version", "rows", "quarantined", "champion_quarantined",
-               "rank_correlation", "top_decile_overlap", "mean_diff", "positive_rate_diff", "psi"]
-    for col in columns:
-        table.add_column(col.replace("_", " "), justify="left" if col == "day" else "right")
+    # Short headers so the table fits 80 columns with the day whole (the --json keys are the full names).
+    table = Table(title=f"shadow scoring of {model or cfg.model.name}", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0))
+    columns = {"day": "day", "model_version": "ver", "champion_version": "champ", "rows": "rows", "quarantined": "quar.",
+               "champion_quarantined": "champ quar.",
+               "rank_correlation": "rank corr", "top_decile_overlap": "top 10%", "mean_diff": "mean diff",
+               "positive_rate_diff": "pos. rate diff", "psi": "psi"}
+    for col, header in columns.items():
+        table.add_column(header, justify="left" if col == "day" else "right", no_wrap=col == "day",
+                         min_width=10 if col == "day" else None)
     for row in rows:
         table.add_row(*(str(row[c]) if c == "day" else _fmt(row[c]) for c in columns))
     console.print(table)

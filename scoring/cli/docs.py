@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from scoring.cli.app import ConfigOpt, app, console, handle_errors, load
+from scoring.cli.app import ConfigOpt, app, console, err, handle_errors, load
 from scoring.errors import ScoringError
 
 
@@ -23,4 +23,16 @@ def docs(config: ConfigOpt = None,
         raise ScoringError("give --day or --run, not both")
     cfg = load(config)
     page = build_docs(cfg, day=parse_day(day) if day else None, run_id=run)
+    if err.is_terminal:  # a person reads the verdict; a script gets the page's path alone
+        err.print(docs_verdict(page), highlight=False, markup=False)
     console.print(str(page), highlight=False, soft_wrap=True)
+
+
+def docs_verdict(page: object) -> str:
+    """The verdict sentence the page carries (``data_docs.add_verdict``), for the terminal."""
+    import html
+    import re
+    from pathlib import Path
+
+    found = re.search(r"<strong>Run verdict\.</strong> (.*?)</div>", Path(str(page)).read_text(encoding="utf-8"))
+    return html.unescape(found.group(1)) if found else "verdict unknown (a page built before verdicts)"

@@ -140,12 +140,16 @@ def list_jobs(config: ConfigOpt = None,
     if as_json:
         console.print_json(json.dumps([_plain(r) for r in rows]))
         return
-    out = Table(box=box.SIMPLE_HEAD, show_edge=False, title="jobs", title_justify="left")
+    # Fits 80 columns: the id never wraps or shortens (it is copied into `jobs status`); the model name
+    # is the one column that folds when space runs out.
+    out = Table(box=box.SIMPLE_HEAD, show_edge=False, title="jobs", title_justify="left", padding=(0, 1, 0, 0))
     for name in ("job", "state", "model", "in", "scored", "quar.", "chunks"):
-        out.add_column(name, no_wrap=True, justify="right" if name in ("in", "scored", "quar.") else "left")
+        out.add_column(name, no_wrap=name != "model", overflow="fold",
+                       min_width=len("job-20260101T000000-abcdef") if name == "job" else None,
+                       justify="right" if name in ("in", "scored", "quar.") else "left")
     for r in rows:
-        out.add_row(r["job_id"], r["state"], f"{r['model_name']} v{r['model_version'] or '?'}", str(r["rows_in"] or 0),
-                    str(r["rows_scored"] or 0), str(r["rows_quarantined"] or 0),
+        out.add_row(r["job_id"], r["state"], f"{r['model_name']} v{r['model_version'] or '?'}",
+                    f"{r['rows_in'] or 0:,}", f"{r['rows_scored'] or 0:,}", f"{r['rows_quarantined'] or 0:,}",
                     f"{r['chunks_done'] or 0}/{r['chunks_total'] if r['chunks_total'] is not None else '-'}")
     console.print(out)
     for r in rows:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from scoring.cli.app import ConfigOpt, app, console, handle_errors, load, models_app
+from scoring.cli.app import ConfigOpt, app, console, handle_errors, load, models_app, step_progress
 from scoring.errors import ScoringError
 
 
@@ -30,11 +30,13 @@ def train(config: ConfigOpt = None,
 
     cfg = load(config)
     wanted = alias if alias is not None else [cfg.model.alias]
-    with console.status("training"):
+    with step_progress("training") as step:
         mv = train_model(cfg, parse_day(start) if start else None, parse_day(end) if end else None,
-                         aliases=[a for a in wanted if a != cfg.model.alias])
-        write_version_suite(cfg, mv)
-    console.print(f"registered [bold]{mv.name}[/] version {mv.version}; metrics {mv.meta['metrics']}")
+                         aliases=[a for a in wanted if a != cfg.model.alias], on_step=step)
+        step("expectation suite")
+        suite = write_version_suite(cfg, mv)
+    console.print(f"registered [bold]{mv.name}[/] version {mv.version}; holdout metrics: "
+                  f"{_metric_text(mv.meta['metrics'])}; expectation suite {suite}", highlight=False)
     _gated_alias(config, mv.name, mv.version, cfg.model.alias in wanted, cfg.model.alias, force, reason)
 
 
@@ -54,21 +56,41 @@ def _gated_alias(config: ConfigOpt, name: str, version: int, wanted: bool, alias
 @models_app.command("list")
 @handle_errors
 def models_list(config: ConfigOpt = None) -> None:
-    """Every model and version in the store, with aliases."""
+    """Every model and version in the store, with aliases; each version's metrics under the table."""
     from scoring.models.store import ModelStore
 
     cfg = load(config)
     store = ModelStore(cfg.model.store)
     table = Table(title=f"models in {cfg.model.store}")
-    for col in ("name", "version", "aliases", "created_at", "estimator", "metrics"):
-        table.add_column(col)
+    table.add_column("name", overflow="fold")
+    table.add_column("version", justify="right", no_wrap=True)
+    table.add_column("aliases", overflow="fold")
+    table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("estimator", overflow="fold")
+    notes: list[str] = []
     for name in store.names():
         aliases = store.aliases(name)
         for mv in store.versions(name):
             tags = ", ".join(a for a, v in aliases.items() if v == mv.version)
-            table.add_row(name, str(mv.version), tags, mv.meta["created_at"][:19], mv.meta.get("estimator", ""),
-                          json.dumps({k: round(v, 4) for k, v in (mv.meta.get("metrics") or {}).items()}))
+            table.add_row(name, str(mv.version), tags, mv.meta["created_at"][:16].replace("T", " "),
+                          mv.meta.get("estimator", ""))
+            metrics = _metric_text(mv.meta.get("metrics"))
+            if metrics:
+                notes.append(f"{name} v{mv.version}: {metrics}")
     console.print(table)
+    for line in notes:
+        console.print(line, highlight=False)
+
+
+def _metric_text(metrics: dict[str, Any] | None) -> str:
+    """``roc_auc 0.8201, log_loss 0.3775, ...`` (4 decimals; counts as integers)."""
+    out = []
+    for key, value in (metrics or {}).items():
+        if isinstance(value, float) and not value.is_integer():
+            out.append(f"{key} {value:.4f}")
+        else:
+            out.append(f"{key} {value}")
+    return ", ".join(out)
 
 
 @models_app.command("fsck")
@@ -93,16 +115,61 @@ def models_fsck(config: ConfigOpt = None,
 @models_app.command("show")
 @handle_errors
 def models_show(name: str, version: Annotated[int | None, typer.Option(help="default: champion")] = None,
+                as_json: Annotated[bool, typer.Option("--json", help="the raw metadata (without the "
+                                                      "reference statistics) and alias history as JSON")] = False,
                 config: ConfigOpt = None) -> None:
-    """Metadata of one version (without the bulky reference statistics) and its alias history."""
+    """A summary of one version: contract, inputs, training, parity, metrics, aliases (--json: everything)."""
     from scoring.models.store import ModelStore
 
     cfg = load(config)
     store = ModelStore(cfg.model.store)
     mv = store.resolve(name, cfg.model.alias, version)
-    meta = {k: v for k, v in mv.meta.items() if k != "reference"}
-    meta["alias_history"] = store.history(name)
-    console.print_json(json.dumps(meta, default=str))
+    history = store.history(name)
+    if as_json:
+        meta = {k: v for k, v in mv.meta.items() if k != "reference"}
+        meta["alias_history"] = history
+        console.print_json(json.dumps(meta, default=str))
+        return
+    for line in _summary(mv, store.aliases(name), history):
+        console.print(line, highlight=False, soft_wrap=False)
+
+
+def _summary(mv: Any, aliases: dict[str, int], history: list[dict[str, Any]]) -> list[str]:
+    """The lines of ``models show``: one fact per line, long lists wrapped by the console."""
+    meta, sig = mv.meta, mv.meta.get("signature") or {}
+    tags = ", ".join(a for a, v in aliases.items() if v == mv.version) or "none"
+    task = sig.get("task", "?")
+    if task == "binary":
+        task += f", positive class {sig.get('positive_class')!r}"
+    lines = [f"{mv.name} version {mv.version}  (aliases: {tags})",
+             f"  created     {str(meta.get('created_at', ''))[:19].replace('T', ' ')} UTC",
+             f"  estimator   {meta.get('estimator', '?')}   sha256 {str(meta.get('sha256', ''))[:12]}",
+             f"  task        {task}; classes {', '.join(map(str, meta.get('classes') or [])) or '-'}"]
+    inputs = sig.get("inputs") or [{"name": f["name"], "dtype": f.get("type")} for f in meta.get("features", [])]
+    described = [f"{i['name']} ({i.get('dtype', '?')}{', nullable' if i.get('nullable') else ''})" for i in inputs]
+    lines.append(f"  inputs      {len(inputs)}: " + ", ".join(described))
+    window = meta.get("training_window") or {}
+    if window:
+        lines.append(f"  training    {window.get('start')} .. {window.get('end')}")
+    parity = meta.get("parity") or {}
+    if parity:
+        state = "passed" if parity.get("passed") else "FAILED"
+        diff = parity.get("max_abs_diff")
+        lines.append(f"  parity      {state} on {parity.get('rows', '?')} rows"
+                     + (f", max |diff| {diff:.1e}" if isinstance(diff, (int, float)) else ""))
+    if meta.get("metrics"):
+        lines.append(f"  metrics     {_metric_text(meta['metrics'])}")
+    if meta.get("code"):  # the user's modules copied with the version, and their checksums
+        lines.append("  custom code " + json.dumps({"code": meta["code"]}, default=str))
+    mine = [h for h in history if h.get("version") == mv.version]
+    if mine:
+        lines.append("  aliases history (this version):")
+        for h in mine[-5:]:
+            extra = f" by {h['by']}" if h.get("by") else ""
+            extra += " (forced)" if h.get("forced") else ""
+            lines.append(f"    {str(h['at'])[:19].replace('T', ' ')}  {h['alias']}{extra}")
+    lines.append(f"  (scoring models show {mv.name} --version {mv.version} --json: the full metadata)")
+    return lines
 
 
 @models_app.command("register")
@@ -157,13 +224,15 @@ def models_register(
     days = training_days(cfg, frame)
     chunk_rows, size_from = (None, "") if days is not None else (day_rows, "--day-rows") if day_rows \
         else typical_day_rows(cfg, len(frame))
-    with console.status("registering (parity check)"):
+    with step_progress("registering") as step:
         mv = register_model(ModelStore(cfg.model.store), name, artifact, frame, label_column=label,
                             exclude={cfg.source.key_column, cfg.source.timestamp_column}, window=window,
                             aliases=[a for a in alias or [] if a != cfg.model.alias], task=task,
                             positive_class=positive_class, features=declared, code=code or [], days=days,
                             drift_window=cfg.validation.drift.window_days, chunk_rows=chunk_rows,
-                            threshold=cfg.model.threshold, accept_metrics=accept_metrics, trust=trust)
+                            threshold=cfg.model.threshold, accept_metrics=accept_metrics, trust=trust,
+                            on_step=step)
+        step("expectation suite")
         suite = write_version_suite(cfg, mv)
     if compile:
         _compile(cfg, mv, frame)
@@ -257,7 +326,7 @@ def models_promote(name: str, version: int, alias: Annotated[str, typer.Option()
                    config: ConfigOpt = None) -> None:
     """Point an alias (default champion) at a version; the change is kept in the alias history.
 
-    Promoting to the configured alias (``model.alias``) passes the promotion gate first (see ``models check``)."""
+    Promoting to the configured alias (model.alias) passes the promotion gate first (see `scoring models check`)."""
     from scoring.cli.cicd import promote_with_gate
 
     promote_with_gate(config, name, version, alias, force, reason, start, end)

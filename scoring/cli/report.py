@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -58,12 +59,14 @@ def report(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
     if fmt == "table":
         from scoring.reports.outputs import rich_tables
 
-        # Piped or redirected output gets whole lines; a terminal folds the text columns to fit.
-        screen = console if console.is_terminal else Console(width=220)
+        # Piped or redirected output gets whole lines unless COLUMNS says the width; a terminal folds the
+        # text columns to fit.
+        screen = console if console.is_terminal or os.environ.get("COLUMNS") else Console(width=220)
         for note in data.notes:
             screen.print(f"[blue]note:[/] {note}", highlight=False, soft_wrap=True)
         for table in rich_tables(data, chosen):
             screen.print(table)
+            screen.print()
         return
     if fmt == "html":
         from scoring.reports.html import render_html

@@ -21,10 +21,27 @@ def _print_result(result: Any, cfg: Any, sample: int) -> None:
                          ("results", result.results)]:
         table.add_row(label, str(value))
     console.print(table)
+    if result.rows_rejected:
+        _print_quarantine(open_results(cfg.results), result.run_id)
     if sample and result.rows_scored:
         preds = open_results(cfg.results).predictions(result.day, result.model_name).slice(0, sample)
         _print_arrow(preds.select(["source_key", "score", "label", "model_version", "day"]),
                      f"first {sample} predictions")
+
+
+def _print_quarantine(results: Any, run_id: str, limit: int = 8) -> None:
+    """Why rows were set aside: per column and rule, the row count and example values (one line each)."""
+    rows = results.query(
+        f"SELECT column_name, rule, count(*) AS n, min(value) AS low, max(value) AS high "  # noqa: S608 - quoted
+        f"FROM {results.table_name('quarantine')} WHERE run_id = $1 GROUP BY column_name, rule "
+        "ORDER BY n DESC, column_name LIMIT " + str(int(limit)), [run_id]).to_pylist()
+    console.print("quarantined (not scored), by column and rule:", highlight=False)
+    for r in rows:
+        values = r["low"] if r["low"] == r["high"] else f"{r['low']}, {r['high']}"
+        console.print(f"  {r['column_name'] or '-'}: {r['n']:,} row(s), e.g. {values} ({r['rule']})",
+                      highlight=False, markup=False)
+    console.print("  (each row with its value, rule and reason: the quarantine table of the results)",
+                  highlight=False, markup=False)
 
 
 class ModelAsOf(StrEnum):

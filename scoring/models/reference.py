@@ -21,6 +21,7 @@ MAX_POINTS = 5
 TOP_LEVELS = 50
 OTHER = "__other__"
 MISSING = "__missing__"
+ROBUST_Q = 0.01  # the generated range rules start from the 1st and 99th percentiles (q01, q99)
 EPS = 1e-4
 
 
@@ -30,7 +31,8 @@ def numeric_reference(values: pd.Series) -> dict[str, Any]:
 
     Returns:
         ``{"kind": "numeric", "points": [...], "edges": [...], "shares": [point shares..., bin shares...],
-        "missing", "min", "max"}``; ``numeric_counts`` bins values the same way.
+        "missing", "min", "max", "q01", "q99"}`` (``q01``/``q99``: the 1st and 99th percentiles of the finite
+        values, numpy's default linear interpolation; what the generated range rules start from); ``numeric_counts`` bins values the same way.
     """
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     finite = x[np.isfinite(x)]
@@ -42,8 +44,9 @@ def numeric_reference(values: pd.Series) -> dict[str, Any]:
     rest = finite[~np.isin(finite, points)]
     edges = np.unique(np.quantile(rest, np.linspace(0, 1, N_BINS - len(points) + 1)[1:-1])) if rest.size \
         else np.empty(0)
+    low, high = np.quantile(finite, [ROBUST_Q, 1 - ROBUST_Q])
     ref = {"kind": "numeric", "points": points.tolist(), "edges": edges.tolist(), "missing": 0.0,
-           "min": float(finite.min()), "max": float(finite.max())}
+           "min": float(finite.min()), "max": float(finite.max()), "q01": float(low), "q99": float(high)}
     ref["shares"] = (np.asarray(numeric_counts(ref, x)[:-1]) / max(x.size, 1)).tolist()
     ref["missing"] = float(1 - finite.size / max(x.size, 1))
     return ref

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,8 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
                    positive_class: str | None = None, features: Sequence[str] | None = None,
                    code: Sequence[Path] = (), parity_rows: int = SAMPLE_ROWS, days: pd.Series | None = None,
                    drift_window: int = 1, chunk_rows: int | None = None, threshold: float = 0.5,
-                   accept_metrics: bool = False, trust: bool = False) -> ModelVersion:
+                   accept_metrics: bool = False, trust: bool = False,
+                   on_step: Callable[[str], None] | None = None) -> ModelVersion:
     """Register ``artifact`` with its contract, parity check, feature schema and drift reference.
 
     Args:
@@ -152,6 +153,8 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
         accept_metrics: register even when the labelled rows give chance-level metrics (``chance_level``).
         trust: accept imports outside the allow-list (``scoring.models.trust``); they are recorded in the
             metadata as ``trusted_imports`` and accepted again at load time.
+        on_step: called with the name of each long step as it starts (the CLI shows it as progress);
+            default: logged at INFO.
 
     Raises:
         ModelStoreError: (one line) the artifact cannot be loaded, a declaration is missing or wrong, the
@@ -160,6 +163,8 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
     """
     if not artifact.is_file():
         raise ModelStoreError(f"artifact {str(artifact)!r} not found")
+    step = on_step or (lambda what: logger.info("registering %s: %s", name, what))
+    step("loading the artifact and inferring its contract")
     model, trusted = _load_artifact(artifact, code, trust)
     _check_code(model, code, name)
     contract = build_contract(model, reference_frame, name, task=task, positive_class=positive_class,
@@ -170,7 +175,9 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
                               "training rows are the only check that --features is the order it was fitted in")
     if needs_frame(model, reference_frame[contract.names].head(50), contract):
         contract = dataclasses.replace(contract, extra={**contract.extra, "input": FRAME_INPUT})
+    step(f"parity check on {min(parity_rows, len(reference_frame)):,} rows through the production path")
     parity = parity_check(model, reference_frame, contract, name, rows=parity_rows)
+    step(f"metrics and outputs on {len(reference_frame):,} training rows")
     columns = contract.names
     outputs = raw_outputs(model, reference_frame[columns], contract)
     computed = task_metrics(contract, outputs, labels, label_column or "label")
@@ -188,23 +195,28 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
         "classes": [str(c) for c in contract.classes],
         "training_window": {"start": str(window[0]), "end": str(window[1])} if window else None,
         "metrics": metrics if metrics is not None else computed,
-        "reference": build_reference(reference_frame, schema, _score_of(contract, outputs), contract.task),
+        "reference": None,
         **(extra or {}),
     }
+    step("reference statistics (drift)")
+    meta["reference"] = build_reference(reference_frame, schema, _score_of(contract, outputs), contract.task)
     chunks, basis = reference_chunks(len(reference_frame), days, chunk_rows)
     if chunks is not None:
+        step("drift baseline per training day" if days is not None else "drift baseline on typical-day chunks")
         meta["reference"]["baseline"] = drift_baseline(reference_frame.reset_index(drop=True), chunks,
                                                        meta["reference"], schema, _score_of(contract, outputs),
                                                        drift_window)
         if meta["reference"]["baseline"] is None:
             basis = f"fixed thresholds: too few reference chunks of {MIN_WINDOW_ROWS}+ rows ({basis})"
     meta["reference"]["basis"] = basis
+    step("performance reference")
     meta["performance"] = performance_reference(contract, outputs, labels.reset_index(drop=True)
                                                 if labels is not None else None, chunks, basis, threshold)
     if metrics is not None and labels is not None:
         meta["training_metrics"] = computed
     if trusted:
         meta["trusted_imports"] = trusted
+    step("writing the version")
     return store.register(name, artifact, meta, aliases=list(aliases), **({"code": list(code)} if code else {}))
 
 

@@ -277,7 +277,7 @@ class ModelStore:
             raise
         finally:
             reservation.unlink(missing_ok=True)
-        logger.info("registered %s version %s", name, version)
+        logger.debug("registered %s version %s", name, version)  # the CLI prints it with more
         for alias in aliases:
             self.set_alias(name, alias, version)
         return self.get(name, version)

@@ -118,7 +118,42 @@ def build_data_docs(site_dir: Path, suite: dict[str, Any], report: QualityReport
     context.build_data_docs(site_names=[SITE], resource_identifiers=[key, ExpectationSuiteIdentifier(name=gx_suite.name)])
     url = context.get_docs_sites_urls(resource_identifier=key, site_name=SITE)[0]["site_url"]
     make_offline(site_dir)
-    return Path(unquote(urlparse(url).path))
+    page = Path(unquote(urlparse(url).path))
+    add_verdict(page, verdict(report))
+    return page
+
+
+def verdict(report: QualityReport) -> str:
+    """One plain sentence on the run's validation: failed, passed, or passed with warnings (and which).
+
+    GX's page says "Succeeded" next to "N unsuccessful expectations" when only warning-severity rules
+    failed; this sentence says that those were warnings, which do not fail a run.
+    """
+    if not report.success:
+        return f"Failed: {'; '.join(report.failures)}"
+    if report.warnings:
+        return (f"Passed with {len(report.warnings)} warning(s) (rules of severity warning or info: counted and "
+                f"shown, they do not fail the run nor quarantine rows): {'; '.join(report.warnings)}")
+    return "Passed: no rule failed the run and no warning rule fired (rows quarantined by critical row rules are listed with their rules below)."
+
+
+BANNER = "<!-- scoring verdict -->"
+
+
+def add_verdict(page: Path, sentence: str) -> None:
+    """Put ``sentence`` at the top of the validation page's body (once; replaced when rebuilt)."""
+    import html as html_lib
+    import re
+
+    text = page.read_text(encoding="utf-8")
+    text = re.sub(re.escape(BANNER) + r".*?" + re.escape(BANNER), "", text, flags=re.S)
+    colour = "#f8d7da" if sentence.startswith("Failed") else "#fff3cd" if "warning" in sentence else "#d1e7dd"
+    banner = (f'{BANNER}<div role="status" style="background:{colour};padding:12px 16px;margin:0;'
+              f'font:16px/1.4 sans-serif;border-bottom:1px solid #999"><strong>Run verdict.</strong> '
+              f"{html_lib.escape(sentence)}</div>{BANNER}")
+    text, found = re.subn(r"(<body[^>]*>)", lambda m: m.group(1) + banner, text, count=1)
+    if found:
+        page.write_text(text, encoding="utf-8")
 
 
 RUN_FIELDS = ("run_id", "day", "model_name", "model_version", "status", "rows_in", "rows_rejected",

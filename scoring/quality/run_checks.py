@@ -33,7 +33,7 @@ from scoring.quality.drift import SCORE, drift_table, limits_for, merge_counts, 
 from scoring.quality.gate import Gate, double_range_rule, interval_rule, merge_stats, nul_rule
 from scoring.quality.output_checks import check_predictions
 from scoring.quality.schema_check import SchemaPlan, plan_schema
-from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite, rekeyed
+from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite, range_options, rekeyed
 
 if TYPE_CHECKING:
     from scoring.config import Config
@@ -113,8 +113,8 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     """
     started = time.perf_counter()
     vcfg, key, ts = cfg.validation, cfg.source.key_column, cfg.source.timestamp_column
-    path, suite, generated = load_suite(vcfg.suites_dir, mv, suite_key or key, margin=vcfg.range_margin,
-                                        require=vcfg.require_suite)
+    path, suite, generated = load_suite(vcfg.suites_dir, mv, suite_key or key, require=vcfg.require_suite,
+                                        **range_options(cfg))
     suite = rekeyed(suite, suite_key or key, key)
     compiled = compile_suite(suite, path)
     schema = source.schema()

@@ -65,15 +65,36 @@ def _round(value: float, up: bool, integer: bool) -> float | int:
     return float(f"{value:.6g}")
 
 
-def _range(ref: dict[str, Any], margin: float, integer: bool) -> tuple[float | int, float | int] | None:
-    if "min" not in ref or "max" not in ref:
+def _range(ref: dict[str, Any], margin: float, integer: bool, rule: str = "quantile",
+           domain: dict[str, float | None] | None = None) -> tuple[tuple[float | int, float | int], str] | None:
+    """The generated ``[min_value, max_value]`` of a numeric input and the sentence saying where it comes from.
+
+    ``quantile``: the training 1st..99th percentiles (``q01``/``q99`` of the reference; robust to the
+    sentinels and unit mix-ups a training set contains, which the min/max are not) widened by ``margin``
+    times that span on each side, floored at 0 when the 1st percentile is not negative; then each bound
+    configured in ``domain`` (``{"min", "max"}``, ``training.numeric``) replaces the generated one.
+    ``minmax`` (the earlier rule, and the fallback for a reference without percentiles): the training
+    min..max widened by ``margin`` spans, floored at 0 when training had no negative value; no domain.
+    """
+    if rule == "quantile" and "q01" in ref and "q99" in ref:
+        low, high, what = float(ref["q01"]), float(ref["q99"]), "training 1st..99th percentiles"
+    elif "min" in ref and "max" in ref:
+        low, high, what = float(ref["min"]), float(ref["max"]), "training range"
+        domain = None if rule == "minmax" else domain
+    else:
         return None
-    low, high = float(ref["min"]), float(ref["max"])
     pad = margin * (high - low) if high > low else margin * max(abs(high), 1.0)
     lo, hi = low - pad, high + pad
     if low >= 0:
-        lo = max(lo, 0.0)  # a column never negative in training stays non-negative
-    return _round(lo, False, integer), _round(hi, True, integer)
+        lo = max(lo, 0.0)  # a column (nearly) never negative in training stays non-negative
+    bounds = [_round(lo, False, integer), _round(hi, True, integer)]
+    why = f"{what} {low:.6g} .. {high:.6g} widened by {margin:g} x its span"
+    fixed = [(i, key) for i, key in enumerate(("min", "max")) if (domain or {}).get(key) is not None]
+    for i, key in fixed:
+        bounds[i] = _round(float(domain[key]), i == 1, integer)  # type: ignore[index]
+    if fixed:
+        why += "; " + " and ".join(key for _, key in fixed) + " from the configured domain (training.numeric)"
+    return (bounds[0], bounds[1]), why
 
 
 def _missing_share(ref: dict[str, Any]) -> float | None:
@@ -116,16 +137,22 @@ def _known_levels(signature: dict[str, Any]) -> dict[str, tuple[list[Any], str]]
     return out
 
 
-def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0) -> dict[str, Any]:
+def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0, rule: str = "quantile",
+                   domain: dict[str, dict[str, float | None]] | None = None) -> dict[str, Any]:
     """A starting suite for ``mv`` from its feature schema and training profile.
 
     Args:
         mv: the registered model version (its metadata has ``features`` and ``reference``).
         key_column: the source's key column: not null and unique within a run's interval.
-        margin: numeric ranges are the training min/max widened by ``margin`` times the training span on
-            each side (floored at 0 when training had no negative value). Wide on purpose: the training
-            extremes of heavy-tailed columns are exceeded by normal days; the rule is there to catch unit
-            mix-ups, sentinels and impossible signs, not tails.
+        margin: numeric ranges are the training 1st..99th percentiles (``rule="quantile"``) or min..max
+            (``"minmax"``) widened by ``margin`` times that span on each side (floored at 0 when the low end
+            is not negative). Wide on purpose: normal days exceed the training extremes of heavy-tailed
+            columns; the rule is there to catch unit mix-ups, sentinels and impossible signs, not tails.
+            Percentiles, not min/max, because the training data holds the sentinels too (an age of 999 in
+            0.2% of rows is the training max, and a min/max rule would allow it).
+        rule: ``"quantile"`` (default) or ``"minmax"``; see ``_range``.
+        domain: feature -> ``{"min", "max"}`` valid range (``training.numeric``); a bound given here replaces
+            the generated one (``quantile`` rule only).
 
     Returns:
         The suite as GX 1.x JSON (a dict).
@@ -177,11 +204,11 @@ def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0) -> di
                                           f"{missing + NULL_FLOOD_MARGIN:.0%} missing fails the day even though "
                                           "the model imputes it"}))
         if kind in ("integer", "float"):
-            bounds = _range(ref, margin, kind == "integer")
-            if bounds:
-                exps.append(_exp("expect_column_values_to_be_between", column=name, min_value=bounds[0],
-                                 max_value=bounds[1], meta={"why": f"training range {ref['min']:.6g} .. "
-                                                            f"{ref['max']:.6g} widened by {margin:g} x its span"}))
+            generated = _range(ref, margin, kind == "integer", rule, (domain or {}).get(name))
+            if generated:
+                (low, high), why = generated
+                exps.append(_exp("expect_column_values_to_be_between", column=name, min_value=low,
+                                 max_value=high, meta={"why": why}))
         if name in known:
             exps.append(_exp("expect_column_values_to_be_in_set", column=name, value_set=known[name][0],
                              meta={"why": known[name][1]}))
@@ -197,7 +224,7 @@ def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0) -> di
         "meta": {"great_expectations_version": package_version("great_expectations"),
                  "scoring": {"model": mv.name, "version": mv.version, "key_column": key_column,
                              "generated_from": "training profile in the model metadata",
-                             "range_margin": margin}},
+                             "range_rule": rule, "range_margin": margin}},
         "notes": "Generated by `scoring models register`; edit freely. severity critical: failing rows are "
                  "quarantined (row rules) or the run fails (batch rules, rules with mostly); warning: counted only.",
     }
@@ -228,19 +255,26 @@ def read_suite(path: Path) -> dict[str, Any]:
 
 
 def write_generated_suite(suites_dir: Path, mv: ModelVersion, key_column: str, margin: float = 3.0,
-                          overwrite: bool = False) -> Path:
+                          overwrite: bool = False, rule: str = "quantile",
+                          domain: dict[str, dict[str, float | None]] | None = None) -> Path:
     """Generate and write the starting suite of ``mv``; an existing file is kept unless ``overwrite``."""
     path = suite_path(suites_dir, mv.name, mv.version)
     if path.exists() and not overwrite:
         logger.info("keeping the existing expectation suite %s", path)
         return path
-    write_suite(path, generate_suite(mv, key_column, margin))
+    write_suite(path, generate_suite(mv, key_column, margin, rule, domain))
     logger.info("wrote expectation suite %s", path)
     return path
 
 
+def range_options(cfg: Config) -> dict[str, Any]:
+    """``margin``, ``rule`` and ``domain`` of the generated range rules, from the configuration."""
+    return {"margin": cfg.validation.range_margin, "rule": cfg.validation.range_rule,
+            "domain": dict(cfg.training.numeric) if cfg.training else None}
+
+
 def write_version_suite(cfg: Config, mv: ModelVersion, overwrite: bool = False) -> Path:
-    """``write_generated_suite`` with the configured suites folder, key column and range margin.
+    """``write_generated_suite`` with the configured suites folder, key column and range rule.
 
     What ``scoring train`` and ``scoring models register``/``suite`` call once a version exists.
 
@@ -248,12 +282,13 @@ def write_version_suite(cfg: Config, mv: ModelVersion, overwrite: bool = False) 
         The suite's path, ``<validation.suites_dir>/<model>/v<version>.json``; an existing file is kept
         unless ``overwrite``.
     """
-    return write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, cfg.validation.range_margin,
-                                 overwrite=overwrite)
+    return write_generated_suite(cfg.validation.suites_dir, mv, cfg.source.key_column, overwrite=overwrite,
+                                 **range_options(cfg))
 
 
 def load_suite(suites_dir: Path, mv: ModelVersion, key_column: str, *, margin: float = 3.0,
-               require: bool = False) -> tuple[Path, dict[str, Any], bool]:
+               require: bool = False, rule: str = "quantile",
+               domain: dict[str, dict[str, float | None]] | None = None) -> tuple[Path, dict[str, Any], bool]:
     """The suite of ``mv``: read from its file, or generated (and written) when the file is missing.
 
     Returns:
@@ -270,7 +305,7 @@ def load_suite(suites_dir: Path, mv: ModelVersion, key_column: str, *, margin: f
                          f"(write it with `scoring models suite {mv.name} --version {mv.version}`)")
     logger.warning("no expectation suite for %s v%s: generating %s from the registered training profile",
                    mv.name, mv.version, path)
-    write_suite(path, generate_suite(mv, key_column, margin))
+    write_suite(path, generate_suite(mv, key_column, margin, rule, domain))
     return path, read_suite(path), True
 
 

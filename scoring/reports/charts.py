@@ -111,23 +111,35 @@ def score_over_time(daily: list[dict[str, Any]], start: dt.date, end: dt.date, t
     if not daily:
         raise NoData("no scored rows in this range")
     regression = task == "regression"
+    # Every day of the range on the x axis, NaN where nothing was scored: lines and bands break there
+    # instead of drawing straight across days without data.
+    by_day = {r["day"]: r for r in daily}
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+    def series(key: str) -> np.ndarray:
+        return np.array([float(by_day[d][key]) if d in by_day and by_day[d][key] is not None else np.nan
+                         for d in days])
+
+    have = np.array([d in by_day for d in days])
     with matplotlib.rc_context(RC):
         fig, (top, bottom) = _figure(5.0, rows=2)
-        days = [r["day"] for r in daily]
         if regression:
-            top.plot(days, [r["mean_score"] for r in daily], marker="o", ms=3, color=SCORED, label="mean prediction")
+            top.plot(days, series("mean_score"), marker="o", ms=3, color=SCORED, label="mean prediction")
             top.set_ylabel("mean")
         else:
-            top.plot(days, [r["positive_rate"] for r in daily], marker="o", ms=3, color=SCORED,
-                     label="positive rate (label = 1)")
+            rate, n = series("positive_rate"), series("rows_scored")
+            low, high = wilson_interval(rate, n)
+            top.fill_between(days, low, high, where=have, color=SCORED, alpha=0.2, interpolate=False,
+                             label="95% binomial interval (Wilson): day-to-day noise")
+            top.plot(days, rate, marker="o", ms=3, color=SCORED, label="positive rate (label = 1)")
             top.set_ylabel("positive rate")
-        bottom.fill_between(days, [r["score_p10"] for r in daily], [r["score_p90"] for r in daily],
-                            color=SCORED, alpha=0.25, label="p10 – p90")
-        bottom.plot(days, [r["score_p50"] for r in daily], color=SCORED, marker="o", ms=3, label="median (p50)")
-        bottom.plot(days, [r["mean_score"] for r in daily], color="#333333", ls=":", label="mean")
+        bottom.fill_between(days, series("score_p10"), series("score_p90"), where=have, color=SCORED, alpha=0.25,
+                            interpolate=False, label="p10 – p90")
+        bottom.plot(days, series("score_p50"), color=SCORED, marker="o", ms=3, label="median (p50)")
+        bottom.plot(days, series("mean_score"), color="#333333", ls=":", label="mean")
         if regression:
-            bottom.plot(days, [r["score_min"] for r in daily], color="#777777", lw=0.8, ls="--", label="min / max")
-            bottom.plot(days, [r["score_max"] for r in daily], color="#777777", lw=0.8, ls="--")
+            bottom.plot(days, series("score_min"), color="#777777", lw=0.8, ls="--", label="min / max")
+            bottom.plot(days, series("score_max"), color="#777777", lw=0.8, ls="--")
         bottom.set_ylabel("prediction" if regression else "score")
         for i, (day, version) in enumerate(_version_changes(daily)):
             for k, ax in enumerate((top, bottom)):
@@ -142,6 +154,19 @@ def score_over_time(daily: list[dict[str, Any]], start: dt.date, end: dt.date, t
         bottom.legend(loc="upper left", ncols=3, fontsize=8)
         _date_axis(bottom, start, end)
         return to_svg(fig, "quantiles")
+
+
+def wilson_interval(rate: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """The Wilson score interval of binomial proportions ``rate`` over ``n`` trials (95% for z = 1.96).
+
+    Wilson (1927), "Probable inference, the law of succession, and statistical inference", JASA 22; it stays
+    inside [0, 1] and behaves for rates near 0 or 1, unlike the normal approximation. NaN in, NaN out.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        denom = 1 + z * z / n
+        centre = (rate + z * z / (2 * n)) / denom
+        half = z * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / denom
+    return centre - half, centre + half
 
 
 def rebin(bins: list[dict[str, Any]], edges: list[float]) -> list[float]:
@@ -210,8 +235,19 @@ def quarantine_by_rule(rows: list[dict[str, Any]]) -> str:
         return to_svg(fig, "quarantine")
 
 
+STATUS_LEVEL = {"ok": 0, "warn": 1, "alert": 2}
+STATUS_COLOURS = ("#E8F1E4", "#F6C85F", "#C44E52")  # ok, warn, alert
+
+
 def drift_heatmap(rows: list[dict[str, Any]], start: dt.date, end: dt.date, warn: float, alert: float) -> str:
-    """PSI per feature (rows) and day (columns); cells at or above ``alert`` are outlined."""
+    """Drift per feature (rows) and day (columns), coloured by the status each run recorded (ok / warn /
+    alert, judged with the run's own thresholds: calibrated per feature, or the fixed ``warn``/``alert``),
+    so the map says what the run's verdict said; warn cells outlined thin, alert cells thick; blank where
+    no run measured. ``warn`` and ``alert`` are only named in the legend, for rows without a status.
+    """
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
     if not rows:
         raise NoData("no drift figures in this range")
     features = sorted({r["feature"] for r in rows})
@@ -219,24 +255,29 @@ def drift_heatmap(rows: list[dict[str, Any]], start: dt.date, end: dt.date, warn
     col = {d: i for i, d in enumerate(days)}
     grid = np.full((len(features), len(days)), np.nan)
     for r in rows:
-        grid[features.index(r["feature"]), col[r["day"]]] = r["psi"]
+        status = r.get("status")
+        if status not in STATUS_LEVEL:  # no recorded verdict: judge with the fixed thresholds
+            value = r.get("psi")
+            status = "ok" if value is None else "alert" if value >= alert else "warn" if value >= warn else "ok"
+        grid[features.index(r["feature"]), col[r["day"]]] = STATUS_LEVEL[status]
     with matplotlib.rc_context({**RC, "axes.grid": False}):
-        fig, ax = _figure(1.4 + 0.28 * len(features))
-        vmax = max(alert * 2, float(np.nanmax(grid)) if np.isfinite(grid).any() else alert)
-        image = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap="YlOrRd", vmin=0, vmax=vmax,
-                          interpolation="nearest")
+        fig, ax = _figure(1.6 + 0.28 * len(features))
+        cmap = ListedColormap(STATUS_COLOURS)
+        ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap, norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3),
+                  interpolation="nearest")
         for (i, j), value in np.ndenumerate(grid):
-            if np.isfinite(value) and value >= alert:
-                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#000000", lw=1.2))
+            if np.isfinite(value) and value >= 1:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#000000",
+                                       lw=1.4 if value >= 2 else 0.6))
         ax.set_yticks(range(len(features)), features)
         step = max(1, len(days) // 12)
         ax.set_xticks(range(0, len(days), step), [days[i].strftime("%m-%d") for i in range(0, len(days), step)])
-        cbar = fig.colorbar(image, ax=ax, pad=0.01)
-        cbar.set_label("PSI")
-        cbar.ax.axhline(warn, color="#000000", lw=0.8, ls=":")
-        cbar.ax.axhline(alert, color="#000000", lw=1.2)
-        ax.set_title(f"Drift heatmap: PSI per feature and day (warn ≥ {warn}, alert ≥ {alert}, outlined)",
-                     loc="left")
+        ax.legend(handles=[Patch(fc=STATUS_COLOURS[0], ec="#999999", label="ok"),
+                           Patch(fc=STATUS_COLOURS[1], ec="#000000", lw=0.6, label="warn (outlined)"),
+                           Patch(fc=STATUS_COLOURS[2], ec="#000000", lw=1.4, label="alert (outlined thick)")],
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        ax.set_title("Drift per feature and day: the status each run recorded, with its own thresholds "
+                     f"(calibrated, or the fixed warn {warn:g} / alert {alert:g})", loc="left")
         return to_svg(fig, "drift")
 
 

@@ -26,7 +26,8 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-to
 table { border-collapse: collapse; font-size: 0.85em; margin: 8px 0; }
 th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
 td.text { white-space: normal; }
-td.error { max-width: 32em; overflow-wrap: anywhere; }
+td.error { min-width: 24em; max-width: 40em; overflow-wrap: anywhere; }
+table.runs { width: 100%; }
 th { background: #f4f4f4; } td.text { text-align: left; }
 tr.failed td { background: #fdecea; color: #8b1c1c; font-weight: 600; }
 .kpis td { font-size: 1.1em; } figure { margin: 0; }
@@ -55,8 +56,14 @@ def _error_cell(error: Any) -> str:
     return f'<td class="text error" title="{_e(text)}">{_e(shown)}</td>'
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str], css: str, failed: Callable[[dict], bool]) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+RUN_HEADERS = {"model_version": "version", "rows_in": "rows in", "rows_rejected": "quarantined",
+               "rows_scored": "scored", "rows_staged": "staged", "started_at": "started (UTC)",
+               "duration_s": "seconds", "is_latest": "latest"}
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str], css: str, failed: Callable[[dict], bool],
+           headers: dict[str, str] | None = None) -> str:
+    head = "".join(f"<th>{_e((headers or {}).get(c, c))}</th>" for c in columns)
     body = []
     for r in rows:
         cls = ' class="failed"' if failed(r) else ""
@@ -154,7 +161,8 @@ def render_html(data: ReportData, psi_warn: float = 0.1, psi_alert: float = 0.25
                     else f'<p class="empty">{_e(empty_reason(data, "performance"))}.</p>') + "</section>")
     parts.append(_chart("chart-run-history", "Run history", lambda: charts.run_timeline(runs, start, end)))
     parts.append('<section id="run-table"><h2>Runs</h2>'
-                 + (_table(runs, RUN_COLUMNS, "runs", lambda r: r["status"] != "success") if runs
+                 + (_table(sorted(runs, key=lambda r: (str(r["day"]), str(r["started_at"]))), RUN_COLUMNS, "runs",
+                           lambda r: r["status"] != "success", RUN_HEADERS) if runs
                     else f'<p class="empty">{_e(empty_reason(data, "run_history"))}.</p>') + "</section>")
     parts.append('<section id="daily-table"><details><summary>Daily summary rows</summary>'
                  + (_table(daily, DAILY_COLUMNS if not regression else terminal_columns(data, "daily_summary"),

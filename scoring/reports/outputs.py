@@ -21,8 +21,9 @@ TERMINAL_COLUMNS = {
     "score_histogram": ["day", "model_version", "bin", "bin_lo", "bin_hi", "count", "share"],
     "quarantine_summary": ["day", "rule", "column_name", "count"],
     "drift_summary": ["day", "model_version", "feature", "psi", "status"],
-    "run_history": ["day", "model_version", "status", "rows_in", "rows_rejected", "rows_scored", "rows_staged",
-                    "started_at", "duration_s", "trigger", "is_latest", "error"],
+    # Fits 80 columns: staged and is_latest are in the csv/json; errors print under the table.
+    "run_history": ["day", "model_version", "status", "rows_in", "rows_rejected", "rows_scored", "started_at",
+                    "duration_s", "trigger"],
     "performance": ["day", "model_version", "role", "rows_scored", "labelled", "coverage", "labels_quarantined",
                     "realized", "estimated", "status"],
 }
@@ -34,7 +35,7 @@ TEXT_COLUMNS = {"rule", "column_name", "feature", "error", "status", "trigger", 
 HEADERS = {"model_version": "ver", "rows_scored": "scored", "rows_staged": "staged", "rows_quarantined": "quar.",
            "mean_score": "mean", "positive_rate": "pos.rate", "score_p10": "p10", "score_p50": "p50",
            "score_p90": "p90", "score_min": "min", "score_max": "max", "column_name": "column", "rows_in": "in", "rows_rejected": "rejected",
-           "started_at": "started (UTC)", "duration_s": "seconds", "is_latest": "latest",
+           "started_at": "started UTC", "duration_s": "secs", "is_latest": "latest",
            "labels_quarantined": "labels quar."}
 TERMINAL_DEFAULT = ("daily_summary", "quarantine_summary", "drift_summary", "performance", "run_history")
 HEADLINE = {"binary": ("roc_auc", "accuracy"), "multiclass": ("accuracy", "log_loss"), "regression": ("rmse", "mae")}
@@ -95,10 +96,11 @@ def rich_tables(data: ReportData, sections: tuple[str, ...] | None = None) -> li
     for section in sections or TERMINAL_DEFAULT:
         tbl = data.sections[section]
         title = f"{section} — {data.model} {data.start} .. {data.end} ({tbl.num_rows} rows)"
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0),
+                      show_edge=False)
         columns = terminal_columns(data, section)
         records = performance_rows(tbl.to_pylist()) if section == "performance" else tbl.to_pylist()
-        cells = [[cell(r[c]) for c in columns] for r in records]
+        cells = [[_terminal_cell(c, r[c]) for c in columns] for r in records]
         for i, col in enumerate(columns):
             text = col in TEXT_COLUMNS
             # Numbers and days never wrap; only the text columns fold when the terminal is narrow.
@@ -110,7 +112,18 @@ def rich_tables(data: ReportData, sections: tuple[str, ...] | None = None) -> li
                 (section == "performance" and r["status"] == "alert") else None
             table.add_row(*row, style=style)
         out.append(table if tbl.num_rows else Text(f"{title}: {empty_reason(data, section)}", style="italic"))
+        errors = [f"{r['day']} {r['run_id']}: {r['error']}" for r in tbl.to_pylist()
+                  if section == "run_history" and r.get("error")]
+        if errors:  # under the table, whole (a cell would squeeze them to a few characters)
+            out.append(Text("\n".join(["errors:", *errors]), style="red"))
     return out
+
+
+def _terminal_cell(column: str, value: Any) -> str:
+    """``cell`` for the terminal tables; a start time is shortened to MM-DD HH:MM (UTC) to fit 80 columns."""
+    if column == "started_at" and isinstance(value, dt.datetime):
+        return cell(value)[5:16]
+    return cell(value)
 
 
 def empty_reason(data: ReportData, section: str) -> str:

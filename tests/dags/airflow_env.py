@@ -1,7 +1,12 @@
-"""Airflow for the DAG tests: a private AIRFLOW_HOME (SQLite) per test, used only by subprocesses.
+"""Airflow for the DAG tests: a private AIRFLOW_HOME per test, used only by subprocesses.
 
 Airflow reads its settings once per process, so every Airflow call of the tests runs in a subprocess whose
 environment names the home, the dags folder and the scoring configs; nothing is set in this process.
+
+Two metadata databases: ``airflow_home`` copies a migrated SQLite file (enough for ``dag.test()``, one process);
+``airflow_pg`` gives a test that runs a scheduler beside CLI calls its own PostgreSQL database (a copy of a
+migrated template database, dropped afterwards), since SQLite's single writer makes a CLI call racing the
+scheduler fail with "database is locked" on a loaded machine.
 """
 
 from __future__ import annotations
@@ -11,12 +16,16 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+ADMIN_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DAG_ID = "scoring_loan_default"
 REPORT_DAG_ID = "scoring_reports_loan_default"
 
@@ -77,3 +86,71 @@ def run_days(env: dict[str, str], days: list[str], conf: dict | None = None, dag
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == len(days), (out.stdout + out.stderr)[-5000:]
     return lines
+
+
+# --- PostgreSQL metadata database, for tests that run the scheduler beside CLI calls -----------------------------
+
+
+def _pg_urls(db: str) -> dict[str, str]:
+    """Airflow's sync and async connection settings for database ``db`` on the test server (psycopg 3 both)."""
+    base = "postgres@127.0.0.1:5432/" + db
+    return {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://{base}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": f"postgresql+psycopg_async://{base}"}
+
+
+def _admin(statement: str, *names: str) -> None:
+    """Run one CREATE/DROP DATABASE statement on the test server; ``names`` fill its ``{}`` as identifiers."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(ADMIN_PG, autocommit=True, connect_timeout=10) as con:
+        for name in names:  # a database cannot be dropped or copied while connected to
+            con.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+        con.execute(sql.SQL(statement).format(*(sql.Identifier(n) for n in names)))
+
+
+@dataclass
+class AirflowPG:
+    """A private AIRFLOW_HOME whose metadata database is ``db`` on the test PostgreSQL server."""
+
+    home: Path
+    db: str
+
+    def env(self, configs: list[Path], **extra: str) -> dict[str, str]:
+        """``airflow_env`` for this home with this database."""
+        return airflow_env(self.home, configs, **{**_pg_urls(self.db), **extra})
+
+    def query(self, statement: str, params: Sequence | None = None) -> list[tuple]:
+        """Rows of one read-only query on the metadata database."""
+        import psycopg
+
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.db}", connect_timeout=10) as con:
+            return con.execute(statement, params).fetchall()
+
+
+@pytest.fixture(scope="session")
+def airflow_pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL database migrated by ``airflow db migrate`` once per session; dropped at the end."""
+    name = f"airflow_tmpl_{uuid.uuid4().hex[:10]}"
+    _admin("CREATE DATABASE {}", name)
+    try:
+        home = tmp_path_factory.mktemp("airflow_pg_template")
+        out = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=airflow_env(home, [], **_pg_urls(name)),
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        yield name
+    finally:
+        _admin("DROP DATABASE IF EXISTS {}", name)
+
+
+@pytest.fixture()
+def airflow_pg(tmp_path: Path, airflow_pg_template: str) -> Iterator[AirflowPG]:
+    """A fresh AIRFLOW_HOME with its own migrated PostgreSQL metadata database, dropped after the test."""
+    home = tmp_path / "airflow_home"
+    home.mkdir()
+    name = f"airflow_test_{uuid.uuid4().hex[:10]}"
+    _admin("CREATE DATABASE {} TEMPLATE {}", name, airflow_pg_template)
+    try:
+        yield AirflowPG(home, name)
+    finally:
+        _admin("DROP DATABASE IF EXISTS {}", name)

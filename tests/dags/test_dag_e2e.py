@@ -9,7 +9,6 @@ import datetime as dt
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -25,15 +24,15 @@ from tests.dags.airflow_env import (  # noqa: F401
     BIN,
     DAG_ID,
     REPORT_DAG_ID,
-    airflow_db_template,
-    airflow_env,
-    airflow_home,
+    AirflowPG,
+    airflow_pg,
+    airflow_pg_template,
 )
 from tests.helpers import ledger, published
 
 DAYS = [SCORE_DAY - dt.timedelta(days=2), SCORE_DAY - dt.timedelta(days=1), SCORE_DAY]
 COMPARED = ["day", "source_key", "score", "label", "model_name", "model_version"]
-WAIT_S = 360  # every wait together; the test timeout (480 s) bounds the rest
+WAIT_S = 300  # each wait its own deadline; the test timeout (1800 s, setup included) bounds them together
 
 
 def _free_port() -> int:
@@ -54,75 +53,54 @@ def _airflow(env: dict[str, str], *args: str, check: bool = True) -> subprocess.
     return out
 
 
-def _runs(home: Path, dag_id: str) -> list[tuple[str, str, str]]:
-    """(run_id, run_type, state) of a DAG's runs, read from the scheduler's SQLite DB."""
-    try:
-        with sqlite3.connect(f"file:{home / 'airflow.db'}?mode=ro", uri=True, timeout=10) as con:
-            return con.execute("SELECT run_id, run_type, state FROM dag_run WHERE dag_id = ? ORDER BY logical_date",
-                               (dag_id,)).fetchall()
-    except sqlite3.OperationalError:  # locked by a writer for longer than the timeout: ask again
-        return []
+def _runs(pg: AirflowPG, dag_id: str) -> list[tuple[str, str, str]]:
+    """(run_id, run_type, state) of a DAG's runs, read from the scheduler's metadata database."""
+    return pg.query("SELECT run_id, run_type, state FROM dag_run WHERE dag_id = %s ORDER BY logical_date", [dag_id])
 
 
-def _paused(home: Path) -> dict[str, int] | None:
+def _paused(pg: AirflowPG) -> dict[str, int] | None:
     """is_paused of both DAGs once the dag-processor has serialized them, else None."""
-    try:
-        with sqlite3.connect(f"file:{home / 'airflow.db'}?mode=ro", uri=True, timeout=10) as con:
-            rows = con.execute("SELECT d.dag_id, d.is_paused FROM dag d JOIN serialized_dag s ON s.dag_id = d.dag_id "
-                               "WHERE d.dag_id IN (?, ?)", (DAG_ID, REPORT_DAG_ID)).fetchall()
-    except sqlite3.OperationalError:
-        return None
+    rows = pg.query("SELECT d.dag_id, d.is_paused::int FROM dag d JOIN serialized_dag s ON s.dag_id = d.dag_id "
+                    "WHERE d.dag_id IN (%s, %s)", [DAG_ID, REPORT_DAG_ID])
     return dict(rows) if len(set(rows)) == 2 else None
 
 
-def _backfill_counts(home: Path) -> tuple[int, int] | None:
-    """(backfills with runs that the scheduler has marked complete, backfills still open), or None if locked.
+def _backfill_counts(pg: AirflowPG) -> tuple[int, int]:
+    """(backfills with runs that the scheduler has marked complete, backfills still open).
 
-    A ``backfill create`` that loses SQLite's single-writer race may leave its backfill row behind without
-    runs (Airflow commits the row before creating the runs, and its clean-up only knows server databases'
-    lock errors); such an orphan is not counted as done, and the scheduler closes it.
+    A ``backfill create`` that fails half-way may leave its backfill row behind without runs (Airflow commits
+    the row before creating the runs); such an orphan is not counted as done, and the scheduler closes it.
     """
-    try:
-        with sqlite3.connect(f"file:{home / 'airflow.db'}?mode=ro", uri=True, timeout=10) as con:
-            return con.execute(
-                "SELECT count(*) FILTER (WHERE completed_at IS NOT NULL AND EXISTS "
-                "(SELECT 1 FROM backfill_dag_run r WHERE r.backfill_id = b.id)), "
-                "count(*) FILTER (WHERE completed_at IS NULL) FROM backfill b").fetchone()
-    except sqlite3.OperationalError:
-        return None
+    return pg.query(
+        "SELECT count(*) FILTER (WHERE completed_at IS NOT NULL AND EXISTS "
+        "(SELECT 1 FROM backfill_dag_run r WHERE r.backfill_id = b.id)), "
+        "count(*) FILTER (WHERE completed_at IS NULL) FROM backfill b")[0]
 
 
-def _backfills_done(home: Path) -> int:
+def _backfills_done(pg: AirflowPG) -> int:
     """Backfills with runs that the scheduler has marked complete (all their runs finished)."""
-    counts = _backfill_counts(home)
-    return -1 if counts is None else counts[0]
+    return _backfill_counts(pg)[0]
 
 
-def _create_backfill(env: dict[str, str], home: Path, deadline: float, log: Path, *args: str) -> None:
-    """``airflow backfill create``, asked again when SQLite's single writer made an attempt fail.
+def _create_backfill(env: dict[str, str], pg: AirflowPG, log: Path, *args: str, attempts: int = 4) -> None:
+    """``airflow backfill create``, asked again (up to ``attempts`` times) when an attempt fails.
 
-    After an attempt that failed on "database is locked", the retry may be refused because that attempt's
-    orphan backfill is still open; wait for the scheduler to close it, then ask again.
+    A failed attempt may leave an orphan backfill open (its row committed, its runs not), and then the next
+    attempt is refused with AlreadyRunningBackfill: wait (own deadline) for the scheduler to close it first.
     """
-    locked = False
-    while True:
+    for _attempt in range(attempts):
         out = subprocess.run([str(BIN / "airflow"), "backfill", "create", *args], env=env, capture_output=True,
-                             text=True, timeout=120)
+                             text=True, timeout=180)
         if out.returncode == 0:
             return
-        if "database is locked" in out.stderr:
-            locked = True
-        elif not (locked and "AlreadyRunningBackfill" in out.stderr):
-            break
-        if time.monotonic() > deadline:
-            break
-        time.sleep(3)
-        _wait("the orphan of a backfill create that lost the SQLite lock to close",
-              lambda: (_backfill_counts(home) or (0, 1))[1] == 0, deadline, log)
-    assert out.returncode == 0, f"airflow backfill create {' '.join(args)}: {out.stdout[-2000:]}{out.stderr[-2000:]}"
+        _wait("the orphan of a failed backfill create to close", lambda: _backfill_counts(pg)[1] == 0, log)
+        time.sleep(2)
+    pytest.fail(f"airflow backfill create {' '.join(args)}: {out.stdout[-2000:]}{out.stderr[-2000:]}")
 
 
-def _wait(what: str, predicate, deadline: float, log: Path) -> None:
+def _wait(what: str, predicate, log: Path, timeout: float = WAIT_S) -> None:
+    """Poll ``predicate`` every 2 s until it is true; fail after ``timeout`` seconds (each wait its own)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
@@ -155,9 +133,9 @@ def _pgid(proc: psutil.Process) -> int | None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(1800)
 def test_airflow_backfill_under_the_scheduler_equals_scoring_backfill(
-        tmp_path: Path, sample_db: Path, trained_store: Path, airflow_home: Path) -> None:  # noqa: F811
+        tmp_path: Path, sample_db: Path, trained_store: Path, airflow_pg: AirflowPG) -> None:  # noqa: F811
     schedule = {"start_date": "2026-03-01", "retries": 1, "retry_delay_s": 5, "task_timeout_min": 10,
                 "max_active_runs": 3}
     (tmp_path / "dag").mkdir()
@@ -165,7 +143,7 @@ def test_airflow_backfill_under_the_scheduler_equals_scoring_backfill(
     cfg = write_config(tmp_path / "dag", sample_db, trained_store, schedule=schedule)
     cli_cfg = write_config(tmp_path / "cli", sample_db, trained_store, schedule=schedule)
     port = _free_port()
-    env = airflow_env(airflow_home, [cfg], **{
+    env = airflow_pg.env([cfg], **{
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__API__HOST": "127.0.0.1",
@@ -187,30 +165,28 @@ def test_airflow_backfill_under_the_scheduler_equals_scoring_backfill(
         proc = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, stdout=sink, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + WAIT_S
-        _wait("the DAGs to be parsed", lambda: _paused(airflow_home) is not None, deadline, log)
+        _wait("the DAGs to be parsed", lambda: _paused(airflow_pg) is not None, log)
         for dag_id in (DAG_ID, REPORT_DAG_ID):  # new DAGs start paused; backfill runs would stay queued
             _airflow(env, "dags", "unpause", dag_id)
-        assert _paused(airflow_home) == {DAG_ID: 0, REPORT_DAG_ID: 0}
+        assert _paused(airflow_pg) == {DAG_ID: 0, REPORT_DAG_ID: 0}
         started = time.monotonic()
-        _create_backfill(env, airflow_home, deadline, log, "--dag-id", DAG_ID, "--from-date", DAYS[0].isoformat(),
+        _create_backfill(env, airflow_pg, log, "--dag-id", DAG_ID, "--from-date", DAYS[0].isoformat(),
                          "--to-date", DAYS[-1].isoformat())
 
-        _wait("the 3-day backfill", lambda: _backfills_done(airflow_home) == 1, deadline, log)
+        _wait("the 3-day backfill", lambda: _backfills_done(airflow_pg) == 1, log)
         wall = time.monotonic() - started
         print(f"airflow backfill of 3 days under the scheduler: {wall:.1f}s", file=sys.stderr)
-        backfill = [r for r in _runs(airflow_home, DAG_ID) if r[1] == "backfill"]
+        backfill = [r for r in _runs(airflow_pg, DAG_ID) if r[1] == "backfill"]
         assert [r[2] for r in backfill] == ["success"] * 3, backfill
         # Reprocessing a completed day replaces its partition (the same Airflow run, cleared and rerun).
-        _create_backfill(env, airflow_home, deadline, log, "--dag-id", DAG_ID, "--from-date", DAYS[-1].isoformat(),
+        _create_backfill(env, airflow_pg, log, "--dag-id", DAG_ID, "--from-date", DAYS[-1].isoformat(),
                          "--to-date", DAYS[-1].isoformat(), "--reprocess-behavior", "completed")
-        _wait("the reprocessing backfill", lambda: _backfills_done(airflow_home) == 2, deadline, log)
-        assert [r[2] for r in _runs(airflow_home, DAG_ID) if r[1] == "backfill"] == ["success"] * 3
+        _wait("the reprocessing backfill", lambda: _backfills_done(airflow_pg) == 2, log)
+        assert [r[2] for r in _runs(airflow_pg, DAG_ID) if r[1] == "backfill"] == ["success"] * 3
         _wait("a report run after the publishes", lambda: any(
-            r[2] == "success" for r in _runs(airflow_home, REPORT_DAG_ID)), deadline, log)
+            r[2] == "success" for r in _runs(airflow_pg, REPORT_DAG_ID)), log)
         _wait("every run to finish", lambda: all(
-            r[2] in ("success", "failed") for d in (DAG_ID, REPORT_DAG_ID) for r in _runs(airflow_home, d)),
-            deadline, log)
+            r[2] in ("success", "failed") for d in (DAG_ID, REPORT_DAG_ID) for r in _runs(airflow_pg, d)), log)
     finally:
         _stop(proc)
 
