@@ -155,8 +155,12 @@ class ResultsStore(ABC):
         return [u[0] for u in updates]
 
     @abstractmethod
-    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
-        """Run a read query (named tables are the store's own) and return an Arrow table."""
+    def query(self, sql: str, params: list[Any] | None = None, *, wait_locks: bool = False) -> pa.Table:
+        """Run a read query (named tables are the store's own) and return an Arrow table.
+
+        With ``wait_locks`` (a read on the publish path) a store whose readers can be blocked (PostgreSQL:
+        another session's ACCESS EXCLUSIVE lock) waits at most ``results.lock_timeout_s``, then raises
+        ResultsLocked naming the sessions holding locks, as the publish itself would."""
 
     @abstractmethod
     def table_name(self, name: str) -> str:

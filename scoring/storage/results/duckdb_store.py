@@ -410,7 +410,8 @@ class DuckDBResults(ResultsStore):
         """Where the reader export lives: ``results.export_dir``, else ``<results file>_export/``."""
         return self.cfg.export_dir or self.path.with_name(self.path.stem + "_export")
 
-    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+    def query(self, sql: str, params: list[Any] | None = None, *, wait_locks: bool = False) -> pa.Table:
+        # wait_locks: a DuckDB reader never waits for a writer's lock (one file, MVCC), nothing to bound.
         if not self.path.exists():
             raise PublishError(f"results database {str(self.path)!r} does not exist yet: run a day first")
         with self.connect(read_only=True) as con:

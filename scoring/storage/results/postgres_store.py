@@ -402,9 +402,15 @@ class PostgresResults(ResultsStore):
 
         self._transaction(work, locks=True)
 
-    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+    def query(self, sql: str, params: list[Any] | None = None, *, wait_locks: bool = False) -> pa.Table:
         import adbc_driver_manager
 
+        if wait_locks:
+            def work(cur: Any) -> pa.Table:
+                cur.execute(sql, params or None)
+                return _plain(cur.fetch_arrow_table())
+
+            return self._transaction(work, locks=True)
         con = self.connect()
         try:
             with con.cursor() as cur:

@@ -44,7 +44,7 @@ def note_removed_predictions(results: ResultsStore, run: RunRecord, prediction_f
     """
     sql = (f"SELECT source_key FROM {results.table_name(results.cfg.table)} "  # noqa: S608 - quoted identifier
            "WHERE day = $1 AND model_name = $2")
-    before = results.query(sql, [run.day, run.model_name]).column("source_key").combine_chunks().cast(pa.string())
+    before = results.query(sql, [run.day, run.model_name], wait_locks=True).column("source_key").combine_chunks().cast(pa.string())
     if len(before) == 0:
         return None
     removed = before.filter(pc.invert(pc.is_in(before, value_set=_keys(prediction_files))))
