@@ -70,6 +70,8 @@ def main() -> None:
             con = duckdb.connect(str(cfg.results.path.with_name("results_export") / "catalog.duckdb"),
                                  read_only=True) if reader else None
             if con:
+                # The catalog's views name their files relative to its folder.
+                con.execute(f"SET file_search_path = '{cfg.results.path.with_name('results_export')}'")
                 con.sql("SELECT count(*) FROM predictions").fetchall()
             began = time.perf_counter()
             run_day(cfg, DAY)

@@ -51,7 +51,12 @@ TRUSTED_CALLABLES = frozenset({
     ("builtins", "bytearray"), ("builtins", "object"), ("builtins", "range"), ("builtins", "float"),
     ("builtins", "int"), ("builtins", "bool"), ("builtins", "str"), ("builtins", "bytes"), ("builtins", "tuple"),
     ("builtins", "list"), ("builtins", "dict"),
+    # partial(f, ...) only binds arguments; f itself is checked like any other global.
+    ("functools", "partial"),
 })
+# Modules whose plain functions a model may hold (FunctionTransformer(check_array), partial(check_array, ...)):
+# input validators with no file, network or process access.
+TRUSTED_FUNCTION_MODULES = frozenset({"sklearn.utils.validation"})
 DENIED = frozenset({("numpy", "memmap"), ("numpy.core.memmap", "memmap"), ("numpy._core.memmap", "memmap")})
 _LOCK = threading.Lock()
 
@@ -66,7 +71,8 @@ def _trusted(module: str, name: str, obj: Any) -> bool:
     import numpy as np
 
     # Cython classes pickle through a generated ``__pyx_unpickle_<Class>`` that only rebuilds that class.
-    return isinstance(obj, type | np.ufunc) or name.startswith("__pyx_unpickle_")
+    return isinstance(obj, type | np.ufunc) or name.startswith("__pyx_unpickle_") \
+        or (module in TRUSTED_FUNCTION_MODULES and callable(obj))
 
 
 def restricted_load(artifact: Path, code_modules: Iterable[str] = (), trusted_imports: Iterable[str] = ()) -> Any:

@@ -30,7 +30,8 @@ _SPILL = itertools.count()
 
 
 def duck_connect(path: str | Path = ":memory:", read_only: bool = False, utc: bool = True,
-                 memory_mib: int | None = None, sandboxed: bool = False) -> duckdb.DuckDBPyConnection:
+                 memory_mib: int | None = None, sandboxed: bool = False,
+                 settings: dict[str, str | bool] | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with extension auto-install and auto-load disabled (session time zone UTC).
 
     Args:
@@ -41,6 +42,7 @@ def duck_connect(path: str | Path = ":memory:", read_only: bool = False, utc: bo
             system temporary folder (DuckDB removes it when the connection closes); None keeps DuckDB's default.
         sandboxed: for untrusted SQL (job queries): ``enable_external_access = false`` (no file, network or
             extension access from SQL) and, once the time zone is set, ``lock_configuration = true``.
+        settings: more start-up settings (e.g. ``storage_compatibility_version`` of a file being created).
 
     Raises:
         duckdb.Error: the file cannot be opened (locked, not a DuckDB file, ...); callers name the file.
@@ -50,6 +52,7 @@ def duck_connect(path: str | Path = ":memory:", read_only: bool = False, utc: bo
         config["memory_limit"] = f"{memory_mib}MiB"
         config["temp_directory"] = os.path.join(tempfile.gettempdir(),
                                                 f"scoring-duckdb-{os.getpid()}-{next(_SPILL)}")
+    config.update(settings or {})
     if sandboxed:
         config["enable_external_access"] = False
     con = duckdb.connect(str(path), read_only=read_only, config=config)

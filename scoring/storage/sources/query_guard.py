@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 
 from scoring.errors import ConfigError
+from scoring.storage.duck import duck_connect
 
 # Table functions that only generate values from their arguments (no catalog, file or setting behind them).
 VALUE_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
@@ -58,9 +59,7 @@ def parse_select(query: str) -> dict[str, Any]:
     Raises:
         ConfigError: not parseable, or a statement DuckDB cannot serialize (it serializes SELECTs only).
     """
-    con = duckdb.connect(":memory:", config={"enable_external_access": False,
-                                             "autoinstall_known_extensions": False,
-                                             "autoload_known_extensions": False})
+    con = duck_connect(":memory:", utc=False, sandboxed=True)
     try:
         raw = con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()
     except duckdb.Error as exc:
