@@ -180,6 +180,26 @@ def rebin(bins: list[dict[str, Any]], edges: list[float]) -> list[float]:
     return out
 
 
+def reference_bins(reference: dict[str, Any], low: float, high: float) -> tuple[list[float], np.ndarray, int]:
+    """The reference's bins as finite edges and shares for a histogram over [low, high].
+
+    A classifier's score reference (``kind == "score"``) has its own edges over [0, 1]. A regression's is a
+    numeric reference (``scoring.models.reference.numeric_reference``): interior quantile edges, point-mass
+    shares first; its outer bins are closed at the day's (or the edges') extremes and point masses are left
+    out (their count is returned).
+
+    Returns:
+        ``(edges, shares, point masses left out)``: ``len(edges) == len(shares) + 1``.
+    """
+    if reference.get("kind", "score") == "score":
+        return list(reference["edges"]), np.asarray(reference["shares"], dtype=np.float64), 0
+    points = len(reference.get("points") or [])
+    inner = [float(e) for e in reference.get("edges") or []]
+    shares = np.asarray(reference["shares"][points:], dtype=np.float64)
+    edges = [min(low, inner[0]) if inner else low, *inner, max(high, inner[-1]) if inner else high]
+    return edges, shares[:len(edges) - 1], points
+
+
 def score_distribution(bins: list[dict[str, Any]], day: dt.date | None, version: int | None,
                        reference: dict[str, Any] | None, task: str = "binary") -> str:
     """The day's score histogram (density) against the model version's training reference, with the PSI.
@@ -200,10 +220,14 @@ def score_distribution(bins: list[dict[str, Any]], day: dt.date | None, version:
             if float(width.max()) == 0.0:  # every prediction the same value: one bin of zero width
                 ax.bar(lo, [total], width=1.0, align="center", color=SCORED, alpha=0.8)
         if reference:
-            edges = list(reference["edges"])
-            ref_density = np.array(reference["shares"]) / np.diff(edges)
+            edges, shares, points = reference_bins(reference, float(lo.min()), float((lo + width).max()))
+            widths = np.diff(edges)
+            ref_density = np.divide(shares, widths, out=np.zeros_like(shares), where=widths > 0)
             ax.stairs(ref_density, edges, color="#333333", lw=2, label=f"training reference (v{version})")
-            title += f" — PSI {psi(reference['shares'], rebin(bins, edges)):.3f}"
+            # With point masses (a regression's repeated values) the day's bins cannot be split the same way:
+            # the PSI is then the drift table's, not re-computed here.
+            title += f" — PSI {psi(list(shares), rebin(bins, edges)):.3f}" if not points else \
+                " (PSI: see the drift table)"
         else:
             title += " (no reference stored for this version)"
         if regression:
