@@ -105,14 +105,14 @@ def _job_leftovers(cfg: Any, seconds: float) -> list[Any]:
     """Staged chunks of jobs that ended or whose process is gone, and half-written job outputs."""
     from pathlib import Path
 
-    from scoring.run.jobs import ledger_for, mark_dead_jobs
+    from scoring.run.jobs import ledger_for
     from scoring.storage.output_rules import remove_finished_job_stages, remove_stale_tmp
 
     removed: list[Any] = list(remove_stale_tmp(cfg.jobs.output_dir, seconds)) if cfg.jobs.output_dir else []
     if not isinstance(cfg.results.staging_dir, Path):
         return removed
     ledger = ledger_for(cfg)
-    mark_dead_jobs(ledger, cfg.results.heartbeat_timeout_s)
+    ledger.mark_interrupted(cfg.results.heartbeat_timeout_s, by="scoring cleanup")
     return removed + remove_finished_job_stages(cfg.results.staging_dir / "jobs",
                                                 lambda job_id: (ledger.get(job_id) or {}).get("state"), seconds)
 

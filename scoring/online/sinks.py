@@ -79,10 +79,12 @@ class Sink:
             return self._pg
         import duckdb
 
+        from scoring.storage.duck import duck_connect
+
         deadline = time.monotonic() + self.lock_timeout_s
         while True:
             try:
-                return duckdb.connect(str(Path(self.target)))
+                return duck_connect(Path(self.target), utc=False)  # no extension downloads, as every connection
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise PublishError(f"cannot open {self.target!r}: {str(exc).splitlines()[0]}") from None

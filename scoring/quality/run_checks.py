@@ -95,7 +95,7 @@ def _check_rule_columns(compiled: CompiledSuite, schema: pa.Schema, plan: Schema
 
 
 def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: DataInterval | None,
-                    suite_key: str | None = None, duplicates: dict[str, list[Any]] | None = None) -> Quality:
+                    suite_key: str | None = None, *, duplicates: dict[str, list[Any]] | None = None) -> Quality:
     """Everything checked before scoring; raises SchemaError/SuiteError naming the problem.
 
     Args:

@@ -184,7 +184,7 @@ def _quality(cfg: Config, plan: dict[str, Any], source: Any) -> Quality:
     the CLI builds, so every chunk passes the same gate and publish concludes the same checks."""
     mv = ModelStore(cfg.model.store).get(plan["model"]["name"], plan["model"]["version"])
     known = plan.get("quality_inputs") or {}  # absent from plans made before it existed: queried then
-    return prepare_quality(cfg, mv, source, plan_interval(plan), known.get("duplicates"))
+    return prepare_quality(cfg, mv, source, plan_interval(plan), duplicates=known.get("duplicates"))
 
 
 def _read_columns(plan: dict[str, Any], source: Any, quality: Quality) -> None:

@@ -46,8 +46,9 @@ def _register(store: Path, tmp_path: Path, frame: pd.DataFrame, cols: list[str],
     model.fit(frame[cols], labels)
     path = tmp_path / f"m{len(list(tmp_path.glob('*.joblib')))}.joblib"
     joblib.dump(model, path)
+    # Some of these models are meant to be bad (the gate's business): past registration's chance-level check.
     return register_model(ModelStore(store), NAME, path, frame.assign(defaulted=labels),
-                          label_column="defaulted").version
+                          label_column="defaulted", accept_metrics=True).version
 
 
 def _clone_of_champion(store: Path, sample_db: Path) -> int:

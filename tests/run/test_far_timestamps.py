@@ -71,7 +71,8 @@ def test_far_timestamps_are_quarantined_as_features_and_kept_as_passthrough(tmp_
         "validation": {"data_docs": False, "suites_dir": str(tmp_path / "schemas"), "error_threshold": 0.2},
     }, sort_keys=False))
     res = runner.invoke(app, ["models", "register", "--name", "far", "--artifact", str(artifact), "--training-data",
-                              str(data), "--label", "y", "--alias", "champion", "--config", str(cfg)])
+                              str(data), "--label", "y", "--alias", "champion", "--config", str(cfg),
+                              "--trust"])  # operator.methodcaller is not on the allow-list (it can call anything)
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["run", "--date", DAY.isoformat(), "--config", str(cfg)])
     assert res.exit_code == 0, res.output
