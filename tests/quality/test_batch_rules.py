@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import joblib
-import numpy as np
-import pandas as pd
 import pytest
 
 from scoring.config import load_config
@@ -156,28 +155,30 @@ def test_share_of_nulls_per_column_is_checked_on_the_whole_interval(tmp_path, sa
     assert set(published(cfg.results.path, CLEAN_DAY)["run_id"]) == {result.run_id}
 
 
-class OverconfidentModel:
-    """A binary 'classifier' whose probabilities are out of [0, 1] or NaN for some rows (a broken model)."""
+OVERCONFIDENT = Path(__file__).resolve().parent / "user_code" / "overconfident.py"
 
-    classes_ = np.array([0, 1])
 
-    def __init__(self, features: list[str]) -> None:
-        self.feature_names_in_ = np.array(features, dtype=object)
+def _overconfident() -> Any:
+    """The user's module ``overconfident`` (registered with ``--code``): the one imported now, else from the file."""
+    import importlib.util
+    import sys
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        p = np.full(len(frame), 0.5)
-        p[np.asarray(frame["credit_score"].fillna(0)) > 800] = 1.7
-        p[np.asarray(frame["age"].isna())] = np.nan
-        return np.column_stack([1 - p, p])
+    module = sys.modules.get("overconfident")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("overconfident", OVERCONFIDENT)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["overconfident"] = module
+        spec.loader.exec_module(module)
+    return module
 
 
 def test_output_checks_stop_a_model_producing_bad_scores(tmp_path, sample_db, store) -> None:
     frame = source_day(sample_db, CLEAN_DAY - dt.timedelta(days=1))
     features = [f["name"] for f in ModelStore(store).get("loan_default", 1).features]
     artifact = tmp_path / "broken.joblib"
-    joblib.dump(OverconfidentModel(features), artifact)
+    joblib.dump(_overconfident().OverconfidentModel(features), artifact)
     mv = register_model(ModelStore(store), "loan_default", artifact, frame, exclude={KEY, "applied_at", "defaulted"},
-                        trust=True)  # a class of this test module: outside the allow-list, trusted by its author
+                        code=[OVERCONFIDENT])  # the user's own class: outside the allow-list, its file kept
     cfg = load_config(write_config(tmp_path, sample_db, store))
     with pytest.raises(ValidationFailed, match=r"output check: \d+ predictions have a null or NaN score or one "
                                                r"outside \[0, 1\]"):
