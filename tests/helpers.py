@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import duckdb
 import pandas as pd
@@ -26,3 +29,15 @@ def published(results: Path, day: dt.date | None = None, table: str = "predictio
 def ledger(results: Path) -> pd.DataFrame:
     with duckdb.connect(str(results), read_only=True) as con:
         return con.sql("SELECT * FROM runs ORDER BY started_at").to_df()
+
+
+def user_module(name: str, path: Path) -> ModuleType:
+    """A user's own module ``name`` from the file ``path`` (outside the installed packages, so registered with
+    ``--code``): the one imported now (a run may have imported the version's stored copy), else ``path``."""
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return module

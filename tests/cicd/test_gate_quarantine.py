@@ -5,9 +5,7 @@ through the gate, `--force --reason` the one way past it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +21,15 @@ from scoring.run import run_day
 from tests.cicd.test_gate import NAME, WINDOW, _alias, _training
 from tests.conftest import SCORE_DAY, write_config
 from tests.helpers import ledger, source_day
+from tests.helpers import user_module as load_user_module
 
 runner = CliRunner()
 USER_CODE = Path(__file__).resolve().parent / "user_code" / "picky_udf.py"
 
 
 def _user_module() -> Any:
-    """The user's module ``picky_udf`` (registered with ``--code``): the one imported now, else from ``USER_CODE``."""
-    module = sys.modules.get("picky_udf")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("picky_udf", USER_CODE)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["picky_udf"] = module
-        spec.loader.exec_module(module)
-    return module
+    """The user's own module ``picky_udf`` (registered with ``--code``)."""
+    return load_user_module("picky_udf", USER_CODE)
 
 
 def _challenger(store: Path, tmp_path: Path, sample_db: Path) -> tuple[int, Path, pd.DataFrame]:

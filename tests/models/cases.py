@@ -8,8 +8,6 @@ product converted.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from tests.helpers import user_module as load_user_module
 
 START = dt.date(2026, 5, 1)
 DAYS = 6
@@ -32,15 +32,8 @@ USER_CODE = Path(__file__).resolve().parent / "user_code" / "boom_udf.py"
 
 
 def user_module() -> Any:
-    """The user's own module ``boom_udf`` (outside the installed packages, so registered with ``--code``): the
-    one imported now (a run may have imported the version's stored copy), else imported from ``USER_CODE``."""
-    module = sys.modules.get("boom_udf")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("boom_udf", USER_CODE)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["boom_udf"] = module
-        spec.loader.exec_module(module)
-    return module
+    """The user's own module ``boom_udf`` (registered with ``--code``)."""
+    return load_user_module("boom_udf", USER_CODE)
 
 
 def make_frame(seed: int = 3) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from scoring.quality.data_docs import build_docs
 from scoring.run import pipeline
 from tests.conftest import START, write_config
 from tests.helpers import ledger, published, source_day
+from tests.helpers import user_module as load_user_module
 from tests.quality.helpers import (
     CLEAN_DAY,
     KEY,
@@ -159,17 +160,8 @@ OVERCONFIDENT = Path(__file__).resolve().parent / "user_code" / "overconfident.p
 
 
 def _overconfident() -> Any:
-    """The user's module ``overconfident`` (registered with ``--code``): the one imported now, else from the file."""
-    import importlib.util
-    import sys
-
-    module = sys.modules.get("overconfident")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("overconfident", OVERCONFIDENT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["overconfident"] = module
-        spec.loader.exec_module(module)
-    return module
+    """The user's own module ``overconfident`` (registered with ``--code``)."""
+    return load_user_module("overconfident", OVERCONFIDENT)
 
 
 def test_output_checks_stop_a_model_producing_bad_scores(tmp_path, sample_db, store) -> None:
