@@ -26,6 +26,7 @@ from scoring.quality.batch_rules import QualityReport
 from scoring.quality.offline import make_offline
 from scoring.quality.run_checks import suite_sha256
 from scoring.quality.suite import SuiteError, read_suite
+from scoring.storage.objects import is_uri, location
 
 if TYPE_CHECKING:
     from scoring.config import Config
@@ -243,7 +244,7 @@ def render_docs(cfg: Config, rows: list[dict[str, Any]]) -> list[str]:
                 continue
             raise ScoringError(f"run {row['run_id']} was recorded before the ledger kept every rule's result "
                                "and its page is gone; score the day again to get its Data Docs")
-        path = Path(details["suite"])
+        path = location(details["suite"], "suite") if is_uri(details["suite"]) else Path(details["suite"])
         try:
             suite = read_suite(path)
         except (OSError, SuiteError) as exc:
