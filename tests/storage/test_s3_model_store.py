@@ -56,7 +56,8 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.Co
 
 
 def _one_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    """The one ``error:`` line a failed command prints (log lines aside), asserting there is no traceback."""
+    lines = [ln for ln in text.strip().splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in text, text
     return lines[0]
 
@@ -153,6 +154,7 @@ def test_tampered_objects_are_refused_and_a_tampered_cache_is_fetched_again(setu
     cache = tmp_path / "cache-register"
     store = ModelStore(setup["store"])
     mv = store.get("loan_default", 1)
+    store.set_alias("loan_default", "champion", 1)
     x = source_day(setup["db"], SCORE_DAY)[NUMERIC]
     want = setup["model"].predict_proba(x)
     np.testing.assert_array_equal(store.load(mv).predict_proba(x), want)
