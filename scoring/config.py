@@ -339,7 +339,8 @@ class ValidationConfig(_Strict):
                                 "(see range_rule) widened by this many of its spans (floored at 0 if never negative)")
     data_docs: bool = Field(True, description="the report DAG builds GX Data Docs (HTML) of each published run "
                             "(`scoring run` never does; `scoring docs` builds them on demand either way)")
-    data_docs_dir: Path | str | None = Field(None, description="default: <results.staging_dir>/../data_docs")
+    data_docs_dir: Path | str | None = Field(None, description="default: <results.staging_dir>/../data_docs, or "
+                                             "<model.store>/.data_docs when the model store is an object store")
     drift: DriftConfig = DriftConfig()
 
     @field_validator("suites_dir", "data_docs_dir", mode="before")
@@ -567,8 +568,9 @@ def load_config(path: str | Path | None = None) -> Config:
         cfg.validation.suites_dir = _resolve(base, cfg.validation.suites_dir)
     if isinstance(cfg.validation.data_docs_dir, Path):
         cfg.validation.data_docs_dir = _resolve(base, cfg.validation.data_docs_dir)
-    elif cfg.validation.data_docs_dir is None:
-        cfg.validation.data_docs_dir = default_data_docs(cfg.results.staging_dir, base)
+    elif cfg.validation.data_docs_dir is None:  # Data Docs follow an object-store model store too
+        cfg.validation.data_docs_dir = (f"{cfg.model.store.rstrip('/')}/.data_docs" if isinstance(cfg.model.store, str)
+                                        else default_data_docs(cfg.results.staging_dir, base))
     if cfg.source.kind == cfg.results.kind == "duckdb" and cfg.source.path == cfg.results.path:
         # DuckDB allows one writer per file: the run reads the source while it publishes results.
         raise ConfigError(f"config file {str(file)!r}: results.path must differ from source.path")

@@ -111,6 +111,7 @@ def test_register_promote_and_score_on_another_host(setup: dict, s3_server, tmp_
     _register(setup)
     cfg = load_config(setup["cfg"])
     assert cfg.validation.suites_dir == f"{setup['store']}/.suites"
+    assert cfg.validation.data_docs_dir == f"{setup['store']}/.data_docs"
     store = ModelStore(cfg.model.store)
     mv = store.get("loan_default", 1)
     assert mv.meta["code"]["modules"] == [setup["module"]] and mv.meta.get("hmac_sha256")
@@ -146,6 +147,15 @@ def test_register_promote_and_score_on_another_host(setup: dict, s3_server, tmp_
     out = published(cfg.results.path, SCORE_DAY)
     assert out["source_key"].is_unique and len(out) == len(src) == row["rows_scored"]
     np.testing.assert_allclose(out["score"].to_numpy(), [expected[k] for k in out["source_key"]], rtol=0, atol=1e-9)
+
+    docs = _cli({**os.environ, "SCORING_MODEL_CACHE": str(tmp_path / "cache-docs")}, "docs", "--config",
+                str(setup["cfg"]))
+    assert docs.returncode == 0, docs.stdout + docs.stderr
+    page = docs.stdout.strip().splitlines()[-1]
+    assert page.startswith(f"{setup['store']}/.data_docs/loan_default/") and page.endswith(".html"), page
+    assert "Run verdict" in location(page).read_text()
+    assert location(f"{setup['store']}/.data_docs/loan_default/index.html").is_file()
+    assert not (tmp_path / "data_docs").exists()
 
 
 def test_tampered_objects_are_refused_and_a_tampered_cache_is_fetched_again(setup: dict, s3_server,
