@@ -61,19 +61,25 @@ def location(value: str | Path | StagePath, key: str = "folder", options: dict[s
 
 
 def _s3_client(fs: pafs.S3FileSystem) -> Any:
-    """A boto3 S3 client on the same endpoint and region as ``fs``; credentials from the environment."""
+    """A boto3 S3 client with the endpoint, region and explicit credentials ``fs`` was made with (read from
+    its pickling state); what ``fs`` leaves to the AWS SDK's default chain, boto3's default chain finds."""
     import boto3
     from botocore.config import Config as BotoConfig
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    override = getattr(fs, "endpoint_override", None)  # not exposed by every pyarrow version
-    if override:
-        endpoint = override if "://" in override else f"https://{override}"
-    region = getattr(fs, "region", None) or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") \
-        or "us-east-1"
+    try:
+        opts = dict(fs.__reduce__()[1][0])
+    except (TypeError, IndexError, AttributeError):
+        opts = {}
+    endpoint = opts.get("endpoint_override") or os.environ.get("AWS_ENDPOINT_URL_S3") \
+        or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint and "://" not in endpoint:
+        endpoint = f"{opts.get('scheme') or 'https'}://{endpoint}"
+    creds = {"aws_access_key_id": opts.get("access_key"), "aws_secret_access_key": opts.get("secret_key"),
+             "aws_session_token": opts.get("session_token")}
     config = BotoConfig(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=REQUEST_TIMEOUT_S,
                         retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.client("s3", endpoint_url=endpoint or None, region_name=region, config=config)
+    return boto3.client("s3", endpoint_url=endpoint or None, region_name=opts.get("region") or fs.region or None,
+                        config=config, **{k: v for k, v in creds.items() if v})
 
 
 def create_only(target: StagePath, data: bytes) -> bool:
