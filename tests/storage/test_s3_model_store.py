@@ -6,6 +6,7 @@ registration that ``fsck`` finds."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -129,12 +130,15 @@ def test_register_promote_and_score_on_another_host(setup: dict, s3_server, tmp_
     assert store.aliases("loan_default") == {"champion": 1}
     listed = _cli(promoter, "models", "list", "--config", str(setup["cfg"]))
     assert listed.returncode == 0 and "champion" in listed.stdout, listed.stdout + listed.stderr
+    shown = _cli(promoter, "models", "show", "loan_default", "--config", str(setup["cfg"]))
+    assert shown.returncode == 0 and "(forced)" in shown.stdout, shown.stdout + shown.stderr
 
     scorer_cache = tmp_path / "cache-scorer"
     scorer = {**os.environ, "SCORING_MODEL_CACHE": str(scorer_cache)}
     run = _cli(scorer, "run", "--config", str(setup["cfg"]), "--date", str(SCORE_DAY))
     assert run.returncode == 0, run.stdout + run.stderr
-    assert (scorer_cache / entry_name(mv) / "model.joblib").is_file()  # fetched once into its own cache
+    entry = scorer_cache / entry_name(mv)  # fetched into this host's own cache, custom code included
+    assert (entry / "model.joblib").is_file() and (entry / "code" / f"{setup['module']}.py").is_file()
     row = ledger(cfg.results.path).iloc[-1]
     details = json.loads(row["details"])
     assert row["status"] == "success" and not details["suite_generated"]  # the first host's suite, read
@@ -187,7 +191,6 @@ def test_tampered_objects_are_refused_and_a_tampered_cache_is_fetched_again(setu
 
     # Artifact and metadata both replaced consistently: only the signature (SCORING_MODEL_KEY) catches it.
     meta = json.loads(fs.open_input_stream(f"{base}/metadata.json").read())
-    import hashlib
 
     meta["sha256"] = hashlib.sha256(original + b"\0").hexdigest()
     with fs.open_output_stream(f"{base}/metadata.json") as fh:
@@ -284,3 +287,34 @@ def test_unsupported_store_uri_is_one_line(tmp_path: Path, sample_db: Path) -> N
     res = CliRunner().invoke(app, ["models", "list", "--config", str(path)])
     assert res.exit_code != 0 and "model.store 'ftp://host/models': unsupported scheme" in _one_line(res.output)
 
+
+
+def test_concurrent_registrations_take_distinct_versions(s3_server, s3_staging: str, tmp_path: Path) -> None:
+    """Four registrations at once: four versions, each with its own artifact (create-only reservations)."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 2))
+    artifacts = []
+    for i in range(4):
+        path = tmp_path / f"m{i}.joblib"
+        joblib.dump(LogisticRegression(C=0.1 * (i + 1)).fit(x, (x[:, 0] > 0).astype(int)), path)
+        artifacts.append(path)
+    store = ModelStore(f"{s3_staging}/models")
+    start = threading.Barrier(4)
+    done: dict[int, int] = {}
+
+    def register(i: int) -> None:
+        start.wait()
+        done[i] = store.register("m", artifacts[i], {"features": [], "writer": i}).version
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(done.values()) == [1, 2, 3, 4]
+    for i, version in done.items():
+        mv = store.get("m", version)
+        assert mv.meta["writer"] == i and mv.meta["sha256"] == hashlib.sha256(artifacts[i].read_bytes()).hexdigest()
+    assert store.fsck() == []
