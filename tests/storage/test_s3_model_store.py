@@ -280,6 +280,17 @@ def test_local_store_paths_are_unchanged(tmp_path: Path, sample_db: Path, store:
     cfg = load_config(write_config(tmp_path, sample_db, store))
     assert cfg.model.store == store and type(ModelStore(cfg.model.store)) is ModelStore
     assert cfg.validation.suites_dir == (tmp_path / "schemas").resolve()
+    assert cfg.validation.data_docs_dir == (tmp_path / "data_docs").resolve()
+
+
+def test_suites_and_data_docs_take_their_own_uri_or_follow_the_store(tmp_path: Path, sample_db: Path) -> None:
+    own = load_config(write_config(tmp_path, sample_db, "s3://models-bucket/m", validation={
+        "suites_dir": "s3://other/suites", "data_docs_dir": str(tmp_path / "docs")}))
+    assert own.validation.suites_dir == "s3://other/suites" and own.validation.data_docs_dir == tmp_path / "docs"
+    local_suites = load_config(write_config(tmp_path, sample_db, "s3://models-bucket/m", validation={
+        "suites_dir": "schemas"}))
+    assert local_suites.validation.suites_dir == (tmp_path / "schemas").resolve()
+    assert local_suites.validation.data_docs_dir == "s3://models-bucket/m/.data_docs"
 
 
 def test_unsupported_store_uri_is_one_line(tmp_path: Path, sample_db: Path) -> None:
