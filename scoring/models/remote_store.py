@@ -185,6 +185,9 @@ class ObjectModelStore(ModelStore):
                     raise ModelStoreError(f"model {name!r} version {version} was committed by another process "
                                           "while this one held its number; run `scoring models fsck`")
                 fault_point("register_metadata_written")
+            except OSError as exc:
+                _remove_quietly(target)
+                raise ModelStoreError(f"cannot write model {name!r} version {version} to {target}: {exc}") from None
             except BaseException:
                 _remove_quietly(target)
                 raise
@@ -255,7 +258,11 @@ class ObjectModelStore(ModelStore):
         self.versions(name)
         number = len(self._entries(name, EVALUATIONS)) + 1
         obj = self._dir(name) / EVALUATIONS / f"{number:08d}-{uuid.uuid4().hex[:12]}.json"
-        if not create_only(obj, json.dumps(record, default=str).encode()):
+        try:
+            created = create_only(obj, json.dumps(record, default=str).encode())
+        except OSError as exc:
+            raise ModelStoreError(f"cannot record the evaluation of {name!r}: {exc}") from None
+        if not created:
             raise ModelStoreError(f"cannot record the evaluation of {name!r}: {obj} exists")
 
     def evaluations(self, name: str) -> list[dict[str, Any]]:

@@ -115,6 +115,11 @@ def create_only(target: StagePath, data: bytes) -> bool:
                           f"folder; pyarrow's {target.fs.type_name} filesystem cannot refuse an overwrite")
     bucket, _, key = target.path.partition("/")
     client = _s3_client(target.fs)
+    _check_conditional_writes(client, bucket, str(target))
+    return _put_if_absent(client, bucket, key, data, str(target))
+
+
+def _put_if_absent(client: Any, bucket: str, key: str, data: bytes, label: str) -> bool:
     try:
         client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
     except client.exceptions.ClientError as exc:
@@ -122,5 +127,36 @@ def create_only(target: StagePath, data: bytes) -> bool:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
             return False
-        raise OSError(f"cannot write {target}: {code or status}: {exc}") from None
+        raise OSError(f"cannot write {label}: {code or status}: {exc}") from None
+    except Exception as exc:  # botocore's connection and credential errors share no base with ClientError
+        raise OSError(f"cannot write {label}: {type(exc).__name__}: {exc}") from None
     return True
+
+
+_CHECKED: set[tuple[str, str]] = set()
+
+
+def _check_conditional_writes(client: Any, bucket: str, label: str) -> None:
+    """Once per process and bucket: refuse a server that ignores ``If-None-Match`` (it would let a second
+    writer overwrite silently), by writing a probe object twice.
+
+    Raises:
+        ConfigError: the second create-only write of the probe succeeded.
+    """
+    where = (str(client.meta.endpoint_url), bucket)
+    if where in _CHECKED:
+        return
+    key = f".scoring-probe/{uuid.uuid4().hex}"
+    try:
+        first = _put_if_absent(client, bucket, key, b"1", label)
+        second = _put_if_absent(client, bucket, key, b"2", label)
+    finally:
+        try:
+            client.delete_object(Bucket=bucket, Key=key)
+        except Exception:  # noqa: BLE001 - a leftover probe object is harmless
+            pass
+    if first and second:
+        raise ConfigError(f"{label}: the object store at {where[0]} ignores conditional writes (If-None-Match), so "
+                          "a concurrent writer could overwrite the model store's history; use a server that "
+                          "supports them (AWS S3, MinIO, R2) or a local model store")
+    _CHECKED.add(where)
