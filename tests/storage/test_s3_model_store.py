@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from scoring.cli.app import app
 from scoring.config import load_config
-from scoring.errors import ModelStoreError
+from scoring.errors import ConfigError, ModelStoreError
 from scoring.models.cache import entry_name
 from scoring.models.store import ModelStore
 from scoring.storage.objects import create_only, location
@@ -329,3 +329,50 @@ def test_concurrent_registrations_take_distinct_versions(s3_server, s3_staging: 
         mv = store.get("m", version)
         assert mv.meta["writer"] == i and mv.meta["sha256"] == hashlib.sha256(artifacts[i].read_bytes()).hexdigest()
     assert store.fsck() == []
+
+
+def test_a_server_ignoring_conditional_writes_is_refused(s3_server, s3_staging: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real S3 server behind a proxy that drops ``If-None-Match`` (as a server without conditional writes
+    would ignore it): create-only writes are refused in one line instead of overwriting silently."""
+    import http.client
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    upstream = s3_server.endpoint.removeprefix("http://")
+
+    class DropConditions(BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "if-none-match"}
+            conn = http.client.HTTPConnection(upstream, timeout=30)
+            conn.request(self.command, self.path, body=body or None, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            self.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            conn.close()
+
+        do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _forward
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), DropConditions)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.server_address[1]}")
+        target = location(s3_staging) / "aliases" / "00000001.json"
+        with pytest.raises(ConfigError, match="ignores conditional writes") as err:
+            create_only(target, b"{}")
+        assert "\n" not in str(err.value)
+        assert not target.exists()
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join(10)
