@@ -2,6 +2,9 @@
 
 - ``store``: the versioned model store (``<store>/<name>/<version>/{model.joblib,metadata.json,code/}``),
   aliases such as ``champion`` with their append-only history, checksum and library-version checks on load.
+- ``remote_store``: the same store on an object store (``model.store: s3://...``): a create-only commit object
+  per version, alias history as numbered create-only objects; ``cache``: a host's sha256-keyed, re-verified
+  local copy of the versions it loads from there.
 - ``code``: custom modules a pickle needs (the user's transformers), copied into ``code/`` with their sha256,
   verified and imported from there on load (``code_on_path``), so no PYTHONPATH is needed.
 - ``registry``: register a fitted scikit-learn-compatible estimator or Pipeline with its feature schema,

@@ -51,7 +51,7 @@ class ModelVersion:
 
     name: str
     version: int
-    path: Path
+    path: Path  # the version's folder; a StagePath (its prefix) for a version on an object store
     meta: dict[str, Any]
 
     @property
