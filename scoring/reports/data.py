@@ -188,6 +188,13 @@ def _load(cfg: Config, store: _Reader, start: dt.date, end: dt.date, model: str,
                                f"{str(cfg.model.store)!r} (known models: {known})")
         raise ScoringError(f"model {model!r} has no runs in {where} yet: score a day first")
     sections = {v: _range(store, v, model, start, end) for v in VIEW_NAMES}
+    # The outcomes' warning/alert rows of the ledger (trigger "outcomes") are not runs: the performance
+    # section shows them; the run table, timeline and counts are the batch runs'.
+    history = sections["run_history"]
+    if history.num_rows and "trigger" in history.column_names:
+        import pyarrow.compute as pc
+
+        sections["run_history"] = history.filter(pc.fill_null(pc.not_equal(history["trigger"], "outcomes"), True))
     sections[PERFORMANCE] = _performance(store, model, start, end, OUTCOMES_TABLE in found)
     data = ReportData(model, start, end, str(where), sections, drift_available=found.get(DRIFT_TABLE) is not None)
     if not data.daily.num_rows and not data.runs.num_rows:

@@ -26,7 +26,8 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-to
 table { border-collapse: collapse; font-size: 0.85em; margin: 8px 0; }
 th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
 td.text { white-space: normal; }
-td.error { min-width: 24em; max-width: 40em; overflow-wrap: anywhere; }
+td.error { overflow-wrap: anywhere; color: #8b1c1c; padding-left: 2em; }
+tr.error-row td { border-bottom: 1px solid #ddd; }
 table.runs { width: 100%; }
 th { background: #f4f4f4; } td.text { text-align: left; }
 tr.failed td { background: #fdecea; color: #8b1c1c; font-weight: 600; }
@@ -46,14 +47,12 @@ def _e(value: Any) -> str:
 ERROR_CHARS = 300  # an error cell shows this much; the whole text is in its title (hover)
 
 
-def _error_cell(error: Any) -> str:
-    """An error in a cell that wraps anywhere (a path or a token without spaces must not widen the table),
-    cut at ``ERROR_CHARS`` with the full text in the title."""
+def _error_cell(error: Any, span: int) -> str:
+    """An error in a cell spanning ``span`` columns that wraps anywhere (a path or a token without spaces
+    must not widen the table), cut at ``ERROR_CHARS`` with the full text in the title."""
     text = cell(error)
-    if not text:
-        return '<td class="text error"></td>'
     shown = text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS - 1] + "…"
-    return f'<td class="text error" title="{_e(text)}">{_e(shown)}</td>'
+    return f'<td class="text error" colspan="{span}" title="{_e(text)}">{_e(shown)}</td>'
 
 
 RUN_HEADERS = {"model_version": "version", "rows_in": "rows in", "rows_rejected": "quarantined",
@@ -63,14 +62,18 @@ RUN_HEADERS = {"model_version": "version", "rows_in": "rows in", "rows_rejected"
 
 def _table(rows: list[dict[str, Any]], columns: list[str], css: str, failed: Callable[[dict], bool],
            headers: dict[str, str] | None = None) -> str:
-    head = "".join(f"<th>{_e((headers or {}).get(c, c))}</th>" for c in columns)
+    """An HTML table of ``rows``; an ``error`` column is not a column but a row under each row that has one,
+    spanning the table (an error is a sentence: in a column it squeezed its cell and stretched the row)."""
+    shown = [c for c in columns if c != "error"]
+    head = "".join(f"<th>{_e((headers or {}).get(c, c))}</th>" for c in shown)
     body = []
     for r in rows:
         cls = ' class="failed"' if failed(r) else ""
-        cells = "".join(_error_cell(r[c]) if c == "error"
-                        else f'<td class="text">{_e(cell(r[c]))}</td>' if c in ("status", "trigger")
-                        else f"<td>{_e(cell(r[c]))}</td>" for c in columns)
+        cells = "".join(f'<td class="text">{_e(cell(r[c]))}</td>' if c in ("status", "trigger")
+                        else f"<td>{_e(cell(r[c]))}</td>" for c in shown)
         body.append(f"<tr{cls}>{cells}</tr>")
+        if "error" in columns and cell(r["error"]):
+            body.append(f'<tr class="error-row">{_error_cell(r["error"], len(shown))}</tr>')
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
