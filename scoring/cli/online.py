@@ -58,6 +58,9 @@ def stream_cmd(config: ConfigOpt = None,
                dead_letter: Annotated[str | None, typer.Option(help="dead-letter stream (default "
                                                                     "<stream>:dead)")] = None,
                output: Annotated[str | None, typer.Option(help="also add each score to this stream")] = None,
+               max_deliveries: Annotated[int, typer.Option(help="an event delivered more times than this (its "
+                                                                "consumers died or failed on it) is dead-lettered "
+                                                                "instead of handled again")] = 5,
                sink: Annotated[str | None, typer.Option(help="PostgreSQL URL or DuckDB file for "
                                                              "stream_predictions (default: next to the results)")] = None,
                sink_schema: Annotated[str, typer.Option(help="PostgreSQL schema of the online tables")] = "scoring_online",
@@ -70,9 +73,13 @@ def stream_cmd(config: ConfigOpt = None,
     from scoring.online.sinks import default_target
     from scoring.online.stream import StreamSettings, consume
 
+    if max_deliveries < 1:
+        from scoring.errors import ConfigError
+
+        raise ConfigError(f"--max-deliveries {max_deliveries}: give how many deliveries an event gets, 1 or more")
     cfg = load(config)
     settings = StreamSettings(stream, group, consumer or f"{socket.gethostname()}:{os.getpid()}", batch_size,
-                              max_wait_ms, claim_idle_ms, dead_letter, output)
+                              max_wait_ms, claim_idle_ms, dead_letter, output, max_deliveries=max_deliveries)
     counts = consume(cfg, redis_url=redis_url, settings=settings, sink_target=sink or default_target(cfg),
                      sink_schema=sink_schema, alias=alias, version=version, max_events=max_events,
                      idle_exit_s=idle_exit_s, reload_s=reload_s)
