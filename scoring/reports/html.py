@@ -40,6 +40,21 @@ DAILY_COLUMNS = ["day", "model_version", "rows_scored", "rows_quarantined", "mea
                  "score_p10", "score_p50", "score_p90"]
 
 
+CHALLENGER_COLUMNS = ["day", "model_version", "champion_version", "rows_in", "quarantined", "champion_quarantined",
+                      "rules", "rank_correlation", "top_decile_overlap", "mean_diff", "positive_rate_diff", "psi"]
+CHALLENGER_HEADERS = {"model_version": "challenger", "champion_version": "champion", "rows_in": "rows in",
+                      "quarantined": "quarantined (own gate)", "champion_quarantined": "champion quarantined",
+                      "rules": "its rules", "rank_correlation": "rank corr.", "top_decile_overlap": "top 10% overlap",
+                      "mean_diff": "mean diff", "positive_rate_diff": "pos. rate diff"}
+
+
+def _quarantined_more(row: dict[str, Any]) -> bool:
+    """A challenger that set aside a larger share of the run's rows than the champion (highlighted)."""
+    if not row.get("rows_in") or not row.get("champion_rows_in") or row.get("quarantined") is None:
+        return False
+    return row["quarantined"] / row["rows_in"] > (row.get("champion_quarantined") or 0) / row["champion_rows_in"]
+
+
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -162,6 +177,12 @@ def render_html(data: ReportData, psi_warn: float = 0.1, psi_alert: float = 0.25
                  + (_table(performance, terminal_columns(data, "performance"), "performance",
                            lambda r: r["status"] == "alert") if performance
                     else f'<p class="empty">{_e(empty_reason(data, "performance"))}.</p>') + "</section>")
+    challengers = data.sections["challengers"].to_pylist()
+    parts.append('<section id="challengers"><h2>Challengers: shadow scoring beside the champion, and what each '
+                 'did not score</h2>'
+                 + (_table(challengers, CHALLENGER_COLUMNS, "challengers", _quarantined_more, CHALLENGER_HEADERS)
+                    if challengers else f'<p class="empty">{_e(empty_reason(data, "challengers"))}.</p>')
+                 + "</section>")
     parts.append(_chart("chart-run-history", "Run history", lambda: charts.run_timeline(runs, start, end)))
     parts.append('<section id="run-table"><h2>Runs</h2>'
                  + (_table(sorted(runs, key=lambda r: (str(r["day"]), str(r["started_at"]))), RUN_COLUMNS, "runs",
