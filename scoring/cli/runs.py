@@ -104,9 +104,16 @@ def _online_daily(cfg: Any, limit: int) -> list[dict[str, Any]]:
     from scoring.online.sinks import Sink, default_target
 
     target = default_target(cfg)
-    if not target.startswith(("postgresql://", "postgres://")) and not Path(target).is_file():
-        return []
     try:
+        if target.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            with psycopg.connect(target, connect_timeout=10) as con:
+                if con.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'scoring_online' "
+                               "AND table_name = 'online_daily'").fetchone() is None:
+                    return []
+        elif not Path(target).is_file():
+            return []
         return [{"ledger": "online_daily", **r} for r in Sink(target).read_daily(limit)]
     except Exception as exc:  # noqa: BLE001 - the batch ledger is listed even when the online tables cannot be
         logging.getLogger(__name__).debug("online daily ledger not read: %s", exc)
