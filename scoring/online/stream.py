@@ -119,7 +119,10 @@ class Consumer:
         """One entry pending on a silent consumer for ``claim_idle_ms`` (none: []), claimed by this one (its
         delivery count goes up by one); entries delivered more than ``max_deliveries`` times are
         dead-lettered and acknowledged on the way."""
+        scans = 0
         while True:
+            # COUNT 1 claims one entry but scans up to 10 of the pending list per call: keep scanning (from
+            # the cursor) past live consumers' fresh entries, up to a whole pending list of ~10 batches.
             reply = self.redis.xautoclaim(self.s.stream, self.s.group, self.s.consumer, self.s.claim_idle_ms,
                                           start_id=self._claim_from, count=1)
             next_id, claimed = reply[0], reply[1]
@@ -128,7 +131,10 @@ class Consumer:
             if deleted:  # trimmed from the stream while pending: nothing left to score
                 self.redis.xack(self.s.stream, self.s.group, *deleted)
             entries = [(i, f) for i, f in claimed if f is not None]
+            scans += 1
             if not entries:
+                if self._claim_from != "0-0" and scans < self.s.batch_size:
+                    continue
                 return []
             entry_id, fields = entries[0]
             delivered = self._deliveries(entry_id)
