@@ -298,3 +298,39 @@ def test_an_alerting_day_is_a_ledger_row_and_the_export_holds_the_outcomes(tmp_p
     compute_outcomes(cfg, DAYS[0], DAYS[1])
     assert store.query("SELECT count(*) AS n FROM runs WHERE \"trigger\" = 'outcomes'").to_pylist()[0]["n"] == 0
     assert store.query("SELECT run_id, status FROM runs ORDER BY run_id").to_pylist() == batch_runs
+
+
+@pytest.mark.postgres
+def test_outcome_ledger_rows_replace_only_their_own_on_postgres(tmp_path: Path, pg_url: str, pg_schema: str) -> None:
+    """On PostgreSQL, the outcomes' ledger rows are replaced with their window and never touch a run's row;
+    naming the ledger without the trigger is refused."""
+    import pyarrow as pa
+
+    from scoring.config import ResultsConfig
+    from scoring.run.outcomes import LEDGER_TRIGGER, _ledger_row, _schema
+    from scoring.storage.results import RunRecord, open_results
+    from scoring.storage.results.tables import RUNS
+
+    store = open_results(ResultsConfig(kind="postgres", url=pg_url, schema=pg_schema,
+                                       staging_dir=str(tmp_path / "staging")))
+    store.ensure_schema()
+    now = dt.datetime.now(dt.UTC)
+    store.start_run(RunRecord("batch-run", DAYS[1], "m", 1, now))
+    alert = {"day": DAYS[1], "model_name": "m", "model_version": 1, "role": "champion", "status": "alert",
+             "labelled": 10, "rows_scored": 12, "coverage": 10 / 12,
+             "alerts": json.dumps([{"metric": "roc_auc", "kind": "realized", "value": 0.2, "status": "alert",
+                                    "band": [0.7, 0.9]}])}
+
+    def replace(rows: list[dict]) -> list[dict]:
+        store.replace_days("m", DAYS[0], DAYS[1], {RUNS.name: pa.Table.from_pylist(rows, _schema(RUNS))},
+                           ledger_trigger=LEDGER_TRIGGER)
+        return store.query(f"SELECT run_id, status, \"trigger\", error FROM {store.table_name('runs')} "
+                           "ORDER BY run_id").to_pylist()
+
+    got = replace([_ledger_row(alert, now)])
+    assert [(r["run_id"], r["status"]) for r in got] == [("batch-run", "running"),
+                                                         (f"outcomes:m:{DAYS[1]}:v1:champion", "alert")]
+    assert "realized roc_auc 0.2000 outside its alert band [0.7000, 0.9000]" in got[1]["error"]
+    assert [r["run_id"] for r in replace([])] == ["batch-run"]
+    with pytest.raises(ValueError, match="only with ledger_trigger"):
+        store.replace_days("m", DAYS[0], DAYS[1], {RUNS.name: pa.Table.from_pylist([], _schema(RUNS))})
