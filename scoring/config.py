@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
@@ -84,6 +84,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _table_name(value: str | None) -> str | None:
+    """A ``table`` or ``schema.table`` setting, each part a plain identifier (None passes)."""
+    if value is not None:
+        for part in value.split("."):
+            validate_identifier(part, "table name")
+    return value
+
+
+_Select = TypeVar("_Select", "SourceConfig", "LabelsConfig")
+
+
+def _one_database_select(cfg: _Select) -> _Select:
+    """A database read (source, labels) names exactly one of table/query and what its kind needs."""
+    if (cfg.table is None) == (cfg.query is None):
+        raise ValueError("give exactly one of 'table' or 'query'")
+    if cfg.kind == "duckdb" and cfg.path is None:
+        raise ValueError("kind duckdb needs 'path'")
+    if cfg.kind == "postgres" and cfg.url is None and cfg.connection_id is None:
+        raise ValueError("kind postgres needs 'url' (or 'connection_id' under Airflow)")
+    return cfg
+
+
 class SourceConfig(_Strict):
     """Where the rows to score come from."""
 
@@ -113,20 +135,11 @@ class SourceConfig(_Strict):
     @field_validator("table")
     @classmethod
     def _table(cls, value: str | None) -> str | None:
-        if value is not None:
-            for part in value.split("."):
-                validate_identifier(part, "table name")
-        return value
+        return _table_name(value)
 
     @model_validator(mode="after")
     def _one_of(self) -> SourceConfig:
-        if (self.table is None) == (self.query is None):
-            raise ValueError("give exactly one of 'table' or 'query'")
-        if self.kind == "duckdb" and self.path is None:
-            raise ValueError("kind duckdb needs 'path'")
-        if self.kind == "postgres" and self.url is None and self.connection_id is None:
-            raise ValueError("kind postgres needs 'url' (or 'connection_id' under Airflow)")
-        return self
+        return _one_database_select(self)
 
 
 class ModelConfig(_Strict):
@@ -370,25 +383,16 @@ class LabelsConfig(_Strict):
     @field_validator("key_column", "label_column", "observed_at_column")
     @classmethod
     def _ident(cls, value: str) -> str:
-        return validate_identifier(value, "column name")
+        return validate_column_name(value, "column name")  # quoted wherever used (storage/labels.py)
 
     @field_validator("table")
     @classmethod
     def _table(cls, value: str | None) -> str | None:
-        if value is not None:
-            for part in value.split("."):
-                validate_identifier(part, "table name")
-        return value
+        return _table_name(value)
 
     @model_validator(mode="after")
     def _one_of(self) -> LabelsConfig:
-        if (self.table is None) == (self.query is None):
-            raise ValueError("give exactly one of 'table' or 'query'")
-        if self.kind == "duckdb" and self.path is None:
-            raise ValueError("kind duckdb needs 'path'")
-        if self.kind == "postgres" and self.url is None and self.connection_id is None:
-            raise ValueError("kind postgres needs 'url' (or 'connection_id' under Airflow)")
-        return self
+        return _one_database_select(self)
 
 
 def _check_zone(name: str) -> str:

@@ -77,26 +77,20 @@ def models_check(name: str, version: int, start: StartOpt = None, end: EndOpt = 
 
 def promote_with_gate(config: Any, name: str, version: int, alias: str, force: bool, reason: str | None,
                       start: str | None, end: str | None) -> None:
-    """Promote after the gate (only for the configured champion alias); refusal: one line per failed check
-    and exit 1. --force (needs --reason) promotes anyway; who and why go into the alias history."""
-    from scoring.models.store import ModelStore
-    from scoring.run.promotion import gate_checks
+    """Promote after the gate (only for the configured champion alias; ``scoring.run.promotion.promote``);
+    refusal: one line per failed check and exit 1. --force (needs --reason) promotes anyway; who and why go
+    into the alias history."""
+    from scoring.run.promotion import PromotionRefused, promote
 
     cfg = load(config)
-    if force and not (reason or "").strip():
-        raise ScoringError("--force needs --reason TEXT: why the gate is overridden (kept in the alias history)")
-    note: dict[str, Any] = {"by": getpass.getuser()}
-    if alias == cfg.model.alias:
-        checks = gate_checks(cfg, name, version, start=_day(start), end=_day(end))
-        failed = [c for c in checks if not c.passed]
-        if failed and not force:
-            for c in failed:
+    try:
+        promote(cfg, name, version, alias, force=force, reason=reason, start=_day(start), end=_day(end),
+                by=getpass.getuser())
+    except PromotionRefused as refused:
+        for c in refused.checks:
+            if not c.passed:
                 err.print(f"[bold red]refused:[/] {c.name}: {c.detail}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1)
-        note["gate"] = {c.name: "passed" if c.passed else f"failed: {c.detail}" for c in checks}
-    if force:
-        note.update(forced=True, reason=reason.strip() if reason else None)
-    ModelStore(cfg.model.store).set_alias(name, alias, version, note=note)
+        raise typer.Exit(1) from None
     console.print(f"{alias} of {name} -> version {version}" + (" (forced)" if force else ""))
 
 

@@ -231,7 +231,7 @@ def models_register(
                             positive_class=positive_class, features=declared, code=code or [], days=days,
                             drift_window=cfg.validation.drift.window_days, chunk_rows=chunk_rows,
                             threshold=cfg.model.threshold, accept_metrics=accept_metrics, trust=trust,
-                            on_step=step)
+                            on_step=step, promoted_alias=cfg.model.alias)
         step("expectation suite")
         suite = write_version_suite(cfg, mv)
     if compile:

@@ -29,8 +29,10 @@ def serve_cmd(config: ConfigOpt = None,
               max_body_kib: Annotated[int, typer.Option(help="request body limit (413 above)")] = 1024,
               reload_s: Annotated[float, typer.Option(help="seconds between checks of the alias")] = 5.0,
               log_requests: Annotated[bool, typer.Option(help="log every scored row for `scoring parity`")] = False,
-              log_to: Annotated[str | None, typer.Option(help="where to log (default: next to the results "
-                                                              "store)")] = None,
+              log_to: Annotated[str | None, typer.Option(help="where to log, and where the daily ledger rows "
+                                                              "go (default: next to the results store)")] = None,
+              daily_ledger: Annotated[bool, typer.Option(help="keep the service's daily ledger rows "
+                                                              "(online_daily; `scoring runs` shows them)")] = True,
               on_rule_failure: Annotated[str, typer.Option(help="a row breaking a per-row rule of the suite: "
                                                                 "reject (422) or warn (scored, flagged)")] = "reject") -> None:
     """Serve the model over HTTP: POST /v1/score, /healthz, /readyz, /metrics."""
@@ -38,10 +40,11 @@ def serve_cmd(config: ConfigOpt = None,
     from scoring.online.sinks import default_target
 
     cfg = load(config)
-    target = (log_to or default_target(cfg)) if log_requests else None
+    home = log_to or default_target(cfg)
     serve(cfg, host=host, port=port, alias=alias, version=version, max_batch_size=max_batch_size,
-          max_wait_ms=max_wait_ms, max_body_bytes=max_body_kib * 1024, reload_s=reload_s, log_requests=target,
-          on_rule=on_rule_failure)
+          max_wait_ms=max_wait_ms, max_body_bytes=max_body_kib * 1024, reload_s=reload_s,
+          log_requests=home if log_requests else None, on_rule=on_rule_failure,
+          daily_to=home if daily_ledger else None)
 
 
 @app.command("stream")
@@ -58,6 +61,9 @@ def stream_cmd(config: ConfigOpt = None,
                dead_letter: Annotated[str | None, typer.Option(help="dead-letter stream (default "
                                                                     "<stream>:dead)")] = None,
                output: Annotated[str | None, typer.Option(help="also add each score to this stream")] = None,
+               max_deliveries: Annotated[int, typer.Option(help="an event delivered more times than this (its "
+                                                                "consumers died or failed on it) is dead-lettered "
+                                                                "instead of handled again")] = 5,
                sink: Annotated[str | None, typer.Option(help="PostgreSQL URL or DuckDB file for "
                                                              "stream_predictions (default: next to the results)")] = None,
                sink_schema: Annotated[str, typer.Option(help="PostgreSQL schema of the online tables")] = "scoring_online",
@@ -70,9 +76,13 @@ def stream_cmd(config: ConfigOpt = None,
     from scoring.online.sinks import default_target
     from scoring.online.stream import StreamSettings, consume
 
+    if max_deliveries < 1:
+        from scoring.errors import ConfigError
+
+        raise ConfigError(f"--max-deliveries {max_deliveries}: give how many deliveries an event gets, 1 or more")
     cfg = load(config)
     settings = StreamSettings(stream, group, consumer or f"{socket.gethostname()}:{os.getpid()}", batch_size,
-                              max_wait_ms, claim_idle_ms, dead_letter, output)
+                              max_wait_ms, claim_idle_ms, dead_letter, output, max_deliveries=max_deliveries)
     counts = consume(cfg, redis_url=redis_url, settings=settings, sink_target=sink or default_target(cfg),
                      sink_schema=sink_schema, alias=alias, version=version, max_events=max_events,
                      idle_exit_s=idle_exit_s, reload_s=reload_s)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -9,6 +12,28 @@ import typer
 from rich.table import Table
 
 from scoring.cli.app import ConfigOpt, app, console, day_or_yesterday, err, handle_errors, load, progress_bar
+
+
+class _PrintedResult(logging.Filter):
+    """Hides the engine's one-line result log (``run.pipeline.RESULT_LOG``) from this command's terminal: the
+    command prints the result as a table, once. Logs elsewhere (Airflow, files) keep the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from scoring.run.pipeline import RESULT_LOG
+
+        return not getattr(record, RESULT_LOG, False)
+
+
+@contextlib.contextmanager
+def _result_printed_once() -> Iterator[None]:
+    handlers, hide = logging.getLogger().handlers, _PrintedResult()
+    for h in handlers:
+        h.addFilter(hide)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(hide)
 
 
 def _print_result(result: Any, cfg: Any, sample: int) -> None:
@@ -93,7 +118,7 @@ def run(config: ConfigOpt = None,
     day = parse_day(date) if date else None
     cfg = load(config)
     day = day or day_or_yesterday(None, cfg.timezone)
-    with progress_bar() as progress:
+    with _result_printed_once(), progress_bar() as progress:
         task = progress.add_task(f"scoring {day}", total=None)
         result = run_day(cfg, day, version=version, rows_per_chunk=rows_per_chunk,
                          on_start=lambda n: progress.update(task, total=n),
@@ -103,7 +128,9 @@ def run(config: ConfigOpt = None,
         return
     _print_result(result, cfg, show)
     _exit_if_export_failed(cfg, result.run_id)
-    failed = _print_late(rescore_late_days(cfg, day))
+    with _result_printed_once():
+        late = rescore_late_days(cfg, day)
+    failed = _print_late(late)
     if failed:
         err.print(f"[bold red]{failed} late-data re-score(s) failed[/]")
         raise typer.Exit(1)
@@ -156,7 +183,7 @@ def backfill(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
     summary = Table(title=f"backfill {first} .. {last}")
     for col in ("day", "status", "rows in", "quarantined", "scored", "seconds / error"):
         summary.add_column(col)
-    with progress_bar() as progress:
+    with _result_printed_once(), progress_bar() as progress:
         task = progress.add_task("backfill", total=len(days))
 
         def on_day(o: Any) -> None:

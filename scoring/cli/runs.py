@@ -55,29 +55,88 @@ def ledger_table(rows: list[dict[str, Any]], title: str, width: int = 80) -> tup
 @handle_errors
 def runs(config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="rows")] = 20,
          as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
-    """The run ledger, newest first (errors of failed runs listed below the table)."""
-    from scoring.storage.results import open_results
+    """The run ledger, newest first (errors of failed runs listed below the table), then the daily ledger rows
+    of the HTTP services and stream consumers (`scoring serve`, `scoring stream`)."""
 
     if limit < 1:
         from scoring.errors import ConfigError
 
         raise ConfigError(f"--limit {limit}: give the number of runs to show, 1 or more")
+    from scoring.errors import ScoringError
+
     cfg = load(config)
+    online = _online_daily(cfg, limit)
+    try:
+        batch = _batch_runs(cfg, limit)
+    except ScoringError:
+        if not online:  # no batch results and no online ledger either: the one line says what to do
+            raise
+        batch = []  # a service or consumer without batch runs yet
+    if as_json:
+        console.print_json(json.dumps(batch + online, default=str))
+        return
+    if batch or not online:
+        table, errors = ledger_table(batch, f"runs ({cfg.results.kind}; started = MM-DD HH:MM)", console.width)
+        console.print(table)
+        for line in errors:
+            console.print(f"[red]error[/] {line}", highlight=False, soft_wrap=False)
+    if online:
+        console.print(online_table(online, console.width))
+
+
+def _batch_runs(cfg: Any, limit: int) -> list[dict[str, Any]]:
+    from scoring.storage.results import open_results
+
     store = open_results(cfg.results)
     try:  # attempts whose process is gone are shown as what they are
         store.mark_interrupted(by="scoring runs")
     except Exception as exc:  # noqa: BLE001 - listing the ledger must work even when it cannot be written
         logging.getLogger(__name__).debug("could not mark interrupted runs: %s", exc)
     _repair_export(store)
-    tbl = store.runs(limit=limit)
-    if as_json:
-        console.print_json(json.dumps(tbl.to_pylist(), default=str))
-        return
-    table, errors = ledger_table(tbl.to_pylist(), f"runs ({cfg.results.kind}; started = MM-DD HH:MM)",
-                                 console.width)
-    console.print(table)
-    for line in errors:
-        console.print(f"[red]error[/] {line}", highlight=False, soft_wrap=False)
+    return store.runs(limit=limit).to_pylist()
+
+
+def _online_daily(cfg: Any, limit: int) -> list[dict[str, Any]]:
+    """The newest daily ledger rows of the HTTP services and stream consumers (``online_daily`` next to the
+    results); none when no service or consumer ever wrote there (never created by a listing)."""
+    from pathlib import Path
+
+    from scoring.online.sinks import Sink, default_target
+
+    target = default_target(cfg)
+    try:
+        if target.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            with psycopg.connect(target, connect_timeout=10) as con:
+                if con.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'scoring_online' "
+                               "AND table_name = 'online_daily'").fetchone() is None:
+                    return []
+        elif not Path(target).is_file():
+            return []
+        return [{"ledger": "online_daily", **r} for r in Sink(target).read_daily(limit)]
+    except Exception as exc:  # noqa: BLE001 - the batch ledger is listed even when the online tables cannot be
+        logging.getLogger(__name__).debug("online daily ledger not read: %s", exc)
+        return []
+
+
+def online_table(rows: list[dict[str, Any]], width: int = 80) -> Table:
+    """The online daily ledger as a table within ``width`` columns: per day, service or consumer and model
+    version, the rows received, scored, rejected by a rule and invalid."""
+    out = Table(title="online, per day (serve: HTTP service, stream: consumer)", box=box.SIMPLE_HEAD,
+                show_edge=False, padding=0, title_justify="left")
+    headers = ("day", "kind", "service", "model", "received", "scored", "rejected", "invalid")
+    cells = [[str(r["day"]), r["kind"], r["service"], f"{r['model_name']} v{r['model_version']}",
+              *(f"{r[c]:,}" for c in ("received", "scored", "rejected", "invalid"))] for r in rows]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
+    for i in (2, 3):  # service and model get what the others leave, at least 8 characters each
+        widths[i] = min(widths[i], max(8, (width - sum(widths[:2]) - sum(widths[4:]) - len(headers) + 1) // 2))
+    for i, name in enumerate(headers):
+        out.add_column(name, justify="right" if i >= 4 else "left", no_wrap=True, overflow="ellipsis",
+                       min_width=widths[i], max_width=widths[i])
+    for row in cells:
+        out.add_row(*row)
+    return out
 
 
 @app.command()

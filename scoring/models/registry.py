@@ -124,7 +124,8 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
                    code: Sequence[Path] = (), parity_rows: int = SAMPLE_ROWS, days: pd.Series | None = None,
                    drift_window: int = 1, chunk_rows: int | None = None, threshold: float = 0.5,
                    accept_metrics: bool = False, trust: bool = False,
-                   on_step: Callable[[str], None] | None = None) -> ModelVersion:
+                   on_step: Callable[[str], None] | None = None, promoted_alias: str = "champion",
+                   force: bool = False, reason: str | None = None) -> ModelVersion:
     """Register ``artifact`` with its contract, parity check, feature schema and drift reference.
 
     Args:
@@ -136,7 +137,11 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
         exclude: non-feature columns (key, timestamp) — only used to keep them out of the metadata.
         window: the training data window.
         metrics: metrics computed by the trainer; computed on ``reference_frame`` if None and labels exist.
-        aliases: aliases to point at the new version (e.g. ``champion``).
+        aliases: aliases to point at the new version (e.g. ``challenger``). The promoted alias
+            (``promoted_alias``) moves only through the promotion gate: registering refuses it while it points
+            at a version, unless ``force`` with a ``reason`` (kept in the alias history, as ``models promote
+            --force --reason``); gate it with ``scoring.run.promotion.promote`` after registering instead. Its
+            first assignment (no version holds it yet, nothing to compare with) is allowed and noted.
         extra: more metadata to keep.
         task: binary | multiclass | regression (default: inferred).
         positive_class: binary: the class whose probability is the score (required unless 0/1, False/True).
@@ -155,14 +160,18 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
             metadata as ``trusted_imports`` and accepted again at load time.
         on_step: called with the name of each long step as it starts (the CLI shows it as progress);
             default: logged at INFO.
+        promoted_alias: the alias the promotion gate guards (the configuration's ``model.alias``).
+        force, reason: move the promoted alias past the gate; ``reason`` is required with ``force``.
 
     Raises:
         ModelStoreError: (one line) the artifact cannot be loaded, a declaration is missing or wrong, the
             labels do not fit the model, a model without column names has no labels, the metrics are at
-            chance level (unless ``accept_metrics``), or the parity check fails. Nothing is registered then.
+            chance level (unless ``accept_metrics``), or the parity check fails; ``aliases`` would move the
+            promoted alias past the gate (see ``aliases``). Nothing is registered then.
     """
     if not artifact.is_file():
         raise ModelStoreError(f"artifact {str(artifact)!r} not found")
+    alias_note = _promoted_alias_note(store, name, aliases, promoted_alias, force, reason)
     step = on_step or (lambda what: logger.info("registering %s: %s", name, what))
     step("loading the artifact and inferring its contract")
     model, trusted = _load_artifact(artifact, code, trust)
@@ -217,7 +226,37 @@ def register_model(store: ModelStore, name: str, artifact: Path, reference_frame
     if trusted:
         meta["trusted_imports"] = trusted
     step("writing the version")
-    return store.register(name, artifact, meta, aliases=list(aliases), **({"code": list(code)} if code else {}))
+    mv = store.register(name, artifact, meta, aliases=[a for a in aliases if a != promoted_alias],
+                        **({"code": list(code)} if code else {}))
+    if alias_note is not None:
+        store.set_alias(name, promoted_alias, mv.version, note=alias_note)
+    return mv
+
+
+def _promoted_alias_note(store: ModelStore, name: str, aliases: Sequence[str], promoted: str, force: bool,
+                         reason: str | None) -> dict[str, Any] | None:
+    """The alias-history note of a registration that points the promoted alias at the new version (None: it
+    does not), or ModelStoreError (one line) when that would move it past the promotion gate."""
+    import getpass
+
+    if force and not (reason or "").strip():
+        raise ModelStoreError(f"model {name}: force=True needs reason='...': why the promotion gate is overridden "
+                              "(kept in the alias history)")
+    if promoted not in aliases:
+        if force:
+            raise ModelStoreError(f"model {name}: force applies to moving the {promoted} alias, which "
+                                  f"aliases={list(aliases)} does not name")
+        return None
+    current = store.aliases(name).get(promoted)  # {} for a model's first version
+    if force:
+        return {"by": getpass.getuser(), "forced": True, "reason": (reason or "").strip(),
+                "gate": "not run: registered with force"}
+    if current is not None:
+        raise ModelStoreError(f"model {name}: aliases={list(aliases)} would move {promoted} from version {current} "
+                              "past the promotion gate: register without it, then promote through the gate "
+                              f"(scoring.run.promotion.promote, or `scoring models promote`); force=True with "
+                              "reason='...' overrides it")
+    return {"by": getpass.getuser(), "gate": f"first {promoted} of {name}: no version to compare with"}
 
 
 def reference_chunks(n: int, days: pd.Series | None, chunk_rows: int | None) -> tuple[pd.Series | None, str]:

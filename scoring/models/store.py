@@ -352,7 +352,7 @@ class ModelStore:
                  **(note or {})}
         self.history(name)  # refuses a corrupted history before appending to it
         _append_line(self._dir(name) / HISTORY, entry)
-        logger.info("alias %s of %s -> version %s", alias, name, version)
+        logger.debug("alias %s of %s -> version %s", alias, name, version)  # the commands print it once
 
     def add_evaluation(self, name: str, record: dict[str, Any]) -> None:
         """Append one evaluation (``scoring models evaluate``) to the model's append-only evaluations log."""

@@ -141,5 +141,5 @@ def train_model(cfg: Config, start: dt.date | None = None, end: dt.date | None =
                             label_column=tcfg.label_column, exclude={ts, key}, window=(start, end),
                             metrics=metrics, aliases=list(aliases), days=training_days(cfg, frame),
                             drift_window=cfg.validation.drift.window_days, threshold=cfg.model.threshold,
-                            on_step=on_step)
+                            on_step=on_step, promoted_alias=cfg.model.alias)
     return mv

@@ -27,6 +27,7 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -41,6 +42,7 @@ from starlette.routing import Route
 from scoring.errors import ConfigError
 from scoring.online import metrics
 from scoring.online.batching import ON_RULE, Answer, MicroBatcher
+from scoring.online.daily import DailyCounts
 from scoring.online.loaded import ModelSlot
 from scoring.online.rows import RowError
 from scoring.online.sinks import Sink, utcnow
@@ -99,7 +101,8 @@ def is_loopback(host: str) -> bool:
 
 def create_app(slot: ModelSlot, *, max_batch_size: int = 64, max_wait_ms: float = 0.0,
                token: str | None = None, max_body_bytes: int = 1 << 20, reload_s: float = 5.0,
-               log_sink: Sink | None = None, on_rule: str = "reject") -> Starlette:
+               log_sink: Sink | None = None, on_rule: str = "reject", daily_sink: Sink | None = None,
+               service: str = "serve", daily_flush_s: float = 10.0) -> Starlette:
     """The ASGI application serving ``slot`` (already loaded, or loaded at startup).
 
     Args:
@@ -112,9 +115,28 @@ def create_app(slot: ModelSlot, *, max_batch_size: int = 64, max_wait_ms: float 
         log_sink: where to log every scored row (``online_requests``) for ``scoring parity``; None: no log.
         on_rule: ``reject`` (default) a row breaking a per-row rule of the suite, or ``warn``: score it and
             add ``"warning"`` naming the rule to its prediction.
+        daily_sink: where the service's daily ledger rows go (``online_daily``, kind ``serve``: rows received,
+            scored, rejected by a rule, invalid, per business day and model version), added every
+            ``daily_flush_s`` seconds and at shutdown (a killed service loses its last unflushed counts).
+        service: this service's name in ``online_daily`` (``host:port`` by default from ``serve``).
     """
     batcher = MicroBatcher(slot, max_batch_size, max_wait_ms, on_rule)
     pending_log: list[tuple[Any, ...]] = []
+    daily = DailyCounts("serve", service, slot.cfg.timezone)
+
+    async def flush_daily() -> None:
+        rows = daily.drain()
+        if daily_sink is not None and rows:
+            try:
+                await asyncio.to_thread(daily_sink.add_daily, rows)
+            except BaseException:
+                daily.restore(rows)  # added again at the next flush
+                raise
+
+    def count(rows: int, version: int | None = None, **counts: int) -> None:
+        loaded = slot.current
+        if loaded is not None:
+            daily.add(loaded.name, version if version is not None else loaded.version, received=rows, **counts)
     expected = f"Bearer {token}".encode() if token else None
 
     async def flush_log() -> None:
@@ -125,11 +147,14 @@ def create_app(slot: ModelSlot, *, max_batch_size: int = 64, max_wait_ms: float 
         await asyncio.to_thread(log_sink.write_requests, rows)
 
     async def background() -> None:
-        last_reload = time.monotonic()
+        last_reload = last_daily = time.monotonic()
         while True:
             await asyncio.sleep(0.5)
             try:
                 await flush_log()
+                if time.monotonic() - last_daily >= daily_flush_s:
+                    last_daily = time.monotonic()
+                    await flush_daily()
                 if reload_s and time.monotonic() - last_reload >= reload_s:
                     last_reload = time.monotonic()
                     before = slot.current.version if slot.current else None
@@ -152,6 +177,7 @@ def create_app(slot: ModelSlot, *, max_batch_size: int = 64, max_wait_ms: float 
             await asyncio.gather(task, return_exceptions=True)
             await flush_log()
             await batcher.stop()
+            await flush_daily()
 
     def reply(status: int, body: dict[str, Any], started: float) -> JSONResponse:
         metrics.REQUESTS.labels(str(status)).inc()
@@ -178,12 +204,14 @@ def create_app(slot: ModelSlot, *, max_batch_size: int = 64, max_wait_ms: float 
         rows = _rows_of(payload)
         if isinstance(rows, str):
             metrics.ERRORS.labels("shape").inc()
+            count(1, invalid=1)
             return reply(422, {"error": rows}, started)
         received = utcnow()
         try:
             answer: Answer = await batcher.submit(rows)
         except RowError as exc:
             metrics.ERRORS.labels("validation").inc()
+            count(len(rows), invalid=len(rows))
             return reply(422, {"error": str(exc), "errors": [exc.to_json()]}, started)
         except Exception as exc:  # noqa: BLE001 - logged by the batcher; the client gets one line
             metrics.ERRORS.labels("internal").inc()
@@ -197,6 +225,7 @@ def create_app(slot: ModelSlot, *, max_batch_size: int = 64, max_wait_ms: float 
         if rejected:
             metrics.ERRORS.labels("rule").inc(rejected)
         metrics.ROWS.labels("http", str(answer.model_version)).inc(len(rows) - rejected)
+        count(len(rows), answer.model_version, scored=len(rows) - rejected, rejected=rejected)
         if log_sink is not None:
             for i, (row, result) in enumerate(zip(rows, answer.results, strict=True)):
                 probs = result.get("probabilities")
@@ -231,8 +260,9 @@ def create_app(slot: ModelSlot, *, max_batch_size: int = 64, max_wait_ms: float 
 def serve(cfg: Config, *, host: str = "127.0.0.1", port: int = 8080, alias: str | None = None,
           version: int | None = None, max_batch_size: int = 64, max_wait_ms: float = 0.0,
           max_body_bytes: int = 1 << 20, reload_s: float = 5.0, log_requests: str | None = None,
-          on_rule: str = "reject") -> None:
-    """Load the model and serve it until interrupted (uvicorn, one process).
+          on_rule: str = "reject", daily_to: str | None = None) -> None:
+    """Load the model and serve it until interrupted (uvicorn, one process). ``daily_to``: the online tables'
+    home where the service's daily ledger rows go (``online_daily``; None: not kept).
 
     Raises:
         ConfigError: bound to a non-loopback address without ``$SCORING_SERVE_TOKEN``; ``on_rule`` unknown.
@@ -249,8 +279,10 @@ def serve(cfg: Config, *, host: str = "127.0.0.1", port: int = 8080, alias: str 
     slot = ModelSlot(cfg, alias, version)
     slot.load()
     sink = Sink(log_requests) if log_requests else None
+    daily_sink = (sink if daily_to == log_requests else Sink(daily_to)) if daily_to else None
     app = create_app(slot, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, token=token,
-                     max_body_bytes=max_body_bytes, reload_s=reload_s, log_sink=sink, on_rule=on_rule)
+                     max_body_bytes=max_body_bytes, reload_s=reload_s, log_sink=sink, on_rule=on_rule,
+                     daily_sink=daily_sink, service=f"{socket.gethostname()}:{port}")
     logger.info("serving %s v%s on http://%s:%s (max_batch_size %s, max_wait_ms %s)", cfg.model.name,
                 slot.current.version if slot.current else None, host, port, max_batch_size, max_wait_ms)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=30)

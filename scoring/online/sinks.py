@@ -1,4 +1,6 @@
-"""Where online outputs go: ``online_requests`` (opt-in request log) and ``stream_predictions``.
+"""Where online outputs go: ``online_requests`` (opt-in request log), ``stream_predictions`` and
+``online_daily`` (the daily ledger of each service and consumer: rows received, scored, rejected by a rule,
+invalid, per business day and model version; ``scoring runs`` shows it under the batch ledger).
 
 A target is a PostgreSQL URL (``postgresql://...``; tables in ``schema``) or a DuckDB file. Both tables are
 written idempotently: ``stream_predictions`` has the primary key (event_id, model_version) and
@@ -25,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ("event_id", "model_name", "model_version", "score", "label", "predicted_class",
                       "probabilities", "event_json", "event_at", "scored_at")
+DAILY_KEY = ("day", "kind", "service", "model_name", "model_version")
+DAILY_COUNTS = ("received", "scored", "rejected", "invalid")
+DAILY_COLUMNS = (*DAILY_KEY, *DAILY_COUNTS, "first_at", "last_at")
 REQUEST_COLUMNS = ("request_id", "row_index", "origin", "received_at", "model_name", "model_version",
                    "row_json", "score", "label", "predicted_class", "probabilities", "rejected")
 
@@ -48,6 +53,10 @@ _DDL = {
         received_at TIMESTAMP NOT NULL, model_name VARCHAR NOT NULL, model_version INTEGER NOT NULL,
         row_json VARCHAR, score DOUBLE PRECISION, label SMALLINT, predicted_class VARCHAR,
         probabilities VARCHAR, rejected VARCHAR, PRIMARY KEY (request_id, row_index))""",
+    "online_daily": """(day DATE NOT NULL, kind VARCHAR NOT NULL, service VARCHAR NOT NULL,
+        model_name VARCHAR NOT NULL, model_version INTEGER NOT NULL, received BIGINT NOT NULL,
+        scored BIGINT NOT NULL, rejected BIGINT NOT NULL, invalid BIGINT NOT NULL, first_at TIMESTAMP NOT NULL,
+        last_at TIMESTAMP NOT NULL, PRIMARY KEY (day, kind, service, model_name, model_version))""",
 }
 
 
@@ -142,9 +151,92 @@ class Sink:
         """Insert ``stream_predictions`` rows (``PREDICTION_COLUMNS`` order); existing keys are kept as they are."""
         self._insert("stream_predictions", PREDICTION_COLUMNS, rows)
 
+    def write_batch(self, rows: list[tuple[Any, ...]], daily: list[dict[str, Any]]) -> int:
+        """In one transaction: insert a consumer's micro-batch into ``stream_predictions`` (as
+        ``write_predictions``) and add its counts to ``online_daily`` (``add_daily``), with ``scored`` the
+        rows this insert added: a redelivered batch that is already committed adds no scored rows twice.
+
+        Args:
+            rows: ``PREDICTION_COLUMNS`` tuples of one model version (or none).
+            daily: ``add_daily`` rows whose ``scored`` is left to this method (set to the rows inserted).
+
+        Returns:
+            The number of rows inserted.
+        """
+        def work(cur: Any) -> int:
+            added = self._insert_in(cur, "stream_predictions", PREDICTION_COLUMNS, rows, count_new=True)
+            for row in daily:
+                row["scored"] = added if row["scored"] else 0
+            self._add_daily_in(cur, daily)
+            return added
+
+        return self._run(work)
+
+    def add_daily(self, rows: list[dict[str, Any]]) -> None:
+        """Add counts to ``online_daily`` in one transaction: each row is a ``DAILY_COLUMNS`` dict (the key, the
+        counts to add, ``first_at``/``last_at`` of the counted rows); an existing (day, kind, service, model,
+        version) row gets the counts added and its time span widened."""
+        if rows:
+            self._run(lambda cur: self._add_daily_in(cur, rows))
+
+    def _add_daily_in(self, cur: Any, rows: list[dict[str, Any]]) -> None:
+        mark = "%s" if self.postgres else "?"
+        table = self._name("online_daily")
+        adds = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in DAILY_COUNTS)
+        sql = (f"INSERT INTO {table} ({', '.join(DAILY_COLUMNS)}) VALUES ({', '.join([mark] * len(DAILY_COLUMNS))}) "  # noqa: S608
+               f"ON CONFLICT ({', '.join(DAILY_KEY)}) DO UPDATE SET {adds}, "
+               f"first_at = LEAST({table}.first_at, excluded.first_at), "
+               f"last_at = GREATEST({table}.last_at, excluded.last_at)")
+        for row in rows:
+            if any(row[c] for c in DAILY_COUNTS):
+                cur.execute(sql, [row[c] for c in DAILY_COLUMNS])
+
+    def _insert_in(self, cur: Any, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]],
+                   count_new: bool = False) -> int:
+        """``_insert`` inside an open transaction; with ``count_new``, the number of rows whose key
+        (``event_id``, ``model_version``) was not there yet (what the insert adds)."""
+        if not rows:
+            return 0
+        import pyarrow as pa
+
+        batch = pa.table({c: pa.array([r[i] for r in rows], ARROW[c]) for i, c in enumerate(columns)})
+        names = ", ".join(columns)
+        if self.postgres:
+            new = 0
+            if count_new:
+                cur.execute(f"SELECT count(*) FROM unnest(%s::text[], %s::int[]) AS r(event_id, model_version) "  # noqa: S608
+                            f"WHERE NOT EXISTS (SELECT 1 FROM {self._name(table)} p WHERE p.event_id = r.event_id "
+                            "AND p.model_version = r.model_version)",
+                            [[r[0] for r in rows], [r[2] for r in rows]])
+                new = int(cur.fetchone()[0])
+            cur.executemany(f"INSERT INTO {self._name(table)} ({names}) VALUES "  # noqa: S608 - fixed names
+                            f"({', '.join(['%s'] * len(columns))}) ON CONFLICT DO NOTHING", rows)
+            return new
+        cur.register("_online_rows", batch)
+        try:
+            new = cur.execute(f"SELECT count(*) FROM _online_rows r WHERE NOT EXISTS (SELECT 1 FROM "  # noqa: S608
+                              f"{self._name(table)} p WHERE p.event_id = r.event_id AND p.model_version = "
+                              "r.model_version)").fetchone()[0] if count_new else 0
+            cur.execute(f"INSERT INTO {self._name(table)} ({names}) SELECT {names} "  # noqa: S608 - fixed names
+                        "FROM _online_rows ON CONFLICT DO NOTHING")
+        finally:
+            cur.unregister("_online_rows")
+        return int(new)
+
     def write_requests(self, rows: list[tuple[Any, ...]]) -> None:
         """Insert ``online_requests`` rows (``REQUEST_COLUMNS`` order)."""
         self._insert("online_requests", REQUEST_COLUMNS, rows)
+
+    def read_daily(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest ``online_daily`` rows (by day, then kind, service and version), at most ``limit``."""
+        sql = (f"SELECT {', '.join(DAILY_COLUMNS)} FROM {self._name('online_daily')} "  # noqa: S608 - fixed names
+               f"ORDER BY day DESC, kind, service, model_name, model_version LIMIT {int(limit)}")
+
+        def fetch(cur: Any) -> list[tuple[Any, ...]]:
+            cur.execute(sql)
+            return cur.fetchall()
+
+        return [dict(zip(DAILY_COLUMNS, row, strict=True)) for row in self._run(fetch)]
 
     def read(self, table: str, since: dt.datetime | None = None) -> list[dict[str, Any]]:
         """Rows of ``online_requests`` (by ``received_at``) or ``stream_predictions`` (by ``scored_at``)."""

@@ -4,8 +4,11 @@ Each event is a stream entry whose field ``data`` holds one JSON row (the same r
 The consumer is one member of a consumer group (``XREADGROUP``):
 
 1. it first reclaims entries another consumer of the group read but never acknowledged for longer than
-   ``claim_idle_ms`` (``XAUTOCLAIM``: that consumer died or hung), then reads new ones, up to
-   ``batch_size`` entries, waiting at most ``max_wait_ms`` for the batch to fill;
+   ``claim_idle_ms`` (``XAUTOCLAIM``: that consumer died or hung), one at a time, each its own micro-batch
+   (so an entry that kills whoever handles it takes no batch-mates down with it); an entry already
+   delivered more than ``max_deliveries`` times (Redis counts each delivery: ``XPENDING``) is not handled
+   again but dead-lettered with that reason (the ``max_deliver`` of NATS JetStream); then it reads new
+   ones, up to ``batch_size`` entries, waiting at most ``max_wait_ms`` for the batch to fill;
 2. an entry that is not a JSON object or does not fit the signature, and a row a per-row rule of the suite
    rejects, goes to the dead-letter stream with the reason (``XADD <stream>:dead``);
 3. the rest are scored in one call of the batch path's ``gate_and_score`` (``scoring.online.batching``)
@@ -17,7 +20,13 @@ A crash between 3 and 4 leaves the entries pending; whoever reclaims them scores
 keeps the first rows (same event, same version: the same score), so nothing is lost or duplicated in the
 table. The dead-letter and output streams are at-least-once: a crash between their XADD and the XACK repeats
 an entry there (its ``event_id`` field tells). The crash tests SIGKILL a consumer at the fault points
-``stream_before_commit`` and ``stream_before_ack`` (``scoring.storage.faults``).
+``stream_before_commit``, ``stream_before_ack`` and ``stream_event_<id>`` (while handling that entry: a
+poison message; ``scoring.storage.faults``).
+
+Each micro-batch also adds its counts to the consumer's ``online_daily`` row (kind ``stream``, service =
+the consumer's name; business day in ``schedule.timezone``) in the transaction that commits its
+predictions; ``scored`` counts the rows that transaction inserted, so a redelivered batch is not counted
+twice there (its dead letters, like the dead-letter stream, may be).
 """
 
 from __future__ import annotations
@@ -60,6 +69,8 @@ class StreamSettings:
         claim_idle_ms: reclaim entries pending for longer than this on another consumer.
         dead_letter: the dead-letter stream (default ``<stream>:dead``).
         output: a stream to add each score to after it is committed (None: none).
+        max_deliveries: an entry delivered more times than this (the consumers handling it died or failed
+            each time) goes to the dead-letter stream instead of being handled again.
     """
 
     stream: str
@@ -70,6 +81,7 @@ class StreamSettings:
     claim_idle_ms: int = 30_000
     dead_letter: str | None = None
     output: str | None = None
+    max_deliveries: int = 5
 
     @property
     def dead(self) -> str:
@@ -91,7 +103,7 @@ class Consumer:
         self.stop = threading.Event()
         self._claim_from = "0-0"
         self._last_reload = time.monotonic()
-        self.counts = {"scored": 0, "dead": 0, "reclaimed": 0, "batches": 0}
+        self.counts = {"scored": 0, "dead": 0, "reclaimed": 0, "batches": 0, "poison": 0}
 
     def ensure_group(self) -> None:
         """Create the consumer group at the start of the stream (and the stream) unless it exists."""
@@ -104,18 +116,56 @@ class Consumer:
                 raise
 
     def _reclaim(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        reply = self.redis.xautoclaim(self.s.stream, self.s.group, self.s.consumer, self.s.claim_idle_ms,
-                                      start_id=self._claim_from, count=self.s.batch_size)
-        next_id, claimed = reply[0], reply[1]
-        deleted = reply[2] if len(reply) > 2 else []
-        self._claim_from = next_id.decode() if isinstance(next_id, bytes) else str(next_id)
-        if deleted:  # trimmed from the stream while pending: nothing left to score
-            self.redis.xack(self.s.stream, self.s.group, *deleted)
-        entries = [(i, f) for i, f in claimed if f is not None]
-        if entries:
-            self.counts["reclaimed"] += len(entries)
-            logger.warning("reclaimed %s pending entries of a silent consumer", len(entries))
-        return entries
+        """One entry pending on a silent consumer for ``claim_idle_ms`` (none: []), claimed by this one (its
+        delivery count goes up by one); entries delivered more than ``max_deliveries`` times are
+        dead-lettered and acknowledged on the way."""
+        scans = 0
+        while True:
+            # COUNT 1 claims one entry but scans up to 10 of the pending list per call: keep scanning (from
+            # the cursor) past live consumers' fresh entries, up to a whole pending list of ~10 batches.
+            reply = self.redis.xautoclaim(self.s.stream, self.s.group, self.s.consumer, self.s.claim_idle_ms,
+                                          start_id=self._claim_from, count=1)
+            next_id, claimed = reply[0], reply[1]
+            deleted = reply[2] if len(reply) > 2 else []
+            self._claim_from = next_id.decode() if isinstance(next_id, bytes) else str(next_id)
+            if deleted:  # trimmed from the stream while pending: nothing left to score
+                self.redis.xack(self.s.stream, self.s.group, *deleted)
+            entries = [(i, f) for i, f in claimed if f is not None]
+            scans += 1
+            if not entries:
+                if self._claim_from != "0-0" and scans < self.s.batch_size:
+                    continue
+                return []
+            entry_id, fields = entries[0]
+            delivered = self._deliveries(entry_id)
+            if delivered <= self.s.max_deliveries:
+                self.counts["reclaimed"] += 1
+                logger.warning("reclaimed entry %s of a silent consumer (delivery %s of at most %s)",
+                               _text(entry_id), delivered, self.s.max_deliveries)
+                return entries
+            self._dead_letter_poison(entry_id, fields, delivered)
+
+    def _deliveries(self, entry_id: bytes | str) -> int:
+        """How many times the group delivered the entry (``XPENDING``'s counter, this claim included)."""
+        found = self.redis.xpending_range(self.s.stream, self.s.group, min=entry_id, max=entry_id, count=1)
+        return int(found[0]["times_delivered"]) if found else 0
+
+    def _dead_letter_poison(self, entry_id: bytes | str, fields: dict[bytes, bytes], delivered: int) -> None:
+        event_id = _text(entry_id)
+        reason = (f"delivered {delivered} times without being committed (max_deliveries {self.s.max_deliveries}): "
+                  "the consumers handling it died or failed each time")
+        loaded = self.slot.current
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(self.s.dead, {"event_id": event_id, "reason": reason, "data": fields.get(FIELD, b""),
+                                "model_version": str(loaded.version if loaded else "")})
+        pipe.xack(self.s.stream, self.s.group, entry_id)
+        pipe.execute()
+        self.counts["dead"] += 1
+        self.counts["poison"] += 1
+        metrics.ERRORS.labels("dead_letter").inc()
+        if loaded is not None:
+            self._count_daily(loaded, received=1, invalid=1)
+        logger.error("event %s dead-lettered: %s", event_id, reason)
 
     def _read(self, want: int, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         reply = self.redis.xreadgroup(self.s.group, self.s.consumer, {self.s.stream: ">"}, count=want,
@@ -123,10 +173,12 @@ class Consumer:
         return [e for _stream, entries in (reply or []) for e in entries]
 
     def next_batch(self, block_ms: int = 1000) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        """Reclaimed entries first, then new ones: up to ``batch_size``, filled for up to ``max_wait_ms``."""
+        """A reclaimed entry alone (see ``_reclaim``), else new ones: up to ``batch_size``, filled for up to
+        ``max_wait_ms``."""
         entries = self._reclaim()
-        if len(entries) < self.s.batch_size:
-            entries += self._read(self.s.batch_size - len(entries), block_ms)
+        if entries:
+            return entries
+        entries = self._read(self.s.batch_size, block_ms)
         deadline = time.monotonic() + self.s.max_wait_ms / 1000.0
         while entries and len(entries) < self.s.batch_size and (left := deadline - time.monotonic()) > 0:
             more = self._read(self.s.batch_size - len(entries), max(1, int(left * 1000)))
@@ -146,6 +198,7 @@ class Consumer:
         dead: list[tuple[str, str, bytes]] = []
         good: list[tuple[str, Any, bytes]] = []
         for event_id, (_, fields) in zip(ids, entries, strict=True):
+            fault_point(f"stream_event_{event_id}")
             raw = fields.get(FIELD, b"")
             try:
                 row = json.loads(raw)
@@ -157,6 +210,7 @@ class Consumer:
                 continue
             good.append((event_id, row, raw))
         table, good = self._typed(loaded, good, dead)
+        rejected = 0
         rows_out: list[tuple[Any, ...]] = []
         scored_ids: list[str] = []
         if good:
@@ -164,6 +218,7 @@ class Consumer:
             now = utcnow()
             for (event_id, _row, raw), result in zip(good, results, strict=True):
                 if "rejected" in result:
+                    rejected += 1
                     r = result["rejected"]
                     dead.append((event_id, f"rule {r['rule']} on column {r['column']!r}, value {r['value']!r}"
                                  + (f": {r['reason']}" if r.get("reason") else ""), raw))
@@ -175,7 +230,12 @@ class Consumer:
                                  _event_at(event_id), now))
                 scored_ids.append(event_id)
         fault_point("stream_before_commit")
-        self.sink.write_predictions(rows_out)  # committed before anything is acknowledged
+        invalid = len(dead) - rejected
+        now_local = self._today()
+        # committed with the day's counts before anything is acknowledged
+        self.sink.write_batch(rows_out, [self._daily_row(loaded, now_local, received=len(entries),
+                                                         scored=len(rows_out), rejected=rejected,
+                                                         invalid=invalid)])
         fault_point("stream_before_ack")
         pipe = self.redis.pipeline(transaction=False)
         for event_id, reason, raw in dead:
@@ -197,6 +257,22 @@ class Consumer:
         self.counts["scored"] += len(scored_ids)
         self.counts["dead"] += len(dead)
         self.counts["batches"] += 1
+
+    def _today(self) -> Any:
+        import datetime as dt
+
+        from scoring.dates import zone_info
+
+        return dt.datetime.now(zone_info(self.slot.cfg.timezone)).date()
+
+    def _daily_row(self, loaded: Loaded, day: Any, **counts: int) -> dict[str, Any]:
+        now = utcnow()
+        return {"day": day, "kind": "stream", "service": self.s.consumer, "model_name": loaded.name,
+                "model_version": loaded.version, "received": 0, "scored": 0, "rejected": 0, "invalid": 0,
+                **counts, "first_at": now, "last_at": now}
+
+    def _count_daily(self, loaded: Loaded, **counts: int) -> None:
+        self.sink.add_daily([self._daily_row(loaded, self._today(), **counts)])
 
     def _typed(self, loaded: Loaded, good: list[tuple[str, Any, bytes]],
                dead: list[tuple[str, str, bytes]]) -> tuple[pa.Table | None, list[tuple[str, Any, bytes]]]:
@@ -235,6 +311,10 @@ class Consumer:
             if max_events is not None and self.counts["scored"] + self.counts["dead"] >= max_events:
                 break
         return dict(self.counts)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _event_at(event_id: str) -> Any:

@@ -138,10 +138,14 @@ def verdict(report: QualityReport) -> str:
     """
     if not report.success:
         return f"Failed: {'; '.join(report.failures)}"
+    held = (f"{report.rows_quarantined:,} of {report.rows_in:,} rows ({report.quarantined_share:.2%}) quarantined "
+            "by critical row rules, under the run's error threshold: not scored, the unsuccessful critical "
+            "expectations below" if report.rows_quarantined else "no row quarantined")
     if report.warnings:
         return (f"Passed with {len(report.warnings)} warning(s) (rules of severity warning or info: counted and "
-                f"shown, they do not fail the run nor quarantine rows): {'; '.join(report.warnings)}")
-    return "Passed: no rule failed the run and no warning rule fired (rows quarantined by critical row rules are listed with their rules below)."
+                f"shown, they do not fail the run nor quarantine rows): {'; '.join(report.warnings)}. {held[0].upper()}"
+                f"{held[1:]}.")
+    return f"Passed: no rule failed the run and no warning rule fired; {held}."
 
 
 BANNER = "<!-- scoring verdict -->"

@@ -7,6 +7,7 @@ same code serves DuckDB and PostgreSQL results and its cost does not depend on p
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -27,9 +28,17 @@ logger = logging.getLogger(__name__)
 # ``outcomes`` table written by ``scoring outcomes`` (realized and estimated metrics per day and version).
 PERFORMANCE = "performance"
 OUTCOMES_TABLE = "outcomes"
-SECTIONS = (*VIEW_NAMES, PERFORMANCE)
+# challengers: per (day, challenger version) the shadow comparison with the champion (``shadow_summary``) and
+# the challenger's own gate results (the day's published run's ``details.shadow``), as `models compare`.
+CHALLENGERS = "challengers"
+SHADOW_TABLE = "shadow_summary"
+SECTIONS = (*VIEW_NAMES, PERFORMANCE, CHALLENGERS)
 ORDER = {"daily_summary": "day", "score_histogram": "day, bin", "quarantine_summary": "day, rule, column_name",
-         "drift_summary": "day, feature", "run_history": "started_at", PERFORMANCE: "day, model_version"}
+         "drift_summary": "day, feature", "run_history": "started_at", PERFORMANCE: "day, model_version",
+         CHALLENGERS: "day, model_version"}
+CHALLENGER_COLUMNS = ("day", "model_version", "champion_version", "rows_in", "rows", "quarantined", "rules",
+                      "champion_rows_in", "champion_quarantined", "rank_correlation", "top_decile_overlap",
+                      "mean_diff", "positive_rate_diff", "psi")
 PERFORMANCE_COLUMNS = ("day", "model_version", "role", "task", "rows_scored", "labelled", "coverage",
                        "labels_quarantined", "metrics", "estimated", "status", "alerts")
 
@@ -129,6 +138,34 @@ def _performance(store: _Reader, model: str, start: dt.date, end: dt.date, avail
                        [model, start, end])
 
 
+def _challengers(store: _Reader, model: str, start: dt.date, end: dt.date, available: bool) -> pa.Table:
+    """Per (day, challenger version) of the range: its shadow comparison with the champion and its own gate
+    results (rows it was given, rows it did not score and by which rule, beside the champion's quarantine on
+    the same run), from ``shadow_summary`` and the day's latest successful run's ``details.shadow``."""
+    empty = pa.table({c: pa.array([], pa.string()) for c in CHALLENGER_COLUMNS})
+    if not available:
+        return empty
+    shadow = store.query(f"SELECT * FROM {store.table_name(SHADOW_TABLE)} WHERE model_name = $1 "  # noqa: S608
+                         f"AND day >= $2 AND day <= $3 ORDER BY {ORDER[CHALLENGERS]}", [model, start, end]).to_pylist()
+    if not shadow:
+        return empty
+    text = "VARCHAR" if store.cfg.kind == "duckdb" else "text"
+    runs = store.query(f"SELECT run_id, rows_in, rows_rejected, CAST(details AS {text}) AS details "  # noqa: S608
+                       f"FROM {store.table_name('runs')} WHERE model_name = $1 AND status = 'success' "
+                       "AND day >= $2 AND day <= $3", [model, start, end]).to_pylist()
+    by_run = {r["run_id"]: r for r in runs}
+    out = []
+    for row in shadow:
+        run = by_run.get(row["run_id"]) or {}
+        entry = (json.loads(run.get("details") or "{}").get("shadow") or {}).get(str(row["model_version"]), {})
+        rules = entry.get("rules") or {}
+        out.append({**{c: row.get(c) for c in CHALLENGER_COLUMNS}, "rows_in": entry.get("rows_in"),
+                    "quarantined": entry.get("quarantined"),
+                    "rules": ", ".join(f"{k} ({v})" for k, v in sorted(rules.items(), key=lambda kv: -kv[1])) or None,
+                    "champion_rows_in": run.get("rows_in"), "champion_quarantined": run.get("rows_rejected")})
+    return pa.Table.from_pylist(out)
+
+
 def _known_models(store: _Reader) -> list[str]:
     rows = store.query(f"SELECT DISTINCT model_name FROM {store.table_name('run_history')} "  # noqa: S608
                        "ORDER BY model_name").to_pylist()
@@ -164,13 +201,13 @@ def load_report(cfg: Config, store: ResultsStore, start: dt.date, end: dt.date, 
     if day is not None and not start <= day <= end:
         raise ScoringError(f"--day {day} is outside the report range {start} .. {end}")
     where = cfg.results.path if cfg.results.kind == "duckdb" else f"schema {cfg.results.db_schema}"
-    found = existing(store, (*VIEW_NAMES, DRIFT_TABLE, OUTCOMES_TABLE))
+    found = existing(store, (*VIEW_NAMES, DRIFT_TABLE, OUTCOMES_TABLE, SHADOW_TABLE))
     if any(v not in found for v in VIEW_NAMES):
         from scoring.reports.refresh import refresh_reports
 
         logger.info("creating the report views in %s", where)
         refresh_reports(cfg)
-        found = existing(store, (*VIEW_NAMES, DRIFT_TABLE, OUTCOMES_TABLE))
+        found = existing(store, (*VIEW_NAMES, DRIFT_TABLE, OUTCOMES_TABLE, SHADOW_TABLE))
     with _Reader(store) as reader:
         return _load(cfg, reader, start, end, model, day, where, found)
 
@@ -188,7 +225,15 @@ def _load(cfg: Config, store: _Reader, start: dt.date, end: dt.date, model: str,
                                f"{str(cfg.model.store)!r} (known models: {known})")
         raise ScoringError(f"model {model!r} has no runs in {where} yet: score a day first")
     sections = {v: _range(store, v, model, start, end) for v in VIEW_NAMES}
+    # The outcomes' warning/alert rows of the ledger (trigger "outcomes") are not runs: the performance
+    # section shows them; the run table, timeline and counts are the batch runs'.
+    history = sections["run_history"]
+    if history.num_rows and "trigger" in history.column_names:
+        import pyarrow.compute as pc
+
+        sections["run_history"] = history.filter(pc.fill_null(pc.not_equal(history["trigger"], "outcomes"), True))
     sections[PERFORMANCE] = _performance(store, model, start, end, OUTCOMES_TABLE in found)
+    sections[CHALLENGERS] = _challengers(store, model, start, end, SHADOW_TABLE in found)
     data = ReportData(model, start, end, str(where), sections, drift_available=found.get(DRIFT_TABLE) is not None)
     if not data.daily.num_rows and not data.runs.num_rows:
         first, last = _extent(store, model)

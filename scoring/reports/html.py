@@ -26,7 +26,8 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-to
 table { border-collapse: collapse; font-size: 0.85em; margin: 8px 0; }
 th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
 td.text { white-space: normal; }
-td.error { min-width: 24em; max-width: 40em; overflow-wrap: anywhere; }
+td.error { overflow-wrap: anywhere; color: #8b1c1c; padding-left: 2em; }
+tr.error-row td { border-bottom: 1px solid #ddd; }
 table.runs { width: 100%; }
 th { background: #f4f4f4; } td.text { text-align: left; }
 tr.failed td { background: #fdecea; color: #8b1c1c; font-weight: 600; }
@@ -39,6 +40,21 @@ DAILY_COLUMNS = ["day", "model_version", "rows_scored", "rows_quarantined", "mea
                  "score_p10", "score_p50", "score_p90"]
 
 
+CHALLENGER_COLUMNS = ["day", "model_version", "champion_version", "rows_in", "quarantined", "champion_quarantined",
+                      "rules", "rank_correlation", "top_decile_overlap", "mean_diff", "positive_rate_diff", "psi"]
+CHALLENGER_HEADERS = {"model_version": "challenger", "champion_version": "champion", "rows_in": "rows in",
+                      "quarantined": "quarantined (own gate)", "champion_quarantined": "champion quarantined",
+                      "rules": "its rules", "rank_correlation": "rank corr.", "top_decile_overlap": "top 10% overlap",
+                      "mean_diff": "mean diff", "positive_rate_diff": "pos. rate diff"}
+
+
+def _quarantined_more(row: dict[str, Any]) -> bool:
+    """A challenger that set aside a larger share of the run's rows than the champion (highlighted)."""
+    if not row.get("rows_in") or not row.get("champion_rows_in") or row.get("quarantined") is None:
+        return False
+    return row["quarantined"] / row["rows_in"] > (row.get("champion_quarantined") or 0) / row["champion_rows_in"]
+
+
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -46,14 +62,12 @@ def _e(value: Any) -> str:
 ERROR_CHARS = 300  # an error cell shows this much; the whole text is in its title (hover)
 
 
-def _error_cell(error: Any) -> str:
-    """An error in a cell that wraps anywhere (a path or a token without spaces must not widen the table),
-    cut at ``ERROR_CHARS`` with the full text in the title."""
+def _error_cell(error: Any, span: int) -> str:
+    """An error in a cell spanning ``span`` columns that wraps anywhere (a path or a token without spaces
+    must not widen the table), cut at ``ERROR_CHARS`` with the full text in the title."""
     text = cell(error)
-    if not text:
-        return '<td class="text error"></td>'
     shown = text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS - 1] + "…"
-    return f'<td class="text error" title="{_e(text)}">{_e(shown)}</td>'
+    return f'<td class="text error" colspan="{span}" title="{_e(text)}">{_e(shown)}</td>'
 
 
 RUN_HEADERS = {"model_version": "version", "rows_in": "rows in", "rows_rejected": "quarantined",
@@ -63,14 +77,18 @@ RUN_HEADERS = {"model_version": "version", "rows_in": "rows in", "rows_rejected"
 
 def _table(rows: list[dict[str, Any]], columns: list[str], css: str, failed: Callable[[dict], bool],
            headers: dict[str, str] | None = None) -> str:
-    head = "".join(f"<th>{_e((headers or {}).get(c, c))}</th>" for c in columns)
+    """An HTML table of ``rows``; an ``error`` column is not a column but a row under each row that has one,
+    spanning the table (an error is a sentence: in a column it squeezed its cell and stretched the row)."""
+    shown = [c for c in columns if c != "error"]
+    head = "".join(f"<th>{_e((headers or {}).get(c, c))}</th>" for c in shown)
     body = []
     for r in rows:
         cls = ' class="failed"' if failed(r) else ""
-        cells = "".join(_error_cell(r[c]) if c == "error"
-                        else f'<td class="text">{_e(cell(r[c]))}</td>' if c in ("status", "trigger")
-                        else f"<td>{_e(cell(r[c]))}</td>" for c in columns)
+        cells = "".join(f'<td class="text">{_e(cell(r[c]))}</td>' if c in ("status", "trigger")
+                        else f"<td>{_e(cell(r[c]))}</td>" for c in shown)
         body.append(f"<tr{cls}>{cells}</tr>")
+        if "error" in columns and cell(r["error"]):
+            body.append(f'<tr class="error-row">{_error_cell(r["error"], len(shown))}</tr>')
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
@@ -159,6 +177,12 @@ def render_html(data: ReportData, psi_warn: float = 0.1, psi_alert: float = 0.25
                  + (_table(performance, terminal_columns(data, "performance"), "performance",
                            lambda r: r["status"] == "alert") if performance
                     else f'<p class="empty">{_e(empty_reason(data, "performance"))}.</p>') + "</section>")
+    challengers = data.sections["challengers"].to_pylist()
+    parts.append('<section id="challengers"><h2>Challengers: shadow scoring beside the champion, and what each '
+                 'did not score</h2>'
+                 + (_table(challengers, CHALLENGER_COLUMNS, "challengers", _quarantined_more, CHALLENGER_HEADERS)
+                    if challengers else f'<p class="empty">{_e(empty_reason(data, "challengers"))}.</p>')
+                 + "</section>")
     parts.append(_chart("chart-run-history", "Run history", lambda: charts.run_timeline(runs, start, end)))
     parts.append('<section id="run-table"><h2>Runs</h2>'
                  + (_table(sorted(runs, key=lambda r: (str(r["day"]), str(r["started_at"]))), RUN_COLUMNS, "runs",

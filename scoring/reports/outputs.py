@@ -26,6 +26,8 @@ TERMINAL_COLUMNS = {
                     "duration_s", "trigger"],
     "performance": ["day", "model_version", "role", "rows_scored", "labelled", "coverage", "labels_quarantined",
                     "realized", "estimated", "status"],
+    "challengers": ["day", "model_version", "champion_version", "rows_in", "quarantined", "champion_quarantined",
+                    "rank_correlation", "top_decile_overlap", "psi"],
 }
 # A regression model has no positives: its daily rows show the predictions' range instead.
 REGRESSION_DAILY = ["day", "model_version", "rows_scored", "rows_quarantined", "mean_score", "score_min",
@@ -36,7 +38,9 @@ HEADERS = {"model_version": "ver", "rows_scored": "scored", "rows_staged": "stag
            "mean_score": "mean", "positive_rate": "pos.rate", "score_p10": "p10", "score_p50": "p50",
            "score_p90": "p90", "score_min": "min", "score_max": "max", "column_name": "column", "rows_in": "in", "rows_rejected": "rejected",
            "started_at": "started UTC", "duration_s": "secs", "is_latest": "latest",
-           "labels_quarantined": "labels quar."}
+           "labels_quarantined": "labels quar.", "champion_version": "champ", "quarantined": "quar.",
+           "champion_quarantined": "champ quar.", "rank_correlation": "rank corr",
+           "top_decile_overlap": "top 10%", "mean_diff": "mean diff", "positive_rate_diff": "pos. rate diff"}
 TERMINAL_DEFAULT = ("daily_summary", "quarantine_summary", "drift_summary", "performance", "run_history")
 HEADLINE = {"binary": ("roc_auc", "accuracy"), "multiclass": ("accuracy", "log_loss"), "regression": ("rmse", "mae")}
 FLOAT_DIGITS = 4
@@ -135,7 +139,9 @@ def empty_reason(data: ReportData, section: str) -> str:
             "quarantine_summary": "no quarantined rows in this range",
             "drift_summary": "no drift figures in this range",
             "run_history": "no runs in this range",
-            "performance": "no outcomes in this range (run `scoring outcomes`; it needs a labels section)"}[section]
+            "performance": "no outcomes in this range (run `scoring outcomes`; it needs a labels section)",
+            "challengers": "no challenger was shadow-scored in this range (list them under model.challengers)",
+            }[section]
 
 
 def performance_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

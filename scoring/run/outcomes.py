@@ -28,7 +28,7 @@ from scoring.models.store import ModelStore
 from scoring.quality.performance import judge_day
 from scoring.storage.labels import read_labels
 from scoring.storage.results import ResultsStore, open_results
-from scoring.storage.results.tables import LABEL_COVERAGE, OUTCOMES
+from scoring.storage.results.tables import LABEL_COVERAGE, OUTCOMES, RUNS
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,32 @@ class OutcomesResult:
     coverage: list[dict[str, Any]] = field(default_factory=list)
     labels_read: int = 0
     labels_without_day: int = 0
+    ledger: list[dict[str, Any]] = field(default_factory=list)  # the run-ledger rows of warning/alert days
+
+
+LEDGER_TRIGGER = "outcomes"
+
+
+def _ledger_row(row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """The run-ledger row of a (day, version) whose realized or estimated metric left its reference band:
+    status ``warning`` or ``alert``, trigger ``outcomes``, the alerts as its one-line ``error`` (``scoring
+    runs`` lists it under the table) and in ``details``. Its id is fixed by (model, day, version, role), so a
+    recomputation replaces it, and a day back in its band loses it."""
+    import os
+    import socket
+
+    alerts = json.loads(row["alerts"]) if row["alerts"] else []
+    text = "; ".join(f"{a['kind']} {a['metric']} {a['value']:.4f} outside its {a['status']} band "
+                     f"[{a['band'][0]:.4f}, {a['band'][1]:.4f}]" for a in alerts)
+    role = "" if row["role"] == "champion" else f" ({row['role']})"
+    return {"run_id": f"outcomes:{row['model_name']}:{row['day']}:v{row['model_version']}:{row['role']}",
+            "day": row["day"], "model_name": row["model_name"], "model_version": row["model_version"],
+            "status": row["status"], "started_at": now, "finished_at": now, "duration_s": 0.0,
+            "error": f"outcomes{role}: {text} ({row['labelled']} labelled of {row['rows_scored']} scored)",
+            "trigger": LEDGER_TRIGGER,
+            "details": json.dumps({"outcomes": {k: row[k] for k in ("role", "labelled", "coverage")} |
+                                   {"alerts": alerts}}, default=str),
+            "host": socket.gethostname(), "pid": os.getpid()}
 
 
 def _success_runs(table: str) -> str:
@@ -155,9 +181,11 @@ def compute_outcomes(cfg: Config, start: dt.date, end: dt.date) -> OutcomesResul
     first = start - dt.timedelta(days=lab.max_delay_days)
     published, quarantined_all = _published_keys(store, model, first, end), _quarantined_keys(store, model, first, end)
     result.coverage = _coverage(labels, published, quarantined_all, model, start, end, lab.max_delay_days, now)
+    result.ledger = [_ledger_row(r, now) for r in result.outcomes if r["status"] in ("warning", "alert")]
     store.replace_days(model, start, end, {
         OUTCOMES.name: pa.Table.from_pylist(result.outcomes, _schema(OUTCOMES)),
-        LABEL_COVERAGE.name: pa.Table.from_pylist(result.coverage, _schema(LABEL_COVERAGE))})
+        LABEL_COVERAGE.name: pa.Table.from_pylist(result.coverage, _schema(LABEL_COVERAGE)),
+        RUNS.name: pa.Table.from_pylist(result.ledger, _schema(RUNS))}, ledger_trigger=LEDGER_TRIGGER)
     unscored = sum(r["unscored"] for r in result.coverage)
     logger.info("outcomes of %s for %s..%s: %s (day, version) rows; %s labels read, %s of keys never scored",
                 model, start, end, len(result.outcomes), len(labels), unscored)

@@ -44,6 +44,7 @@ from scoring.storage.stagefs import staging_root
 from scoring.storage.staging import ChunkManifest, Stage, remove_stale
 
 logger = logging.getLogger(__name__)
+RESULT_LOG = "run_result"  # marks the result's log line: a command that prints the result itself hides it
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
     stage.remove()
     remove_stale(stage.root.parent, run.started_at.timestamp())
     logger.info("run %s: %s in, %s scored, %s quarantined in %.2fs", run.run_id, run.rows_in,
-                run.rows_scored, run.rows_rejected, run.duration_s)
+                run.rows_scored, run.rows_rejected, run.duration_s, extra={RESULT_LOG: True})
     return RunResult(run.run_id, run.day, run.model_name, run.model_version, run.rows_in, run.rows_rejected,
                      run.rows_scored, run.duration_s or 0.0, redact_url(str(cfg.results.path or cfg.results.url)))
 

@@ -189,3 +189,47 @@ def gate_checks(cfg: Config, name: str, version: int, *, start: dt.date | None =
     for c in checks:
         logger.info("gate %s v%s: %s %s: %s", name, version, c.name, "passed" if c.passed else "FAILED", c.detail)
     return checks
+
+
+class PromotionRefused(ScoringError):
+    """The promotion gate refused a version: ``checks`` holds every check, the failed ones with their reason."""
+
+    def __init__(self, name: str, version: int, alias: str, checks: list[Check]) -> None:
+        self.checks = checks
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in checks if not c.passed)
+        super().__init__(f"{alias} of {name} not moved to version {version}: the promotion gate refused it "
+                         f"({failed}); force with a reason to override")
+
+
+def promote(cfg: Config, name: str, version: int, alias: str | None = None, *, force: bool = False,
+            reason: str | None = None, start: dt.date | None = None, end: dt.date | None = None,
+            by: str | None = None) -> list[Check]:
+    """Point ``alias`` (default ``model.alias``) of ``name`` at ``version`` through the promotion gate: the one
+    path of ``models promote``, ``train``, ``models register --alias`` and Python callers.
+
+    The gate runs only for the configured alias (other aliases move freely). ``force`` (needs ``reason``)
+    moves it despite failed checks; the checks, who and why go into the alias history.
+
+    Returns:
+        The gate's checks (empty for an alias the gate does not guard).
+
+    Raises:
+        ScoringError: ``force`` without a ``reason``. PromotionRefused: a check failed and ``force`` is off
+            (the alias is not moved). ModelStoreError: unknown model or version.
+    """
+    import getpass
+
+    alias = alias or cfg.model.alias
+    if force and not (reason or "").strip():
+        raise ScoringError("--force needs --reason TEXT: why the gate is overridden (kept in the alias history)")
+    note: dict[str, Any] = {"by": by or getpass.getuser()}
+    checks: list[Check] = []
+    if alias == cfg.model.alias:
+        checks = gate_checks(cfg, name, version, start=start, end=end)
+        if not force and not all(c.passed for c in checks):
+            raise PromotionRefused(name, version, alias, checks)
+        note["gate"] = {c.name: "passed" if c.passed else f"failed: {c.detail}" for c in checks}
+    if force:
+        note.update(forced=True, reason=(reason or "").strip())
+    ModelStore(cfg.model.store).set_alias(name, alias, version, note=note)
+    return checks

@@ -162,3 +162,30 @@ def test_evaluate_metrics_equal_scikit_learns_on_the_same_rows(cfg_path: Path, s
     assert res.exit_code == 0, res.output
     assert "v2" in res.output and "v1 (champion)" in res.output and "roc_auc" in res.output
     assert [e["version"] for e in s.evaluations(NAME)] == [2, 1]
+
+
+def test_python_register_model_moves_the_champion_only_through_the_gate(gate_cfg: Path, store: Path,
+                                                                         sample_db: Path, tmp_path: Path) -> None:
+    """``register_model(aliases=["champion"])`` refuses to move an existing champion (nothing registered);
+    ``force`` needs a reason and is recorded; ``promote`` is the gate the commands use."""
+    from scoring.errors import ModelStoreError
+    from scoring.run.promotion import PromotionRefused, promote
+
+    s, frame = ModelStore(store), _training(sample_db)
+    versions = s.versions(NAME)
+    with pytest.raises(ModelStoreError, match="would move champion from version 1 past the promotion gate"):
+        register_model(s, NAME, s.get(NAME, 1).artifact, frame, label_column="defaulted", aliases=["champion"])
+    with pytest.raises(ModelStoreError, match="force=True needs reason"):
+        register_model(s, NAME, s.get(NAME, 1).artifact, frame, label_column="defaulted", aliases=["champion"],
+                       force=True)
+    assert s.versions(NAME) == versions and _alias(store) == 1  # refused before a version number was taken
+    noise = pd.Series(np.random.default_rng(0).integers(0, 2, len(frame)))
+    bad = _register(store, tmp_path, frame, ["age"], noise)
+    with pytest.raises(PromotionRefused, match="champion: worse than the champion by") as refused:
+        promote(load_config(gate_cfg), NAME, bad, start=dt.date(2026, 3, 6), end=dt.date(2026, 3, 8))
+    assert [c.name for c in refused.value.checks if not c.passed] == ["champion"] and _alias(store) == 1
+    forced = register_model(s, NAME, s.get(NAME, 1).artifact, frame, label_column="defaulted",
+                            aliases=["champion", "candidate"], force=True, reason="incident 7: rollback")
+    assert _alias(store) == forced.version and s.aliases(NAME)["candidate"] == forced.version
+    entry = [e for e in s.history(NAME) if e["alias"] == "champion"][-1]
+    assert entry["forced"] is True and entry["reason"] == "incident 7: rollback" and entry["by"]

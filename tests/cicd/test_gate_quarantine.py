@@ -67,6 +67,21 @@ def test_challenger_quarantine_is_recorded_shown_and_gated(tmp_path: Path, sampl
     assert res.exit_code == 0, res.output
     shown = json.loads(res.output)[0]
     assert shown["quarantined"] == entry["quarantined"] and shown["champion_quarantined"] == result.rows_rejected
+    # so does the report's challenger section (highlighted: it set aside more than the champion)
+    from scoring.reports.data import load_report
+    from scoring.reports.html import render_html
+    from scoring.storage.results import open_results
+
+    cfg = load_config(cfg_path)
+    report = load_report(cfg, open_results(cfg.results), SCORE_DAY, SCORE_DAY)
+    row, = report.sections["challengers"].to_pylist()
+    assert (row["model_version"], row["rows_in"], row["quarantined"]) == (version, len(day), entry["quarantined"])
+    assert row["champion_quarantined"] == result.rows_rejected and row["rank_correlation"] == shown["rank_correlation"]
+    assert "model_error" in row["rules"] and f"({low})" in row["rules"]
+    page = render_html(report)
+    section = page[page.index('<section id="challengers">'):]
+    section = section[:section.index("</section>")]
+    assert '<tr class="failed">' in section and f"<td>{entry['quarantined']:,}</td>" in section, section
     # the gate fails it on the quarantine rule, naming it; promote refuses; --force --reason passes
     res = runner.invoke(app, ["models", "check", NAME, str(version), "-c", str(cfg_path), *WINDOW])
     text = " ".join(res.output.split())

@@ -18,6 +18,22 @@ def test_run_prints_what_landed(cfg_path: Path, cfg) -> None:
     assert "rows in" in res.output and str(n) in res.output and "first 5 predictions" in res.output
 
 
+def test_run_prints_its_result_once(cfg_path: Path, cfg) -> None:
+    """The command's terminal (stdout and the log on stderr, as a user sees them) names the run once: the
+    table, not also the engine's result log line."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "scoring.cli", "run", "--config", str(cfg_path), "--date",
+                           str(SCORE_DAY)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    run_id = ledger(cfg.results.path)["run_id"].iloc[-1]
+    assert (done.stdout + done.stderr).count(run_id) == 1, (done.stdout, done.stderr)
+    assert "scored" in done.stdout
+
+
 def test_backfill_exit_code_counts_failed_days(cfg_path: Path, cfg, store: Path) -> None:
     res = runner.invoke(app, ["backfill", "--config", str(cfg_path), "--start", "2026-03-05", "--end", "2026-03-07"])
     assert res.exit_code == 0, res.output

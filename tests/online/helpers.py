@@ -94,8 +94,10 @@ def setup_model(folder: Path, frame: pd.DataFrame, c: float = 1.0) -> tuple[Path
     artifact = folder / f"model_c{c}.joblib"
     joblib.dump(model, artifact)
     store = folder / "models"
+    promoting = "champion" in ModelStore(store).aliases("mixed")  # a later version: past the gate, with why
     register_model(ModelStore(store), "mixed", artifact, frame, label_column="y", exclude={"key", "ts"},
-                   aliases=["champion"])
+                   aliases=["champion"], force=promoting,
+                   reason="test: a promotion while serving" if promoting else None)
     source = folder / "source.duckdb"
     if not source.exists():
         con = duckdb.connect(str(source))

@@ -170,3 +170,45 @@ def test_bearer_token_and_loopback_default(tmp_path: Path) -> None:
         assert httpx.post(server.url + "/v1/score", json={"row": row}, headers=good, timeout=30).status_code == 200
     finally:
         server.stop()
+
+
+def test_the_service_keeps_a_daily_ledger_row_shown_by_scoring_runs(tmp_path: Path) -> None:
+    """Per day and model version: rows received = scored + rejected + invalid, written at shutdown (SIGTERM)
+    to ``online_daily`` next to the results, and listed by ``scoring runs`` within 80 columns."""
+    import datetime as dt
+    import os
+    import subprocess
+    import sys
+
+    from scoring.config import load_config
+    from scoring.online.sinks import Sink, default_target
+    from tests.online.helpers import Server
+
+    frame = mixed_frame(60)
+    cfg, model = setup_model(tmp_path, frame)
+    rows = json_rows(frame)
+    server = Server(cfg)
+    try:
+        server.wait_ready()
+        good = httpx.post(server.url + "/v1/score", json={"rows": rows[:40]}, timeout=60)
+        assert good.status_code == 200
+        scores = np.array([p["score"] for p in good.json()["predictions"]])
+        assert np.abs(scores - own_scores(model, frame)[:40]).max() <= 1e-12
+        bad = httpx.post(server.url + "/v1/score", json={"rows": [rows[40], {**rows[41], "code": 7}]}, timeout=60)
+        assert bad.status_code == 422
+        assert httpx.post(server.url + "/v1/score", json={"rows": 7}, timeout=60).status_code == 422
+    finally:
+        server.stop()
+    # uvicorn shuts down gracefully on SIGTERM (the lifespan writes the counts), then re-raises the signal
+    assert server.proc.returncode in (0, -15), server.log.read_text()[-2000:]
+    daily = Sink(default_target(load_config(cfg))).read_daily()
+    assert len(daily) == 1, daily
+    row = daily[0]
+    assert (row["kind"], row["model_name"], row["model_version"]) == ("serve", "mixed", 1)
+    assert (row["received"], row["scored"], row["rejected"], row["invalid"]) == (43, 40, 0, 3)
+    assert abs((row["day"] - dt.datetime.now(dt.UTC).date()).days) <= 1  # the business day in its zone
+    res = subprocess.run([sys.executable, "-m", "scoring.cli", "runs", "-c", str(cfg)], capture_output=True,
+                         text=True, timeout=300, cwd=cfg.parent, env={**os.environ, "COLUMNS": "80"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "online, per day" in res.stdout and "mixed v1" in res.stdout
+    assert max(len(line) for line in res.stdout.splitlines()) <= 80, res.stdout

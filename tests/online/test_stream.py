@@ -170,3 +170,44 @@ def test_promotion_between_micro_batches_each_row_names_its_version(tmp_path: Pa
     assert versions == [1] * 40 + [2] * 60
     for k, event_id in enumerate(ids):
         assert abs(rows[event_id]["score"] - own[versions[k]][k]) <= 1e-12
+    # the daily ledger: one row per version the consumer served today, counts as committed
+    daily = {r["model_version"]: r for r in sink.read_daily()}
+    assert sorted(daily) == [1, 2] and {r["service"] for r in daily.values()} == {"c"}
+    assert (daily[1]["scored"], daily[2]["scored"]) == (40, 60)
+    assert all(r["received"] == r["scored"] and r["kind"] == "stream" for r in daily.values())
+
+
+def test_a_poison_event_is_dead_lettered_after_max_deliveries(tmp_path: Path, redis_prefix) -> None:
+    """An event that kills every consumer handling it (fault point ``stream_event_<id>``: SIGKILL) is
+    delivered at most --max-deliveries times, then dead-lettered with the reason; its batch-mates are scored
+    (exactly, by the model's own output), nothing stays pending, and the daily ledger row accounts for every
+    event: received = scored + invalid + rejected."""
+    client, prefix = redis_prefix
+    frame = mixed_frame(80)
+    cfg, model = setup_model(tmp_path, frame)
+    ids = publish(client, prefix, [json.dumps(r).encode() for r in json_rows(frame)])
+    poison = ids[7]
+    sink = str(tmp_path / "online.duckdb")
+    kill = {"SCORING_FAULT": f"stream_event_{poison}"}
+    for name in ("a", "b"):  # a: dies in its first batch; b: reclaims it entry by entry, dies on the poison
+        res = consumer(cfg, prefix, name, sink, "--max-deliveries", "2", env=kill)
+        assert res.returncode == -9, res.stderr[-2000:]
+    assert int(client.xpending_range(f"{prefix}:events", "g", min=poison, max=poison, count=1)[0]
+               ["times_delivered"]) == 2
+    res = consumer(cfg, prefix, "c", sink, "--max-deliveries", "2", env=kill)  # the third delivery: not handled
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1])["poison"] == 1
+    dead = client.xrange(f"{prefix}:events:dead")
+    assert [f[b"event_id"].decode() for _, f in dead] == [poison]
+    assert "delivered 3 times without being committed (max_deliveries 2)" in dead[0][1][b"reason"].decode()
+    assert client.xpending(f"{prefix}:events", "g")["pending"] == 0
+    out = {r["event_id"]: r["score"] for r in committed(sink)}
+    assert sorted(out) == sorted(i for i in ids if i != poison)  # the batch-mates: scored once each
+    own = own_scores(model, frame)
+    assert max(abs(out[i] - own[k]) for k, i in enumerate(ids) if i != poison) <= 1e-12
+    from scoring.online.sinks import Sink
+
+    daily = Sink(sink).read_daily()
+    assert sum(r["received"] for r in daily) == sum(r["scored"] + r["invalid"] + r["rejected"] for r in daily)
+    assert sum(r["scored"] for r in daily) == len(ids) - 1 and sum(r["invalid"] for r in daily) == 1
+    assert {r["service"] for r in daily} <= {"a", "b", "c"}

@@ -16,6 +16,9 @@ def test_the_verdict_says_warnings_and_the_page_and_cli_carry_it_once(tmp_path: 
     assert verdict(warned).startswith("Passed with 1 warning(s)") and "'state': 7 rows" in verdict(warned)
     assert verdict(failed).startswith("Failed: 60 of 100 rows quarantined")
     assert verdict(QualityReport(100, 0, 0.05)).startswith("Passed: ")
+    assert verdict(QualityReport(100, 0, 0.05)).endswith("no row quarantined.")
+    held = QualityReport(5000, 25, 0.05, warnings=["warning: expect_column_values_to_be_in_set on 'state': 84 rows"])
+    assert "25 of 5,000 rows (0.50%) quarantined by critical row rules" in verdict(held)  # said, not only counted
 
     page = tmp_path / "validation.html"
     page.write_text("<html><body class='x'><h1>Succeeded</h1></body></html>", encoding="utf-8")

@@ -174,7 +174,8 @@ CHART_FACTS = """(() => {
           failedDays: [...document.querySelectorAll('[id*="failed-day-"]')].map(e => e.id),
           failedRunMarks: document.querySelectorAll('[id$="-failed-runs"]').length,
           failedRows: document.querySelectorAll('#run-table tr.failed').length,
-          runRows: document.querySelectorAll('#run-table tbody tr').length,
+          runRows: document.querySelectorAll('#run-table tbody tr:not(.error-row)').length,
+          errorRows: document.querySelectorAll('#run-table tbody tr.error-row').length,
           warnings: document.querySelector('#warnings') ? document.querySelector('#warnings').innerText : '',
           ids: [...document.querySelectorAll('[id]')].map(e => e.id)};
 })()"""
@@ -211,7 +212,7 @@ def test_html_report_renders_offline_in_headless_chromium(results: Path, tmp_pat
                                             "quantiles-version-change-2026-03-05-v2-1"]
     assert page.facts["failedDays"] == ["rows-failed-day-2026-03-07"]
     assert page.facts["failedRunMarks"] == 1
-    assert (page.facts["failedRows"], page.facts["runRows"]) == (2, 7)
+    assert (page.facts["failedRows"], page.facts["runRows"], page.facts["errorRows"]) == (2, 7, 2)
     assert "2026-03-07: the latest run failed" in page.facts["warnings"]
     assert "2026-03-06: 1 failed attempt(s), then a successful run" in page.facts["warnings"]
     assert "2 day(s) without any run: 2026-03-01, 2026-03-08" in page.facts["warnings"]

@@ -34,6 +34,10 @@ PAGE_FACTS = """(() => {
           pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth,
           runTableRight: document.querySelector('#run-table table').getBoundingClientRect().right,
           errorTitles: errors.map(td => td.title), errorTexts: errors.map(td => td.textContent),
+          errorSpans: errors.map(td => td.colSpan),
+          runColumns: document.querySelectorAll('#run-table thead th').length,
+          errorUnder: errors.map(td => td.parentElement.previousElementSibling.cells[0].textContent),
+          errorRowHeights: errors.map(td => td.parentElement.previousElementSibling.getBoundingClientRect().height),
           legend: box('quantiles-legend_1'),
           labels: [...document.querySelectorAll('[id^="quantiles-version-label-"]')].map(e => [e.id, box(e.id)])};
 })()"""
@@ -77,6 +81,9 @@ def test_report_page_counts_days_wraps_errors_and_keeps_version_labels_clear(rep
     assert facts["viewport"] == 1400 and facts["pageWidth"] <= 1400 and facts["runTableRight"] <= 1400, facts
     assert any(LONG_ERROR in t for t in facts["errorTitles"]), facts["errorTitles"]  # the full text on hover
     assert all(len(t) <= 300 for t in facts["errorTexts"])
+    # each error is a row of its own under its run's row, across the table; the run's row stays one line
+    assert facts["errorUnder"] == [str(FAILED)] and facts["errorSpans"] == [facts["runColumns"]], facts
+    assert all(h < 40 for h in facts["errorRowHeights"]), facts["errorRowHeights"]
     legend, labels = facts["legend"], dict(facts["labels"])
     assert legend and set(labels) == {"quantiles-version-label-v1", "quantiles-version-label-v2"}, facts
     for name, (left, top, right, bottom) in labels.items():

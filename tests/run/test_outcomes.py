@@ -46,6 +46,9 @@ def source_db(tmp_path_factory: pytest.TempPathFactory, truth: pd.DataFrame) -> 
     return path
 
 
+SEEN_AT = "seen at (UTC)"
+
+
 def waves(truth: pd.DataFrame, label: str) -> list[pd.DataFrame]:
     """Cumulative label tables: a third of day 4; then all of day 4, the even keys of day 5 and three keys
     never scored; then everything. Observed at noon of the day after the scoring day."""
@@ -64,6 +67,7 @@ def waves(truth: pd.DataFrame, label: str) -> list[pd.DataFrame]:
 
 
 def write_labels(labels: pd.DataFrame, kind: str, where: str) -> None:
+    labels = labels.rename(columns={"seen_at": SEEN_AT})  # a column name that needs quoting
     if kind == "duckdb":
         with duckdb.connect(where) as con:
             con.register("frame", labels)
@@ -124,7 +128,7 @@ def scenario(name: str, tmp_path: Path, truth: pd.DataFrame, source_db: Path, ki
     case = CASES[name]
     labels_where = str(tmp_path / "labels.duckdb") if kind == "duckdb" else f"{pg[0]}|{pg[1]}"
     labels = {"kind": kind, "table": "outcomes_in" if kind == "duckdb" else f"{pg[1]}.outcomes_in",
-              "key_column": "event_id", "label_column": "outcome", "observed_at_column": "seen_at",
+              "key_column": "event_id", "label_column": "outcome", "observed_at_column": SEEN_AT,
               **({"path": labels_where} if kind == "duckdb" else {"url": pg[0]})}
     results = {"kind": "duckdb", "path": str(tmp_path / "results.duckdb"), "staging_dir": str(tmp_path / "staging")} \
         if kind == "duckdb" else {"kind": "postgres", "url": pg[0], "schema": pg[1],
@@ -239,3 +243,94 @@ def test_outcomes_without_labels_section_is_one_line(tmp_path: Path, source_db: 
     res = runner.invoke(app, ["outcomes", "--start", "2026-05-05", "--end", "2026-05-06", "--config", str(cfg)])
     assert res.exit_code != 0
     assert "no 'labels' section" in res.output and "Traceback" not in res.output
+
+
+def test_an_alerting_day_is_a_ledger_row_and_the_export_holds_the_outcomes(tmp_path: Path, truth: pd.DataFrame,
+                                                                            source_db: Path) -> None:
+    """Labels that contradict day 5's scores (flipped) put day 5 out of its band: a `runs` row with trigger
+    `outcomes` and status alert, shown by `scoring runs`; the true labels recomputed remove it, and the batch
+    runs' rows are untouched. The reader export holds `outcomes` and `label_coverage` as the results do."""
+    from scoring.storage.results import open_results
+
+    case = CASES["binary"]
+    labels = {"kind": "duckdb", "path": str(tmp_path / "labels.duckdb"), "table": "outcomes_in",
+              "key_column": "event_id", "label_column": "outcome", "observed_at_column": SEEN_AT}
+    results = {"kind": "duckdb", "path": str(tmp_path / "results.duckdb"), "staging_dir": str(tmp_path / "staging")}
+    cfg_path = write_cfg(tmp_path, duckdb_source(source_db), case.name, results, output=case.output, labels=labels)
+    _, artifact, data = fit_and_save(case, truth, tmp_path)
+    assert register(cfg_path, case, artifact, data).exit_code == 0
+    cfg = load_config(cfg_path)
+    for day in DAYS:
+        run_day(cfg, day)
+    store = open_results(cfg.results)
+    batch_runs = store.query("SELECT run_id, status FROM runs ORDER BY run_id").to_pylist()
+    true_labels = waves(truth, case.label)[-1]
+    flipped = true_labels.copy()
+    on_day5 = pd.to_datetime(flipped["seen_at"]).dt.date == DAYS[1] + dt.timedelta(days=1)
+    flipped.loc[on_day5, "outcome"] = 1 - flipped.loc[on_day5, "outcome"]
+    write_labels(flipped, "duckdb", labels["path"])
+    result = compute_outcomes(cfg, DAYS[0], DAYS[1])
+    judged = {(str(r["day"]), r["model_version"]): r["status"] for r in result.outcomes}
+    assert judged[(str(DAYS[1]), 1)] == "alert" and judged[(str(DAYS[0]), 1)] not in ("warning", "alert")
+    ledger = store.query("SELECT * FROM runs WHERE \"trigger\" = 'outcomes'").to_pylist()
+    assert [(str(r["day"]), r["model_version"], r["status"]) for r in ledger] == [(str(DAYS[1]), 1, "alert")]
+    assert "realized roc_auc" in ledger[0]["error"] and "outside its alert band" in ledger[0]["error"]
+    res = runner.invoke(app, ["runs", "--config", str(cfg_path)], env={"COLUMNS": "80"})
+    assert res.exit_code == 0 and f"{DAYS[1]} {case.name} v1 (alert, run outcomes:" in res.output, res.output
+    # the reader export: the same outcomes rows as the results, through the catalog's views
+    export = store.export_dir
+    with duckdb.connect(str(export / "catalog.duckdb"), read_only=True,
+                        config={"file_search_path": str(export)}) as con:
+        exported = con.execute("SELECT day, model_version, labelled, status FROM outcomes ORDER BY ALL").fetchall()
+        assert con.execute("SELECT count(*) FROM label_coverage").fetchone()[0] == len(result.coverage)
+        assert con.execute("SELECT count(*) FROM runs WHERE \"trigger\" = 'outcomes'").fetchone()[0] == 1
+    assert exported == [(r["day"], r["model_version"], r["labelled"], r["status"])
+                        for r in sorted(result.outcomes, key=lambda r: (r["day"], r["model_version"]))]
+    from scoring.reports.data import load_report
+    from scoring.reports.html import render_html
+
+    report = load_report(cfg, store, DAYS[0], DAYS[1])  # the alert is in the performance section, not a run
+    assert [r["trigger"] for r in report.runs.to_pylist()] == ["cli", "cli"]
+    assert [r["status"] for r in report.sections["performance"].to_pylist() if str(r["day"]) == str(DAYS[1])] \
+        == ["alert"]
+    assert 'id="performance"' in render_html(report)
+    write_labels(true_labels, "duckdb", labels["path"])  # the true labels: back in the band, the row goes
+    compute_outcomes(cfg, DAYS[0], DAYS[1])
+    assert store.query("SELECT count(*) AS n FROM runs WHERE \"trigger\" = 'outcomes'").to_pylist()[0]["n"] == 0
+    assert store.query("SELECT run_id, status FROM runs ORDER BY run_id").to_pylist() == batch_runs
+
+
+@pytest.mark.postgres
+def test_outcome_ledger_rows_replace_only_their_own_on_postgres(tmp_path: Path, pg_url: str, pg_schema: str) -> None:
+    """On PostgreSQL, the outcomes' ledger rows are replaced with their window and never touch a run's row;
+    naming the ledger without the trigger is refused."""
+    import pyarrow as pa
+
+    from scoring.config import ResultsConfig
+    from scoring.run.outcomes import LEDGER_TRIGGER, _ledger_row, _schema
+    from scoring.storage.results import RunRecord, open_results
+    from scoring.storage.results.tables import RUNS
+
+    store = open_results(ResultsConfig(kind="postgres", url=pg_url, schema=pg_schema,
+                                       staging_dir=str(tmp_path / "staging")))
+    store.ensure_schema()
+    now = dt.datetime.now(dt.UTC)
+    store.start_run(RunRecord("batch-run", DAYS[1], "m", 1, now))
+    alert = {"day": DAYS[1], "model_name": "m", "model_version": 1, "role": "champion", "status": "alert",
+             "labelled": 10, "rows_scored": 12, "coverage": 10 / 12,
+             "alerts": json.dumps([{"metric": "roc_auc", "kind": "realized", "value": 0.2, "status": "alert",
+                                    "band": [0.7, 0.9]}])}
+
+    def replace(rows: list[dict]) -> list[dict]:
+        store.replace_days("m", DAYS[0], DAYS[1], {RUNS.name: pa.Table.from_pylist(rows, _schema(RUNS))},
+                           ledger_trigger=LEDGER_TRIGGER)
+        return store.query(f"SELECT run_id, status, \"trigger\", error FROM {store.table_name('runs')} "
+                           "ORDER BY run_id").to_pylist()
+
+    got = replace([_ledger_row(alert, now)])
+    assert [(r["run_id"], r["status"]) for r in got] == [("batch-run", "running"),
+                                                         (f"outcomes:m:{DAYS[1]}:v1:champion", "alert")]
+    assert "realized roc_auc 0.2000 outside its alert band [0.7000, 0.9000]" in got[1]["error"]
+    assert [r["run_id"] for r in replace([])] == ["batch-run"]
+    with pytest.raises(ValueError, match="only with ledger_trigger"):
+        store.replace_days("m", DAYS[0], DAYS[1], {RUNS.name: pa.Table.from_pylist([], _schema(RUNS))})

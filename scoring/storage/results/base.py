@@ -98,14 +98,27 @@ class ResultsStore(ABC):
         successful in the ledger. A failure before COMMIT leaves every table as it was."""
 
     @abstractmethod
-    def replace_days(self, model: str, start: dt.date, end: dt.date, tables: dict[str, pa.Table]) -> None:
+    def replace_days(self, model: str, start: dt.date, end: dt.date, tables: dict[str, pa.Table], *,
+                     ledger_trigger: str | None = None) -> None:
         """In one transaction: delete the rows of ``model`` with ``start <= day <= end`` from each named table
         and insert the given rows (the table's columns, by name). Used by tables written outside a run
         (``outcomes``, ``label_coverage``): a recomputation replaces the window, never appends to it.
+        The run ledger (``runs``) may be named only with ``ledger_trigger``: then only its rows of that
+        ``trigger`` are replaced (the outcomes' warning/alert rows), never a run's.
 
         Raises:
             PublishError: the store cannot be written (names it); nothing changed.
+            ValueError: ``runs`` named without ``ledger_trigger``.
         """
+
+    @staticmethod
+    def _replace_filter(name: str, ledger_trigger: str | None) -> tuple[str, list[Any]]:
+        """The extra condition (``AND ...`` on parameter ``$4``) of ``replace_days``'s delete of table ``name``."""
+        if name != "runs":
+            return "", []
+        if not ledger_trigger:
+            raise ValueError("replace_days replaces rows of the run ledger only with ledger_trigger")
+        return ' AND "trigger" = $4', [ledger_trigger]
 
     def record_failure(self, run: RunRecord, quarantine_files: list[Path]) -> None:
         """Record a run that failed a data quality rule, keeping its quarantine rows so users can see which

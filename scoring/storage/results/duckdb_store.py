@@ -275,15 +275,17 @@ class DuckDBResults(ResultsStore):
             raise
         return True
 
-    def replace_days(self, model: str, start: dt.date, end: dt.date, tables: dict[str, pa.Table]) -> None:
+    def replace_days(self, model: str, start: dt.date, end: dt.date, tables: dict[str, pa.Table], *,
+                     ledger_trigger: str | None = None) -> None:
         specs = {s.name: s for s in all_tables(self.cfg.table)}
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 for name, rows in tables.items():
                     spec = specs[name]
+                    only, bound = self._replace_filter(name, ledger_trigger)
                     con.execute(f"DELETE FROM {quote(name)} WHERE model_name = $1 "  # noqa: S608 - quoted
-                                "AND day BETWEEN $2 AND $3", [model, start, end])
+                                f"AND day BETWEEN $2 AND $3{only}", [model, start, end, *bound])
                     if rows.num_rows:
                         con.register("replace_rows", rows)
                         cols = ", ".join(map(quote, spec.column_names))
@@ -297,6 +299,21 @@ class DuckDBResults(ResultsStore):
             except BaseException:
                 _rollback(con)
                 raise
+            self._export_days(con, model, start, end, list(tables))
+
+    def _export_days(self, con: duckdb.DuckDBPyConnection, model: str, start: dt.date, end: dt.date,
+                     tables: list[str]) -> None:
+        """The reader export of what ``replace_days`` wrote (after COMMIT); a failure is logged, not raised:
+        the results hold the rows, and the next computation of the window exports them again."""
+        if not self.cfg.reader_export:
+            return
+        from scoring.storage.results.export import export_days
+
+        try:
+            export_days(con, self.export_dir, tables, model, start, end)
+        except (OSError, duckdb.Error) as exc:
+            logger.warning("reader export of %s for %s %s..%s failed: %s; recompute the window to export it",
+                           ", ".join(tables), model, start, end, _first_line(exc))
 
     def record_failure(self, run: RunRecord, quarantine_files: list[Path]) -> None:
         qfiles = quarantine_files

@@ -129,6 +129,32 @@ def diverged(con: duckdb.DuckDBPyConnection, export_dir: Path, table: str) -> li
     return sorted(k for k in keys if published.get(k) != exported.get(k))
 
 
+def export_days(con: duckdb.DuckDBPyConnection, export_dir: Path, tables: list[str], model: str,
+                start: dt.date, end: dt.date) -> None:
+    """Export the (day, model) partitions of ``start..end`` of tables written a window at a time outside a run
+    (``outcomes``, ``label_coverage``; after their COMMIT), then the ledger and the catalog: one file per
+    day with rows (a day without rows has its file removed), the layout of ``export_partition``.
+
+    Raises:
+        OSError, duckdb.Error: the export could not be written (the results are intact).
+    """
+    for table in tables:
+        if table == RUNS_TABLE:
+            continue
+        days = {r[0] for r in con.execute(f"SELECT DISTINCT day FROM {quote(table)} WHERE model_name = $1 "  # noqa: S608
+                                          "AND day BETWEEN $2 AND $3", [model, start, end]).fetchall()}
+        for n in range((end - start).days + 1):
+            day = start + dt.timedelta(days=n)
+            target = export_dir / table / model / f"{day.isoformat()}.parquet"
+            if day in days:
+                where = f"day = DATE {_literal(day.isoformat())} AND model_name = {_literal(model)}"
+                _copy(con, f"SELECT * FROM {quote(table)} WHERE {where}", target)  # noqa: S608 - quoted
+            else:
+                target.unlink(missing_ok=True)
+    export_runs(con, export_dir)
+    ensure_catalog(con, export_dir)
+
+
 def export_runs(con: duckdb.DuckDBPyConnection, export_dir: Path) -> None:
     """Rewrite the ledger export (small: one row per attempt)."""
     _copy(con, f"SELECT * FROM {quote(RUNS_TABLE)}", export_dir / RUNS_TABLE / "all" / "runs.parquet")  # noqa: S608

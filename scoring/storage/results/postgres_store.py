@@ -387,15 +387,17 @@ class PostgresResults(ResultsStore):
         self._transaction(work, locks=True)
         fault_point("after_commit")
 
-    def replace_days(self, model: str, start: dt.date, end: dt.date, tables: dict[str, pa.Table]) -> None:
+    def replace_days(self, model: str, start: dt.date, end: dt.date, tables: dict[str, pa.Table], *,
+                     ledger_trigger: str | None = None) -> None:
         specs = {s.name: s for s in all_tables(self.cfg.table)}
 
         def work(cur: Any) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                         [f"{self.schema}|replace_days|{model}"])
             for name, rows in tables.items():
+                only, bound = self._replace_filter(name, ledger_trigger)
                 cur.execute(f"DELETE FROM {self.table_name(name)} WHERE model_name = $1 "  # noqa: S608
-                            "AND day BETWEEN $2 AND $3", [model, start, end])
+                            f"AND day BETWEEN $2 AND $3{only}", [model, start, end, *bound])
                 schema = arrow_schema(specs[name])
                 table = pa.table([conform(rows.column(f.name), f.type) for f in schema], schema=schema)
                 self._ingest(cur, specs[name], iter(table.to_batches()))
