@@ -233,6 +233,10 @@ class JobsConfig(_Strict):
                                              "reads")
     output_dir: Path | None = Field(None, description="the only folder a job --output may write into (a "
                                     "relative --output lands here); default: <results folder>/job_outputs")
+    postgres_url: str | None = Field(None, description="PostgreSQL source: the connection job queries run as; its "
+                                     "role may only SELECT jobs.allowed_tables (checked per job; docs/security.md)")
+    statement_timeout_s: float = Field(300.0, gt=0, le=86_400, description="PostgreSQL source: a job query's "
+                                       "statement_timeout and lock_timeout")
 
     @field_validator("allowed_tables")
     @classmethod

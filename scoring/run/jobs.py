@@ -127,7 +127,7 @@ def check_spec(cfg: Config, spec: JobSpec) -> None:
     if spec.input is not None:
         check_file_job(input_path(spec.input))
     else:
-        check_query_job(cfg.source, spec.query or "", cfg.jobs.allowed_tables)
+        check_query_job(cfg.source, spec.query or "", cfg.jobs.allowed_tables, cfg.jobs)
     check_output(cfg, spec)
 
 
@@ -192,7 +192,8 @@ def job_stage(cfg: Config, job_id: str) -> Stage:
 
 def _prepare(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion, Any, Quality]:
     job_cfg, mv = _job_cfg(cfg, spec)
-    source = open_job_input(job_cfg.source, spec.input, spec.query, spec.params, cfg.jobs.allowed_tables)
+    source = open_job_input(job_cfg.source, spec.input, spec.query, spec.params, cfg.jobs.allowed_tables,
+                            cfg.jobs)
     try:
         return job_cfg, mv, source, prepare_quality(job_cfg, mv, source, None, suite_key=cfg.source.key_column)
     except BaseException:
