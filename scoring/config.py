@@ -316,6 +316,9 @@ class ValidationConfig(_Strict):
         "earlier rule) widens the training min..max by range_margin spans and ignores the domain bounds")
     range_margin: float = Field(3.0, ge=0.0, description="generated numeric ranges: the training range "
                                 "(see range_rule) widened by this many of its spans (floored at 0 if never negative)")
+    null_flood_margin: float = Field(0.5, ge=0.0, le=1.0, description="a feature the model imputes still fails "
+                                     "the day when its null share exceeds training's by more than this (a share, "
+                                     "0.5 = 50 points); applied by every run, also with suites written before it")
     data_docs: bool = Field(True, description="the report DAG builds GX Data Docs (HTML) of each published run "
                             "(`scoring run` never does; `scoring docs` builds them on demand either way)")
     data_docs_dir: Path | None = Field(None, description="default: <results.staging_dir>/../data_docs")

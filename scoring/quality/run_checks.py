@@ -33,7 +33,7 @@ from scoring.quality.drift import SCORE, drift_table, limits_for, merge_counts, 
 from scoring.quality.gate import Gate, double_range_rule, interval_rule, merge_stats, nul_rule
 from scoring.quality.output_checks import check_predictions
 from scoring.quality.schema_check import SchemaPlan, plan_schema
-from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite, range_options, rekeyed
+from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite, null_flood_rules, range_options, rekeyed
 
 if TYPE_CHECKING:
     from scoring.config import Config
@@ -129,6 +129,7 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     for column in dict.fromkeys([key, *cfg.results.passthrough]):
         if column in schema.names and logical_type(schema.field(column).type) == "string":
             own.append(nul_rule(column))
+    flood = null_flood_rules(mv, compiled.rules, key, vcfg.null_flood_margin)  # older suites lack the rule
     cast_rules: dict[str, str] = {}
     for column in plan.casts:
         rule = compiled.type_rule(column)
@@ -143,7 +144,8 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     known = duplicates or {}
     duplicates = {r.column: pa.array(known[r.column], schema.field(r.column).type) if r.column in known
                   else source.duplicate_values(interval, r.column) for r in compiled.row_rules if r.type == UNIQUE}
-    nulls = tuple(dict.fromkeys(r.column for r in compiled.batch_rules if r.column))
+    nulls = tuple(dict.fromkeys([*(r.column for r in compiled.batch_rules if r.column),
+                                 *(r.column for r in flood)]))
     reference = mv.meta.get("reference") or {}
     drift = {n: ref for n, ref in reference.get("features", {}).items() if n in plan.columns[1:]}
     if (reference.get("score") or {}).get("kind") == "numeric":
@@ -159,7 +161,7 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     missing = [c for c in cfg.results.passthrough if c not in schema.names]
     if missing:
         raise SchemaError(f"results.passthrough column(s) {', '.join(map(repr, missing))} are not in the source")
-    quality = Quality(plan.columns, gate, [*own, *compiled.rules], suite, path, generated, plan,
+    quality = Quality(plan.columns, gate, [*own, *flood, *compiled.rules], suite, path, generated, plan,
                       list(schema.names), reference, contract_of(mv.meta).task)
     quality.read_columns = [c for c in dict.fromkeys([
         *plan.columns, *([ts] if ts in schema.names else []), *cfg.results.passthrough,
