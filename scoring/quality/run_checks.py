@@ -94,6 +94,21 @@ def _check_rule_columns(compiled: CompiledSuite, schema: pa.Schema, plan: Schema
                                   f"{rule.column!r} has type {found}")
 
 
+def known_text_levels(mv: ModelVersion, reference: dict[str, Any], casts: dict[str, str]) -> dict[str, frozenset[str]]:
+    """For each column cast to text: the levels the model knows (its signature's levels and the training
+    reference's most frequent ones); ``gate.number_text`` refuses a cast that spells one of them differently."""
+    inputs = {i["name"]: i for i in (mv.meta.get("signature") or {}).get("inputs", [])}
+    out: dict[str, frozenset[str]] = {}
+    for column, target in casts.items():
+        if target != "string":
+            continue
+        levels = {str(v) for v in inputs.get(column, {}).get("levels") or []}
+        levels |= {str(v) for v in (reference.get("features", {}).get(column) or {}).get("levels") or []}
+        if levels:
+            out[column] = frozenset(levels)
+    return out
+
+
 def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: DataInterval | None,
                     suite_key: str | None = None, *, duplicates: dict[str, list[Any]] | None = None) -> Quality:
     """Everything checked before scoring; raises SchemaError/SuiteError naming the problem.
@@ -157,7 +172,7 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
         logger.warning("validation.duplicate_keys is keep_latest but the source has no timestamp column %r: "
                        "every row of a duplicated key is quarantined", ts)
     gate = Gate(key, tuple(row_rules), dict(plan.casts), cast_rules, duplicates, nulls, drift, keep,
-                ts if keep else None)
+                ts if keep else None, text_levels=known_text_levels(mv, reference, plan.casts))
     missing = [c for c in cfg.results.passthrough if c not in schema.names]
     if missing:
         raise SchemaError(f"results.passthrough column(s) {', '.join(map(repr, missing))} are not in the source")
