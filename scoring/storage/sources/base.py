@@ -137,6 +137,11 @@ class Source(ABC):
         return (f"SELECT {select} FROM {self.relation_sql()} "  # noqa: S608 - identifiers quoted
                 f"WHERE {ts} >= {placeholder[0]} AND {ts} < {placeholder[1]}")
 
+    def timestamp_bounds(self) -> tuple[Any, Any]:
+        """(min, max) of the timestamp column over the whole relation (None, None when empty or unknown);
+        sources that can run SQL override it with one aggregate query."""
+        return None, None
+
     @abstractmethod
     def schema(self) -> pa.Schema:
         """Columns and Arrow types of the source relation."""

@@ -253,6 +253,11 @@ class PostgresSource(Source):
         batches = [reader.decode(b) for b in table.to_batches()]
         return pa.Table.from_batches(batches, reader.schema(table.schema))
 
+    def timestamp_bounds(self) -> tuple[Any, Any]:
+        ts = quote(self.cfg.timestamp_column)
+        rows = self._execute(f"SELECT min({ts}), max({ts}) FROM {self.relation_sql()}")  # noqa: S608
+        return (rows[0][0], rows[0][1]) if rows else (None, None)
+
     def close(self) -> None:
         con, self.con = getattr(self, "con", None), None
         if con is not None:
