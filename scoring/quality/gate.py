@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from scoring.quality.compile import TYPE_RULES, Rule
 from scoring.quality.quarantine import QUARANTINE_SCHEMA, quarantine_rows
+from scoring.storage.sources.pg_numeric import special_column
 
 PARTIAL = 20  # sample of unexpected values kept per rule (GX's partial_unexpected_count)
 MISSING_TEXT = {"", "nan", "null", "none", "na", "n/a"}
@@ -109,6 +110,14 @@ def nul_rule(column: str) -> Rule:
     quarantine ``value`` and ``source_key`` spell the NUL as ``\\x00``)."""
     return Rule(f"nul:{column}", "expect_column_values_to_not_match_regex",
                 {"column": column, "regex": NUL_PATTERN}, "critical", "run")
+
+
+def special_rule(column: str) -> Rule:
+    """The run's own rule on a column whose type cannot hold every source value (PostgreSQL ``numeric(p, s)``
+    holding ``NaN``, ``Source.special_columns``): a row whose marker column (``pg_numeric.special_column``)
+    is true is quarantined naming the column and the value (``NaN``), never scored as a NULL."""
+    return Rule(f"representable:{column}", "expect_column_values_to_not_be_in_set",
+                {"column": special_column(column), "value_set": [True]}, "critical", "run")
 
 
 DOUBLE_MAX = 1.7976931348623157e308

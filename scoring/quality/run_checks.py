@@ -30,7 +30,7 @@ from scoring.models.signature import logical_type
 from scoring.quality.batch_rules import evaluate
 from scoring.quality.compile import CompiledSuite, Rule, compile_suite
 from scoring.quality.drift import SCORE, drift_table, limits_for, merge_counts, psi_by_feature, status_of
-from scoring.quality.gate import Gate, double_range_rule, interval_rule, merge_stats, nul_rule
+from scoring.quality.gate import Gate, double_range_rule, interval_rule, merge_stats, nul_rule, special_rule
 from scoring.quality.output_checks import check_predictions
 from scoring.quality.schema_check import SchemaPlan, plan_schema
 from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite, null_flood_rules, range_options, rekeyed
@@ -141,6 +141,8 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
         own.append(interval_rule(ts, *source.interval_bounds(interval)))  # naive columns: local wall time
     for column in sorted(source.double_range_columns & {*plan.columns, *cfg.results.passthrough}):
         own.append(double_range_rule(column))
+    for column in sorted(source.special_columns & {*plan.columns, *cfg.results.passthrough}):
+        own.append(special_rule(column))
     for column in dict.fromkeys([key, *cfg.results.passthrough]):
         if column in schema.names and logical_type(schema.field(column).type) == "string":
             own.append(nul_rule(column))
