@@ -39,6 +39,7 @@ from scoring.storage.job_output import write_output
 from scoring.storage.output_rules import allowed_output, remove_stale_tmp, written_by_job
 from scoring.storage.results import RunRecord, open_results
 from scoring.storage.results.jobs_ledger import TERMINAL, JobCancelled, JobLedger
+from scoring.storage.results.replaced import note_replaced_output
 from scoring.storage.sources.job_input import (
     check_file_job,
     check_query_job,
@@ -275,9 +276,11 @@ def publish_job(cfg: Config, ledger: JobLedger, job: dict[str, Any], manifests: 
         ledger.fail(job_id, one_line(exc), counts, quarantine=(run.run_id, qfiles, constants))
         raise
     out = check_output(cfg, spec, job_id)
+    replaced = note_replaced_output(job_id, out, files, qfiles) if out is not None else None
     if out is not None:
         write_output(out, files, {**constants, "run_id": run.run_id, "job_id": job_id})
-    ledger.publish(job_id, run.run_id, files, qfiles, constants, counts, str(out) if out else None, spec.to_table)
+    ledger.publish(job_id, run.run_id, files, qfiles, constants, counts, str(out) if out else None, spec.to_table,
+                   {"replaced": replaced} if replaced else None)
     stage.remove()
     logger.info("job %s succeeded: %s in, %s scored, %s quarantined", job_id, run.rows_in, run.rows_scored,
                 run.rows_rejected)
