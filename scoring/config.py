@@ -270,6 +270,10 @@ class JobsConfig(_Strict):
                                              "reads")
     output_dir: Path | None = Field(None, description="the only folder a job --output may write into (a "
                                     "relative --output lands here); default: <results folder>/job_outputs")
+    postgres_url: str | None = Field(None, description="PostgreSQL source: the connection job queries run as; its "
+                                     "role may only SELECT jobs.allowed_tables (checked per job; docs/security.md)")
+    statement_timeout_s: float = Field(300.0, gt=0, le=86_400, description="PostgreSQL source: a job query's "
+                                       "statement_timeout and lock_timeout")
 
     @field_validator("allowed_tables")
     @classmethod
@@ -350,6 +354,9 @@ class ValidationConfig(_Strict):
         "earlier rule) widens the training min..max by range_margin spans and ignores the domain bounds")
     range_margin: float = Field(3.0, ge=0.0, description="generated numeric ranges: the training range "
                                 "(see range_rule) widened by this many of its spans (floored at 0 if never negative)")
+    null_flood_margin: float = Field(0.5, ge=0.0, le=1.0, description="a feature the model imputes still fails "
+                                     "the day when its null share exceeds training's by more than this (a share, "
+                                     "0.5 = 50 points); applied by every run, also with suites written before it")
     data_docs: bool = Field(True, description="the report DAG builds GX Data Docs (HTML) of each published run "
                             "(`scoring run` never does; `scoring docs` builds them on demand either way)")
     data_docs_dir: Path | str | None = Field(None, description="default: <results.staging_dir>/../data_docs, or "

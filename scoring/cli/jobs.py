@@ -24,7 +24,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 2, "interrupted": 1}
 SHOWN = ("job_id", "state", "engine", "model_name", "model_version", "rows_in", "rows_scored", "rows_quarantined",
          "chunks_done", "chunks_total", "output", "error", "submitted_at", "started_at", "finished_at",
-         "airflow_run_id", "airflow_state")
+         "airflow_run_id", "airflow_state", "details")
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
@@ -43,6 +43,11 @@ def _line(row: dict[str, Any]) -> str:
         text += f"  output {row['output']}"
     if row.get("error"):
         text += f"\n  error: {row['error']}"
+    replaced = (row.get("details") or {}).get("replaced")
+    if replaced:
+        text += (f"\n  replaced: {replaced['removed']} of the {replaced['predictions_before']} predictions "
+                 f"{replaced['output']} held are gone ({replaced['removed_quarantined']} quarantined by this job, "
+                 f"{replaced['removed_from_source']} not in its input)")
     return text
 
 

@@ -118,6 +118,8 @@ def run(config: ConfigOpt = None,
     day = parse_day(date) if date else None
     cfg = load(config)
     day = day or day_or_yesterday(None, cfg.timezone)
+    if date:
+        _warn_outside_source(cfg, day, day)
     with _result_printed_once(), progress_bar() as progress:
         task = progress.add_task(f"scoring {day}", total=None)
         result = run_day(cfg, day, version=version, rows_per_chunk=rows_per_chunk,
@@ -134,6 +136,15 @@ def run(config: ConfigOpt = None,
     if failed:
         err.print(f"[bold red]{failed} late-data re-score(s) failed[/]")
         raise typer.Exit(1)
+
+
+def _warn_outside_source(cfg: Any, first: Any, last: Any) -> None:
+    """One warning line when the named days reach outside the source's first .. last day."""
+    from scoring.storage.sources.day_range import outside_source
+
+    line = outside_source(cfg, first, last)
+    if line:
+        err.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
 EXPORT_FAILED = 4  # `scoring run`: published, but the reader export failed (docs/security.md)
@@ -179,6 +190,7 @@ def backfill(start: Annotated[str, typer.Option(help="first day, YYYY-MM-DD")],
     if span > cfg.schedule.max_backfill_days and not yes:
         raise ConfigError(f"backfill {first} .. {last} is {span} days, more than schedule.max_backfill_days "
                           f"({cfg.schedule.max_backfill_days}); check the dates, or pass --yes")
+    _warn_outside_source(cfg, first, last)
     days = day_range(first, last)
     summary = Table(title=f"backfill {first} .. {last}")
     for col in ("day", "status", "rows in", "quarantined", "scored", "seconds / error"):

@@ -30,7 +30,14 @@ from typing import Any
 
 from scoring.errors import ModelStoreError
 from scoring.models.code import check_sources, code_on_path, copy_code, verify_code
-from scoring.models.trust import UntrustedImport, restricted_load, sign_metadata, verify_signature
+from scoring.models.trust import (
+    SIGNATURE,
+    UntrustedImport,
+    restricted_load,
+    sign_metadata,
+    updated_metadata,
+    verify_signature,
+)
 from scoring.sqlident import validate_identifier
 from scoring.storage.checksums import sha256_file
 from scoring.storage.faults import fault_point
@@ -306,10 +313,12 @@ class ModelStore:
         Raises:
             ModelStoreError: ``key`` is one registration owns (name, version, sha256, features, signature).
         """
-        if key in {"name", "version", "created_at", "sha256", "sklearn_version", "features", "signature", "code"}:
+        if key in {"name", "version", "created_at", "sha256", "sklearn_version", "features", "signature", "code",
+                   SIGNATURE}:
             raise ModelStoreError(f"metadata entry {key!r} is set at registration and cannot be changed")
-        meta = dict(self.get(mv.name, mv.version).meta)
-        meta[key] = value
+        # verified as read, then re-signed with the change when SCORING_MODEL_KEY is set (trust.updated_metadata)
+        meta = updated_metadata(dict(self.get(mv.name, mv.version).meta), {key: value},
+                                f"model {mv.name} v{mv.version}")
         _atomic_write(mv.path / METADATA, json.dumps(meta, indent=2, default=str))
         return self.get(mv.name, mv.version)
 

@@ -163,6 +163,24 @@ def sign_metadata(meta: dict[str, Any], artifact: Path) -> dict[str, Any]:
     return {SIGNATURE: _digest(meta, key)}
 
 
+def updated_metadata(meta: dict[str, Any], changes: dict[str, Any], label: str) -> dict[str, Any]:
+    """``meta`` (as read from the store) with ``changes`` applied, re-signed when ``SCORING_MODEL_KEY`` is
+    set (e.g. ``models compile`` adding its ``compiled`` entry); a plain merged copy otherwise.
+
+    The metadata as read is verified first (``verify_signature``): a change never launders an edited
+    artifact hash into a fresh signature.
+
+    Raises:
+        ModelStoreError: the key is set and the metadata as read is unsigned or its signature does not match.
+    """
+    verify_signature(meta, label)
+    out = {**meta, **changes}
+    key = _key()
+    if key is not None:
+        out[SIGNATURE] = _digest(out, key)
+    return out
+
+
 def verify_signature(meta: dict[str, Any], label: str) -> None:
     """Refuse a version whose metadata does not carry a valid signature, when ``SCORING_MODEL_KEY`` is set.
 

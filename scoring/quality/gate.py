@@ -10,6 +10,7 @@ manifest from worker processes and merge by addition.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 
 from scoring.quality.compile import TYPE_RULES, Rule
 from scoring.quality.quarantine import QUARANTINE_SCHEMA, quarantine_rows
+from scoring.storage.sources.pg_numeric import special_column
 
 PARTIAL = 20  # sample of unexpected values kept per rule (GX's partial_unexpected_count)
 MISSING_TEXT = {"", "nan", "null", "none", "na", "n/a"}
@@ -41,6 +43,8 @@ class Gate:
         timestamp_column: the column ``keep``'s ``t`` is compared with.
         null_columns: columns whose null counts batch-level rules need.
         drift: feature -> training reference entry, for the drift counts of the scored rows.
+        text_levels: column cast from numbers to text -> the levels the model knows (its signature's and
+            training reference's), to refuse a cast text that spells a known level differently.
     """
 
     key_column: str
@@ -52,6 +56,7 @@ class Gate:
     drift: dict[str, Any] = field(default_factory=dict)
     keep: dict[str, pa.Table] = field(default_factory=dict)
     timestamp_column: str | None = None
+    text_levels: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 SUPERSEDED = "superseded by a later row of the same key (validation.duplicate_keys: keep_latest)"
@@ -105,6 +110,14 @@ def nul_rule(column: str) -> Rule:
     quarantine ``value`` and ``source_key`` spell the NUL as ``\\x00``)."""
     return Rule(f"nul:{column}", "expect_column_values_to_not_match_regex",
                 {"column": column, "regex": NUL_PATTERN}, "critical", "run")
+
+
+def special_rule(column: str) -> Rule:
+    """The run's own rule on a column whose type cannot hold every source value (PostgreSQL ``numeric(p, s)``
+    holding ``NaN``, ``Source.special_columns``): a row whose marker column (``pg_numeric.special_column``)
+    is true is quarantined naming the column and the value (``NaN``), never scored as a NULL."""
+    return Rule(f"representable:{column}", "expect_column_values_to_not_be_in_set",
+                {"column": special_column(column), "value_set": [True]}, "critical", "run")
 
 
 DOUBLE_MAX = 1.7976931348623157e308
@@ -179,6 +192,64 @@ def parse_numbers(col: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     bad |= _lossy(stripped.fillna(""), parsed, ~bad & ~blank.to_numpy(dtype=bool))
     values = np.where(bad, np.nan, parsed.to_numpy())
     return pa.array(values, pa.float64(), from_pandas=True), bad
+
+
+EXACT_INT = 2 ** 53  # integers a double holds exactly
+
+
+def _number_of(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def number_text(col: pa.ChunkedArray, levels: frozenset[str] | None = None) -> tuple[pa.Array, np.ndarray]:
+    """Numbers to the text the model reads (``validation.schema_drift: warn``), checked row by row.
+
+    Integers and integral doubles print as integers (``42``, never ``42.0`` or ``1e+20``), decimals with their
+    scale, other doubles as their shortest round-tripping text. A row is lossy (returned in the mask, to be
+    quarantined, never scored on a changed value) when its cast text does not give back the source value
+    exactly: an infinite double, a double whose text needs an exponent (``1e-07``), an integral double beyond
+    2**53; or, with ``levels`` known, when a level other than the text spells the same number (``000042``,
+    ``1E5``, ``42.0`` for 42 or 100000): the source lost the spelling, so the model would see a level it never
+    saw or one of two it cannot tell apart. NaN is read as missing. Text columns pass through unchanged.
+    """
+    n = len(col)
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_null(col.type):
+        return pc.cast(col, pa.string()).combine_chunks() if n else pa.array([], pa.string()), np.zeros(n, bool)
+    bad = np.zeros(n, dtype=bool)
+    if pa.types.is_floating(col.type):
+        x = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+        valid = ~pc.is_null(col).to_numpy(zero_copy_only=False) & ~np.isnan(x)
+        with np.errstate(invalid="ignore"):
+            integral = valid & np.isfinite(x) & (np.floor(x) == x) & (np.abs(x) < EXACT_INT)
+        shortest = pc.cast(col, pa.string()).to_pylist()
+        texts: list[str | None] = []
+        for i in range(n):
+            if not valid[i]:
+                texts.append(None)
+            elif integral[i]:
+                texts.append(str(int(x[i])))
+            else:
+                text = shortest[i]
+                bad[i] = not np.isfinite(x[i]) or "e" in text.lower() or float(text) != x[i] or (
+                    np.floor(x[i]) == x[i])  # an integral double beyond 2**53: its digits are not the source's
+                texts.append(text)
+        values = pa.array(texts, pa.string())
+    else:
+        values = pc.cast(col, pa.string()).combine_chunks()
+    if levels:
+        by_number: dict[float, set[str]] = {}
+        for level in levels:
+            if (number := _number_of(level)) is not None:
+                by_number.setdefault(number, set()).add(level)
+        for i in np.flatnonzero(~bad):
+            text = values[i].as_py()
+            if text is not None and (by_number.get(_number_of(text)) or {text}) - {text}:
+                bad[i] = True  # another level spells this number: the source's spelling is lost
+    return values, bad
 
 
 def _in_set(col: pa.ChunkedArray, values: list[Any]) -> np.ndarray:
@@ -279,7 +350,7 @@ def apply_gate(gate: Gate, table: pa.Table) -> GateResult:
         if target == "float64":
             values, cast_bad[column] = parse_numbers(_plain(cast.column(column)))
         else:
-            values = pc.cast(_plain(cast.column(column)), pa.string())
+            values, cast_bad[column] = number_text(_plain(cast.column(column)), gate.text_levels.get(column))
         cast = cast.set_column(idx, pa.field(column, values.type), values)
     missing: dict[str, np.ndarray] = {}
     columns: dict[str, pa.ChunkedArray] = {}

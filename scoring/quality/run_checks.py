@@ -30,10 +30,10 @@ from scoring.models.signature import logical_type
 from scoring.quality.batch_rules import evaluate
 from scoring.quality.compile import CompiledSuite, Rule, compile_suite
 from scoring.quality.drift import SCORE, drift_table, limits_for, merge_counts, psi_by_feature, status_of
-from scoring.quality.gate import Gate, double_range_rule, interval_rule, merge_stats, nul_rule
+from scoring.quality.gate import Gate, double_range_rule, interval_rule, merge_stats, nul_rule, special_rule
 from scoring.quality.output_checks import check_predictions
 from scoring.quality.schema_check import SchemaPlan, plan_schema
-from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite, range_options, rekeyed
+from scoring.quality.suite import NUMERIC_TYPE_LIST, load_suite, null_flood_rules, range_options, rekeyed
 
 if TYPE_CHECKING:
     from scoring.config import Config
@@ -94,6 +94,21 @@ def _check_rule_columns(compiled: CompiledSuite, schema: pa.Schema, plan: Schema
                                   f"{rule.column!r} has type {found}")
 
 
+def known_text_levels(mv: ModelVersion, reference: dict[str, Any], casts: dict[str, str]) -> dict[str, frozenset[str]]:
+    """For each column cast to text: the levels the model knows (its signature's levels and the training
+    reference's most frequent ones); ``gate.number_text`` refuses a cast that spells one of them differently."""
+    inputs = {i["name"]: i for i in (mv.meta.get("signature") or {}).get("inputs", [])}
+    out: dict[str, frozenset[str]] = {}
+    for column, target in casts.items():
+        if target != "string":
+            continue
+        levels = {str(v) for v in inputs.get(column, {}).get("levels") or []}
+        levels |= {str(v) for v in (reference.get("features", {}).get(column) or {}).get("levels") or []}
+        if levels:
+            out[column] = frozenset(levels)
+    return out
+
+
 def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: DataInterval | None,
                     suite_key: str | None = None, *, duplicates: dict[str, list[Any]] | None = None) -> Quality:
     """Everything checked before scoring; raises SchemaError/SuiteError naming the problem.
@@ -126,9 +141,12 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
         own.append(interval_rule(ts, *source.interval_bounds(interval)))  # naive columns: local wall time
     for column in sorted(source.double_range_columns & {*plan.columns, *cfg.results.passthrough}):
         own.append(double_range_rule(column))
+    for column in sorted(source.special_columns & {*plan.columns, *cfg.results.passthrough}):
+        own.append(special_rule(column))
     for column in dict.fromkeys([key, *cfg.results.passthrough]):
         if column in schema.names and logical_type(schema.field(column).type) == "string":
             own.append(nul_rule(column))
+    flood = null_flood_rules(mv, compiled.rules, key, vcfg.null_flood_margin)  # older suites lack the rule
     cast_rules: dict[str, str] = {}
     for column in plan.casts:
         rule = compiled.type_rule(column)
@@ -143,7 +161,8 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
     known = duplicates or {}
     duplicates = {r.column: pa.array(known[r.column], schema.field(r.column).type) if r.column in known
                   else source.duplicate_values(interval, r.column) for r in compiled.row_rules if r.type == UNIQUE}
-    nulls = tuple(dict.fromkeys(r.column for r in compiled.batch_rules if r.column))
+    nulls = tuple(dict.fromkeys([*(r.column for r in compiled.batch_rules if r.column),
+                                 *(r.column for r in flood)]))
     reference = mv.meta.get("reference") or {}
     drift = {n: ref for n, ref in reference.get("features", {}).items() if n in plan.columns[1:]}
     if (reference.get("score") or {}).get("kind") == "numeric":
@@ -155,11 +174,11 @@ def prepare_quality(cfg: Config, mv: ModelVersion, source: Source, interval: Dat
         logger.warning("validation.duplicate_keys is keep_latest but the source has no timestamp column %r: "
                        "every row of a duplicated key is quarantined", ts)
     gate = Gate(key, tuple(row_rules), dict(plan.casts), cast_rules, duplicates, nulls, drift, keep,
-                ts if keep else None)
+                ts if keep else None, text_levels=known_text_levels(mv, reference, plan.casts))
     missing = [c for c in cfg.results.passthrough if c not in schema.names]
     if missing:
         raise SchemaError(f"results.passthrough column(s) {', '.join(map(repr, missing))} are not in the source")
-    quality = Quality(plan.columns, gate, [*own, *compiled.rules], suite, path, generated, plan,
+    quality = Quality(plan.columns, gate, [*own, *flood, *compiled.rules], suite, path, generated, plan,
                       list(schema.names), reference, contract_of(mv.meta).task)
     quality.read_columns = [c for c in dict.fromkeys([
         *plan.columns, *([ts] if ts in schema.names else []), *cfg.results.passthrough,

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from scoring.errors import SchemaError
 from scoring.models.signature import compatible, logical_type
+from scoring.storage.sources.pg_numeric import SPECIAL_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def plan_schema(source: pa.Schema, features: list[dict[str, str]], key_column: s
         plan.warnings.append(f"column {name!r} has type {have}, the model expects {want}: cast row by row, "
                              "values that do not parse are quarantined")
     skip = {*wanted, *([timestamp_column] if timestamp_column else [])}
-    plan.ignored.extend(n for n in source.names if n not in skip)
+    plan.ignored.extend(n for n in source.names if n not in skip and not n.startswith(SPECIAL_PREFIX))
     if plan.ignored:
         logger.info("ignoring %d source columns not used by the model: %s", len(plan.ignored),
                     ", ".join(plan.ignored))

@@ -117,9 +117,46 @@ def _missing_share(ref: dict[str, Any]) -> float | None:
 
 
 # A feature the model can impute still fails the day (critical) when its null share exceeds training's by more
-# than this many points: a day whose key feature is all NULL is meaningless scores, not a warning. The rule's
-# min_value in the generated suite is the setting (edit it, or its severity, per feature).
+# than this share (``validation.null_flood_margin``, this default): a day whose key feature is all NULL is
+# meaningless scores, not a warning. The generated suite holds the rule; every run also derives it
+# (``null_flood_rules``), so a suite written before the rule existed, or with a wider margin, still has it.
 NULL_FLOOD_MARGIN = 0.5
+NULL_SHARE_RULE = "expect_column_proportion_of_non_null_values_to_be_between"
+
+
+def null_flood_limits(mv: ModelVersion, key_column: str, margin: float = NULL_FLOOD_MARGIN
+                      ) -> dict[str, tuple[float, float]]:
+    """Features the model imputes (its signature says nullable) -> (training's missing share, the smallest
+    non-null share a day may have: ``1 - missing - margin``), for those where that bound is above 0."""
+    refs = (mv.meta.get("reference") or {}).get("features", {})
+    signature = mv.meta.get("signature") or {}
+    nullable = {i["name"] for i in signature.get("inputs", []) if i.get("nullable")}
+    out: dict[str, tuple[float, float]] = {}
+    for feat in mv.features:
+        name = feat["name"]
+        missing = _missing_share(refs.get(name, {}))
+        if name != key_column and name in nullable and missing is not None and missing + margin < 1.0:
+            out[name] = (missing, round(1 - missing - margin, 4))
+    return out
+
+
+def null_flood_rules(mv: ModelVersion, rules: Any, key_column: str, margin: float = NULL_FLOOD_MARGIN) -> list[Any]:
+    """The run's own null-flood rules (``null_flood:<feature>``, critical): one per ``null_flood_limits``
+    feature the suite's ``rules`` do not already bound as tightly with a critical null-share rule (a suite
+    generated before the rule existed, or with a wider margin, or one where it was relaxed to a warning).
+    ``validation.null_flood_margin: 1`` turns the rule off."""
+    from scoring.quality.compile import Rule
+
+    out = []
+    for name, (missing, low) in null_flood_limits(mv, key_column, margin).items():
+        covered = any(r.type == NULL_SHARE_RULE and r.column == name and r.severity == "critical"
+                      and float(r.kwargs.get("min_value") or 0.0) >= low for r in rules)
+        if not covered:
+            out.append(Rule(f"null_flood:{name}", NULL_SHARE_RULE, {"column": name, "min_value": low},
+                            "critical", "run"))
+            logger.debug("null flood: %s fails the day above %.0f%% missing (%.2f%% in training; "
+                        "validation.null_flood_margin %s)", name, (1 - low) * 100, missing * 100, margin)
+    return out
 
 
 def null_allowance(share: float) -> float:
@@ -144,7 +181,8 @@ def _known_levels(signature: dict[str, Any]) -> dict[str, tuple[list[Any], str]]
 
 
 def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0, rule: str = "quantile",
-                   domain: dict[str, dict[str, float | None]] | None = None) -> dict[str, Any]:
+                   domain: dict[str, dict[str, float | None]] | None = None,
+                   null_flood_margin: float = NULL_FLOOD_MARGIN) -> dict[str, Any]:
     """A starting suite for ``mv`` from its feature schema and training profile.
 
     Args:
@@ -159,6 +197,7 @@ def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0, rule:
         rule: ``"quantile"`` (default) or ``"minmax"``; see ``_range``.
         domain: feature -> ``{"min", "max"}`` valid range (``training.numeric``); a bound given here replaces
             the generated one (``quantile`` rule only).
+        null_flood_margin: see ``null_flood_limits`` (``validation.null_flood_margin``).
 
     Returns:
         The suite as GX 1.x JSON (a dict).
@@ -167,6 +206,7 @@ def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0, rule:
     features = [f for f in mv.features if f["name"] != key_column]
     signature = mv.meta.get("signature") or {}
     known = _known_levels(signature)
+    flood = null_flood_limits(mv, key_column, null_flood_margin)
     # Versions registered before signatures say nothing about missing values: their rules stay critical.
     accepts_missing = {i["name"]: i.get("nullable_why") or "declared nullable"
                        for i in signature.get("inputs", []) if i.get("nullable")}
@@ -203,11 +243,10 @@ def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0, rule:
                 exps.append(_exp("expect_column_proportion_of_non_null_values_to_be_between", severity, column=name,
                                  min_value=round(1 - allowed, 4),
                                  meta={"why": f"{missing:.2%} missing in training" + why_null}))
-        if takes_null and missing is not None and missing + NULL_FLOOD_MARGIN < 1.0:
-            exps.append(_exp("expect_column_proportion_of_non_null_values_to_be_between", "critical", column=name,
-                             min_value=round(1 - missing - NULL_FLOOD_MARGIN, 4),
+        if name in flood:
+            exps.append(_exp(NULL_SHARE_RULE, "critical", column=name, min_value=flood[name][1],
                              meta={"why": f"null flood: {missing:.2%} missing in training; more than "
-                                          f"{missing + NULL_FLOOD_MARGIN:.0%} missing fails the day even though "
+                                          f"{missing + null_flood_margin:.0%} missing fails the day even though "
                                           "the model imputes it"}))
         if kind in ("integer", "float"):
             generated = _range(ref, margin, kind == "integer", rule, (domain or {}).get(name))
@@ -265,21 +304,24 @@ def read_suite(path: Path | StagePath) -> dict[str, Any]:
 
 def write_generated_suite(suites_dir: Path, mv: ModelVersion, key_column: str, margin: float = 3.0,
                           overwrite: bool = False, rule: str = "quantile",
-                          domain: dict[str, dict[str, float | None]] | None = None) -> Path:
+                          domain: dict[str, dict[str, float | None]] | None = None,
+                          null_flood_margin: float = NULL_FLOOD_MARGIN) -> Path:
     """Generate and write the starting suite of ``mv``; an existing file is kept unless ``overwrite``."""
     path = suite_path(suites_dir, mv.name, mv.version)
     if path.exists() and not overwrite:
         logger.info("keeping the existing expectation suite %s", path)
         return path
-    write_suite(path, generate_suite(mv, key_column, margin, rule, domain))
+    write_suite(path, generate_suite(mv, key_column, margin, rule, domain, null_flood_margin))
     logger.info("wrote expectation suite %s", path)
     return path
 
 
 def range_options(cfg: Config) -> dict[str, Any]:
-    """``margin``, ``rule`` and ``domain`` of the generated range rules, from the configuration."""
+    """``margin``, ``rule`` and ``domain`` of the generated range rules and the null-flood margin, from the
+    configuration."""
     return {"margin": cfg.validation.range_margin, "rule": cfg.validation.range_rule,
-            "domain": dict(cfg.training.numeric) if cfg.training else None}
+            "domain": dict(cfg.training.numeric) if cfg.training else None,
+            "null_flood_margin": cfg.validation.null_flood_margin}
 
 
 def write_version_suite(cfg: Config, mv: ModelVersion, overwrite: bool = False) -> Path:
@@ -297,7 +339,8 @@ def write_version_suite(cfg: Config, mv: ModelVersion, overwrite: bool = False) 
 
 def load_suite(suites_dir: Path, mv: ModelVersion, key_column: str, *, margin: float = 3.0,
                require: bool = False, rule: str = "quantile",
-               domain: dict[str, dict[str, float | None]] | None = None) -> tuple[Path, dict[str, Any], bool]:
+               domain: dict[str, dict[str, float | None]] | None = None,
+               null_flood_margin: float = NULL_FLOOD_MARGIN) -> tuple[Path, dict[str, Any], bool]:
     """The suite of ``mv``: read from its file, or generated (and written) when the file is missing.
 
     Returns:
@@ -314,7 +357,7 @@ def load_suite(suites_dir: Path, mv: ModelVersion, key_column: str, *, margin: f
                          f"(write it with `scoring models suite {mv.name} --version {mv.version}`)")
     logger.warning("no expectation suite for %s v%s: generating %s from the registered training profile",
                    mv.name, mv.version, path)
-    write_suite(path, generate_suite(mv, key_column, margin, rule, domain))
+    write_suite(path, generate_suite(mv, key_column, margin, rule, domain, null_flood_margin))
     return path, read_suite(path), True
 
 

@@ -39,6 +39,7 @@ from scoring.storage.job_output import write_output
 from scoring.storage.output_rules import allowed_output, remove_stale_tmp, written_by_job
 from scoring.storage.results import RunRecord, open_results
 from scoring.storage.results.jobs_ledger import TERMINAL, JobCancelled, JobLedger
+from scoring.storage.results.replaced import note_replaced_output
 from scoring.storage.sources.job_input import (
     check_file_job,
     check_query_job,
@@ -127,7 +128,7 @@ def check_spec(cfg: Config, spec: JobSpec) -> None:
     if spec.input is not None:
         check_file_job(input_path(spec.input))
     else:
-        check_query_job(cfg.source, spec.query or "", cfg.jobs.allowed_tables)
+        check_query_job(cfg.source, spec.query or "", cfg.jobs.allowed_tables, cfg.jobs)
     check_output(cfg, spec)
 
 
@@ -192,7 +193,8 @@ def job_stage(cfg: Config, job_id: str) -> Stage:
 
 def _prepare(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion, Any, Quality]:
     job_cfg, mv = _job_cfg(cfg, spec)
-    source = open_job_input(job_cfg.source, spec.input, spec.query, spec.params, cfg.jobs.allowed_tables)
+    source = open_job_input(job_cfg.source, spec.input, spec.query, spec.params, cfg.jobs.allowed_tables,
+                            cfg.jobs)
     try:
         return job_cfg, mv, source, prepare_quality(job_cfg, mv, source, None, suite_key=cfg.source.key_column)
     except BaseException:
@@ -274,9 +276,11 @@ def publish_job(cfg: Config, ledger: JobLedger, job: dict[str, Any], manifests: 
         ledger.fail(job_id, one_line(exc), counts, quarantine=(run.run_id, qfiles, constants))
         raise
     out = check_output(cfg, spec, job_id)
+    replaced = note_replaced_output(job_id, out, files, qfiles) if out is not None else None
     if out is not None:
         write_output(out, files, {**constants, "run_id": run.run_id, "job_id": job_id})
-    ledger.publish(job_id, run.run_id, files, qfiles, constants, counts, str(out) if out else None, spec.to_table)
+    ledger.publish(job_id, run.run_id, files, qfiles, constants, counts, str(out) if out else None, spec.to_table,
+                   {"replaced": replaced} if replaced else None)
     stage.remove()
     logger.info("job %s succeeded: %s in, %s scored, %s quarantined", job_id, run.rows_in, run.rows_scored,
                 run.rows_rejected)

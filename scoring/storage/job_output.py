@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scoring.storage.faults import fault_point
 from scoring.storage.sources.job_input import file_format
 
 OUTPUT_CONSTANTS = ("model_name", "model_version", "run_id", "day", "scored_at", "job_id")
@@ -43,6 +44,7 @@ def write_output(path: Path, prediction_files: list[Path], constants: dict[str, 
                     table = table.append_column(schema.field(name), pa.array([constants[name]] * table.num_rows,
                                                                              types[name]))
                 writer.write_table(table.cast(schema))
+        fault_point("before_output_rename")  # crash tests: a kill here leaves the .tmp for cleanup
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from scoring.sqlident import quote
 logger = logging.getLogger(__name__)
 
 LABEL_FRAME_COLUMNS = ("key", "label", "observed_at", "observed_day")
+LABELS_TIMEOUT_S = 600  # a PostgreSQL labels read is cancelled after this long (statement_timeout)
 
 
 def _relation(cfg: LabelsConfig) -> str:
@@ -38,15 +39,19 @@ def _select(cfg: LabelsConfig, placeholder: str, key_cast: str) -> str:
             f"AND ({t} IS NULL OR {t} >= {placeholder})")
 
 
-def _check_select(query: str) -> None:
-    import duckdb
+def _check_select(cfg: LabelsConfig) -> None:
+    """``labels.query`` through the job-query guard (``query_guard.check_job_query`` on DuckDB's parse tree):
+    one SELECT, no file or table function, no other catalog, no function revealing settings, paths or the
+    environment; any table of the labels database. A PostgreSQL query DuckDB's parser cannot read runs
+    unchecked but inside a READ ONLY transaction with ``statement_timeout`` (``_read_postgres``)."""
+    from scoring.storage.sources.query_guard import check_job_query, parse_select
 
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error:
-        return  # PostgreSQL syntax DuckDB does not parse: the READ ONLY transaction is the guard there
-    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-        raise ConfigError("labels.query must be exactly one SELECT statement")
+    if cfg.kind == "postgres":
+        try:
+            parse_select(cfg.query or "", "labels.query")
+        except ConfigError:
+            return  # PostgreSQL syntax DuckDB does not parse: the READ ONLY transaction is the guard there
+    check_job_query(cfg.query or "", None, "labels.query")
 
 
 def _read_duckdb(cfg: LabelsConfig, since: dt.datetime) -> pa.Table:
@@ -57,11 +62,10 @@ def _read_duckdb(cfg: LabelsConfig, since: dt.datetime) -> pa.Table:
     if cfg.path is None or not cfg.path.is_file():
         raise SourceError(f"labels database {str(cfg.path)!r} not found (labels.path)")
     try:
-        con = duck_connect(cfg.path, read_only=True)
+        con = duck_connect(cfg.path, read_only=True, sandboxed=True)
     except duckdb.Error as exc:
         raise SourceError(f"cannot open labels database {str(cfg.path)!r}: {str(exc).splitlines()[0]}") from None
     try:
-        con.execute("SET enable_external_access = false")
         return con.sql(_select(cfg, "$1", "VARCHAR"), params=[since]).to_arrow_table()
     except duckdb.Error as exc:
         raise SourceError(f"labels {cfg.table or 'query'} in {str(cfg.path)!r}: "
@@ -79,6 +83,7 @@ def _read_postgres(cfg: LabelsConfig, since: dt.datetime) -> pa.Table:
         with con.cursor() as cur:
             cur.execute("SET TRANSACTION READ ONLY")
             cur.execute("SET LOCAL TIME ZONE 'UTC'")
+            cur.execute(f"SET LOCAL statement_timeout = {int(LABELS_TIMEOUT_S * 1000)}")
             cur.execute(_select(cfg, "$1", "text"), [since])
             return cur.fetch_arrow_table()
     except Exception as exc:  # noqa: BLE001 - every driver error becomes one line
@@ -109,7 +114,7 @@ def read_labels(cfg: LabelsConfig, since: dt.date, zone: str) -> pd.DataFrame:
         ConfigError: ``labels.query`` is not one SELECT.
     """
     if cfg.query is not None:
-        _check_select(cfg.query)
+        _check_select(cfg)
     # A day of margin: a naive observed-at column compares with this bound in UTC, not in ``zone``; the join
     # applies the exact day rule afterwards (``scoring.models.outcomes.join_labels``).
     start = dt.datetime.combine(since - dt.timedelta(days=1), dt.time(), tzinfo=zone_info(zone))

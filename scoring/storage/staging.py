@@ -295,15 +295,22 @@ def remove_stale(parent: Path | StagePath, before: float, keep: Path | StagePath
     return removed
 
 
+JOBS_DIR = "jobs"  # <staging>/jobs/<job id>/: on-demand jobs' stages, judged by the jobs ledger instead
+
+
 def cleanup(staging_dir: Path | StagePath, older_than_s: float, lease_s: float = LEASE_S) -> list[StagePath]:
     """``scoring cleanup``: remove every staging folder (``<staging>/<model>/<day>/<attempt>``) untouched for
-    ``older_than_s`` seconds and held by no live process; empty day and model folders go too."""
+    ``older_than_s`` seconds and held by no live process; empty day and model folders go too. The jobs'
+    folder (``JOBS_DIR``) is left to ``output_rules.remove_finished_job_stages``: a job's chunk folders hold
+    no lock of their own, and a queued or running job's stage must stay whatever its age."""
     root = as_location(staging_dir)
     removed: list[StagePath] = []
     if not root.is_dir():
         return removed
     dirs = lambda loc: [StagePath(root.fs, i.path) for i in loc.children() if i.type == pafs.FileType.Directory]  # noqa: E731
     for model_dir in dirs(root):
+        if os.path.basename(model_dir.path.rstrip("/")) == JOBS_DIR:
+            continue
         for day_dir in dirs(model_dir):
             removed += remove_stale(day_dir, time.time() - older_than_s, lease_s=lease_s)
             _remove_if_empty(day_dir)

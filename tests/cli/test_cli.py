@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -185,3 +186,23 @@ def test_hostile_inputs_give_one_line_naming_the_value_and_the_limit(cfg_path: P
     res = runner.invoke(app, ["run", "--config", str(tmp_path / "cut.yaml"), "--date", "2026-03-06"])
     assert res.exit_code == 1 and "unexpected" not in res.output and str(cut) in res.output, res.output
     assert "Could not read enough bytes" in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_a_day_outside_the_sources_range_gets_a_warning_line(cfg_path: Path, sample_db: Path) -> None:
+    """``--date`` and backfill ranges are bounded by the source's own days (its timestamp column's min..max in
+    schedule.timezone), not a fixed calendar: a day outside them is scored (nothing) with one warning line
+    naming the source's range; a day inside gets no warning."""
+    import duckdb
+
+    with duckdb.connect(str(sample_db), read_only=True) as con:
+        first, last = con.sql("SELECT min(applied_at)::DATE, max(applied_at)::DATE FROM loan_applications").fetchall()[0]
+    res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", "2062-03-06"])
+    assert "Traceback" not in res.output, res.output
+    warning = [line for line in res.output.splitlines() if line.startswith("warning:")]
+    assert warning == [f"warning: 2062-03-06 is outside the days the source holds ({first} .. {last}, applied_at "
+                       "in UTC): days without rows score nothing; check the date"], res.output
+    res = runner.invoke(app, ["backfill", "--config", str(cfg_path), "--start", str(last),
+                              "--end", str(last + dt.timedelta(days=2))])
+    assert f"{last} .. {last + dt.timedelta(days=2)} is outside the days the source holds" in res.output, res.output
+    res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])
+    assert res.exit_code == 0 and "warning:" not in res.output, res.output

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pytest
 from typer.testing import CliRunner
 
 from scoring.cli import app
@@ -81,3 +82,70 @@ def test_a_failed_export_exits_4_is_recorded_and_repaired_later(cfg_path: Path, 
     res = runner.invoke(app, ["export", "--repair", "--config", str(cfg_path)])
     assert res.exit_code == 0 and f"re-exported: loan_default {SCORE_DAY}" in res.output, res.output
     assert _exported(cfg, SCORE_DAY) == [(run, _count(cfg, SCORE_DAY))]
+
+
+@pytest.fixture()
+def full_disk(tmp_path: Path):
+    """A real 2 MiB tmpfs (needs root and CAP_SYS_ADMIN; skipped with the reason otherwise), unmounted after."""
+    import subprocess
+
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True,
+                          text=True, timeout=30, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here for a real full disk: {proc.stderr.strip() or proc.returncode}")
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], capture_output=True, timeout=30, check=False).returncode:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30, check=False)
+
+
+def _fill(folder: Path) -> Path:
+    """Write a file into ``folder`` until its file system has no byte left (a real ENOSPC)."""
+    filler = folder / "filler.bin"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError as exc:
+            assert exc.errno == 28, exc  # ENOSPC
+    return filler
+
+
+def test_a_really_full_export_disk_exits_4_and_is_repaired_once_space_is_back(
+        tmp_path: Path, sample_db: Path, store: Path, full_disk: Path) -> None:
+    """The reader export on a real full file system (a tmpfs filled to its last byte), not a simulated
+    failure: the run publishes, exits 4 with one line, the ledger says ``published, export failed``; once
+    space is freed, ``scoring export --repair`` writes the partition of the published run."""
+    from tests.conftest import write_config
+
+    cfg_path = write_config(tmp_path, sample_db, store, results={"export_dir": str(full_disk / "export")})
+    filler = _fill(full_disk)
+    res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])
+    assert res.exit_code == 4, res.output
+    assert "published, export failed" in res.output and "Traceback" not in res.output, res.output
+    results = tmp_path / "results.duckdb"
+    with duckdb.connect(str(results), read_only=True) as con:
+        run, rows = con.execute("SELECT run_id, count(*) FROM predictions WHERE day = ? GROUP BY ALL",
+                                [SCORE_DAY]).fetchall()[0]
+        status, note = con.execute("SELECT status, json_extract_string(details, '$.export') FROM runs "
+                                   "WHERE run_id = ?", [run]).fetchall()[0]
+    assert status == "success" and note.startswith("published, export failed"), note
+    assert "No space left on device" in note or "space" in note.lower(), note
+    res = runner.invoke(app, ["export", "--repair", "--config", str(cfg_path)])
+    assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1, res.output  # still full
+
+    filler.unlink()
+    res = runner.invoke(app, ["export", "--repair", "--config", str(cfg_path)])
+    assert res.exit_code == 0 and f"re-exported: loan_default {SCORE_DAY}" in res.output, res.output
+    file = full_disk / "export" / "predictions" / "loan_default" / f"{SCORE_DAY}.parquet"
+    with duckdb.connect() as con:
+        assert con.execute("SELECT run_id, count(*) FROM read_parquet(?) GROUP BY ALL",
+                           [str(file)]).fetchall() == [(run, rows)]
+        ledger = con.execute("SELECT status FROM read_parquet(?) WHERE run_id = ?",
+                             [str(full_disk / "export" / "runs" / "all" / "runs.parquet"), run]).fetchall()
+    assert ledger == [("success",)]  # the exported ledger caught up too
+    assert not list(full_disk.rglob("*.tmp"))

@@ -149,3 +149,36 @@ def test_string_view_dictionary_and_large_string_columns_are_accepted_as_strings
     pub, qua = _published(cfg, job["job_id"])
     assert qua.empty
     _check(job, model, rows, pub, set())
+
+
+def test_numbers_cast_to_text_under_warn_are_checked_row_by_row(setup, tmp_path: Path) -> None:
+    """``validation.schema_drift: warn`` casts a numeric ``code`` to the text the model reads; a row whose
+    number does not give back one spelling the model knows (``0001E5`` for 100000, ``0042`` or ``42`` for 42,
+    an exponent form) is quarantined naming the column, value and rule, never scored on a changed level."""
+    cfg, model = setup
+    raw = yaml.safe_load(cfg.read_text())
+    raw["validation"].update(schema_drift="warn", error_threshold=0.9)
+    cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
+    rng = np.random.default_rng(9)
+    numbers = [42.0, 123.0, 100000.0, 7.0, 0.5, 1e-7, 300.0, 2.0 ** 60, float("nan")]
+    rows = pd.DataFrame({"id": [f"{i:06d}" for i in range(1, 46)], "ref": "r",
+                         "x1": np.round(rng.normal(size=45), 6), "code": numbers * 5})
+    parquet = tmp_path / "numbers.parquet"
+    rows.to_parquet(parquet, index=False)
+    job = _job(cfg, "--input", str(parquet))
+    pub, qua = _published(cfg, job["job_id"])
+    lossy = {42.0, 123.0, 100000.0, 1e-7, 2.0 ** 60}
+    bad = set(rows.loc[rows["code"].isin(lossy), "id"])
+    missing = set(rows.loc[rows["code"].isna(), "id"])  # NaN is a missing code: the suite's not-null rule
+    cast = qua[qua["source_key"].isin(bad)]
+    assert set(qua["source_key"]) == bad | missing and set(qua["column_name"]) == {"code"}, qua
+    assert set(cast["rule"]) == {"expect_column_values_to_be_of_type"}, cast  # the suite's type rule on code
+    assert sorted(set(cast["value"])) == sorted({"42", "123", "100000", "1e-7", "1.152921504606847e+18"})
+    assert job["rows_in"] == 45 == job["rows_scored"] + job["rows_quarantined"]
+    assert job["rows_quarantined"] == len(bad | missing)
+    text = {7.0: "7", 0.5: "0.5", 300.0: "300"}
+    scored = rows.set_index("id").loc[pub["source_key"]]
+    inputs = pd.DataFrame({"x1": scored["x1"].astype(float),
+                           "code": [None if np.isnan(c) else text[c] for c in scored["code"]]})
+    own = model.predict_proba(inputs)[:, 1]
+    assert np.abs(pub["score"].to_numpy(dtype=float) - own).max() <= 1e-9

@@ -140,3 +140,31 @@ def test_a_registration_killed_at_each_step_leaves_a_usable_store(cfg_path: Path
     # The next registration takes the next free number.
     res = _register(cfg_path, good, data)
     assert res.exit_code == 0 and f"version {numbered[1] + 1}" in res.output, res.output
+
+
+def test_models_compile_re_signs_the_metadata_it_changes(cfg_path: Path, store: Path, tmp_path: Path,
+                                                          sample_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``models compile`` writes its ``compiled`` entry into a signed version's metadata: with
+    ``SCORING_MODEL_KEY`` set the new metadata is signed again (the version still scores), and a version whose
+    metadata was edited before the compile is refused, not re-signed (no laundering of an edited hash)."""
+    good, data = _model_and_data(tmp_path, sample_db)
+    monkeypatch.setenv("SCORING_MODEL_KEY", "a-secret-held-outside-the-store")
+    res = _register(cfg_path, good, data, "--alias", "champion", "--force", "--reason", "v1 predates the key")
+    assert res.exit_code == 0, res.output
+    version = store / "loan_default" / "2"
+    signed = json.loads((version / "metadata.json").read_text())["hmac_sha256"]
+    res = runner.invoke(app, ["models", "compile", "loan_default", "2", "--config", str(cfg_path),
+                              "--training-data", str(data)])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((version / "metadata.json").read_text())
+    assert meta["compiled"]["status"] == "not_compiled" and meta["hmac_sha256"] != signed
+    res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])
+    assert res.exit_code == 0, res.output
+
+    meta["sha256"] = "0" * 64  # edited by someone without the key
+    (version / "metadata.json").write_text(json.dumps(meta))
+    res = runner.invoke(app, ["models", "compile", "loan_default", "2", "--config", str(cfg_path),
+                              "--training-data", str(data)])
+    assert res.exit_code != 0 and "signature does not match" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1, res.output
+    assert json.loads((version / "metadata.json").read_text())["sha256"] == "0" * 64

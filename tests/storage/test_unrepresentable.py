@@ -96,3 +96,28 @@ def test_nul_characters_in_key_and_passthrough_are_quarantined(tmp_path: Path, p
         ["k\\x00007", "id", "expect_column_values_to_not_match_regex"]]
     assert list(qua["value"]) == ["bad\\x00note", "k\\x00007"]
     _scores_match(model, rows.drop(index=[3, 7]), pub)
+
+
+@pytest.mark.postgres
+def test_numeric_nan_in_a_constrained_column_is_quarantined_not_a_failed_day(tmp_path: Path, pg_url: str,
+                                                                              pg_schema: str) -> None:
+    """``numeric(12, 3)`` holds NaN, no decimal does: the row is quarantined naming the column, the value and
+    the rule (the day used to fail in one line); the other rows score like the model."""
+    rows = _rows()
+    table = f'"{pg_schema}".events'
+    pg_execute(pg_url, f"CREATE TABLE {table} (id text, ts timestamptz, x1 double precision, x2 numeric(12, 3), "
+                       "note text)")
+    for r in rows.itertuples():
+        x2 = "NaN" if r.Index in (2, 11) else str(r.x2)
+        pg_execute(pg_url, f"INSERT INTO {table} VALUES (%s, %s, %s, CAST(%s AS numeric(12, 3)), %s)",
+                   [r.id, r.ts.replace(tzinfo=dt.UTC), r.x1, x2, r.note])
+    model, pub, qua = _run(tmp_path, {"kind": "postgres", "url": pg_url, "table": f"{pg_schema}.events"},
+                           pg_url, pg_schema)
+    assert qua[["source_key", "column_name", "rule", "value"]].values.tolist() == [
+        ["k002", "x2", "expect_column_values_to_not_be_in_set", "NaN"],
+        ["k011", "x2", "expect_column_values_to_not_be_in_set", "NaN"]]
+    reasons = pg_frame(pg_url, f'SELECT reason, row_json FROM "{pg_schema}".quarantine')
+    assert all("cannot be represented" in r for r in reasons["reason"])
+    assert all("not representable" not in str(j) for j in reasons["row_json"])
+    _scores_match(model, rows.drop(index=[2, 11]), pub)
+    assert "x2" not in pub.columns or pub["x2"].notna().all()

@@ -342,10 +342,17 @@ class DuckDBResults(ResultsStore):
             self._export(con, run, [QUARANTINE])
 
     def _export_runs(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Refresh the exported ledger (``runs``), best effort: a full or read-only export disk must not stop
+        a run from starting or a failure from being recorded (the results file holds the ledger; the next
+        refresh rewrites the export, and a publish's own export failure is reported by ``_export``)."""
         if self.cfg.reader_export:
             from scoring.storage.results.export import export_runs
 
-            export_runs(con, self.export_dir)
+            try:
+                export_runs(con, self.export_dir)
+            except (OSError, duckdb.Error) as exc:
+                logger.error("reader export of the runs ledger failed (the results file is up to date; the next "
+                             "ledger change rewrites it): %s", _first_line(exc))
 
     def _export(self, con: duckdb.DuckDBPyConnection, run: RunRecord, specs: list[TableSpec]) -> None:
         """Refresh the reader export of the run's partition and repair any other partition whose export
@@ -381,7 +388,8 @@ class DuckDBResults(ResultsStore):
 
     def repair_export(self, con: duckdb.DuckDBPyConnection | None = None, dry_run: bool = False,
                       wait_s: float | None = None) -> list[tuple[Any, str]]:
-        """Re-export every (day, model) partition whose export does not hold the run the results hold.
+        """Re-export every (day, model) partition whose export does not hold the run the results hold, and
+        the exported ledger (``runs``).
 
         Runs on the writer's connection (``con``, or a new one: it excludes a concurrent publish, so a repair
         never writes an older partition over a newer export). Returns the partitions found (repaired unless
@@ -404,6 +412,9 @@ class DuckDBResults(ResultsStore):
             return found
         for day, model in found:
             export_partition(con, self.export_dir, [n for n in names if n in existing], day, model, record=True)
+        from scoring.storage.results.export import export_runs
+
+        export_runs(con, self.export_dir)  # the exported ledger too: a full disk may have left it behind
         if found:
             logger.warning("reader export repaired: %d partition(s) re-exported (%s)", len(found),
                            ", ".join(f"{d}/{m}" for d, m in found[:5]))

@@ -34,6 +34,53 @@ def _keys(files: Sequence[Any]) -> pa.Array:
     return pc.unique(table.column("source_key").combine_chunks().cast(pa.string()))
 
 
+def _removed(before: pa.Array, prediction_files: Sequence[str | Path],
+             quarantine_files: Sequence[str | Path]) -> dict[str, Any]:
+    """The keys of ``before`` the staged predictions do not hold, split by whether this attempt quarantined
+    them: ``{"predictions_before", "removed", "removed_quarantined", "removed_from_source", "sample"}``."""
+    removed = before.filter(pc.invert(pc.is_in(before, value_set=_keys(prediction_files))))
+    quarantined = int(pc.sum(pc.is_in(removed, value_set=_keys(quarantine_files))).as_py() or 0)
+    return {"predictions_before": len(before), "removed": len(removed), "removed_quarantined": quarantined,
+            "removed_from_source": len(removed) - quarantined, "sample": sorted(removed.to_pylist())[:SAMPLE]}
+
+
+def _file_keys(path: Path) -> pa.Array:
+    """The distinct ``source_key`` values of a job output file (Parquet or CSV) as text."""
+    if path.suffix.lower() == ".csv":
+        import pyarrow.csv as pacsv
+
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            include_columns=["source_key"], column_types={"source_key": pa.string()}))
+    else:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=["source_key"])
+    return pc.unique(table.column("source_key").combine_chunks().cast(pa.string()))
+
+
+def note_replaced_output(job_id: str, path: Path, prediction_files: Sequence[str | Path],
+                         quarantine_files: Sequence[str | Path]) -> dict[str, Any] | None:
+    """What a job's ``--output`` replacing an existing file (``--overwrite``, or a retry of the job) removes:
+    the keys the file held that the job's output does not, as ``_removed`` counts them (``removed_from_source``
+    is then: not in the job's input), with a warning; None when there is no such file or it removes nothing.
+    An existing file that cannot be read as an output file is not counted (it is replaced all the same)."""
+    if not path.is_file():
+        return None
+    try:
+        before = _file_keys(path)
+    except (OSError, pa.ArrowException, KeyError) as exc:
+        logger.warning("job %s replaces %s, which is not a readable output file (%s)", job_id, path,
+                       str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
+    out = {"output": str(path), **_removed(before, prediction_files, quarantine_files)}
+    if not out["removed"]:
+        return None
+    logger.warning("job %s replaces %s: %s of the %s predictions it held are gone (%s quarantined by this job, %s "
+                   "not in its input); see the job's details.replaced", job_id, path, out["removed"],
+                   out["predictions_before"], out["removed_quarantined"], out["removed_from_source"])
+    return out
+
+
 def note_removed_predictions(results: ResultsStore, run: RunRecord, prediction_files: Sequence[str | Path],
                              quarantine_files: Sequence[str | Path]) -> dict[str, Any] | None:
     """Record in ``run.details["replaced"]`` the previously published keys this run does not publish.
@@ -47,13 +94,8 @@ def note_removed_predictions(results: ResultsStore, run: RunRecord, prediction_f
     before = results.query(sql, [run.day, run.model_name], wait_locks=True).column("source_key").combine_chunks().cast(pa.string())
     if len(before) == 0:
         return None
-    removed = before.filter(pc.invert(pc.is_in(before, value_set=_keys(prediction_files))))
-    quarantined = pc.is_in(removed, value_set=_keys(quarantine_files))
-    out = {"predictions_before": len(before), "removed": len(removed),
-           "removed_quarantined": int(pc.sum(quarantined).as_py() or 0),
-           "removed_from_source": int(len(removed) - (pc.sum(quarantined).as_py() or 0)),
-           "sample": sorted(removed.to_pylist())[:SAMPLE]}
-    if len(removed):
+    out = _removed(before, prediction_files, quarantine_files)
+    if out["removed"]:
         run.details["replaced"] = out
         logger.warning("run %s removes %s of the %s predictions published before for %s (%s quarantined by this run, "
                        "%s no longer in the source); see the run's details.replaced", run.run_id, out["removed"],

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from scoring.errors import SourceError
 from scoring.sqlident import quote, quote_qualified
+from scoring.storage.sources.pg_numeric import SPECIAL_PREFIX
 
 if TYPE_CHECKING:
     from scoring.config import SourceConfig
@@ -58,6 +59,9 @@ class Source(ABC):
         # columns parsed to float64 from a wider type (PostgreSQL's unconstrained numeric): a value beyond the
         # double range arrives as +/-inf and is quarantined by the run's own range rule
         self.double_range_columns: frozenset[str] = frozenset()
+        # columns of a type that cannot hold every source value (PostgreSQL numeric(p, s) holding NaN): each
+        # batch carries ``special_column(name)`` with the value's text where it could not be represented
+        self.special_columns: frozenset[str] = frozenset()
         self._widths: dict[tuple[Any, ...], dict[str, tuple[float, int]]] = {}  # text_widths, per interval
 
     def select_columns(self, names: list[str] | None) -> None:
@@ -95,7 +99,7 @@ class Source(ABC):
         column is read or the source cannot say (sizing then assumes short strings). A column with no value
         in the interval measures (0.0, 0).
         """
-        fields = [f for f in self.read_schema() if is_text(f.type)]
+        fields = [f for f in self.read_schema() if is_text(f.type) and not f.name.startswith(SPECIAL_PREFIX)]
         if not fields:
             return {}
         key = (interval.start, interval.end, tuple(f.name for f in fields))
@@ -112,7 +116,7 @@ class Source(ABC):
         """Seed ``text_widths`` for the columns read with values measured elsewhere (the run plan measured
         them once for the whole interval), so a chunk reading one key range does not aggregate the interval
         again. Ignored unless ``widths`` covers every text column read."""
-        fields = [f for f in self.read_schema() if is_text(f.type)]
+        fields = [f for f in self.read_schema() if is_text(f.type) and not f.name.startswith(SPECIAL_PREFIX)]
         if fields and all(f.name in widths for f in fields):
             key = (interval.start, interval.end, tuple(f.name for f in fields))
             self._widths[key] = {f.name: (float(widths[f.name][0]), int(widths[f.name][1])) for f in fields}
@@ -136,6 +140,11 @@ class Source(ABC):
         ts = quote(self.cfg.timestamp_column)
         return (f"SELECT {select} FROM {self.relation_sql()} "  # noqa: S608 - identifiers quoted
                 f"WHERE {ts} >= {placeholder[0]} AND {ts} < {placeholder[1]}")
+
+    def timestamp_bounds(self) -> tuple[Any, Any]:
+        """(min, max) of the timestamp column over the whole relation (None, None when empty or unknown);
+        sources that can run SQL override it with one aggregate query."""
+        return None, None
 
     @abstractmethod
     def schema(self) -> pa.Schema:

@@ -160,6 +160,11 @@ class DuckDBSource(Source):
             return super().latest_of_duplicates(interval, column, ts)
         return self._run(self.latest_sql(("$1", "$2"), column, ts), self._params(interval)).to_arrow_table()
 
+    def timestamp_bounds(self) -> tuple[Any, Any]:
+        ts = quote(self.cfg.timestamp_column)
+        rows = self._run(f"SELECT min({ts}), max({ts}) FROM {self.relation_sql()}").fetchall()  # noqa: S608
+        return (rows[0][0], rows[0][1]) if rows else (None, None)
+
     def close(self) -> None:
         self.con.close()
 

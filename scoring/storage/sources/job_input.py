@@ -25,7 +25,7 @@ from scoring.storage.sources.query_guard import check_job_query, redact_values, 
 from scoring.storage.sources.rebatch import rebatch
 
 if TYPE_CHECKING:
-    from scoring.config import SourceConfig
+    from scoring.config import JobsConfig, SourceConfig
     from scoring.dates import DataInterval
 
 logger = logging.getLogger(__name__)
@@ -141,16 +141,18 @@ def default_allowed_tables(cfg: SourceConfig) -> list[str]:
     return tables_read(cfg.query) if cfg.query else []
 
 
-def check_query_job(cfg: SourceConfig, query: str, allowed_tables: list[str] | None = None) -> None:
+def check_query_job(cfg: SourceConfig, query: str, allowed_tables: list[str] | None = None,
+                    jobs: JobsConfig | None = None) -> None:
     """Everything a job query is refused for before it runs (at submit and again in the worker).
 
     Raises:
-        ConfigError: not one SELECT, a non-DuckDB source, or outside the sandbox (``check_job_query``).
+        ConfigError: not one SELECT, outside the sandbox (``check_job_query``), or a PostgreSQL source without
+            ``jobs.postgres_url`` (the role its queries run as; ``pg_job_query``).
     """
     check_select(query)
-    if cfg.kind != "duckdb":
-        raise ConfigError("query jobs need a DuckDB source for now (source.kind: duckdb); "
-                          "export the rows to Parquet and submit the file instead")
+    if cfg.kind != "duckdb" and (jobs is None or not jobs.postgres_url):
+        raise ConfigError("query jobs on a PostgreSQL source run as a read-only role: set jobs.postgres_url "
+                          "(see docs/security.md), or export the rows to Parquet and submit the file")
     check_job_query(query, default_allowed_tables(cfg) if allowed_tables is None else allowed_tables)
 
 
@@ -213,7 +215,8 @@ class QueryInput(Source):
 
 
 def open_job_input(cfg: SourceConfig, path: str | None = None, query: str | None = None,
-                   params: dict[str, Any] | None = None, allowed_tables: list[str] | None = None) -> Source:
+                   params: dict[str, Any] | None = None, allowed_tables: list[str] | None = None,
+                   jobs: JobsConfig | None = None) -> Source:
     """The reader of a job's rows: ``path`` (Parquet/CSV) or ``query`` (one SELECT on the source, reading only
     ``allowed_tables``; None: ``default_allowed_tables``).
 
@@ -225,4 +228,14 @@ def open_job_input(cfg: SourceConfig, path: str | None = None, query: str | None
         raise ConfigError("a job takes exactly one input: --input PATH or --query SELECT")
     if path is not None:
         return FileInput(cfg, input_path(path))
+    if cfg.kind != "duckdb":
+        from scoring.storage.sources.pg_job_query import PgQueryInput
+
+        check_query_job(cfg, query or "", allowed_tables, jobs)
+        if params:
+            raise ConfigError("--param is not supported for query jobs on a PostgreSQL source; write the values "
+                              "into the query")
+        assert jobs is not None  # checked above
+        return PgQueryInput(cfg, query or "", jobs,
+                            default_allowed_tables(cfg) if allowed_tables is None else allowed_tables)
     return QueryInput(cfg, query or "", params, allowed_tables)

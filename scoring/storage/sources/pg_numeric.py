@@ -9,6 +9,10 @@ double, ``numeric(20,2)`` balances lose their cents. Instead:
   PostgreSQL prints such a value with exactly ``s`` digits after the point, so the cast from its text is exact;
 - an unconstrained ``numeric`` that is the key column stays the text PostgreSQL prints (its canonical text;
   Arrow has no arbitrary-precision decimal);
+- ``NaN`` (which ``numeric(p, s)`` accepts and no decimal type holds) becomes NULL in the decimal column, and
+  the batch's marker column ``special_column(name)`` is true on that row (NULL elsewhere): the run's
+  own rule (``gate.special_rule``) quarantines the row naming the column, the value and the rule; it is never
+  scored or published as a NULL;
 - any other unconstrained ``numeric`` becomes ``float64`` by a correctly rounded parse of that text (what
   PostgreSQL's own ``CAST(x AS double precision)`` gives); a value beyond the double range (``1e400``) becomes
   +/-inf, and the run's own rule on such columns (``Source.double_range_columns``) quarantines its row, naming
@@ -31,6 +35,19 @@ from scoring.errors import SourceError
 logger = logging.getLogger(__name__)
 
 PG_TYPE = b"POSTGRESQL:type"
+SPECIAL_PREFIX = "\x1fnot representable\x1f"  # marker columns: the unit separators no real column name holds
+NOT_A_NUMBER = "NaN"  # numeric's special value a numeric(p, s) column can hold, as PostgreSQL prints it
+
+
+def special_column(name: str) -> str:
+    """The marker column of ``name`` in a decoded batch: true where the source's value (``NOT_A_NUMBER``) could
+    not be represented in the column's type, NULL elsewhere."""
+    return SPECIAL_PREFIX + name
+
+
+def base_column(name: str) -> str:
+    """``name`` without the marker prefix (the source column a marker column belongs to)."""
+    return name.removeprefix(SPECIAL_PREFIX)
 PG_TYPMOD = b"POSTGRESQL:typmod"
 VARHDRSZ = 4  # PostgreSQL's typmod offset for numeric
 
@@ -66,30 +83,64 @@ class NumericReader:
     def of(cls, raw: pa.Schema, key_column: str | None) -> NumericReader:
         return cls({f.name: numeric_target(f, key_column) for f in raw if is_numeric(f)})
 
-    def schema(self, schema: pa.Schema) -> pa.Schema:
-        """``schema`` with each numeric column's type replaced by its target (field metadata kept)."""
-        fields = [f.with_type(self.targets[f.name]) if f.name in self.targets else f for f in schema]
+    @property
+    def special_columns(self) -> frozenset[str]:
+        """Columns read as a decimal type (their NaN values get a marker column, see the module doc)."""
+        return frozenset(n for n, t in self.targets.items() if pa.types.is_decimal(t))
+
+    def schema(self, schema: pa.Schema, marks: bool = False) -> pa.Schema:
+        """``schema`` with each numeric column's type replaced by its target (field metadata kept); ``marks``:
+        with the marker column after each decimal one, as ``decode(..., marks=True)`` delivers them."""
+        fields: list[pa.Field] = []
+        for f in schema:
+            target = self.targets.get(f.name)
+            fields.append(f if target is None else f.with_type(target))
+            if marks and target is not None and pa.types.is_decimal(target):
+                fields.append(pa.field(special_column(f.name), pa.bool_()))
         return pa.schema(fields, metadata=schema.metadata)
 
-    def decode(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """``batch`` with its numeric columns converted to their targets.
+    def decode(self, batch: pa.RecordBatch, marks: bool = False) -> pa.RecordBatch:
+        """``batch`` with its numeric columns converted to their targets; ``marks``: with a boolean marker
+        column (``special_column``) after each decimal column, true where the source had NaN (the decimal is
+        then NULL). Without ``marks`` a NaN raises.
 
         Raises:
-            SourceError: a value that does not fit its column's declared type (``NaN`` in ``numeric(p, s)``),
-                naming the column and the value.
+            SourceError: a value that does not fit its column's declared type (``NaN`` in ``numeric(p, s)``
+                without ``marks``, a value longer than the declared precision), naming the column and value.
         """
         names = [n for n in batch.schema.names if n in self.targets]
         if not names:
             return batch
-        arrays = list(batch.columns)
-        fields = list(batch.schema)
-        for i, f in enumerate(fields):
+        arrays: list[pa.Array] = []
+        fields: list[pa.Field] = []
+        for f, array in zip(batch.schema, batch.columns, strict=True):
             if f.name not in self.targets:
+                arrays.append(array)
+                fields.append(f)
                 continue
             target = self.targets[f.name]
-            arrays[i] = self._convert(f.name, arrays[i], target)
-            fields[i] = f.with_type(target)
+            special = None
+            if marks and pa.types.is_decimal(target):
+                array, special = self._split_special(array)
+            arrays.append(self._convert(f.name, array, target))
+            fields.append(f.with_type(target))
+            if special is not None:
+                arrays.append(special)
+                fields.append(pa.field(special_column(f.name), pa.bool_()))
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, metadata=batch.schema.metadata))
+
+    @staticmethod
+    def _split_special(array: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """(the text with NaN replaced by NULL, the marker: true on those rows, NULL elsewhere)."""
+        text = array.storage if isinstance(array, pa.ExtensionArray) else array
+        if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+            return array, pa.nulls(len(array), pa.bool_())
+        # the driver spells it "nan" (PostgreSQL prints "NaN"): compared case-insensitively. The marker is a
+        # boolean (two bits a row: a decimal column's marker costs next to nothing when it holds no NaN).
+        hit = pc.fill_null(pc.is_in(pc.utf8_lower(text.cast(pa.string())), value_set=pa.array(["nan"])), False)
+        if not pc.any(hit).as_py():
+            return array, pa.nulls(len(array), pa.bool_())
+        return pc.if_else(hit, pa.scalar(None, text.type), text), pc.if_else(hit, True, pa.scalar(None, pa.bool_()))
 
     def _convert(self, name: str, array: pa.Array, target: pa.DataType) -> pa.Array:
         text = array.storage if isinstance(array, pa.ExtensionArray) else array

@@ -100,6 +100,7 @@ class PostgresSource(Source):
             self._raw = self._arrow(f"SELECT * FROM {self.relation_sql()} LIMIT 0").schema  # noqa: S608
             self._numeric = NumericReader.of(self._raw, self.cfg.key_column)
             self.double_range_columns = frozenset(n for n, t in self._numeric.targets.items() if t == pa.float64())
+            self.special_columns = self._numeric.special_columns
         items = [_select_item(f) for f in self._raw]
         if all(item == quote_any(f.name) for item, f in zip(items, self._raw, strict=True)):
             return "*"
@@ -109,7 +110,7 @@ class PostgresSource(Source):
         """The columns as scoring reads them (numeric exactly, see ``pg_numeric``; uuid/json as string)."""
         if self._schema is None:
             raw = self._arrow(f"SELECT {self._select()} FROM {self.relation_sql()} LIMIT 0").schema  # noqa: S608
-            self._schema = self._numeric.schema(raw)
+            self._schema = self._numeric.schema(raw, marks=True)  # as the batches carry them
         return self._schema
 
     def _bind(self, interval: DataInterval) -> tuple[str, str]:
@@ -168,7 +169,7 @@ class PostgresSource(Source):
             try:
                 cur.execute(sql)
                 reader = cur.fetch_record_batch()
-                yield from rebatch((self._numeric.decode(b) for b in reader), batch_rows)
+                yield from rebatch((self._numeric.decode(b, marks=True) for b in reader), batch_rows)
             except SourceError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -252,6 +253,11 @@ class PostgresSource(Source):
         reader = NumericReader({"k": self._numeric.targets[column]} if column in self._numeric.targets else {})
         batches = [reader.decode(b) for b in table.to_batches()]
         return pa.Table.from_batches(batches, reader.schema(table.schema))
+
+    def timestamp_bounds(self) -> tuple[Any, Any]:
+        ts = quote(self.cfg.timestamp_column)
+        rows = self._execute(f"SELECT min({ts}), max({ts}) FROM {self.relation_sql()}")  # noqa: S608
+        return (rows[0][0], rows[0][1]) if rows else (None, None)
 
     def close(self) -> None:
         con, self.con = getattr(self, "con", None), None

@@ -53,7 +53,7 @@ def redact_values(message: str, limit: int = MAX_MESSAGE) -> str:
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
-def parse_select(query: str) -> dict[str, Any]:
+def parse_select(query: str, what: str = "a job query") -> dict[str, Any]:
     """DuckDB's parse tree of one SELECT (``json_serialize_sql``), on a private in-memory connection.
 
     Raises:
@@ -63,15 +63,15 @@ def parse_select(query: str) -> dict[str, Any]:
     try:
         raw = con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()
     except duckdb.Error as exc:
-        raise ConfigError(f"job query cannot be checked: {redact_values(str(exc))}") from None
+        raise ConfigError(f"{what} cannot be checked: {redact_values(str(exc))}") from None
     finally:
         con.close()
     tree = json.loads(raw[0]) if raw else {"error": True}
     if tree.get("error"):
-        raise ConfigError("job query cannot be checked: only a plain SELECT is accepted "
+        raise ConfigError(f"{what} cannot be checked: only a plain SELECT is accepted "
                           f"({redact_values(str(tree.get('error_message', 'parse error')))})")
     if len(tree.get("statements", [])) != 1:
-        raise ConfigError("a job query must be exactly one SELECT statement")
+        raise ConfigError(f"{what} must be exactly one SELECT statement")
     return tree["statements"][0]
 
 
@@ -125,43 +125,45 @@ def _allowed(name: str, allowed: set[str]) -> bool:
     return schema == "main" and table in allowed
 
 
-def check_job_query(query: str, allowed_tables: Iterable[str]) -> None:
+def check_job_query(query: str, allowed_tables: Iterable[str] | None, what: str = "a job query") -> None:
     """Refuse a job query that reads anything but the allowed tables, or calls a revealing function.
 
     Args:
         query: the submitted SQL.
-        allowed_tables: ``table`` or ``schema.table`` names (case-insensitive).
+        allowed_tables: ``table`` or ``schema.table`` names (case-insensitive); None: any table or view of the
+            database the query runs on (a configured query such as ``labels.query``: its tables are the
+            operator's choice, but no file, table function, other catalog or revealing function).
+        what: how messages name the query (``"a job query"``, ``"labels.query"``).
 
     Raises:
         ConfigError: one line naming what is refused (a table, a function, a catalog), never a value.
     """
-    tree = parse_select(query)
-    allowed = {t.lower() for t in allowed_tables}
+    tree = parse_select(query, what)
+    allowed = {t.lower() for t in allowed_tables} if allowed_tables is not None else None
     ctes = _cte_names(tree)
     for node in _nodes(tree):
         kind = node.get("type")
         if kind == "SHOW_REF":
-            raise ConfigError("a job query may not use SHOW, DESCRIBE or SUMMARIZE; select from the allowed "
-                              f"tables ({', '.join(sorted(allowed)) or 'none configured'})")
+            raise ConfigError(f"{what} may not use SHOW, DESCRIBE or SUMMARIZE; select from the allowed tables")
         if kind == "BASE_TABLE":
             if node.get("catalog_name"):
-                raise ConfigError(f"a job query may not name a database ({node['catalog_name']!r}); "
+                raise ConfigError(f"{what} may not name a database ({node['catalog_name']!r}); "
                                   "select from the allowed tables")
             name = _table_name(node).lower()
             if name in ctes and not node.get("schema_name"):
                 continue
-            if not _allowed(name, allowed):
-                raise ConfigError(f"a job query may read only {', '.join(sorted(allowed)) or 'no table'} "
+            if allowed is not None and not _allowed(name, allowed):
+                raise ConfigError(f"{what} may read only {', '.join(sorted(allowed)) or 'no table'} "
                                   f"(jobs.allowed_tables), not {name[:80]!r}")
         elif kind == "TABLE_FUNCTION":
             function = node.get("function") or {}
             fname = str(function.get("function_name", "")).lower()
             if fname not in VALUE_TABLE_FUNCTIONS or function.get("catalog") or function.get("schema"):
-                raise ConfigError(f"a job query may not call the table function {fname[:80]!r}; "
+                raise ConfigError(f"{what} may not call the table function {fname[:80]!r}; "
                                   "select from the allowed tables")
         elif node.get("class") == "FUNCTION":
             fname = str(node.get("function_name", "")).lower()
             if fname in REVEALING_FUNCTIONS or fname.startswith(REVEALING_PREFIXES) or node.get("catalog"):
-                raise ConfigError(f"a job query may not call {fname[:80]!r} (it reveals the worker's settings, "
+                raise ConfigError(f"{what} may not call {fname[:80]!r} (it reveals the worker's settings, "
                                   "files or catalog)")
 
