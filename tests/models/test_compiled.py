@@ -110,14 +110,15 @@ def test_proven_hgb_classifier_scores_a_day_bit_identical(tmp_path: Path, sample
     from scoring.storage.checksums import sha256_file
 
     assert sha256_file(root / "loan_default" / "1" / entry["artifact"]) == entry["sha256"]
+    assert entry["preprocess"]["engine"] == "numpy" and entry["preprocess"]["rows"]["edge_values"] > 50
     cfg, _, engine = _run(tmp_path, sample_db, root)
-    assert engine["engine"] == "compiled" and "fallback" not in engine
+    assert engine["engine"] == "compiled" and "fallback" not in engine and engine["preprocess"] == "numpy"
     _assert_bit_identical(cfg, root, sample_db)
 
 
 def test_proven_hgb_regressor_scores_a_day_bit_identical(tmp_path: Path, sample_db: Path, root: Path) -> None:
     cfg, _, engine = _run(tmp_path, sample_db, root, name="loan_reg")
-    assert engine["engine"] == "compiled"
+    assert engine["engine"] == "compiled" and engine["preprocess"] == "numpy"
     _assert_bit_identical(cfg, root, sample_db, name="loan_reg")
 
 

@@ -28,6 +28,9 @@ import pandas as pd
 
 from scoring.models.compiled.hgb import LIBRARY, CompiledTrees, HGBCompiler, cpu_count, is_hgb, unsupported
 from scoring.models.compiled.predictor import CompiledModel, native_estimator_outputs, split_model
+from scoring.models.compiled.preprocess import NotRecognised, Plan, edge_rows
+from scoring.models.compiled.preprocess import prove as prove_plan
+from scoring.models.compiled.preprocess import recognise as recognise_preprocess
 from scoring.models.compiled.proof import category_rows, first_difference, threshold_rows
 from scoring.models.compiled.threads import limit_threads, threads_per_worker
 from scoring.models.contract import contract_of
@@ -80,6 +83,29 @@ def _prove(native: Any, compiled: CompiledModel, sets: dict[str, pd.DataFrame], 
     return tried, diff
 
 
+def prove_preprocess(pre: Any, sets: dict[str, pd.DataFrame], contract: Any) -> tuple[Plan | None, dict[str, Any]]:
+    """The Pipeline's preprocessing by NumPy when recognised and proven bit-identical on the proof's sets
+    (and edge rows: NaN, infinities, out-of-range values, missing and never-seen levels); else None and the
+    reason (the Pipeline's own transform runs). Returns (plan or None, the metadata entry)."""
+    if pre is None:
+        return None, {"engine": "none", "reason": "the model is not a Pipeline"}
+    try:
+        plan = recognise_preprocess(pre)
+    except NotRecognised as exc:
+        logger.info("preprocessing by the Pipeline's own transform: %s", exc)
+        return None, {"engine": "pipeline", "reason": f"not recognised: {exc}"}
+    inputs = {k: model_input(v, contract) for k, v in sets.items()}
+    base = sets["registration_sample"]
+    inputs["edge_values"] = model_input(edge_rows(base, plan), contract)
+    if not all(isinstance(v, pd.DataFrame) for v in inputs.values()):
+        return None, {"engine": "pipeline", "reason": "not recognised: the model takes arrays, not named columns"}
+    tried, diff = prove_plan(pre, plan, inputs)
+    if diff:
+        logger.warning("preprocessing by the Pipeline's own transform: the NumPy plan differs: %s", diff)
+        return None, {"engine": "pipeline", "reason": f"refused: {diff}", "rows": tried}
+    return plan, {"engine": "numpy", "steps": plan.describe(), "rows": tried, "equality": "bitwise float64"}
+
+
 def compile_version(store: ModelStore, mv: ModelVersion, frame: pd.DataFrame, *,
                     compiler: HGBCompiler | None = None, training: pd.DataFrame | None = None,
                     holdout: pd.DataFrame | None = None) -> dict[str, Any]:
@@ -111,15 +137,16 @@ def compile_version(store: ModelStore, mv: ModelVersion, frame: pd.DataFrame, *,
     clock = time.monotonic()
     work = Path(tempfile.mkdtemp(dir=mv.path, prefix=".compiling-"))
     try:
-        _, estimator = split_model(native)
+        pre, estimator = split_model(native)
         library = compiler.compile(estimator, work, threads=cpu_count())
         compile_s = round(time.monotonic() - clock, 3)
-        compiled = CompiledModel(native, CompiledTrees(library, threads_per_worker()))
         sets = _frame_sets(frame, names, categorical, training, holdout)
+        plan, pre_entry = prove_preprocess(pre, sets, contract)
+        compiled = CompiledModel(native, CompiledTrees(library, threads_per_worker()), plan)
         base = compiled.tree_inputs(model_input(sets["registration_sample"], contract))
         probes = threshold_rows(base, estimator)
         tried, diff = _prove(native, compiled, sets, contract, probes)
-        entry = {"compiler": compiler.describe(), "compile_s": compile_s,
+        entry = {"compiler": compiler.describe(), "compile_s": compile_s, "preprocess": pre_entry,
                  "proof": {"rows": tried, "equality": "bitwise float64", "seconds":
                            round(time.monotonic() - clock - compile_s, 3)}}
         if diff:
@@ -152,6 +179,7 @@ def compile_version(store: ModelStore, mv: ModelVersion, frame: pd.DataFrame, *,
 def _native(model: Any, details: dict[str, Any], why: str | None) -> tuple[Any, dict[str, Any]]:
     if why:
         details["fallback"] = why
+    details.pop("preprocess", None)
     details["engine"] = "native"
     return model, details
 
@@ -172,6 +200,22 @@ def _recheck(native: Any, compiled: CompiledModel, mv: ModelVersion, entry: dict
         diff = first_difference("recheck_probes", native_estimator_outputs(native, probes),
                                 compiled.estimator_outputs(probes))
     return f"load re-check failed: {diff.describe()}" if diff else None
+
+
+def _plan(native: Any, entry: dict[str, Any]) -> tuple[Plan | None, str]:
+    """The NumPy preprocessing plan when the proof recorded one (rebuilt from the loaded Pipeline), and
+    what the ledger says: ``numpy``, ``pipeline`` or ``pipeline (...why)``."""
+    recorded = (entry.get("preprocess") or {}).get("engine")
+    if recorded != "numpy":
+        return None, "pipeline" if recorded != "none" else "none"
+    pre, _ = split_model(native)
+    try:
+        plan = recognise_preprocess(pre)
+    except NotRecognised as exc:
+        return None, f"pipeline (the proven plan is no longer recognised: {exc})"
+    if plan.describe() != entry["preprocess"].get("steps"):
+        return None, "pipeline (the recognised steps differ from the proven ones)"
+    return plan, "numpy"
 
 
 def predictor_for(store: ModelStore, mv: ModelVersion, engine: str = "auto",
@@ -219,7 +263,8 @@ def predictor_for(store: ModelStore, mv: ModelVersion, engine: str = "auto",
         why = f"compiled artifact {library.name} is missing or modified"
     else:
         try:
-            compiled = CompiledModel(native, CompiledTrees(library, threads))
+            plan, details["preprocess"] = _plan(native, entry)
+            compiled = CompiledModel(native, CompiledTrees(library, threads), plan)
             why = _recheck(native, compiled, mv, entry)
         except Exception as exc:  # noqa: BLE001 - a library that fails to load or run falls back
             why = f"compiled predictor failed to load: {type(exc).__name__}: {exc}"[:300]
