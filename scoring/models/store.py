@@ -26,7 +26,14 @@ from typing import Any
 
 from scoring.errors import ModelStoreError
 from scoring.models.code import check_sources, code_on_path, copy_code, verify_code
-from scoring.models.trust import UntrustedImport, restricted_load, sign_metadata, verify_signature
+from scoring.models.trust import (
+    KEY_ENV,
+    SIGNATURE,
+    UntrustedImport,
+    restricted_load,
+    sign_metadata,
+    verify_signature,
+)
 from scoring.sqlident import validate_identifier
 from scoring.storage.checksums import sha256_file
 from scoring.storage.faults import fault_point
@@ -123,6 +130,10 @@ def _owner_alive(entry: Path) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _signing() -> bool:
+    return bool(os.environ.get(KEY_ENV))
 
 
 def _minor(version: str) -> tuple[int, ...]:
@@ -291,7 +302,13 @@ class ModelStore:
         if key in {"name", "version", "created_at", "sha256", "sklearn_version", "features", "signature", "code"}:
             raise ModelStoreError(f"metadata entry {key!r} is set at registration and cannot be changed")
         meta = dict(self.get(mv.name, mv.version).meta)
-        meta[key] = value
+        if meta.get(SIGNATURE) or _signing():
+            # signed metadata stays signed: check the signature it has, then sign the new content
+            verify_signature(meta, f"model {mv.name} v{mv.version}")
+            meta[key] = value
+            meta.update(sign_metadata(meta, mv.artifact))
+        else:
+            meta[key] = value
         _atomic_write(mv.path / METADATA, json.dumps(meta, indent=2, default=str))
         return self.get(mv.name, mv.version)
 

@@ -128,3 +128,36 @@ def native_estimator_outputs(model: Any, x: np.ndarray) -> np.ndarray:
         if hasattr(estimator, "classes_"):
             return np.asarray(estimator.predict_proba(x), dtype=np.float64)
         return np.asarray(estimator.predict(x), dtype=np.float64)
+
+
+class CompiledLightGBM(CompiledModel):
+    """A fitted LightGBM model (or a Pipeline ending in one) scored by lleaves (within 1e-12, same class).
+
+    Args:
+        native: the model as unpickled.
+        trees: the loaded lleaves predictor (``lgbm.CompiledForest``).
+        preprocess: as ``CompiledModel``.
+    """
+
+    def tree_inputs(self, x: Any) -> np.ndarray:
+        """The trees' inputs: the preprocessing, as float64 (LightGBM's own predict reads them as double)."""
+        return np.ascontiguousarray(self.transformed(x), dtype=np.float64)
+
+    def raw(self, x: np.ndarray) -> np.ndarray:  # lleaves applies the objective itself
+        return self._trees.outputs(x)
+
+    def estimator_outputs(self, x: np.ndarray) -> np.ndarray:
+        """As LightGBM's ``predict_proba`` (binary: ``[1 - p, p]``) or ``predict`` (regression)."""
+        out = self._trees.outputs(x)
+        if not hasattr(self._estimator, "classes_"):
+            return out
+        if out.ndim == 1:
+            return np.vstack((1.0 - out, out)).transpose()
+        return out
+
+    def predict(self, x: Any) -> np.ndarray:
+        """As LightGBM's ``predict``: the value, or the class of highest probability."""
+        out = self.estimator_outputs(self.tree_inputs(x))
+        if not hasattr(self._estimator, "classes_"):
+            return out
+        return self._estimator.classes_[np.argmax(out, axis=1)]
