@@ -123,7 +123,8 @@ def bare(b: dict, repeat: int) -> None:
             cpu, wall = time.process_time(), time.perf_counter()
             outputs[name] = fn()
             times[name].append((time.process_time() - cpu, time.perf_counter() - wall))
-    print(f"\nin-process, {len(x):,} rows, {details['threads']} threads, medians of {repeat} interleaved rounds")
+    print(f"\nin-process, {len(x):,} rows, {details['threads']} threads, preprocessing "
+          f"{details.get('preprocess')}, medians of {repeat} interleaved rounds")
     print(f"{'contender':30} {'CPU s':>8} {'wall s':>8} {'CPU ratio':>10}")
     for name in work:
         cpu = statistics.median(t[0] for t in times[name])
@@ -136,6 +137,13 @@ def bare(b: dict, repeat: int) -> None:
                               np.ascontiguousarray(outputs[c]).view(np.uint64))
         print(f"check {c}: bit-identical to {a}: {same}")
         assert same
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min) and cores: the benchmark shares the machine."""
+    import os
+
+    return f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores"
 
 
 def published_scores(results_db: Path) -> dict[str, float]:
@@ -152,6 +160,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--bare-only", action="store_true", help="only the in-process predict comparison")
     args = parser.parse_args()
+    print(f"load before: {load()}")
     import numpy as np
     import pandas as pd
 
@@ -209,6 +218,8 @@ def main() -> None:
             print(f"check {name}: {same:,} of {len(a):,} scores bit-identical to the model's own predict_proba")
             assert same == len(a)
         print(json.dumps({k: [round(f["wall_s"], 2) for f in v] for k, v in figures.items()}))
+        print(json.dumps({k: [round(f["cpu_s"], 2) for f in v] for k, v in figures.items()}))
+        print(f"load after: {load()}")
 
 
 if __name__ == "__main__":

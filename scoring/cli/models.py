@@ -134,6 +134,25 @@ def models_show(name: str, version: Annotated[int | None, typer.Option(help="def
         console.print(line, highlight=False, soft_wrap=False)
 
 
+def _compiled_text(entry: dict[str, Any]) -> str:
+    """The compiled engine's state in one line (docs/compiled-scoring.md)."""
+    status = entry.get("status")
+    if status == "proven":
+        compiler = entry.get("compiler") or {}
+        name = compiler.get("name", "?")
+        pre = entry.get("preprocess") or {}
+        how = pre.get("engine", "pipeline") + (f" ({pre['reason']})" if pre.get("reason") else "")
+        return (f"proven {entry.get('proof', {}).get('equality', '?')} ({name} {compiler.get(name, '?')}); "
+                f"preprocessing: {how}")
+    if status == "compiling":
+        from scoring.models.compiled.background import in_progress
+
+        return in_progress(entry)
+    if status == "refused":
+        return f"refused: {entry.get('first_difference')}"
+    return f"not compiled: {entry.get('reason')}"
+
+
 def _summary(mv: Any, aliases: dict[str, int], history: list[dict[str, Any]]) -> list[str]:
     """The lines of ``models show``: one fact per line, long lists wrapped by the console."""
     meta, sig = mv.meta, mv.meta.get("signature") or {}
@@ -159,6 +178,8 @@ def _summary(mv: Any, aliases: dict[str, int], history: list[dict[str, Any]]) ->
                      + (f", max |diff| {diff:.1e}" if isinstance(diff, (int, float)) else ""))
     if meta.get("metrics"):
         lines.append(f"  metrics     {_metric_text(meta['metrics'])}")
+    if meta.get("compiled"):
+        lines.append(f"  compiled    {_compiled_text(meta['compiled'])}")
     if meta.get("code"):  # the user's modules copied with the version, and their checksums
         lines.append("  custom code " + json.dumps({"code": meta["code"]}, default=str))
     mine = [h for h in history if h.get("version") == mv.version]
