@@ -236,6 +236,8 @@ def test_cli_compile_proves_the_version_and_the_next_run_uses_it(cfg_path: Path,
     assert res.exit_code == 0, res.output
     assert "proven bit-identical" in res.output
     assert ModelStore(store).get("loan_default", 1).meta["compiled"]["status"] == "proven"
+    res = runner.invoke(app, ["models", "show", "loan_default", "--version", "1", "--config", str(cfg_path)])
+    assert "compiled    proven bitwise float64 (tl2cgen 1." in res.output and "preprocessing: numpy" in res.output
     res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])
     assert res.exit_code == 0, res.output
     results = cfg_path.parent / "results.duckdb"
