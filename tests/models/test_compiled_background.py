@@ -32,7 +32,7 @@ WAIT_S = 600  # the longest the background test waits for the compile to record 
 
 
 @pytest.fixture()
-def store(tmp_path: Path, trained_store: Path) -> ModelStore:
+def models(tmp_path: Path, trained_store: Path) -> ModelStore:
     root = tmp_path / "models"
     shutil.copytree(trained_store, root)
     return ModelStore(root)
@@ -42,7 +42,8 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and np.array_equal(a.view(np.uint64), b.view(np.uint64))
 
 
-def test_a_compile_past_its_budget_is_stopped_and_runs_stay_native(store: ModelStore, sample_db: Path) -> None:
+def test_a_compile_past_its_budget_is_stopped_and_runs_stay_native(models: ModelStore, sample_db: Path) -> None:
+    store = models
     mv = store.get("loan_default", 1)
     entry = compile_within(store.root, mv, _training(sample_db), budget_s=0.5)
     assert entry == {"status": "not_compiled", "reason": entry["reason"]}
@@ -54,8 +55,9 @@ def test_a_compile_past_its_budget_is_stopped_and_runs_stay_native(store: ModelS
     assert not isinstance(model, CompiledModel)
 
 
-def test_background_compile_returns_at_once_and_runs_use_it_once_proven(store: ModelStore,
+def test_background_compile_returns_at_once_and_runs_use_it_once_proven(models: ModelStore,
                                                                          sample_db: Path) -> None:
+    store = models
     mv = store.get("loan_default", 1)
     frame = _training(sample_db)
     pid = start_background(store.root, mv, frame, budget_s=WAIT_S)
@@ -110,3 +112,34 @@ def test_a_compile_re_signs_signed_metadata(tmp_path: Path, sample_db: Path,
     (signed.path / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(ModelStoreError, match="signature does not match"):
         store.load(store.get("signed", 1))
+
+
+def test_cli_compile_background_returns_with_the_pid_and_the_outcome_is_recorded(cfg_path: Path) -> None:
+    """``scoring models compile --background`` (what ``register --compile`` does by default) returns at once
+    naming the supervising process; the version is proven when it ends."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from scoring.cli import app
+
+    store = ModelStore(cfg_path.parent / "models")
+    assert (store.root / "loan_default" / "1").is_dir()
+    res = CliRunner().invoke(app, ["models", "compile", "loan_default", "1", "--background",
+                                   "--config", str(cfg_path)])
+    assert res.exit_code == 0, res.output
+    found = re.search(r"in the background \(pid (\d+), budget 1800 s\)", res.output)
+    assert found, res.output
+    pid = int(found.group(1))
+    done = False
+    try:
+        assert store.get("loan_default", 1).meta["compiled"]["status"] == "compiling"
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and not done:
+            done = os.waitpid(pid, os.WNOHANG)[0] == pid
+            time.sleep(0.5)
+    finally:
+        if not done:
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert store.get("loan_default", 1).meta["compiled"]["status"] == "proven"
