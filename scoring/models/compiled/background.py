@@ -41,7 +41,7 @@ def _command(action: str, store: Path, mv: ModelVersion, rows: Path, budget_s: f
             str(mv.version), str(rows), str(budget_s)]
 
 
-def _mark(store: ModelStore, mv: ModelVersion, budget_s: float, pid: int) -> None:
+def _mark(store: ModelStore, mv: ModelVersion, budget_s: float, pid: int | None) -> None:
     store.update_meta(mv, "compiled", {"status": "compiling", "pid": pid, "budget_s": budget_s,
                                        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
 
@@ -96,10 +96,12 @@ def start_background(store_root: Path, mv: ModelVersion, frame: pd.DataFrame, bu
     The version's ``compiled`` entry says ``compiling`` from now until the supervisor records the outcome.
     """
     rows = _write_rows(mv, frame)
+    # Marked before the supervisor starts (it marks again with its pid): marking after it started could
+    # overwrite an outcome it already recorded.
+    _mark(ModelStore(store_root), mv, budget_s, None)
     with (mv.path / LOG_FILE).open("ab") as log:
         proc = subprocess.Popen(_command("supervise", store_root, mv, rows, budget_s), stdout=log, stderr=log,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-    _mark(ModelStore(store_root), mv, budget_s, proc.pid)  # the supervisor marks it again (same content)
     logger.info("%s v%s compiling in the background (pid %s, budget %s s)", mv.name, mv.version, proc.pid,
                 budget_s)
     return proc.pid
@@ -110,7 +112,11 @@ def in_progress(entry: dict[str, Any]) -> str:
     started = entry.get("started_at", "?")
     budget = entry.get("budget_s", "?")
     try:
-        alive = entry.get("pid") is not None and _alive(int(entry["pid"]))
+        if entry.get("pid") is None:  # the supervisor is starting: in time while within the budget
+            since = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(started)
+            alive = since.total_seconds() <= float(budget)
+        else:
+            alive = _alive(int(entry["pid"]))
     except (TypeError, ValueError):
         alive = False
     if alive:
