@@ -296,14 +296,20 @@ class ModelStore:
     def update_meta(self, mv: ModelVersion, key: str, value: Any) -> ModelVersion:
         """Set one metadata entry of a registered version (e.g. ``compiled``), atomically; returns it re-read.
 
+        Signed metadata (``SCORING_MODEL_KEY``) has its signature checked, then is signed again.
+
         Raises:
-            ModelStoreError: ``key`` is one registration owns (name, version, sha256, features, signature).
+            ModelStoreError: ``key`` is one registration owns (name, version, sha256, features, signature); the
+                version is signed and the key is not set, or its signature does not match.
         """
         if key in {"name", "version", "created_at", "sha256", "sklearn_version", "features", "signature", "code"}:
             raise ModelStoreError(f"metadata entry {key!r} is set at registration and cannot be changed")
         meta = dict(self.get(mv.name, mv.version).meta)
         if meta.get(SIGNATURE) or _signing():
             # signed metadata stays signed: check the signature it has, then sign the new content
+            if not _signing():
+                raise ModelStoreError(f"model {mv.name} v{mv.version} is signed: set {KEY_ENV} to change its "
+                                      f"metadata ({key})")
             verify_signature(meta, f"model {mv.name} v{mv.version}")
             meta[key] = value
             meta.update(sign_metadata(meta, mv.artifact))

@@ -143,3 +143,21 @@ def test_cli_compile_background_returns_with_the_pid_and_the_outcome_is_recorded
             os.killpg(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
     assert store.get("loan_default", 1).meta["compiled"]["status"] == "proven"
+
+
+def test_a_signed_version_is_not_changed_without_the_key(tmp_path: Path, sample_db: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recording a compile on a signed version without SCORING_MODEL_KEY would leave a stale signature: it is
+    refused in one line, and the metadata is left as it was."""
+    monkeypatch.setenv(KEY_ENV, "a test key")
+    frame = _training(sample_db)
+    model = HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(frame[list(RANGES)],
+                                                                           frame["defaulted"].astype(int))
+    joblib.dump(model, tmp_path / "m.joblib")
+    store = ModelStore(tmp_path / "models")
+    mv = register_model(store, "signed", tmp_path / "m.joblib", frame, exclude=EXCLUDE, aliases=["champion"])
+    before = (mv.path / "metadata.json").read_text()
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(ModelStoreError, match=f"is signed: set {KEY_ENV}"):
+        store.update_meta(mv, "compiled", {"status": "not_compiled", "reason": "x"})
+    assert (mv.path / "metadata.json").read_text() == before
