@@ -19,6 +19,7 @@ First, in the benchmark's own process, the model's own ``predict_proba`` against
 day's frame, and the trees alone (``_raw_predict`` against the compiled sums), CPU and wall medians.
 
     .venv/bin/python benchmarks/bench_compiled.py [--rows 200000] [--train-rows 50000] [--repeat 3] [--bare-only]
+    .venv/bin/python benchmarks/bench_compiled.py --lightgbm 100 [--rows ...]   # LightGBM against lleaves only
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def bare(b: dict, repeat: int) -> None:
             cpu, wall = time.process_time(), time.perf_counter()
             outputs[name] = fn()
             times[name].append((time.process_time() - cpu, time.perf_counter() - wall))
-    print(f"\nin-process, {len(x):,} rows, {details['threads']} threads, medians of {repeat} interleaved rounds")
+    print(f"\nin-process, {len(x):,} rows, {details['threads']} threads, preprocessing "
+          f"{details.get('preprocess')}, medians of {repeat} interleaved rounds")
     print(f"{'contender':30} {'CPU s':>8} {'wall s':>8} {'CPU ratio':>10}")
     for name in work:
         cpu = statistics.median(t[0] for t in times[name])
@@ -136,6 +138,72 @@ def bare(b: dict, repeat: int) -> None:
                               np.ascontiguousarray(outputs[c]).view(np.uint64))
         print(f"check {c}: bit-identical to {a}: {same}")
         assert same
+
+
+def lightgbm_bare(rows: int, train_rows: int, repeat: int, trees: int) -> None:
+    """LightGBM in the sample Pipeline (``trees`` trees, 31 leaves): its own ``predict_proba`` against lleaves
+    (``predictor_for``), in this process, CPU and wall medians, the largest difference and the class flips."""
+    import joblib
+    import numpy as np
+    from lightgbm import LGBMClassifier
+
+    from features import build_model
+    from sample_data.generate import generate_day
+    from scoring.config import load_config
+    from scoring.models.compiled import compile_version, predictor_for
+    from scoring.models.registry import register_model
+    from scoring.models.store import ModelStore
+
+    cfg = load_config(ROOT / "scoring.yaml")
+    tcfg = cfg.training
+    ranges = {c: (r.get("min"), r.get("max")) for c, r in tcfg.numeric.items()}
+    features = [*ranges, *tcfg.categorical]
+    train = generate_day(TRAIN_DAY, train_rows, seed=11).to_pandas()
+    day = generate_day(BIG_DAY, rows, seed=11).to_pandas()
+    model = build_model(ranges, tcfg.categorical, LGBMClassifier(n_estimators=trees, n_jobs=1, random_state=0,
+                                                                 verbose=-1))
+    model.fit(train[features], train[tcfg.label_column].astype(int))
+    with tempfile.TemporaryDirectory(prefix="bench-lgbm-") as tmp:
+        joblib.dump(model, Path(tmp) / "m.joblib")
+        store = ModelStore(Path(tmp) / "models")
+        mv = register_model(store, "lgbm", Path(tmp) / "m.joblib", train, label_column=tcfg.label_column,
+                            exclude={cfg.source.key_column, cfg.source.timestamp_column})
+        clock = time.monotonic()
+        entry = compile_version(store, mv, train)
+        print(f"\nLightGBM ({trees} trees): compile + proof {time.monotonic() - clock:.1f} s "
+              f"(compile {entry.get('compile_s')} s), status {entry['status']}")
+        if entry["status"] != "proven":
+            raise SystemExit(f"lleaves not proven: {entry}")
+        compiled, details = predictor_for(store, store.get("lgbm", 1), "compiled")
+        assert details["engine"] == "compiled", details
+        x = day[features]
+        work = {"LightGBM predict_proba": lambda: model.predict_proba(x),
+                "lleaves predict_proba": lambda: compiled.predict_proba(x)}
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in work}
+        out = {}
+        for _ in range(repeat):
+            for name, fn in work.items():
+                cpu, wall = time.process_time(), time.perf_counter()
+                out[name] = fn()
+                times[name].append((time.process_time() - cpu, time.perf_counter() - wall))
+    a, b = out["LightGBM predict_proba"], out["lleaves predict_proba"]
+    ref = statistics.median(t[0] for t in times["LightGBM predict_proba"])
+    print(f"in-process, {len(x):,} rows, {details['threads']} threads, preprocessing {details.get('preprocess')}, "
+          f"medians of {repeat}")
+    for name in work:
+        cpu = statistics.median(t[0] for t in times[name])
+        wall = statistics.median(t[1] for t in times[name])
+        print(f"{name:30} CPU {cpu:8.2f} s  wall {wall:8.2f} s  CPU ratio {cpu / ref:6.2f}")
+    flips = int((np.argmax(a, axis=1) != np.argmax(b, axis=1)).sum())
+    print(f"check lleaves: max |diff| {np.max(np.abs(a - b)):.2e}, class flips {flips}")
+    assert np.max(np.abs(a - b)) <= 1e-12 and flips == 0
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min) and cores: the benchmark shares the machine."""
+    import os
+
+    return f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores"
 
 
 def published_scores(results_db: Path) -> dict[str, float]:
@@ -151,7 +219,14 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--bare-only", action="store_true", help="only the in-process predict comparison")
+    parser.add_argument("--lightgbm", type=int, default=0, metavar="TREES",
+                        help="only LightGBM (TREES trees) against lleaves, in-process")
     args = parser.parse_args()
+    print(f"load before: {load()}")
+    if args.lightgbm:
+        lightgbm_bare(args.rows, args.train_rows, args.repeat, args.lightgbm)
+        print(f"load after: {load()}")
+        return
     import numpy as np
     import pandas as pd
 
@@ -209,6 +284,8 @@ def main() -> None:
             print(f"check {name}: {same:,} of {len(a):,} scores bit-identical to the model's own predict_proba")
             assert same == len(a)
         print(json.dumps({k: [round(f["wall_s"], 2) for f in v] for k, v in figures.items()}))
+        print(json.dumps({k: [round(f["cpu_s"], 2) for f in v] for k, v in figures.items()}))
+        print(f"load after: {load()}")
 
 
 if __name__ == "__main__":

@@ -468,6 +468,12 @@ class ScoringConfig(_Strict):
     engine: Literal["native", "compiled", "auto"] = Field(
         "auto", description="native: the model's own predict; compiled/auto: the version's compiled trees when "
         "proven bit-identical (scoring models compile) and re-checked at load, else native")
+    compile_budget_s: float = Field(
+        1800, gt=0, description="seconds a compile (register --compile, scoring models compile) may take; past "
+        "that it is stopped and the version keeps the model's own predict")
+    compile_background: bool = Field(
+        True, description="register --compile returns while the compile runs in a process of its own "
+        "(runs score natively until it is proven); false: register waits for it")
 
 
 class Config(_Strict):

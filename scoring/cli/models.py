@@ -134,6 +134,25 @@ def models_show(name: str, version: Annotated[int | None, typer.Option(help="def
         console.print(line, highlight=False, soft_wrap=False)
 
 
+def _compiled_text(entry: dict[str, Any]) -> str:
+    """The compiled engine's state in one line (docs/compiled-scoring.md)."""
+    status = entry.get("status")
+    if status == "proven":
+        compiler = entry.get("compiler") or {}
+        name = compiler.get("name", "?")
+        pre = entry.get("preprocess") or {}
+        how = pre.get("engine", "pipeline") + (f" ({pre['reason']})" if pre.get("reason") else "")
+        return (f"proven {entry.get('proof', {}).get('equality', '?')} ({name} {compiler.get(name, '?')}); "
+                f"preprocessing: {how}")
+    if status == "compiling":
+        from scoring.models.compiled.background import in_progress
+
+        return in_progress(entry)
+    if status == "refused":
+        return f"refused: {entry.get('first_difference')}"
+    return f"not compiled: {entry.get('reason')}"
+
+
 def _summary(mv: Any, aliases: dict[str, int], history: list[dict[str, Any]]) -> list[str]:
     """The lines of ``models show``: one fact per line, long lists wrapped by the console."""
     meta, sig = mv.meta, mv.meta.get("signature") or {}
@@ -159,6 +178,8 @@ def _summary(mv: Any, aliases: dict[str, int], history: list[dict[str, Any]]) ->
                      + (f", max |diff| {diff:.1e}" if isinstance(diff, (int, float)) else ""))
     if meta.get("metrics"):
         lines.append(f"  metrics     {_metric_text(meta['metrics'])}")
+    if meta.get("compiled"):
+        lines.append(f"  compiled    {_compiled_text(meta['compiled'])}")
     if meta.get("code"):  # the user's modules copied with the version, and their checksums
         lines.append("  custom code " + json.dumps({"code": meta["code"]}, default=str))
     mine = [h for h in history if h.get("version") == mv.version]
@@ -235,7 +256,7 @@ def models_register(
         step("expectation suite")
         suite = write_version_suite(cfg, mv)
     if compile:
-        _compile(cfg, mv, frame)
+        _compile(cfg, mv, frame, background=cfg.scoring.compile_background)
     sig, parity = mv.meta["signature"], mv.meta["parity"]
     what = sig["task"] + (f", positive class {sig['positive_class']!r}" if sig["task"] == "binary" else "")
     console.print(f"registered [bold]{mv.name}[/] version {mv.version} ({what}; {len(sig['inputs'])} inputs; "
@@ -261,9 +282,11 @@ def models_compile(
     training_data: Annotated[Path | None, typer.Option(help="Parquet/CSV of (a sample of) the training rows")] = None,
     start: Annotated[str | None, typer.Option(help="or: read rows from the source from this day")] = None,
     end: Annotated[str | None, typer.Option(help="... to this day, inclusive")] = None,
+    background: Annotated[bool, typer.Option(
+        "--background", help="return at once; the compile runs in a process of its own")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Compile a version's trees and prove them bit-identical to its own predict (docs/compiled-scoring.md).
+    """Compile a version's trees and prove them exact against its own predict (docs/compiled-scoring.md).
 
     The proof's rows: the training rows (default: the version's training window read from the source), every
     category level, every split threshold and one ulp either side. A refused compile names the first
@@ -284,19 +307,26 @@ def models_compile(
         raise ScoringError(f"{name} v{version} has no training window: give --training-data FILE or --start/--end")
     if frame.empty:
         raise ScoringError("no training rows to prove the compiled predictor on: give --training-data or a window")
-    _compile(cfg, mv, frame)
+    _compile(cfg, mv, frame, background=background)
 
 
-def _compile(cfg: Any, mv: Any, frame: Any) -> None:
-    from scoring.models.compiled import compile_version
-    from scoring.models.store import ModelStore
+def _compile(cfg: Any, mv: Any, frame: Any, background: bool = False) -> None:
+    from scoring.models.compiled.background import compile_within, start_background
 
-    with console.status(f"compiling {mv.name} v{mv.version} and proving it exact"):
-        entry = compile_version(ModelStore(cfg.model.store), mv, frame)
+    budget = cfg.scoring.compile_budget_s
+    if background:
+        pid = start_background(Path(cfg.model.store), mv, frame, budget)
+        console.print(f"compiling {mv.name} v{mv.version} in the background (pid {pid}, budget {budget:g} s); "
+                      "runs score natively until it is proven (scoring models show)", soft_wrap=True)
+        return
+    with console.status(f"compiling {mv.name} v{mv.version} and proving it exact (budget {budget:g} s)"):
+        entry = compile_within(Path(cfg.model.store), mv, frame, budget)
     if entry["status"] == "proven":
         rows = sum(entry["proof"]["rows"].values())
-        console.print(f"compiled {mv.name} v{mv.version} in {entry['compile_s']}s; proven bit-identical on {rows} "
-                      f"rows; scoring.engine auto uses it")
+        equality = entry["proof"]["equality"]
+        how = "bit-identical" if equality.startswith("bitwise") else equality
+        console.print(f"compiled {mv.name} v{mv.version} in {entry['compile_s']}s; proven {how} on {rows} rows; "
+                      "scoring.engine auto uses it", soft_wrap=True)
     elif entry["status"] == "refused":
         console.print(f"[yellow]compiled predictor refused[/] ({entry['first_difference']}); runs keep the "
                       "model's own predict")

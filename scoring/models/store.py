@@ -31,6 +31,7 @@ from typing import Any
 from scoring.errors import ModelStoreError
 from scoring.models.code import check_sources, code_on_path, copy_code, verify_code
 from scoring.models.trust import (
+    KEY_ENV,
     SIGNATURE,
     UntrustedImport,
     restricted_load,
@@ -134,6 +135,10 @@ def _owner_alive(entry: Path) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _signing() -> bool:
+    return bool(os.environ.get(KEY_ENV))
 
 
 def _minor(version: str) -> tuple[int, ...]:
@@ -310,15 +315,21 @@ class ModelStore:
     def update_meta(self, mv: ModelVersion, key: str, value: Any) -> ModelVersion:
         """Set one metadata entry of a registered version (e.g. ``compiled``), atomically; returns it re-read.
 
+        Signed metadata (``SCORING_MODEL_KEY``) has its signature checked, then is signed again.
+
         Raises:
-            ModelStoreError: ``key`` is one registration owns (name, version, sha256, features, signature).
+            ModelStoreError: ``key`` is one registration owns (name, version, sha256, features, signature); the
+                version is signed and the key is not set, or its signature does not match.
         """
         if key in {"name", "version", "created_at", "sha256", "sklearn_version", "features", "signature", "code",
                    SIGNATURE}:
             raise ModelStoreError(f"metadata entry {key!r} is set at registration and cannot be changed")
+        meta = dict(self.get(mv.name, mv.version).meta)
+        if meta.get(SIGNATURE) and not _signing():
+            raise ModelStoreError(f"model {mv.name} v{mv.version} is signed: set {KEY_ENV} to change its "
+                                  f"metadata ({key})")
         # verified as read, then re-signed with the change when SCORING_MODEL_KEY is set (trust.updated_metadata)
-        meta = updated_metadata(dict(self.get(mv.name, mv.version).meta), {key: value},
-                                f"model {mv.name} v{mv.version}")
+        meta = updated_metadata(meta, {key: value}, f"model {mv.name} v{mv.version}")
         _atomic_write(mv.path / METADATA, json.dumps(meta, indent=2, default=str))
         return self.get(mv.name, mv.version)
 

@@ -110,14 +110,15 @@ def test_proven_hgb_classifier_scores_a_day_bit_identical(tmp_path: Path, sample
     from scoring.storage.checksums import sha256_file
 
     assert sha256_file(root / "loan_default" / "1" / entry["artifact"]) == entry["sha256"]
+    assert entry["preprocess"]["engine"] == "numpy" and entry["preprocess"]["rows"]["edge_values"] > 50
     cfg, _, engine = _run(tmp_path, sample_db, root)
-    assert engine["engine"] == "compiled" and "fallback" not in engine
+    assert engine["engine"] == "compiled" and "fallback" not in engine and engine["preprocess"] == "numpy"
     _assert_bit_identical(cfg, root, sample_db)
 
 
 def test_proven_hgb_regressor_scores_a_day_bit_identical(tmp_path: Path, sample_db: Path, root: Path) -> None:
     cfg, _, engine = _run(tmp_path, sample_db, root, name="loan_reg")
-    assert engine["engine"] == "compiled"
+    assert engine["engine"] == "compiled" and engine["preprocess"] == "numpy"
     _assert_bit_identical(cfg, root, sample_db, name="loan_reg")
 
 
@@ -235,6 +236,8 @@ def test_cli_compile_proves_the_version_and_the_next_run_uses_it(cfg_path: Path,
     assert res.exit_code == 0, res.output
     assert "proven bit-identical" in res.output
     assert ModelStore(store).get("loan_default", 1).meta["compiled"]["status"] == "proven"
+    res = runner.invoke(app, ["models", "show", "loan_default", "--version", "1", "--config", str(cfg_path)])
+    assert "compiled    proven bitwise float64 (tl2cgen 1." in res.output and "preprocessing: numpy" in res.output
     res = runner.invoke(app, ["run", "--config", str(cfg_path), "--date", str(SCORE_DAY)])
     assert res.exit_code == 0, res.output
     results = cfg_path.parent / "results.duckdb"

@@ -27,8 +27,18 @@ import numpy as np
 import pandas as pd
 
 from scoring.errors import ModelStoreError
-from scoring.models.compiled.hgb import LIBRARY, CompiledTrees, HGBCompiler, cpu_count, is_hgb, unsupported
-from scoring.models.compiled.predictor import CompiledModel, native_estimator_outputs, split_model
+from scoring.models.compiled.background import in_progress
+from scoring.models.compiled.hgb import HGBCompiler, cpu_count, is_hgb, unsupported
+from scoring.models.compiled.lgbm import LleavesCompiler, is_lgbm, lgbm_unsupported
+from scoring.models.compiled.predictor import (
+    CompiledLightGBM,
+    CompiledModel,
+    native_estimator_outputs,
+    split_model,
+)
+from scoring.models.compiled.preprocess import NotRecognised, Plan, edge_rows
+from scoring.models.compiled.preprocess import prove as prove_plan
+from scoring.models.compiled.preprocess import recognise as recognise_preprocess
 from scoring.models.compiled.proof import category_rows, first_difference, threshold_rows
 from scoring.models.compiled.threads import limit_threads, threads_per_worker
 from scoring.models.contract import contract_of
@@ -49,10 +59,34 @@ PROOF_ROWS = 20_000  # rows of a given frame tried by the proof (all of it when 
 def recognise(model: Any) -> str | None:
     """None when the model's family is compiled; else why it keeps its own predict (one line)."""
     _, estimator = split_model(model)
+    if is_lgbm(estimator):
+        return lgbm_unsupported(estimator)
     if not is_hgb(estimator):
-        return (f"{type(estimator).__name__} keeps its own predict: only HistGradientBoosting is compiled "
-                "(docs/compiled-scoring.md)")
+        return (f"{type(estimator).__name__} keeps its own predict: only HistGradientBoosting and LightGBM are "
+                "compiled (docs/compiled-scoring.md)")
     return unsupported(estimator)
+
+
+Compiler = HGBCompiler | LleavesCompiler
+
+
+def compiler_for(model: Any) -> Compiler:
+    """The compiler of the model's family: lleaves for LightGBM, Treelite/TL2cgen for HistGradientBoosting."""
+    _, estimator = split_model(model)
+    return LleavesCompiler() if is_lgbm(estimator) else HGBCompiler()
+
+
+def _current(recorded: dict[str, Any]) -> Compiler:
+    """The recorded compiler as installed in this process (its versions now)."""
+    if recorded.get("name") == LleavesCompiler.name:
+        return LleavesCompiler()
+    return HGBCompiler(toolchain=recorded.get("toolchain", "gcc"))
+
+
+def _compiled_model(native: Any, compiler: Compiler, artifact: Path, threads: int,
+                    plan: Plan | None) -> CompiledModel:
+    cls = CompiledLightGBM if isinstance(compiler, LleavesCompiler) else CompiledModel
+    return cls(native, compiler.load(artifact, threads), plan)
 
 
 def _frame_sets(frame: pd.DataFrame, names: list[str], categorical: list[str], training: pd.DataFrame | None,
@@ -67,22 +101,47 @@ def _frame_sets(frame: pd.DataFrame, names: list[str], categorical: list[str], t
 
 
 def _prove(native: Any, compiled: CompiledModel, sets: dict[str, pd.DataFrame], contract: Any,
-           probes: np.ndarray) -> tuple[dict[str, int], Any]:
-    """Rows tried per probe set and the first difference (None when everything is bit-identical)."""
+           probes: np.ndarray, tolerance: float = 0.0) -> tuple[dict[str, int], Any]:
+    """Rows tried per probe set and the first difference (None when everything is bit-identical, or within
+    ``tolerance`` and the same class)."""
     tried: dict[str, int] = {}
     for name, rows in sets.items():
-        diff = first_difference(name, raw_outputs(native, rows, contract), raw_outputs(compiled, rows, contract))
+        diff = first_difference(name, raw_outputs(native, rows, contract), raw_outputs(compiled, rows, contract),
+                                tolerance)
         tried[name] = len(rows)
         if diff:
             return tried, diff
     diff = first_difference("split_thresholds", native_estimator_outputs(native, probes),
-                            compiled.estimator_outputs(probes))
+                            compiled.estimator_outputs(probes), tolerance)
     tried["split_thresholds"] = len(probes)
     return tried, diff
 
 
+def prove_preprocess(pre: Any, sets: dict[str, pd.DataFrame], contract: Any) -> tuple[Plan | None, dict[str, Any]]:
+    """The Pipeline's preprocessing by NumPy when recognised and proven bit-identical on the proof's sets
+    (and edge rows: NaN, infinities, out-of-range values, missing and never-seen levels); else None and the
+    reason (the Pipeline's own transform runs). Returns (plan or None, the metadata entry)."""
+    if pre is None:
+        return None, {"engine": "none", "reason": "the model is not a Pipeline"}
+    try:
+        plan = recognise_preprocess(pre)
+    except NotRecognised as exc:
+        logger.info("preprocessing by the Pipeline's own transform: %s", exc)
+        return None, {"engine": "pipeline", "reason": f"not recognised: {exc}"}
+    inputs = {k: model_input(v, contract) for k, v in sets.items()}
+    base = sets["registration_sample"]
+    inputs["edge_values"] = model_input(edge_rows(base, plan), contract)
+    if not all(isinstance(v, pd.DataFrame) for v in inputs.values()):
+        return None, {"engine": "pipeline", "reason": "not recognised: the model takes arrays, not named columns"}
+    tried, diff = prove_plan(pre, plan, inputs)
+    if diff:
+        logger.warning("preprocessing by the Pipeline's own transform: the NumPy plan differs: %s", diff)
+        return None, {"engine": "pipeline", "reason": f"refused: {diff}", "rows": tried}
+    return plan, {"engine": "numpy", "steps": plan.describe(), "rows": tried, "equality": "bitwise float64"}
+
+
 def compile_version(store: ModelStore, mv: ModelVersion, frame: pd.DataFrame, *,
-                    compiler: HGBCompiler | None = None, training: pd.DataFrame | None = None,
+                    compiler: Compiler | None = None, training: pd.DataFrame | None = None,
                     holdout: pd.DataFrame | None = None) -> dict[str, Any]:
     """Compile ``mv``, prove it exact and record the outcome in its metadata (``compiled``).
 
@@ -90,7 +149,7 @@ def compile_version(store: ModelStore, mv: ModelVersion, frame: pd.DataFrame, *,
         store: the model store holding ``mv``.
         mv: the version.
         frame: the registration sample (the model's inputs, as in training).
-        compiler: the compiler (default ``HGBCompiler()``; tests inject an inexact one).
+        compiler: the compiler (default: the family's, ``compiler_for``; tests inject an inexact one).
         training: the whole training frame, tried too when given.
         holdout: a held-out sample, tried too when given.
 
@@ -101,8 +160,8 @@ def compile_version(store: ModelStore, mv: ModelVersion, frame: pd.DataFrame, *,
     if not isinstance(mv.path, Path):
         raise ModelStoreError(f"{mv.name} v{mv.version} is on an object store ({mv.path}): compiled scoring needs "
                               "a local model store for now; runs score with the model's own predict")
-    compiler = compiler or HGBCompiler()
     native = store.load(mv)
+    compiler = compiler or compiler_for(native)
     reason = recognise(native)
     if reason:
         entry: dict[str, Any] = {"status": "not_compiled", "reason": reason}
@@ -115,16 +174,25 @@ def compile_version(store: ModelStore, mv: ModelVersion, frame: pd.DataFrame, *,
     clock = time.monotonic()
     work = Path(tempfile.mkdtemp(dir=mv.path, prefix=".compiling-"))
     try:
-        _, estimator = split_model(native)
-        library = compiler.compile(estimator, work, threads=cpu_count())
+        pre, estimator = split_model(native)
+        try:
+            library = compiler.compile(estimator, work, threads=cpu_count())
+        except (RuntimeError, ValueError) as exc:
+            entry = {"status": "not_compiled", "reason": f"compile failed: {exc}"[:300]}
+            logger.warning("%s v%s not compiled: %s", mv.name, mv.version, entry["reason"])
+            store.update_meta(mv, "compiled", entry)
+            return entry
         compile_s = round(time.monotonic() - clock, 3)
-        compiled = CompiledModel(native, CompiledTrees(library, threads_per_worker()))
         sets = _frame_sets(frame, names, categorical, training, holdout)
+        plan, pre_entry = prove_preprocess(pre, sets, contract)
+        compiled = _compiled_model(native, compiler, library, threads_per_worker(), plan)
         base = compiled.tree_inputs(model_input(sets["registration_sample"], contract))
-        probes = threshold_rows(base, estimator)
-        tried, diff = _prove(native, compiled, sets, contract, probes)
-        entry = {"compiler": compiler.describe(), "compile_s": compile_s,
-                 "proof": {"rows": tried, "equality": "bitwise float64", "seconds":
+        probes = threshold_rows(base, estimator, compiler.splits(estimator))
+        tolerance = compiler.tolerance
+        tried, diff = _prove(native, compiled, sets, contract, probes, tolerance)
+        equality = "bitwise float64" if not tolerance else f"within {tolerance:g}, same class"
+        entry = {"compiler": compiler.describe(), "compile_s": compile_s, "preprocess": pre_entry,
+                 "proof": {"rows": tried, "equality": equality, "seconds":
                            round(time.monotonic() - clock - compile_s, 3)}}
         if diff:
             shutil.rmtree(mv.path / FOLDER, ignore_errors=True)  # an earlier proven artifact is not this proof's
@@ -140,11 +208,15 @@ def compile_version(store: ModelStore, mv: ModelVersion, frame: pd.DataFrame, *,
         if target.exists():
             shutil.rmtree(target)
         work.rename(target)
-        entry.update(status="proven", artifact=f"{FOLDER}/{LIBRARY}", sha256=sha256_file(target / LIBRARY),
+        artifact = target / library.name
+        files = {f.name: sha256_file(f) for f in sorted(target.iterdir())
+                 if f.is_file() and f.name not in (library.name, SAMPLE_FILE, PROBES_FILE)}
+        entry.update(status="proven", artifact=f"{FOLDER}/{library.name}", sha256=sha256_file(artifact),
+                     files_sha256=files,
                      recheck={"rows": f"{FOLDER}/{SAMPLE_FILE}", "rows_sha256": sha256_file(target / SAMPLE_FILE),
                               "probes": f"{FOLDER}/{PROBES_FILE}",
                               "probes_sha256": sha256_file(target / PROBES_FILE)})
-        logger.info("%s v%s compiled and proven bit-identical on %s rows", mv.name, mv.version,
+        logger.info("%s v%s compiled and proven (%s) on %s rows", mv.name, mv.version, equality,
                     sum(tried.values()))
         store.update_meta(mv, "compiled", entry)
         return entry
@@ -156,6 +228,7 @@ def compile_version(store: ModelStore, mv: ModelVersion, frame: pd.DataFrame, *,
 def _native(model: Any, details: dict[str, Any], why: str | None) -> tuple[Any, dict[str, Any]]:
     if why:
         details["fallback"] = why
+    details.pop("preprocess", None)
     details["engine"] = "native"
     return model, details
 
@@ -169,13 +242,30 @@ def _recheck(native: Any, compiled: CompiledModel, mv: ModelVersion, entry: dict
             return f"re-check sample {file.name} is missing or modified"
     contract = contract_of(mv.meta)
     rows = pd.read_parquet(rows_file)
+    tolerance = _current(entry.get("compiler") or {}).tolerance
     diff = first_difference("recheck_rows", raw_outputs(native, rows, contract),
-                            raw_outputs(compiled, rows, contract))
+                            raw_outputs(compiled, rows, contract), tolerance)
     if diff is None:
         probes = np.load(probes_file, allow_pickle=False)
         diff = first_difference("recheck_probes", native_estimator_outputs(native, probes),
-                                compiled.estimator_outputs(probes))
+                                compiled.estimator_outputs(probes), tolerance)
     return f"load re-check failed: {diff.describe()}" if diff else None
+
+
+def _plan(native: Any, entry: dict[str, Any]) -> tuple[Plan | None, str]:
+    """The NumPy preprocessing plan when the proof recorded one (rebuilt from the loaded Pipeline), and
+    what the ledger says: ``numpy``, ``pipeline`` or ``pipeline (...why)``."""
+    recorded = (entry.get("preprocess") or {}).get("engine")
+    if recorded != "numpy":
+        return None, "pipeline" if recorded != "none" else "none"
+    pre, _ = split_model(native)
+    try:
+        plan = recognise_preprocess(pre)
+    except NotRecognised as exc:
+        return None, f"pipeline (the proven plan is no longer recognised: {exc})"
+    if plan.describe() != entry["preprocess"].get("steps"):
+        return None, "pipeline (the recognised steps differ from the proven ones)"
+    return plan, "numpy"
 
 
 def predictor_for(store: ModelStore, mv: ModelVersion, engine: str = "auto",
@@ -209,30 +299,38 @@ def predictor_for(store: ModelStore, mv: ModelVersion, engine: str = "auto",
     status = entry.get("status")
     if status != "proven":
         why = {"refused": f"compiled predictor refused at compile: {entry.get('first_difference')}",
-               "not_compiled": entry.get("reason")}.get(status, "version not compiled (scoring models compile)")
+               "not_compiled": entry.get("reason"),
+               "compiling": in_progress(entry) if status == "compiling" else ""}.get(
+            status, "version not compiled (scoring models compile)")
         if engine == "compiled":
             logger.warning("%s v%s: compiled engine asked for, scoring natively: %s", mv.name, mv.version, why)
         return _native(native, details, why)
-    now = HGBCompiler(toolchain=entry["compiler"].get("toolchain", "gcc")).describe()
-    changed = [k for k in ("name", "treelite", "tl2cgen") if entry["compiler"].get(k) != now[k]]
+    current = _current(entry["compiler"])
+    now = current.describe()
+    changed = [k for k in current.version_keys if entry["compiler"].get(k) != now[k]]
     library = mv.path / entry.get("artifact", "?")
+    modified = [name for name, sha in (entry.get("files_sha256") or {}).items()
+                if not (library.parent / name).is_file() or sha256_file(library.parent / name) != sha
+                ] if isinstance(mv.path, Path) else []
     if not isinstance(mv.path, Path):
         why = f"compiled artifacts are not fetched from an object store ({mv.path})"
     elif changed:
         why = "compiler changed since the proof: " + ", ".join(
             f"{k} {entry['compiler'].get(k)} -> {now[k]}" for k in changed)
-    elif not library.is_file() or sha256_file(library) != entry.get("sha256"):
-        why = f"compiled artifact {library.name} is missing or modified"
+    elif not library.is_file() or sha256_file(library) != entry.get("sha256") or modified:
+        why = f"compiled artifact {(modified or [library.name])[0]} is missing or modified"
     else:
         try:
-            compiled = CompiledModel(native, CompiledTrees(library, threads))
+            plan, details["preprocess"] = _plan(native, entry)
+            compiled = _compiled_model(native, current, library, threads, plan)
             why = _recheck(native, compiled, mv, entry)
         except Exception as exc:  # noqa: BLE001 - a library that fails to load or run falls back
             why = f"compiled predictor failed to load: {type(exc).__name__}: {exc}"[:300]
     if why:
         logger.warning("%s v%s: scoring natively: %s", mv.name, mv.version, why)
         return _native(native, details, why)
-    details.update(engine="compiled", compiler=f"tl2cgen {now['tl2cgen']}", artifact_sha256=entry["sha256"])
+    details.update(engine="compiled", compiler=f"{now['name']} {now[now['name']]}",
+                   artifact_sha256=entry["sha256"])
     logger.info("%s v%s: compiled engine, re-checked at load", mv.name, mv.version)
     return compiled, details
 

@@ -66,9 +66,23 @@ class HGBCompiler:
 
     toolchain: str = "gcc"
     name: str = "tl2cgen"
+    tolerance = 0.0  # bit for bit
+    version_keys = ("name", "treelite", "tl2cgen")
 
     def threshold(self, value: float) -> float:
         return float(value)
+
+    def splits(self, estimator: Any) -> set[tuple[int, float]]:
+        """(feature index, threshold) of every split of the estimator's trees."""
+        out: set[tuple[int, float]] = set()
+        for iteration in estimator._predictors:
+            for predictor in iteration:
+                inner = predictor.nodes[~predictor.nodes["is_leaf"].astype(bool)]
+                out.update(zip(inner["feature_idx"].tolist(), inner["num_threshold"].tolist(), strict=True))
+        return out
+
+    def load(self, artifact: Path, threads: int) -> CompiledTrees:
+        return CompiledTrees(artifact, threads)
 
     def describe(self) -> dict[str, Any]:
         """Compiler name and versions, recorded with the artifact and re-checked at load."""

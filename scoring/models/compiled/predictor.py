@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from scoring.models.compiled.hgb import CompiledTrees
+from scoring.models.compiled.preprocess import Plan, Unsupported
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +34,15 @@ class CompiledModel:
     Args:
         native: the model as unpickled.
         trees: the loaded shared library of its trees (baseline folded).
+        preprocess: the Pipeline's preprocessing computed by NumPy (``preprocess.Plan``, proven), or None:
+            the Pipeline's own transform.
     """
 
-    def __init__(self, native: Any, trees: CompiledTrees) -> None:
+    def __init__(self, native: Any, trees: CompiledTrees, preprocess: Plan | None = None) -> None:
         self._native = native
         self._pre, self._estimator = split_model(native)
         self._trees = trees
+        self._plan = preprocess if self._pre is not None else None
 
     @property
     def native(self) -> Any:
@@ -55,11 +59,30 @@ class CompiledModel:
     def __len__(self) -> int:
         return len(self._native)
 
-    def tree_inputs(self, x: Any) -> np.ndarray:
-        """The trees' inputs: the Pipeline's own transform, then the estimator's own validation (float64)."""
+    @property
+    def preprocess(self) -> str:
+        """``numpy`` (the proven plan) or ``pipeline`` (the Pipeline's own transform)."""
+        return "numpy" if self._plan is not None else "pipeline"
+
+    def transformed(self, x: Any) -> Any:
+        """The Pipeline's preprocessing of ``x``: the proven NumPy plan, or the Pipeline's own transform for
+        a model without one and for chunks the plan does not take (values not of the recognised kinds)."""
+        if self._pre is None:
+            return x
+        if self._plan is not None:
+            try:
+                return self._plan.transform(x)
+            except Unsupported as exc:
+                logger.info("preprocessing %s rows with the Pipeline's own transform: %s", len(x), exc)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*feature names.*")
-            xt = self._pre.transform(x) if self._pre is not None else x
+            return self._pre.transform(x)
+
+    def tree_inputs(self, x: Any) -> np.ndarray:
+        """The trees' inputs: the preprocessing (``transformed``), then the estimator's own validation."""
+        xt = self.transformed(x)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*feature names.*")
             return self._estimator._preprocess_X(xt, reset=False)
 
     def raw(self, x: np.ndarray) -> np.ndarray:
@@ -105,3 +128,36 @@ def native_estimator_outputs(model: Any, x: np.ndarray) -> np.ndarray:
         if hasattr(estimator, "classes_"):
             return np.asarray(estimator.predict_proba(x), dtype=np.float64)
         return np.asarray(estimator.predict(x), dtype=np.float64)
+
+
+class CompiledLightGBM(CompiledModel):
+    """A fitted LightGBM model (or a Pipeline ending in one) scored by lleaves (within 1e-12, same class).
+
+    Args:
+        native: the model as unpickled.
+        trees: the loaded lleaves predictor (``lgbm.CompiledForest``).
+        preprocess: as ``CompiledModel``.
+    """
+
+    def tree_inputs(self, x: Any) -> np.ndarray:
+        """The trees' inputs: the preprocessing, as float64 (LightGBM's own predict reads them as double)."""
+        return np.ascontiguousarray(self.transformed(x), dtype=np.float64)
+
+    def raw(self, x: np.ndarray) -> np.ndarray:  # lleaves applies the objective itself
+        return self._trees.outputs(x)
+
+    def estimator_outputs(self, x: np.ndarray) -> np.ndarray:
+        """As LightGBM's ``predict_proba`` (binary: ``[1 - p, p]``) or ``predict`` (regression)."""
+        out = self._trees.outputs(x)
+        if not hasattr(self._estimator, "classes_"):
+            return out
+        if out.ndim == 1:
+            return np.vstack((1.0 - out, out)).transpose()
+        return out
+
+    def predict(self, x: Any) -> np.ndarray:
+        """As LightGBM's ``predict``: the value, or the class of highest probability."""
+        out = self.estimator_outputs(self.tree_inputs(x))
+        if not hasattr(self._estimator, "classes_"):
+            return out
+        return self._estimator.classes_[np.argmax(out, axis=1)]

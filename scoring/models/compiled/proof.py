@@ -39,8 +39,13 @@ class Difference:
         return f"{self.probe} row {self.row}: native {self.native} vs compiled {self.compiled}"
 
 
-def first_difference(probe: str, native: np.ndarray, compiled: np.ndarray) -> Difference | None:
+def first_difference(probe: str, native: np.ndarray, compiled: np.ndarray,
+                     tolerance: float = 0.0) -> Difference | None:
     """The first row whose float64 outputs differ in any bit, or None when all are identical.
+
+    With ``tolerance`` > 0 (LightGBM through lleaves): the first row with an output further than
+    ``tolerance`` from the native one, a NaN on one side only, or another class (``argmax`` of the row's
+    probabilities).
 
     Raises:
         ValueError: the shapes differ (reported as a difference on row 0 instead when lengths agree).
@@ -52,7 +57,12 @@ def first_difference(probe: str, native: np.ndarray, compiled: np.ndarray) -> Di
     if a.size == 0:
         return None
     same = a.view(np.uint64) == b.view(np.uint64)
+    if tolerance > 0:
+        with np.errstate(invalid="ignore"):
+            same = same | (np.abs(a - b) <= tolerance) | (np.isnan(a) & np.isnan(b))
     rows = same.reshape(a.shape[0], -1).all(axis=1)
+    if tolerance > 0 and a.ndim == 2 and a.shape[1] > 1:
+        rows &= np.argmax(a, axis=1) == np.argmax(b, axis=1)
     if rows.all():
         return None
     row = int(np.flatnonzero(~rows)[0])
@@ -73,22 +83,22 @@ def category_rows(frame: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
     return pd.concat(pieces, ignore_index=True)
 
 
-def threshold_rows(x: np.ndarray, estimator: Any) -> np.ndarray:
+def threshold_rows(x: np.ndarray, estimator: Any, splits: set[tuple[int, float]] | None = None) -> np.ndarray:
     """Rows in the trees' input space on every split threshold, one ulp either side, and NaN per feature.
 
     Args:
         x: the trees' inputs of a few sample rows (n x features, float64); the first ``BASE_ROWS`` are used.
-        estimator: the fitted HGB estimator (its ``_predictors``).
+        estimator: the fitted HGB estimator (its ``_predictors``), when ``splits`` is not given.
+        splits: (feature index, threshold) of every split (another family's).
 
     Returns:
         float64 array (m x features).
     """
     base = np.ascontiguousarray(x[:BASE_ROWS], dtype=np.float64)
-    splits: set[tuple[int, float]] = set()
-    for iteration in estimator._predictors:
-        for predictor in iteration:
-            inner = predictor.nodes[~predictor.nodes["is_leaf"].astype(bool)]
-            splits.update(zip(inner["feature_idx"].tolist(), inner["num_threshold"].tolist(), strict=True))
+    if splits is None:
+        from scoring.models.compiled.hgb import HGBCompiler
+
+        splits = HGBCompiler().splits(estimator)
     rows = []
     for feature, t in sorted(splits):
         for value in (np.nextafter(t, -np.inf), t, np.nextafter(t, np.inf)):
