@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
@@ -262,6 +263,7 @@ def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int], challeng
     if not todo:
         logger.info("chunks %s of plan %s are already staged; reusing them", indexes, plan["plan_id"])
         return [{**_manifest_dict(done[i], True), **tag} for i in indexes]
+    started = time.perf_counter()
     folder = run_folder(cfg, plan)
     folder.lock(shared=True)  # while it stages (or until its process dies), cleanup leaves the folder alone
     try:
@@ -284,6 +286,7 @@ def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int], challeng
                                                                            chunk["nulls"]), plan["rows_per_chunk"]))
                     yield pa.Table.from_batches(batches) if batches else schema.empty_table()
 
+            prepared = time.perf_counter()  # source opened, quality state, model loaded: the task's fixed cost
             staged = run_chunks(tables(), model, lambda: model, spec, stage, gate=gate, indexes=todo)
     except Exception as exc:
         if challenger is None or is_transient(exc):  # an outage or a lock: the task retries
@@ -297,7 +300,9 @@ def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int], challeng
         logger.info("chunk %s of plan %s%s: %s rows in, %s scored, %s quarantined", manifest.index,
                     plan["plan_id"], f" (challenger v{challenger})" if challenger else "", manifest.rows_in,
                     manifest.scored, manifest.rejected)
-    return [{**_manifest_dict(done[i], i not in todo or i in stage.reused), **tag} for i in indexes
+    # Seconds spent here before the first row is read, and in total (benchmarks/bench_celery_workers.py).
+    timing = {"prepare_s": round(prepared - started, 4), "stage_s": round(time.perf_counter() - started, 4)}
+    return [{**_manifest_dict(done[i], i not in todo or i in stage.reused), **tag, **timing} for i in indexes
             if done[i] is not None]
 
 
