@@ -33,13 +33,22 @@ CONFIG_ENV = "SCORING_CONFIG"
 
 STAGING_SCHEMES = ("s3",)  # object stores results.staging_dir may name (pyarrow filesystems)
 STAGING_URI_OPTIONS = ("region", "endpoint_override", "scheme")  # non-secret options a staging URI may carry
+# Object stores the model store, expectation suites and Data Docs may live on (pyarrow filesystems; only s3://
+# is tested, gs:// and abfs:// go through pyarrow's GcsFileSystem / AzureFileSystem).
+STORE_SCHEMES = ("s3", "gs", "abfs")
 
 
-def parse_staging_dir(value: str | Path) -> str | Path:
-    """``results.staging_dir`` as written in YAML: a local path (``file://`` stripped) or an ``s3://`` URI.
+def parse_location(value: str | Path, key: str, schemes: tuple[str, ...] = STAGING_SCHEMES) -> str | Path:
+    """A folder setting as written in YAML: a local path (``file://`` stripped) or an object-store URI
+    (``s3://bucket/prefix``; ``gs://``/``abfs://`` where ``schemes`` allows them).
+
+    Args:
+        value: the setting's value.
+        key: the setting's name, for the error message (e.g. ``results.staging_dir``).
+        schemes: the URI schemes accepted.
 
     Raises:
-        ConfigError: an unknown scheme, or credentials (user info, access/secret keys) in the URI.
+        ConfigError: an unknown scheme, no bucket, or credentials (user info, access/secret keys) in the URI.
     """
     if isinstance(value, Path):
         return value
@@ -49,17 +58,26 @@ def parse_staging_dir(value: str | Path) -> str | Path:
         return Path(parts.path)
     if not scheme or len(scheme) == 1:  # a plain path (or a Windows drive letter)
         return Path(value)
-    if scheme not in STAGING_SCHEMES:
-        raise ConfigError(f"results.staging_dir {value!r}: unsupported scheme {scheme!r}; use a local path, "
-                          "file:///... or s3://bucket/prefix")
+    if scheme not in schemes:
+        raise ConfigError(f"{key} {value!r}: unsupported scheme {scheme!r}; use a local path, "
+                          f"file:///... or {' / '.join(s + '://bucket/prefix' for s in schemes)}")
     secret = [k for k, _ in parse_qsl(parts.query) if k not in STAGING_URI_OPTIONS]
-    if "@" in parts.netloc or secret:
-        raise ConfigError(f"results.staging_dir: credentials or unknown options ({', '.join(secret) or 'user info'})"
+    if (scheme == "s3" and "@" in parts.netloc) or secret:
+        raise ConfigError(f"{key}: credentials or unknown options ({', '.join(secret) or 'user info'})"
                           " do not belong in the config file; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
                           "results.staging_connection_id")
     if not parts.netloc:
-        raise ConfigError(f"results.staging_dir {value!r}: name a bucket, s3://bucket/prefix")
+        raise ConfigError(f"{key} {value!r}: name a bucket, {scheme}://bucket/prefix")
     return value
+
+
+def parse_staging_dir(value: str | Path) -> str | Path:
+    """``results.staging_dir`` as written in YAML: a local path (``file://`` stripped) or an ``s3://`` URI.
+
+    Raises:
+        ConfigError: an unknown scheme, or credentials (user info, access/secret keys) in the URI.
+    """
+    return parse_location(value, "results.staging_dir")
 
 
 class _Strict(BaseModel):
@@ -114,7 +132,8 @@ class SourceConfig(_Strict):
 class ModelConfig(_Strict):
     """Which model scores, and how scores become labels."""
 
-    store: Path = Path("models")
+    store: Path | str = Field(Path("models"), description="a local folder, or s3://bucket/prefix (gs://, abfs:// "
+                              "untested) shared by every host: credentials from the environment, never here")
     name: str
     alias: str = "champion"
     version: int | None = Field(None, description="pin a version instead of following the alias")
@@ -126,6 +145,11 @@ class ModelConfig(_Strict):
     @classmethod
     def _ident(cls, value: str) -> str:
         return validate_identifier(value, "model name or alias")
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_uri(cls, value: object) -> object:
+        return parse_location(value, "model.store", STORE_SCHEMES) if isinstance(value, str | Path) else value
 
     @field_validator("challengers", mode="before")
     @classmethod
@@ -303,7 +327,8 @@ class ValidationConfig(_Strict):
         "quarantine the others (a tie on the latest timestamp quarantines them all); see docs/types-and-keys.md")
     psi_warn: float = 0.1
     psi_alert: float = 0.25
-    suites_dir: Path = Field(Path("schemas"), description="expectation suites: <dir>/<model>/v<version>.json")
+    suites_dir: Path | str = Field(Path("schemas"), description="expectation suites: <dir>/<model>/v<version>.json; "
+                                   "an object-store URI, or by default <model.store>/.suites when the store is one")
     require_suite: bool = Field(False, description="fail a run whose model version has no suite file "
                                 "(default: generate it from the model's registered training profile)")
     range_rule: Literal["quantile", "minmax"] = Field(
@@ -314,8 +339,14 @@ class ValidationConfig(_Strict):
                                 "(see range_rule) widened by this many of its spans (floored at 0 if never negative)")
     data_docs: bool = Field(True, description="the report DAG builds GX Data Docs (HTML) of each published run "
                             "(`scoring run` never does; `scoring docs` builds them on demand either way)")
-    data_docs_dir: Path | None = Field(None, description="default: <results.staging_dir>/../data_docs")
+    data_docs_dir: Path | str | None = Field(None, description="default: <results.staging_dir>/../data_docs, or "
+                                             "<model.store>/.data_docs when the model store is an object store")
     drift: DriftConfig = DriftConfig()
+
+    @field_validator("suites_dir", "data_docs_dir", mode="before")
+    @classmethod
+    def _dir_uri(cls, value: object) -> object:
+        return parse_location(value, "validation folder", STORE_SCHEMES) if isinstance(value, str | Path) else value
 
 
 class LabelsConfig(_Strict):
@@ -522,7 +553,10 @@ def load_config(path: str | Path | None = None) -> Config:
     base = file.resolve().parent
     cfg.path = file.resolve()
     cfg.source.path = _resolve(base, cfg.source.path)
-    cfg.model.store = _resolve(base, cfg.model.store)
+    if isinstance(cfg.model.store, Path):
+        cfg.model.store = _resolve(base, cfg.model.store)
+    elif "suites_dir" not in cfg.validation.model_fields_set:  # suites follow an object-store model store
+        cfg.validation.suites_dir = f"{cfg.model.store.rstrip('/')}/.suites"
     if cfg.labels is not None:
         cfg.labels.path = _resolve(base, cfg.labels.path)
     cfg.results.path = _resolve(base, cfg.results.path)
@@ -530,9 +564,13 @@ def load_config(path: str | Path | None = None) -> Config:
         cfg.results.staging_dir = _resolve(base, cfg.results.staging_dir)
     cfg.results.export_dir = _resolve(base, cfg.results.export_dir)
     cfg.jobs.output_dir = _resolve(base, cfg.jobs.output_dir) or default_job_outputs(cfg.results, base)
-    cfg.validation.suites_dir = _resolve(base, cfg.validation.suites_dir)
-    cfg.validation.data_docs_dir = _resolve(base, cfg.validation.data_docs_dir) \
-        or default_data_docs(cfg.results.staging_dir, base)
+    if isinstance(cfg.validation.suites_dir, Path):
+        cfg.validation.suites_dir = _resolve(base, cfg.validation.suites_dir)
+    if isinstance(cfg.validation.data_docs_dir, Path):
+        cfg.validation.data_docs_dir = _resolve(base, cfg.validation.data_docs_dir)
+    elif cfg.validation.data_docs_dir is None:  # Data Docs follow an object-store model store too
+        cfg.validation.data_docs_dir = (f"{cfg.model.store.rstrip('/')}/.data_docs" if isinstance(cfg.model.store, str)
+                                        else default_data_docs(cfg.results.staging_dir, base))
     if cfg.source.kind == cfg.results.kind == "duckdb" and cfg.source.path == cfg.results.path:
         # DuckDB allows one writer per file: the run reads the source while it publishes results.
         raise ConfigError(f"config file {str(file)!r}: results.path must differ from source.path")

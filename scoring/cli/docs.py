@@ -34,5 +34,8 @@ def docs_verdict(page: object) -> str:
     import re
     from pathlib import Path
 
-    found = re.search(r"<strong>Run verdict\.</strong> (.*?)</div>", Path(str(page)).read_text(encoding="utf-8"))
+    from scoring.storage.objects import is_uri, location
+
+    text = location(page).read_text() if is_uri(page) else Path(str(page)).read_text(encoding="utf-8")
+    found = re.search(r"<strong>Run verdict\.</strong> (.*?)</div>", text)
     return html.unescape(found.group(1)) if found else "verdict unknown (a page built before verdicts)"

@@ -9,6 +9,10 @@ runs skip it and name it; ``scoring models fsck`` reports and removes what a cra
 
 Aliases (e.g. ``champion``) live in ``<store>/<name>/aliases.jsonl``, an append-only history, so the
 store can say which version an alias pointed at on any given day.
+
+An object-store root (``s3://bucket/prefix``) is served by :mod:`scoring.models.remote_store` with the same
+interface: a commit object per version and a create-only object per alias change instead of renames and
+fsynced appends.
 """
 
 from __future__ import annotations
@@ -130,7 +134,21 @@ def _minor(version: str) -> tuple[int, ...]:
 
 
 class ModelStore:
-    """Register, list, load and promote model versions kept under one folder."""
+    """Register, list, load and promote model versions kept under one folder.
+
+    ``ModelStore("s3://bucket/prefix")`` (an object-store URI, e.g. ``model.store`` from the config) gives an
+    :class:`scoring.models.remote_store.ObjectModelStore`: the same interface and checks on an object store.
+    """
+
+    def __new__(cls, root: Path | str = Path("models")) -> ModelStore:
+        if cls is ModelStore and not isinstance(root, Path):
+            from scoring.storage.objects import is_uri
+
+            if is_uri(root):
+                from scoring.models.remote_store import ObjectModelStore
+
+                return super().__new__(ObjectModelStore)
+        return super().__new__(cls)
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

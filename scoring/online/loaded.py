@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scoring.models.contract import contract_of
@@ -88,7 +87,7 @@ class ModelSlot:
 
     def __init__(self, cfg: Config, alias: str | None = None, version: int | None = None) -> None:
         self.cfg = cfg
-        self.store = ModelStore(Path(cfg.model.store))
+        self.store = ModelStore(cfg.model.store)
         self.alias = alias or cfg.model.alias
         self.pinned = version if version is not None else cfg.model.version
         self._lock = threading.Lock()

@@ -131,7 +131,7 @@ def replay(cfg: Config, sink: Sink, since: dt.datetime | None = None, tolerance:
     """
     logged = _logged(sink, since)
     report = ParityReport()
-    store = ModelStore(Path(cfg.model.store))
+    store = ModelStore(cfg.model.store)
     with tempfile.TemporaryDirectory(prefix="scoring-parity-") as tmp:
         for version in sorted({item["version"] for item in logged}):
             items = [item for item in logged if item["version"] == version]

@@ -14,11 +14,16 @@ offline. Importing GX costs several seconds of CPU, once per process; rendering 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
+
+import pyarrow.fs as pafs
 
 from scoring.config import default_data_docs
 from scoring.errors import ScoringError
@@ -26,6 +31,8 @@ from scoring.quality.batch_rules import QualityReport
 from scoring.quality.offline import make_offline
 from scoring.quality.run_checks import suite_sha256
 from scoring.quality.suite import SuiteError, read_suite
+from scoring.storage.objects import is_uri, location
+from scoring.storage.stagefs import StagePath
 
 if TYPE_CHECKING:
     from scoring.config import Config
@@ -160,10 +167,53 @@ RUN_FIELDS = ("run_id", "day", "model_name", "model_version", "status", "rows_in
               "rows_scored", "started_at", "details")
 
 
-def docs_site(cfg: Config, model: str) -> Path:
-    """The model's Data Docs site folder (``validation.data_docs_dir/<model>``)."""
+def docs_site(cfg: Config, model: str) -> Path | StagePath:
+    """The model's Data Docs site folder (``validation.data_docs_dir/<model>``): a local Path, or a StagePath
+    when ``data_docs_dir`` is an object-store URI (``s3://...``)."""
+    if is_uri(cfg.validation.data_docs_dir or ""):
+        return location(cfg.validation.data_docs_dir, "validation.data_docs_dir") / model
     base = cfg.path.parent if cfg.path else Path.cwd()
     return Path(cfg.validation.data_docs_dir or default_data_docs(cfg.results.staging_dir, base)) / model
+
+
+class RemoteSite:
+    """A Data Docs site kept on an object store, built in a local copy: ``pull`` downloads every object of the
+    site (the GX stores included, so the index lists every run), GX builds into the copy, ``push`` uploads each
+    file that is new or changed (whole-object writes). Pages and validation results are per run, so two hosts
+    building at once lose nothing but may each write the index; the next build lists every run again."""
+
+    def __init__(self, remote: StagePath) -> None:
+        self.remote = remote
+        self.local = Path(tempfile.mkdtemp(prefix="scoring-docs-"))
+        self.pulled: dict[str, str] = {}
+
+    def pull(self) -> Path:
+        for info in self.remote.children(recursive=True):
+            if info.type != pafs.FileType.File:
+                continue
+            rel = info.path[len(self.remote.path) + 1:]
+            data = StagePath(self.remote.fs, info.path).read_bytes()
+            (self.local / rel).parent.mkdir(parents=True, exist_ok=True)
+            (self.local / rel).write_bytes(data)
+            self.pulled[rel] = hashlib.sha256(data).hexdigest()
+        return self.local
+
+    def push(self) -> int:
+        """Upload what the build added or changed; returns how many objects were written."""
+        written = 0
+        for file in sorted(self.local.rglob("*")):
+            rel = file.relative_to(self.local).as_posix()
+            if file.is_file() and self.pulled.get(rel) != hashlib.sha256(data := file.read_bytes()).hexdigest():
+                (self.remote / rel).write_bytes(data)
+                written += 1
+        return written
+
+    def public(self, page: Path) -> str:
+        """The URI of a page built in the local copy."""
+        return str(self.remote / page.relative_to(self.local).as_posix())
+
+    def close(self) -> None:
+        shutil.rmtree(self.local, ignore_errors=True)
 
 
 def docs_rows(cfg: Config, *, day: dt.date | None = None, run_ids: list[str] | None = None,
@@ -232,44 +282,64 @@ def render_docs(cfg: Config, rows: list[dict[str, Any]]) -> list[str]:
         ScoringError: the suite file is gone, or an old run's page is gone (one line naming it).
     """
     pages: list[str] = []
-    for row in rows:
-        details, site = row["details"], docs_site(cfg, row["model_name"])
-        validation = details["validation"]
-        if "outcomes" not in validation:
-            old = details.get("data_docs")
-            if old and Path(old).is_file():
-                make_offline(site)
-                pages.append(old)
-                continue
-            raise ScoringError(f"run {row['run_id']} was recorded before the ledger kept every rule's result "
-                               "and its page is gone; score the day again to get its Data Docs")
-        path = Path(details["suite"])
-        try:
-            suite = read_suite(path)
-        except (OSError, SuiteError) as exc:
-            raise ScoringError(f"run {row['run_id']}: cannot read its expectation suite {str(path)!r}: "
-                               f"{exc}") from None
-        same = suite_sha256(suite) == details.get("suite_sha256")
-        if not same:
-            logger.warning("suite %s was edited since run %s: its page shows the run's rules, the suite page "
-                           "the file as it is now", path, row["run_id"])
-        rule_meta = ({f"e{i + 1}": dict(e.get("meta") or {}) for i, e in enumerate(suite.get("expectations", []))}
-                     if same else None)
-        report = QualityReport.from_details(validation, row["rows_in"])
-        page = build_data_docs(site, suite, report, run_name=row["run_id"],
-                               run_time=dt.datetime.fromisoformat(row["started_at"]),
-                               batch=validation.get("batch") or row["day"],
-                               meta={"model": f"{row['model_name']} v{row['model_version']}", "day": row["day"],
-                                     "status": row["status"], "rows_in": row["rows_in"],
-                                     "rows_scored": row["rows_scored"], "rows_quarantined": row["rows_rejected"]},
-                               rule_meta=rule_meta)
-        logger.debug("Data Docs of run %s: %s", row["run_id"], page)
-        pages.append(str(page))
+    remote: dict[str, RemoteSite] = {}
+    try:
+        for row in rows:
+            pages.append(_render_row(cfg, row, remote))
+        for site in remote.values():
+            logger.info("Data Docs: %s objects written to %s", site.push(), site.remote)
+    finally:
+        for site in remote.values():
+            site.close()
     return pages
 
 
-def build_docs(cfg: Config, *, day: dt.date | None = None, run_id: str | None = None) -> Path:
-    """Build the Data Docs page of one run from the ledger (``scoring docs``); returns its path.
+def _render_row(cfg: Config, row: dict[str, Any], remote: dict[str, RemoteSite]) -> str:
+    """Build one ledger row's page (into the local copy of a remote site); returns its path or URI."""
+    where = docs_site(cfg, row["model_name"])
+    if isinstance(where, StagePath):
+        if row["model_name"] not in remote:
+            remote[row["model_name"]] = RemoteSite(where)
+            remote[row["model_name"]].pull()
+        site = remote[row["model_name"]].local
+    else:
+        site = where
+    details = row["details"]
+    validation = details["validation"]
+    if "outcomes" not in validation:
+        old = details.get("data_docs")
+        if old and Path(old).is_file():
+            make_offline(site)
+            return old
+        raise ScoringError(f"run {row['run_id']} was recorded before the ledger kept every rule's result "
+                           "and its page is gone; score the day again to get its Data Docs")
+    path = location(details["suite"], "suite") if is_uri(details["suite"]) else Path(details["suite"])
+    try:
+        suite = read_suite(path)
+    except (OSError, SuiteError) as exc:
+        raise ScoringError(f"run {row['run_id']}: cannot read its expectation suite {str(path)!r}: "
+                           f"{exc}") from None
+    same = suite_sha256(suite) == details.get("suite_sha256")
+    if not same:
+        logger.warning("suite %s was edited since run %s: its page shows the run's rules, the suite page "
+                       "the file as it is now", path, row["run_id"])
+    rule_meta = ({f"e{i + 1}": dict(e.get("meta") or {}) for i, e in enumerate(suite.get("expectations", []))}
+                 if same else None)
+    report = QualityReport.from_details(validation, row["rows_in"])
+    page = build_data_docs(site, suite, report, run_name=row["run_id"],
+                           run_time=dt.datetime.fromisoformat(row["started_at"]),
+                           batch=validation.get("batch") or row["day"],
+                           meta={"model": f"{row['model_name']} v{row['model_version']}", "day": row["day"],
+                                 "status": row["status"], "rows_in": row["rows_in"],
+                                 "rows_scored": row["rows_scored"], "rows_quarantined": row["rows_rejected"]},
+                           rule_meta=rule_meta)
+    logger.debug("Data Docs of run %s: %s", row["run_id"], page)
+    return remote[row["model_name"]].public(page) if isinstance(where, StagePath) else str(page)
+
+
+def build_docs(cfg: Config, *, day: dt.date | None = None, run_id: str | None = None) -> Path | str:
+    """Build the Data Docs page of one run from the ledger (``scoring docs``); returns its path (its URI
+    when the site is on an object store).
 
     Args:
         cfg: the configuration.
@@ -277,4 +347,5 @@ def build_docs(cfg: Config, *, day: dt.date | None = None, run_id: str | None = 
         run_id: this run instead. With neither, the model's latest run that recorded a validation.
     """
     rows = docs_rows(cfg, day=day, run_ids=[run_id] if run_id else None)
-    return Path(render_docs(cfg, rows)[0])
+    page = render_docs(cfg, rows)[0]
+    return page if is_uri(page) else Path(page)

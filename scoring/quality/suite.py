@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from scoring.errors import ScoringError
 from scoring.models.reference import MISSING, OTHER
+from scoring.storage.objects import is_uri, location
+from scoring.storage.stagefs import StagePath
 
 if TYPE_CHECKING:
     from scoring.config import Config
@@ -45,8 +47,12 @@ class SuiteError(ScoringError):
     """An expectation suite is missing, unreadable, or uses something the gate cannot run."""
 
 
-def suite_path(suites_dir: Path, model: str, version: int) -> Path:
-    """Where the suite of one model version lives: ``<suites_dir>/<model>/v<version>.json``."""
+def suite_path(suites_dir: Path | str, model: str, version: int) -> Path | StagePath:
+    """Where the suite of one model version lives: ``<suites_dir>/<model>/v<version>.json``; on an object
+    store (``suites_dir`` an ``s3://`` URI, by default ``<model.store>/.suites``) a StagePath, so every
+    host reads the suite the first one generated."""
+    if is_uri(suites_dir):
+        return location(suites_dir, "validation.suites_dir") / model / f"v{version}.json"
     return Path(suites_dir) / model / f"v{version}.json"
 
 
@@ -230,8 +236,11 @@ def generate_suite(mv: ModelVersion, key_column: str, margin: float = 3.0, rule:
     }
 
 
-def write_suite(path: Path, suite: dict[str, Any]) -> Path:
-    """Write ``suite`` as indented JSON, atomically."""
+def write_suite(path: Path | StagePath, suite: dict[str, Any]) -> Path | StagePath:
+    """Write ``suite`` as indented JSON, atomically (on an object store: one whole-object write)."""
+    if isinstance(path, StagePath):
+        path.write_bytes((json.dumps(suite, indent=2) + "\n").encode())
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(fd, "w") as fh:
@@ -241,10 +250,10 @@ def write_suite(path: Path, suite: dict[str, Any]) -> Path:
     return path
 
 
-def read_suite(path: Path) -> dict[str, Any]:
+def read_suite(path: Path | StagePath) -> dict[str, Any]:
     """Read a suite file; SuiteError names the file when it is not a JSON object with expectations."""
     try:
-        suite = json.loads(Path(path).read_text())
+        suite = json.loads(path.read_text() if isinstance(path, StagePath) else Path(path).read_text())
     except FileNotFoundError:
         raise SuiteError(f"expectation suite {str(path)!r} not found") from None
     except (OSError, ValueError) as exc:

@@ -95,9 +95,15 @@ class StagePath:
         """What is under this folder ([] when it does not exist)."""
         return self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True, recursive=recursive))
 
+    def exists(self) -> bool:
+        return self.info().type != pafs.FileType.NotFound
+
     def read_bytes(self) -> bytes:
         with self.fs.open_input_stream(self.path, compression=None) as fh:
             return fh.read()
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode("utf-8")
 
     def write_bytes(self, data: bytes) -> None:
         """Write the whole object: atomic on S3 (an upload appears complete or not at all) and locally

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scoring.errors import ModelStoreError
 from scoring.models.compiled.hgb import LIBRARY, CompiledTrees, HGBCompiler, cpu_count, is_hgb, unsupported
 from scoring.models.compiled.predictor import CompiledModel, native_estimator_outputs, split_model
 from scoring.models.compiled.proof import category_rows, first_difference, threshold_rows
@@ -97,6 +98,9 @@ def compile_version(store: ModelStore, mv: ModelVersion, frame: pd.DataFrame, *,
         The recorded entry; ``status`` is ``proven``, ``refused`` (with ``first_difference``) or
         ``not_compiled`` (with ``reason``).
     """
+    if not isinstance(mv.path, Path):
+        raise ModelStoreError(f"{mv.name} v{mv.version} is on an object store ({mv.path}): compiled scoring needs "
+                              "a local model store for now; runs score with the model's own predict")
     compiler = compiler or HGBCompiler()
     native = store.load(mv)
     reason = recognise(native)
@@ -212,7 +216,9 @@ def predictor_for(store: ModelStore, mv: ModelVersion, engine: str = "auto",
     now = HGBCompiler(toolchain=entry["compiler"].get("toolchain", "gcc")).describe()
     changed = [k for k in ("name", "treelite", "tl2cgen") if entry["compiler"].get(k) != now[k]]
     library = mv.path / entry.get("artifact", "?")
-    if changed:
+    if not isinstance(mv.path, Path):
+        why = f"compiled artifacts are not fetched from an object store ({mv.path})"
+    elif changed:
         why = "compiler changed since the proof: " + ", ".join(
             f"{k} {entry['compiler'].get(k)} -> {now[k]}" for k in changed)
     elif not library.is_file() or sha256_file(library) != entry.get("sha256"):
