@@ -19,6 +19,7 @@ throughput from 2 workers and from ``--parallel 2``; serial share of the 1-worke
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -44,10 +45,13 @@ def main() -> None:
     parser.add_argument("--rows-per-day", type=int, default=100_000, help="rows of each backfill day")
     parser.add_argument("--days", type=int, default=10, help="backfill days (0: no backfill part)")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None, help="also write the Celery figures here")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs, load average before (1/5/15 min) {_load()}", flush=True)
     celery = bench_celery_workers.measure(args.rows, args.repeat, args.chunks, pg_url=args.pg)
     print(f"load average after the Celery part {_load()}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(celery, default=str, indent=1))
     bench_celery_workers.report(celery)
     backfill = bench_backfill_parallel.measure(args.rows_per_day, args.days, args.repeat) if args.days else None
 

@@ -2,15 +2,16 @@
 (``deploy/cluster.py``) whose two Celery workers stand in for two machines. Each worker runs in its own UTS and
 mount namespace with a private tmpfs over ``/tmp`` (and the test's own folder), which holds every local path
 the project uses here: AIRFLOW_HOME and its task logs, the config's folders (data docs, job outputs), the
-worker's temp and cache folders. What a deployment ships to every machine (the config, and the model store
-with its suites until the store is on the object store) is bound back read-only. Source and results are
-PostgreSQL (own schema), chunks are staged on a moto S3 server (loopback port), Redis is the broker.
+worker's temp folder and its model cache. Only what a deployment ships to every machine, the config, is bound
+back read-only. Source and results are PostgreSQL (own schema); chunks are staged, and the model store (versions,
+alias history, expectation suites) kept, on a moto S3 server (loopback port); Redis is the broker.
 
 Two runs of one 600-row day in 6 chunks:
 1. Once a worker has scored a chunk and runs another, every process of that worker is SIGKILLed (by pid);
    Airflow's task heartbeat timeout fails that try and the retry runs on the other worker: the run succeeds.
 2. The killed worker is started again (a new, empty tmpfs); a third process (``scoring models promote``, on
-   this host, outside the cluster) promotes version 2; the next run scores with version 2 on both workers.
+   this host, outside the cluster) promotes version 2; the next run scores with version 2 on both workers,
+   each from its own verified cache entry fetched from the object store.
 
 Each run's predictions equal a single-process ``scoring run`` of the same day and version per row (|diff| <=
 1e-12) and the model's own ``predict_proba`` (<= 1e-9); no row lost or duplicated; rows_in = scored +
@@ -23,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 
 from deploy import cluster
-from tests.conftest import SCORE_DAY, START, write_config
+from tests.conftest import SCORE_DAY, START, TRAIN_END, write_config
 from tests.dags.airflow_env import DAG_ID, ROOT
 from tests.dags.test_celery_e2e import _chunks, _meta, _run_state, _tails, _wait, celery_cluster, redis_db  # noqa: F401
 from tests.helpers import published, source_day
@@ -56,10 +56,15 @@ def _cli(*args: str, timeout: float = 240) -> str:
     return out.stdout
 
 
-def _model_scores(sample_db: Path, store: Path, version: int) -> dict[str, float]:
-    """The version's own predict_proba on every row of the day (read with joblib, apart from the store)."""
+def _model_scores(sample_db: Path, s3_server, store: str, version: int, folder: Path) -> dict[str, float]:
+    """The version's own predict_proba on every row of the day: its artifact fetched with a filesystem of the
+    test's own and read with joblib, apart from the store's code."""
+    local = folder / f"v{version}.joblib"
+    with s3_server.filesystem().open_input_stream(f"{store.removeprefix('s3://')}/{NAME}/{version}/model.joblib") \
+            as src_file:
+        local.write_bytes(src_file.read())
     src = source_day(sample_db, SCORE_DAY)
-    model = joblib.load(store / NAME / str(version) / "model.joblib")
+    model = joblib.load(local)
     return dict(zip(src["application_id"].astype(str), model.predict_proba(src)[:, 1], strict=True))
 
 
@@ -86,41 +91,49 @@ def _ready_count(spec: cluster.ClusterSpec, index: int) -> int:
 
 @pytest.mark.timeout(720)
 def test_isolated_workers_pick_up_a_promotion_and_survive_a_killed_worker(
-        tmp_path: Path, sample_db: Path, trained_store: Path, pg_url: str, pg_schema: str, s3_staging: str,
-        celery_cluster: cluster.ClusterSpec) -> None:  # noqa: F811
+        tmp_path: Path, sample_db: Path, pg_url: str, pg_schema: str, s3_server, s3_staging: str,
+        celery_cluster: cluster.ClusterSpec, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     from scoring.config import load_config
+    from scoring.models.cache import entry_name
     from scoring.models.training import train_model
     from scoring.quality.suite import write_version_suite
 
     spec = celery_cluster
-    # What every machine gets (read-only in the workers): the config; the model store and its suites stay a
-    # shared folder until the store is on the object store.
+    monkeypatch.setenv("SCORING_MODEL_CACHE", str(tmp_path / "cache-test"))
+    # What every machine gets (read-only in the workers): the config, nothing else.
     shared = tmp_path / "deploy"
-    store, suites = shared / "models", shared / "suites"
-    shutil.copytree(trained_store, store)
-    shutil.copytree(trained_store.parent / "schemas", suites)
+    shared.mkdir()
+    store = f"{s3_staging}/models"  # versions, alias history and suites (<store>/.suites)
     copy_sample(sample_db, pg_url, pg_schema)
     source = {"kind": "postgres", "url": pg_url, "path": None, "table": f"{pg_schema}.loan_applications"}
-    validation = {"range_rule": "minmax", "suites_dir": str(suites)}
+    validation = {"range_rule": "minmax"}
     schedule = {"start_date": "2030-01-01", "retries": 2, "retry_delay_s": 2, "task_timeout_min": 5}
     cfg = write_config(shared, sample_db, store, source=source, schedule=schedule, workers=2, validation=validation,
                        results={"kind": "postgres", "url": pg_url, "path": None, "schema": pg_schema,
-                                "table": "predictions", "staging_dir": s3_staging})
+                                "table": "predictions", "staging_dir": f"{s3_staging}/staging"})
     (tmp_path / "cli").mkdir()
     cli_cfg = write_config(tmp_path / "cli", sample_db, store, source=source, validation=validation)
-    # Version 2 (another training window), registered without an alias: the promotion comes later.
-    v2 = train_model(load_config(cfg), START, START + dt.timedelta(days=3), aliases=[])
-    write_version_suite(load_config(cfg), v2)
-    assert v2.version == 2
+    # Version 1 (champion) and version 2 (another training window, no alias: the promotion comes later),
+    # registered with their suites on the object store.
+    loaded = load_config(cfg)
+    assert str(loaded.validation.suites_dir).startswith("s3://")
+    v1 = train_model(loaded, START, TRAIN_END)
+    write_version_suite(loaded, v1)
+    v2 = train_model(loaded, START, START + dt.timedelta(days=3), aliases=[])
+    write_version_suite(loaded, v2)
+    assert (v1.version, v2.version) == (1, 2)
 
     temp = Path(tempfile.gettempdir()).resolve()
     spec.isolate = [temp, *([] if tmp_path.resolve().is_relative_to(temp) else [tmp_path])]
     spec.shared_ro = [shared]
-    spec.worker_env.update({"TMPDIR": str(temp), "XDG_CACHE_HOME": str(temp / "cache")})
+    worker_cache = temp / "scoring-model-cache"
+    spec.worker_env.update({"TMPDIR": str(temp), "XDG_CACHE_HOME": str(temp / "cache"),
+                            "SCORING_MODEL_CACHE": str(worker_cache)})
     spec.configs = [cfg]
-    local = [spec.home, *(getattr(p, "path", p) for p in (
-        load_config(cfg).validation.data_docs_dir, load_config(cfg).jobs.output_dir))]
-    assert all(Path(p).resolve().is_relative_to(i) for p in local for i in spec.isolate[:1]), local
+    # Every local path of the run is under a worker's private tmpfs (or the read-only config folder).
+    local = [p for p in (spec.home, loaded.validation.data_docs_dir, loaded.jobs.output_dir, loaded.model.store,
+                         loaded.results.staging_dir, loaded.validation.suites_dir) if isinstance(p, Path)]
+    assert all(p.resolve().is_relative_to(spec.isolate[0]) for p in local), local
     canary = tmp_path / "host_only"
     canary.write_text("only this host")
 
@@ -141,7 +154,7 @@ def test_isolated_workers_pick_up_a_promotion_and_survive_a_killed_worker(
     assert reference.returncode == 0, output
     for i in (1, 2):  # each worker: its own /tmp (the host's files are not there), the shipped config read-only
         pid = pids[f"worker-{i}"]
-        assert not _worker_sees(pid, canary) and _worker_sees(pid, cfg) and _worker_sees(pid, store / NAME)
+        assert not _worker_sees(pid, canary) and _worker_sees(pid, cfg)
         mounts = {m.split()[4]: m for m in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()}
         assert " - tmpfs " in mounts[str(temp)], mounts
         assert mounts[str(shared)].split()[5].startswith("ro"), mounts[str(shared)]
@@ -172,13 +185,14 @@ def test_isolated_workers_pick_up_a_promotion_and_survive_a_killed_worker(
     assert len(chunks) == 6 and {c[1] for c in chunks.values()} == {"success"}
     assert {c[2] for c in chunks.values()} == workers, f"score_chunk ran on {chunks}"
     assert chunks[victim_index][3] >= 2 and chunks[victim_index][2] != victim, chunks[victim_index]
-    _check_run(pg_url, pg_schema, 1, cli1, _model_scores(sample_db, store, 1))
+    _check_run(pg_url, pg_schema, 1, cli1, _model_scores(sample_db, s3_server, store, 1, tmp_path))
 
     # The killed worker comes back (a fresh private tmpfs); a third process promotes version 2.
     ready = _ready_count(spec, victim_n)
     restarted = cluster.start_worker(spec, victim_n)
     _wait(spec, f"worker {victim_n} to be ready again", lambda: _ready_count(spec, victim_n) > ready, deadline)
     assert not _worker_sees(restarted, canary) and _worker_sees(restarted, cfg)
+    monkeypatch.setenv("SCORING_MODEL_CACHE", str(tmp_path / "cache-third-process"))
     _cli("models", "promote", NAME, "2", "-c", str(cfg), "--force", "--reason", "e2e: a third process promotes")
     _cli("run", "-c", str(cli_cfg), "--date", SCORE_DAY.isoformat())  # the single-process reference of v2
     ref2 = published(tmp_path / "cli" / "results.duckdb", SCORE_DAY)
@@ -195,7 +209,11 @@ def test_isolated_workers_pick_up_a_promotion_and_survive_a_killed_worker(
     details = pg_ledger(pg_url, pg_schema).iloc[-1]["details"]
     details = json.loads(details) if isinstance(details, str) else details
     assert details.get("airflow_run_id") == "run_v2", details
-    _check_run(pg_url, pg_schema, 2, cli2, _model_scores(sample_db, store, 2))
+    _check_run(pg_url, pg_schema, 2, cli2, _model_scores(sample_db, s3_server, store, 2, tmp_path))
+    # Each worker loaded version 2 from its own cache entry, fetched from the object store and verified.
+    for pid in (pids[f"worker-{3 - victim_n}"], restarted):
+        assert _worker_sees(pid, worker_cache / entry_name(v2) / "model.joblib"), f"worker {pid} has no v2 entry"
+    assert not (worker_cache / entry_name(v2)).exists()  # not on this host: each worker fetched its own
     assert list(pg_ledger(pg_url, pg_schema)["status"]) == ["success", "success"]
     print(f"shared-nothing e2e: killed {victim} while it ran chunk {victim_index}; v2 promoted by a third "
           f"process; seconds: {json.dumps({k: round(v, 1) for k, v in marks.items()})}", file=sys.stderr)
