@@ -43,7 +43,7 @@ from tests.helpers import published, source_day
 from tests.storage.pg_helpers import copy_sample, pg_ledger, pg_published
 
 ROWS_PER_CHUNK = 100  # 600 rows a day -> 6 chunks
-WAIT_S = 600  # cluster start and both runs (about 300 s at load average 6, 430 s at 15); the test timeout bounds the rest
+WAIT_S = 600  # cluster start and both runs (300-430 s measured at load average 10-15); the test timeout bounds the rest
 NAME = "loan_default"
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
