@@ -114,9 +114,24 @@ def _quiet(spec: cluster.ClusterSpec) -> bool:
     return not cluster.meta_query(spec, "SELECT 1 FROM dag_run WHERE state IN ('queued', 'running') LIMIT 1")
 
 
-def _run(spec: cluster.ClusterSpec, run_id: str, rows_per_chunk: int) -> dict:
+def _fresh_day(pg: tuple[str, str] | None) -> None:
+    """Remove the day's published rows (not timed): each run then publishes a new partition, as a daily run
+    does, instead of replacing and re-reading the previous run's 1M rows. The ledger keeps its rows."""
+    if not pg:
+        return
+    import psycopg
+
+    with psycopg.connect(pg[0], autocommit=True) as con:
+        for table in ("predictions", "quarantine"):
+            if con.execute("SELECT to_regclass(%s)", [f'"{pg[1]}".{table}']).fetchone()[0]:
+                con.execute(f'DELETE FROM "{pg[1]}".{table} WHERE day = %s', [DAY])
+                con.execute(f'VACUUM ANALYZE "{pg[1]}".{table}')
+
+
+def _run(spec: cluster.ClusterSpec, run_id: str, rows_per_chunk: int, pg: tuple[str, str] | None = None) -> dict:
     # The report DAG the previous run's publish triggered would take the worker slots and the publish pool.
     cluster.wait_until("the previous runs to end", lambda: _quiet(spec), RUN_TIMEOUT_S, every=1)
+    _fresh_day(pg)
     cluster.trigger(spec, DAG_ID, run_id, {"day": DAY.isoformat(), "rows_per_chunk": rows_per_chunk})
 
     def ended() -> bool:
@@ -239,7 +254,7 @@ def measure(rows: int = 1_000_000, repeat: int = 2, chunks: int | list[int] = 8,
             cluster.wait_until("the DAG", lambda: cluster.meta_query(
                 spec, "SELECT 1 FROM serialized_dag WHERE dag_id = %s", [DAG_ID]), 300, every=2)
             # One run first, not counted: the first task processes pay for cold caches (files, model, imports).
-            warm = _run(spec, "bench_warmup", -(-rows // counts[0]))
+            warm = _run(spec, "bench_warmup", -(-rows // counts[0]), pg)
             outputs.append(_predictions(cfg_path, pg))
             print(f"  warm-up, 2 workers: {json.dumps(warm, default=str)}", flush=True)
             for workers in (1, 2):
@@ -250,7 +265,7 @@ def measure(rows: int = 1_000_000, repeat: int = 2, chunks: int | list[int] = 8,
                     time.sleep(10)  # let it connect to the broker before the run
                 for i in range(repeat):
                     for count in counts:
-                        figures = _run(spec, f"bench_w{workers}_c{count}_{i}", -(-rows // count))
+                        figures = _run(spec, f"bench_w{workers}_c{count}_{i}", -(-rows // count), pg)
                         runs.append({"workers": workers, "planned_chunks": count, **figures})
                         outputs.append(_predictions(cfg_path, pg))
                         print(f"  {workers} worker(s), {count} chunks, run {i + 1}: "
