@@ -1,132 +1,42 @@
 """Scoring DAGs: one daily DAG per configured model, and one report DAG each, scheduled on its predictions.
 
-Which configs, first match wins (docs/airflow.md "Where the DAGs find their config"):
-
-1. ``$SCORING_CONFIGS``: config file paths separated by ``:``;
-2. the Airflow Variable ``scoring_config``, else ``$SCORING_CONFIG``: one config, as a file path (relative
-   paths are relative to this folder) or as the YAML/JSON text itself;
-3. the ``configs`` listed in ``scoring_dags.yaml`` next to this file (paths relative to this folder).
+Which configs: ``scoring_configs.py`` (``$SCORING_CONFIGS``, the Airflow Variable ``scoring_config`` or
+``$SCORING_CONFIG``, as a path or the YAML itself, else the files listed in ``scoring_dags.yaml``).
 
 Wiring only. Parsing reads those configs and nothing else: no database is opened, nothing outside this
 folder is read unless a config path says so, and the package's heavy modules (pyarrow, DuckDB, scikit-learn)
 are imported inside the tasks. Each task body is one call into ``scoring``; the run's steps and their
 guarantees live there (``scoring/run/plan.py``). A config that cannot be loaded, or that cannot work under
-this Airflow's executor (``scoring.deployment``), is reported as an import error of this file in one line;
-the other configs' DAGs still load.
+this Airflow's executor (``scoring.deployment``), gets no DAG here: it is the one-line import error of
+``scoring_config_errors.py``, and the other configs' DAGs still load.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import yaml
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from scoring.allocators import prefer_system_arrow_pool
-from scoring.config import Config, load_config, load_config_text
+from scoring.config import Config
 from scoring.storage.connections import predictions_asset_uri
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # Airflow puts the dags folder there; a bare DagBag not
+    sys.path.append(str(Path(__file__).resolve().parent))
+from scoring_configs import config_sources, describe_source, load_all, runtime_config  # noqa: E402 (this folder)
+
+config_paths = config_sources  # the earlier name (tests/dags/test_business_days_dag.py)
 
 prefer_system_arrow_pool()  # task processes import pyarrow after this file (scoring.allocators says why)
 
 POOL = "scoring_publish"  # size 1: the results database has a single writer
-CONFIGS_ENV = "SCORING_CONFIGS"
-CONFIG_ENV = "SCORING_CONFIG"
-CONFIG_VARIABLE = "scoring_config"
-HERE = Path(__file__).resolve().parent
-LISTING = HERE / "scoring_dags.yaml"
-INLINE = ("variable:", "env:")  # a config given as text, read again by each task from the same place
-
-
-def _variable(name: str) -> str | None:
-    """An Airflow Variable (``AIRFLOW_VAR_<NAME>``, a secrets backend or the metadata DB), None if unset."""
-    from airflow.sdk import Variable
-
-    try:
-        value = Variable.get(name, default=None)
-    except Exception:  # no metadata DB or API reachable from this process: as if unset  # noqa: BLE001
-        return None
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _is_text(value: str) -> bool:
-    """Whether a Variable's or environment variable's value is the config itself rather than a path."""
-    return "\n" in value.strip() or value.lstrip().startswith("{")
-
-
-def config_sources() -> list[str]:
-    """Where the configs to build DAGs for are (the module docstring's order): absolute file paths, or
-    ``variable:scoring_config`` / ``env:SCORING_CONFIG`` for a config given as text.
-
-    Raises:
-        ConfigError: nothing names a config.
-    """
-    from scoring.errors import ConfigError
-
-    if os.environ.get(CONFIGS_ENV, "").strip():
-        return [str(Path(p).resolve()) for p in os.environ[CONFIGS_ENV].split(os.pathsep) if p.strip()]
-    for where, value in ((f"variable:{CONFIG_VARIABLE}", _variable(CONFIG_VARIABLE)),
-                         (f"env:{CONFIG_ENV}", os.environ.get(CONFIG_ENV))):
-        if value and value.strip():
-            return [where] if _is_text(value) else [str((HERE / value.strip()).resolve())]
-    if LISTING.is_file():
-        listed = (yaml.safe_load(LISTING.read_text()) or {}).get("configs") or []
-        return [str((HERE / p).resolve()) for p in listed]
-    raise ConfigError(f"no scoring config: set the Airflow Variable {CONFIG_VARIABLE!r} or ${CONFIG_ENV} (a "
-                      f"path or the YAML itself), or list files in {LISTING.name} next to the DAG file")
-
-
-config_paths = config_sources  # the earlier name
-
-
-def read_config(source: str) -> Config:
-    """Load the config a source names (``config_sources``); raise ConfigError in one line."""
-    from scoring.errors import ConfigError
-
-    if source.startswith(INLINE):
-        kind, _, name = source.partition(":")
-        text = _variable(name) if kind == "variable" else os.environ.get(name)
-        if not text:
-            raise ConfigError(f"the {'Airflow Variable' if kind == 'variable' else 'environment variable'} "
-                              f"{name!r} that held the scoring config is not set here")
-        origin = f"Airflow Variable {name!r}" if kind == "variable" else f"${name}"
-        return load_config_text(text, origin, HERE)
-    if not Path(source).is_file():
-        raise ConfigError(f"config file {source!r} not found: put it inside the dags folder and list it in "
-                          f"{LISTING.name}, or set the Airflow Variable {CONFIG_VARIABLE!r} or ${CONFIG_ENV} "
-                          "(a path or the YAML itself)")
-    return load_config(source)
-
-
-def executor_setting() -> str | None:
-    """Airflow's ``[core] executor`` as written (``AIRFLOW__CORE__EXECUTOR`` or airflow.cfg)."""
-    if os.environ.get("AIRFLOW__CORE__EXECUTOR"):
-        return os.environ["AIRFLOW__CORE__EXECUTOR"]
-    from airflow.sdk.configuration import conf
-
-    return conf.get("core", "executor", fallback=None)
-
-
-def runtime_config(source: str) -> Config:
-    """The config under Airflow: sections with a ``connection_id`` are located by that Airflow Connection."""
-    from airflow.sdk import BaseHook
-
-    from scoring.storage.connections import ConnectionInfo, apply_connections
-
-    def lookup(conn_id: str) -> ConnectionInfo:
-        conn = BaseHook.get_connection(conn_id)
-        return ConnectionInfo(conn_id, conn.conn_type or "", conn.host, conn.port, conn.login, conn.password,
-                              conn.schema, conn.extra_dejson)
-
-    return apply_connections(read_config(source), lookup)
-
-
 @contextmanager
 def fail_fast_unless_transient() -> Iterator[None]:
     """Let Airflow retry transient errors (source down, lock held); fail at once on a user mistake."""
@@ -161,15 +71,6 @@ def business_interval(cfg: Config, params: Any, dag_run: Any, data_interval_end:
     return DataInterval.for_day(day, cfg.timezone)
 
 
-def _where(source: str) -> str:
-    """How an operator finds the config a DAG was built from."""
-    if source.startswith("variable:"):
-        return f"the Airflow Variable `{source.partition(':')[2]}`"
-    if source.startswith("env:"):
-        return f"the environment variable `{source.partition(':')[2]}` of the Airflow processes"
-    return f"`{source}`"
-
-
 SCORING_DOC = """### Daily scoring of `{model}`
 
 Scores one **business day** of `{table}` ({zone}) per run with the model `{model}` (alias `{alias}`
@@ -177,10 +78,11 @@ unless a version is pinned) and publishes the predictions to `{results}` in one 
 
 **Which day.** A scheduled run (cron `{cron}`, {zone}) scores the business day before it was due. A manual
 run scores its `day` param, else the date of its logical date, else the day before it was triggered. A
-day before `schedule.start_date` ({start}) or one that has not ended yet is refused in one line.
+`day` before `schedule.start_date` ({start}) or one that has not ended yet is refused in one line. (A
+logical date before {start} gets no task from Airflow at all: use the `day` param for such days.)
 
 **Tasks.** `plan` (count rows, choose the model version, cut key ranges) -> `validate` (source schema vs
-the model, artifact checksum) -> `score_chunk` x N (each labelled `day chunk i/N keys lo..hi`; stages its
+the model, artifact checksum) -> `score_chunk` x N (each labelled `day chunk i/N keys (lo, hi]`; stages its
 output, writes nothing to the results) -> `publish` (pool `{pool}`, one slot: the only writer) ->
 `record_ledger` (always runs: a run that failed anywhere gets a `failed` row in the ledger).
 
@@ -243,7 +145,7 @@ def build_scoring_dag(source: str, cfg: Config, asset: Asset) -> Any:
         tags=["scoring", cfg.model.name],
         doc_md=SCORING_DOC.format(
             model=cfg.model.name, table=cfg.source.table or "a custom query", zone=sched.timezone,
-            alias=cfg.model.alias, results=f"{cfg.results.kind} table {cfg.results.table}", where=_where(source),
+            alias=cfg.model.alias, results=f"{cfg.results.kind} table {cfg.results.table}", where=describe_source(source),
             cron=sched.cron, start=sched.start_date, pool=POOL, retries=sched.retries),
     )
     def scoring_dag() -> None:
@@ -436,52 +338,18 @@ def build_jobs_dag(cfg: Config) -> Any:
     return jobs_dag()
 
 
-def config_error_dag(errors: list[str]) -> DAG:
-    """A DAG that Airflow's DagBag refuses at validation with ``errors`` (one line each): the configs at fault
-    become this file's import error, in one line, while the other configs' DAGs are still bagged."""
-    message = " | ".join(errors)
-
-    class ConfigErrors(DAG):
-        def validate(self) -> None:
-            raise ValueError(message)
-
-    return ConfigErrors(dag_id="scoring_config_errors", schedule=None,
-                        description="not a DAG: the scoring configs that could not be loaded")
-
 
 def build_all() -> dict[str, Any]:
-    """Every DAG of every configured model, by dag id, and the ``scoring_jobs`` DAG; a config that cannot be
-    loaded, or cannot work under this Airflow's executor, adds its one-line error to ``scoring_config_errors``
-    (see ``config_error_dag``) and leaves the other configs' DAGs alone."""
-    from scoring.deployment import check_deployment
-    from scoring.errors import ScoringError
-
+    """Every DAG of every usable config, by dag id, and the ``scoring_jobs`` DAG; the configs that cannot be
+    used are left to ``scoring_config_errors.py`` (one import error line each)."""
     dags: dict[str, Any] = {}
-    errors: list[str] = []
-    first: Config | None = None
-    try:
-        sources = config_sources()
-    except ScoringError as exc:
-        sources, errors = [], [str(exc)]
-    executor = executor_setting()
-    for source in sources:
-        try:
-            cfg = read_config(source)
-            check_deployment(cfg, executor, origin=f"config {_where(source).strip('`')}")
-            if f"scoring_{cfg.model.name}" in dags:
-                raise ScoringError(f"config {_where(source).strip('`')}: dag id 'scoring_{cfg.model.name}' is "
-                                   "already defined by another config (one config per model name)")
-        except ScoringError as exc:
-            errors.append(str(exc).splitlines()[0])
-            continue
+    loaded, _ = load_all()
+    for source, cfg in loaded:
         asset = Asset(uri=predictions_asset_uri(cfg), group="scoring")
-        built = [build_scoring_dag(source, cfg, asset), build_report_dag(source, cfg, asset)]
-        dags.update({b.dag_id: b for b in built})
-        first = first or cfg
-    if first is not None:
-        dags["scoring_jobs"] = build_jobs_dag(first)
-    if errors:
-        dags["scoring_config_errors"] = config_error_dag(errors)
+        for built in (build_scoring_dag(source, cfg, asset), build_report_dag(source, cfg, asset)):
+            dags[built.dag_id] = built
+    if loaded:
+        dags["scoring_jobs"] = build_jobs_dag(loaded[0][1])
     return dags
 
 

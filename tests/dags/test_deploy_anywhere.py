@@ -117,19 +117,31 @@ def test_multi_host_refusal_is_an_import_error_in_one_line(tmp_path: Path, sampl
 # --- issue 24: one bad config -----------------------------------------------------------------------------------
 
 
-def test_one_bad_config_does_not_hide_the_other_dags(tmp_path: Path, sample_db: Path, trained_store: Path) -> None:
+def test_one_bad_config_does_not_hide_the_other_dags(tmp_path: Path, sample_db: Path, trained_store: Path,
+                                                     airflow_pg: AirflowPG) -> None:  # noqa: F811
     for name in ("good", "bad"):
         (tmp_path / name).mkdir()
     good = write_config(tmp_path / "good", sample_db, trained_store)
     bad = write_config(tmp_path / "bad", sample_db, trained_store, model={"name": "other"},
                        schedule={"max_active_runs": "many"})
     missing = tmp_path / "nowhere" / "scoring.yaml"
-    out = parse(airflow_env(tmp_path / "home", [bad, good, missing]))
+    env = airflow_pg.env([bad, good, missing])
+    out = parse(env)
     assert out["dag_ids"] == ["scoring_jobs", DAG_ID, REPORT_DAG_ID]
-    (error,) = out["import_errors"].values()
-    assert "\n" not in error
+    ((where, error),) = out["import_errors"].items()
+    assert where.endswith("scoring_config_errors.py") and "\n" not in error
     assert str(bad) in error and "schedule.max_active_runs" in error
     assert str(missing) in error and "not found" in error
+
+    # The real dag-processor: the good config's DAGs are live (not stale, no import error: schedulable and
+    # triggerable), the errors are listed against the errors file only.
+    proc = subprocess.run([str(BIN / "airflow"), "dag-processor", "--num-runs", "2"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dags = airflow_pg.query("SELECT dag_id, is_stale, has_import_errors FROM dag ORDER BY dag_id")
+    assert dags == [("scoring_jobs", False, False), (DAG_ID, False, False), (REPORT_DAG_ID, False, False)]
+    ((filename, stacktrace),) = airflow_pg.query("SELECT filename, stacktrace FROM import_error")
+    assert filename == "scoring_config_errors.py" and str(bad) in stacktrace and "\n" not in stacktrace.strip()
 
 
 # --- a dags folder deployed alone ------------------------------------------------------------------------------
@@ -161,7 +173,10 @@ def test_dags_folder_alone_loads_and_runs_with_the_config_in_a_variable(
     out = parse(env, cwd=tmp_path)
     assert out["import_errors"] == {}
     assert out["dag_ids"] == ["scoring_jobs", DAG_ID, REPORT_DAG_ID]
-    assert "Airflow Variable `scoring_config`" in out["docs"][DAG_ID]
+    doc = out["docs"][DAG_ID]  # written for operators: what it does, its params, what to do when it fails
+    assert "Airflow Variable `scoring_config`" in doc and "When a run fails" in doc
+    assert all(f"`{param}`" in doc for param in ("day", "model_version", "rows_per_chunk", "model_as_of"))
+    assert "scoring_loan_default" in out["docs"][REPORT_DAG_ID] and "refresh_reports" in out["docs"][REPORT_DAG_ID]
 
     # A config file inside the deployed folder, named by $SCORING_CONFIG relative to it, works too.
     shutil.copy(tmp_path / "scoring.yaml", folder / "model.yaml")
@@ -212,12 +227,12 @@ def test_a_failing_publish_leaves_a_failed_ledger_row(tmp_path: Path, sample_db:
     assert published(results, SCORE_DAY).empty
 
     # After publish entered its row: that row is finalised as failed, and record_ledger adds none.
-    env = airflow_pg.env([cfg], SCORING_FAULT="before_publish=raise")
+    env = airflow_pg.env([cfg], SCORING_FAULT="before_commit=raise")
     line = run_days(env, [SCORE_DAY.isoformat()])[0]
     assert line["state"] == "failed" and line["tasks"]["publish"] == "failed"
     rows = ledger(results)
     assert list(rows["status"]) == ["failed", "failed"]
-    assert "fault injection: failed at before_publish" in rows.iloc[-1]["error"]
+    assert "fault injection: failed at before_commit" in rows.iloc[-1]["error"]
     assert len(_runs_cli(cfg)) == 2
 
     # The same run again without the fault: it publishes, and the ledger keeps the whole story.
@@ -230,16 +245,33 @@ def test_a_failing_publish_leaves_a_failed_ledger_row(tmp_path: Path, sample_db:
 # --- issue 24: a manual run outside the schedule -----------------------------------------------------------------
 
 
-def test_a_manual_run_before_the_start_date_is_refused(tmp_path: Path, sample_db: Path, trained_store: Path,
-                                                       airflow_pg: AirflowPG) -> None:  # noqa: F811
+def test_a_manual_run_of_a_day_outside_the_schedule_is_refused(
+        tmp_path: Path, sample_db: Path, trained_store: Path, airflow_pg: AirflowPG) -> None:  # noqa: F811
     cfg = write_config(tmp_path, sample_db, trained_store, schedule={**SCHEDULE, "start_date": "2026-03-08"})
     output: list[str] = []
-    line = run_days(airflow_pg.env([cfg]), [SCORE_DAY.isoformat()], output=output)[0]
+    # The logical date is in the schedule's range (Airflow itself creates no task for a logical date before the
+    # DAG's start); the day asked for is not.
+    line = run_days(airflow_pg.env([cfg]), ["2026-03-09"], conf={"day": SCORE_DAY.isoformat()}, output=output)[0]
     assert line["state"] == "failed" and line["tasks"]["plan"] == "failed"
     assert line["tries"]["plan"] == 1  # a user mistake: no retry
     assert "business day 2026-03-07 is before schedule.start_date 2026-03-08" in "".join(output)
     rows = ledger(load_config(cfg).results.path)
     assert list(rows["status"]) == ["failed"] and rows.iloc[0]["error"].startswith("tasks failed: plan;")
+    assert str(rows.iloc[0]["day"]) == SCORE_DAY.isoformat()
+
+
+def test_a_day_that_has_not_ended_is_refused() -> None:
+    import datetime as dt
+
+    from scoring.dates import check_schedule_day
+
+    now = dt.datetime(2026, 3, 8, 3, 0, tzinfo=dt.UTC)  # 2026-03-07 22:00 in New York
+    check_schedule_day(dt.date(2026, 3, 7), dt.date(2026, 3, 1), "UTC", now)
+    with pytest.raises(ConfigError, match=r"business day 2026-03-07 has not ended yet in America/New_York \(the "
+                       r"latest complete day is 2026-03-06\)"):
+        check_schedule_day(dt.date(2026, 3, 7), dt.date(2026, 3, 1), "America/New_York", now)
+    with pytest.raises(ConfigError, match="before schedule.start_date 2026-03-01"):
+        check_schedule_day(dt.date(2026, 2, 28), dt.date(2026, 3, 1), "UTC", now)
 
 
 # --- the publish pool -------------------------------------------------------------------------------------------
@@ -257,3 +289,14 @@ def test_scoring_airflow_init_creates_the_publish_pool(airflow_pg: AirflowPG) ->
     assert again.returncode == 0, again.stdout + again.stderr
     assert airflow_pg.query("SELECT slots FROM slot_pool WHERE pool = 'scoring_publish'") == [(2,)]
     assert os.environ.get("AIRFLOW_HOME") != env["AIRFLOW_HOME"]  # the test's own home, not the caller's
+
+    # deploy.cluster's env.sh is all a fresh shell needs to reach that metadata DB with the airflow CLI.
+    from deploy.cluster import write_shell_env
+
+    script = write_shell_env(airflow_pg.home, env)
+    assert "JWT" not in script.read_text()
+    shell = subprocess.run(["bash", "-c", f"source {script} && airflow pools get scoring_publish -o json"],
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(airflow_pg.home)}, cwd=airflow_pg.home,
+                           capture_output=True, text=True, timeout=300)
+    assert shell.returncode == 0, shell.stdout + shell.stderr
+    assert str(json.loads(shell.stdout[shell.stdout.index("["):])[0]["slots"]) == "2"
