@@ -41,8 +41,8 @@ def _airflow_command() -> str:
 
 @airflow_app.command("init")
 @handle_errors
-def init(slots: Annotated[int, typer.Option(min=1, help="slots of the publish pool: 1 for DuckDB results "
-                                             "(one writer); PostgreSQL publishes one day per slot")] = 1) -> None:
+def init(slots: Annotated[int, typer.Option(min=1, help="slots of the publish pool (keep 1: one publish at a "
+                                             "time is what the DAGs assume)")] = 1) -> None:
     """Create (or resize) the pool `scoring_publish` that the publish tasks wait for."""
     from scoring.run.airflow_api import AirflowApi
 
