@@ -100,6 +100,7 @@ def build(folder: Path, rows: int, pg: tuple[str, str] | None = None) -> Path:
                                "reader_export": False})
     raw["model"].update({"store": str(folder / "models")})
     raw["workers"] = 2  # max_active_tis_per_dagrun of score_chunk
+    raw["deployment"] = {"single_host": True}  # DuckDB results and local staging: every worker is this machine
     raw["schedule"] = {**(raw.get("schedule") or {}), "start_date": "2030-01-01", "retries": 0,
                        "task_timeout_min": 30}
     cfg_path = folder / "scoring.yaml"

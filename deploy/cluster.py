@@ -243,6 +243,7 @@ def up(spec: ClusterSpec) -> dict[str, int]:
                       "redis_prefix": spec.redis_prefix, "api_port": spec.api_port},
              "secret": secret, "pids": {}}
     _write_state(spec.home, state)
+    write_shell_env(spec.home, env)
     airflow = str(BIN / "airflow")
     try:
         for name, cmd in (("api-server", [airflow, "api-server"]), ("scheduler", [airflow, "scheduler"]),
@@ -261,6 +262,26 @@ def _own_ports(env: dict[str, str]) -> dict[str, str]:
     # Each component serves its logs on its own port, so nothing collides with another Airflow on this host.
     return {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+
+
+SHELL_ENV = "env.sh"
+# What an `airflow` CLI call in a shell needs to reach this cluster: its home, its metadata DB, its dags and
+# the scoring configs (the CLI reads and writes the metadata DB directly; it needs no broker and no secret).
+SHELL_KEYS = ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__EXECUTOR",
+              "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
+              "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND", "SCORING_CONFIGS", "PYTHONPATH")
+
+
+def write_shell_env(home: Path, env: dict[str, str]) -> Path:
+    """``<home>/env.sh``: ``export`` lines of the settings a shell needs to reach the cluster with the
+    ``airflow`` CLI (``source airflow_cluster/env.sh``); no secret in it."""
+    import shlex
+
+    lines = [f"export {k}={shlex.quote(env[k])}" for k in SHELL_KEYS if env.get(k)]
+    lines.append(f"export PATH={shlex.quote(str(BIN))}:\"$PATH\"")
+    path = home / SHELL_ENV
+    path.write_text("# written by python -m deploy.cluster up: source it to reach this cluster\n" + "\n".join(lines) + "\n")
+    return path
 
 
 def _write_state(home: Path, state: dict) -> None:

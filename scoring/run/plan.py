@@ -50,6 +50,7 @@ from scoring.run.shadow import (
     shadow_stage,
 )
 from scoring.run.sizing import size_chunks
+from scoring.storage.faults import fault_point
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.sources import open_source
 from scoring.storage.sources.base import KeyRange, key_ranges
@@ -355,6 +356,7 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
     Returns:
         Counts for the asset event and XCom: run id, day, model name and version, rows in/scored/rejected.
     """
+    fault_point("publish_start")
     stage = plan_stage(cfg, plan)
     results = open_results(cfg.results)
     results.ensure_schema()
@@ -395,6 +397,24 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
 FAILED = ("failed", "upstream_failed")
 
 
+def _attempt_row(results: ResultsStore, plan: dict[str, Any]) -> str | None:
+    """The run id of the finalised ledger row that this attempt's publish entered (same plan, started at its
+    ``planned_at`` or later), or None: publish failed before it wrote one (e.g. chunks not staged), or its row
+    is still ``running`` (its process died)."""
+    planned = dt.datetime.fromisoformat(plan["planned_at"])
+    rows = results.runs(limit=200, model=plan["model"]["name"]).to_pylist()
+    for row in rows:
+        started = row.get("started_at")
+        if started is None or row.get("status") == "running" or str(row.get("day")) != plan["day"]:
+            continue
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=dt.UTC)
+        details = json.loads(row.get("details") or "{}")
+        if details.get("plan_id") == plan["plan_id"] and started >= planned:
+            return str(row["run_id"])
+    return None
+
+
 def record_outcome(cfg: Config, interval: DataInterval, plan: dict[str, Any] | None,
                    task_states: dict[str, str], details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Record how a scheduler run ended, whatever happened before: the ledger gets a failed row naming the
@@ -414,10 +434,12 @@ def record_outcome(cfg: Config, interval: DataInterval, plan: dict[str, Any] | N
     publish = task_states.get("publish")
     if publish == "success" and not failed:
         return {"status": "success", "failed": []}
-    if publish == "failed":
-        return {"status": "failed", "failed": failed, "recorded_by": "publish"}
     results = open_results(cfg.results)
     results.ensure_schema()
+    if publish == "failed" and plan is not None:
+        recorded = _attempt_row(results, plan)
+        if recorded is not None:  # publish failed after entering its row, and finalised it
+            return {"status": "failed", "failed": failed, "recorded_by": "publish", "run_id": recorded}
     run = start_record(results, cfg.model.name, interval.day, plan["model"]["version"] if plan else None,
                        TRIGGER, {**(details or {}), **({"plan_id": plan["plan_id"]} if plan else {}),
                                  "task_states": task_states},

@@ -152,9 +152,11 @@ def test_celery_workers_score_like_one_process_and_survive_a_killed_worker(
     schedule = {"start_date": "2030-01-01", "retries": 2, "retry_delay_s": 2, "task_timeout_min": 5}
     (tmp_path / "dag").mkdir()
     (tmp_path / "cli").mkdir()
+    # The model store and suites stay on this machine's disk, which every worker of this cluster shares.
     cfg = write_config(tmp_path / "dag", sample_db, trained_store, source=source, schedule=schedule, workers=2,
                        results={"kind": "postgres", "url": pg_url, "path": None, "schema": pg_schema,
-                                "table": "predictions", "staging_dir": s3_staging})
+                                "table": "predictions", "staging_dir": s3_staging},
+                       deployment={"single_host": True})
     cli_cfg = write_config(tmp_path / "cli", sample_db, trained_store, source=source)
     spec.configs = [cfg]
 
