@@ -99,6 +99,9 @@ def build(folder: Path, rows: int, pg: tuple[str, str] | None = None) -> Path:
         raw["results"].update({"path": str(folder / "results.duckdb"), "staging_dir": str(folder / "staging"),
                                "reader_export": False})
     raw["model"].update({"store": str(folder / "models")})
+    # The model store and staging are this host's folders, which every worker of the benchmark's cluster shares
+    # (the end-to-end test covers the shared-nothing deployment).
+    raw["deployment"] = {**(raw.get("deployment") or {}), "single_host": True}
     raw["workers"] = 2  # max_active_tis_per_dagrun of score_chunk
     raw["deployment"] = {"single_host": True}  # DuckDB results and local staging: every worker is this machine
     raw["schedule"] = {**(raw.get("schedule") or {}), "start_date": "2030-01-01", "retries": 0,
@@ -162,7 +165,7 @@ def _run(spec: cluster.ClusterSpec, run_id: str, rows_per_chunk: int, pg: tuple[
              ("record_ledger", by_id["record_ledger"][1]), ("record_ledger_end", by_id["record_ledger"][2]),
              ("run_end", end)]
     gaps = {f"gap_to_{b[0]}_s": (b[1] - a[1]).total_seconds() for a, b in zip(marks, marks[1:], strict=False)
-            if not b[0].endswith("_end")}
+            if not b[0].endswith("_end") or b[0] == "run_end"}
     xcoms = cluster.meta_query(spec, "SELECT map_index, value FROM xcom WHERE dag_id = %s AND run_id = %s AND "
                                "task_id = 'score_chunk' AND key = 'return_value'", [DAG_ID, run_id])
     manifests = {i: json.loads(v) if isinstance(v, str) else v for i, v in xcoms}
