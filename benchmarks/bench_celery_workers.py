@@ -104,8 +104,10 @@ def build(folder: Path, rows: int, pg: tuple[str, str] | None = None) -> Path:
     raw["deployment"] = {**(raw.get("deployment") or {}), "single_host": True}
     raw["workers"] = 2  # max_active_tis_per_dagrun of score_chunk
     raw["deployment"] = {"single_host": True}  # DuckDB results and local staging: every worker is this machine
-    raw["schedule"] = {**(raw.get("schedule") or {}), "start_date": "2030-01-01", "retries": 0,
-                       "task_timeout_min": 30}
+    # No scheduled runs (a Feb 29 cron has no interval ending before 2028); the benchmark's manual runs score DAY,
+    # which must not be before start_date.
+    raw["schedule"] = {**(raw.get("schedule") or {}), "start_date": TRAIN_DAY.isoformat(), "cron": "0 0 29 2 *",
+                       "catchup": False, "retries": 0, "task_timeout_min": 30}
     cfg_path = folder / "scoring.yaml"
     cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = load_config(cfg_path)
