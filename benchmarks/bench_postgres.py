@@ -83,8 +83,9 @@ print(json.dumps({"seconds": s, "rows": r.rows_in, "scored": r.rows_scored}))
 """
 
 
-def load_postgres(url: str, schema: str, rows: int) -> None:
-    """The bench days (same seed as bench_core) in ``schema.loan_applications``, loaded with binary COPY."""
+def load_postgres(url: str, schema: str, rows: int, days: tuple | None = None, train_rows: int = 200_000) -> None:
+    """The bench days (same seed as bench_core; ``days`` = (training day, big day) to pick others) in
+    ``schema.loan_applications``, loaded with binary COPY."""
     import adbc_driver_postgresql.dbapi as pg
     import pyarrow as pa
 
@@ -98,7 +99,7 @@ def load_postgres(url: str, schema: str, rows: int) -> None:
     with pg.connect(url) as con, con.cursor() as cur:
         cur.execute(f'CREATE SCHEMA "{schema}"')
         cur.execute(f'CREATE TABLE "{schema}".loan_applications ({ddl})')
-        for day, n in ((TRAIN_DAY, 200_000), (BIG_DAY, rows)):
+        for day, n in zip(days or (TRAIN_DAY, BIG_DAY), (train_rows, rows), strict=True):
             table = generate_day(day, n, seed=11)
             table = table.set_column(1, "applied_at", table.column("applied_at").cast(pa.timestamp("us", "UTC")))
             for batch in table.to_batches(max_chunksize=250_000):

@@ -1,74 +1,42 @@
 """Scoring DAGs: one daily DAG per configured model, and one report DAG each, scheduled on its predictions.
 
-Which configs: ``$SCORING_CONFIGS`` (paths separated by ``:``), else the ``configs`` listed in
-``scoring_dags.yaml`` next to this file, else ``$SCORING_CONFIG`` or the repository's ``scoring.yaml``.
+Which configs: ``scoring_configs.py`` (``$SCORING_CONFIGS``, the Airflow Variable ``scoring_config`` or
+``$SCORING_CONFIG``, as a path or the YAML itself, else the files listed in ``scoring_dags.yaml``).
 
-Wiring only. Parsing reads those files and nothing else: no database is opened, and the package's heavy
-modules (pyarrow, DuckDB, scikit-learn) are imported inside the tasks. Each task body is one call into
-``scoring``; the run's steps and their guarantees live there (``scoring/run/plan.py``).
-
-    plan -> validate -> score_chunk (one mapped task per chunk) -> publish (pool scoring_publish,
-    Asset event with the counts) -> record_ledger (always runs; records a failed run)
-    [-> recheck_late_data, with schedule.recheck_days > 0]
-
-What a run scores is one business day of ``schedule.timezone`` (``scoring.dates.day_of_run``): a run of the
-schedule, the business day before it was due; a manual run, its ``day`` param or the date of its logical
-date; ``schedule.cron`` only says when runs start.
-
-    report DAG, on that Asset: refresh_reports -> data_docs_runs (the published runs' ledger rows) ->
-    build_data_docs (GX Data Docs from those rows; only with ``validation.data_docs: true``)
+Wiring only. Parsing reads those configs and nothing else: no database is opened, nothing outside this
+folder is read unless a config path says so, and the package's heavy modules (pyarrow, DuckDB, scikit-learn)
+are imported inside the tasks. Each task body is one call into ``scoring``; the run's steps and their
+guarantees live there (``scoring/run/plan.py``). A config that cannot be loaded, or that cannot work under
+this Airflow's executor (``scoring.deployment``), gets no DAG here: it is the one-line import error of
+``scoring_config_errors.py``, and the other configs' DAGs still load.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import yaml
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from scoring.allocators import prefer_system_arrow_pool
-from scoring.config import Config, load_config
+from scoring.config import Config
 from scoring.storage.connections import predictions_asset_uri
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # Airflow puts the dags folder there; a bare DagBag not
+    sys.path.append(str(Path(__file__).resolve().parent))
+from scoring_configs import config_sources, describe_source, load_all, runtime_config  # noqa: E402 (this folder)
+
+config_paths = config_sources  # the earlier name (tests/dags/test_business_days_dag.py)
 
 prefer_system_arrow_pool()  # task processes import pyarrow after this file (scoring.allocators says why)
 
 POOL = "scoring_publish"  # size 1: the results database has a single writer
-CONFIGS_ENV = "SCORING_CONFIGS"
-HERE = Path(__file__).resolve().parent
-LISTING = HERE / "scoring_dags.yaml"
-
-
-def config_paths() -> list[Path]:
-    """The config files to build DAGs for."""
-    if os.environ.get(CONFIGS_ENV):
-        return [Path(p) for p in os.environ[CONFIGS_ENV].split(os.pathsep) if p.strip()]
-    if LISTING.is_file():
-        listed = (yaml.safe_load(LISTING.read_text()) or {}).get("configs") or []
-        return [p if p.is_absolute() else (HERE / p).resolve() for p in map(Path, listed)]
-    return [Path(os.environ.get("SCORING_CONFIG") or HERE.parent / "scoring.yaml")]
-
-
-def runtime_config(path: str) -> Config:
-    """The config under Airflow: sections with a ``connection_id`` are located by that Airflow Connection."""
-    from airflow.sdk import BaseHook
-
-    from scoring.storage.connections import ConnectionInfo, apply_connections
-
-    def lookup(conn_id: str) -> ConnectionInfo:
-        conn = BaseHook.get_connection(conn_id)
-        return ConnectionInfo(conn_id, conn.conn_type or "", conn.host, conn.port, conn.login, conn.password,
-                              conn.schema, conn.extra_dejson)
-
-    return apply_connections(load_config(path), lookup)
-
-
 @contextmanager
 def fail_fast_unless_transient() -> Iterator[None]:
     """Let Airflow retry transient errors (source down, lock held); fail at once on a user mistake."""
@@ -103,15 +71,54 @@ def business_interval(cfg: Config, params: Any, dag_run: Any, data_interval_end:
     return DataInterval.for_day(day, cfg.timezone)
 
 
-def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
+SCORING_DOC = """### Daily scoring of `{model}`
+
+Scores one **business day** of `{table}` ({zone}) per run with the model `{model}` (alias `{alias}`
+unless a version is pinned) and publishes the predictions to `{results}` in one transaction. Config: {where}.
+
+**Which day.** A scheduled run (cron `{cron}`, {zone}) scores the business day before it was due. A manual
+run scores its `day` param, else the date of its logical date, else the day before it was triggered. A
+`day` before `schedule.start_date` ({start}) or one that has not ended yet is refused in one line. (A
+logical date before {start} gets no task from Airflow at all: use the `day` param for such days.)
+
+**Tasks.** `plan` (count rows, choose the model version, cut key ranges) -> `validate` (source schema vs
+the model, artifact checksum) -> `score_chunk` x N (each labelled `day chunk i/N keys (lo, hi]`; stages its
+output, writes nothing to the results) -> `publish` (pool `{pool}`, one slot: the only writer) ->
+`record_ledger` (always runs: a run that failed anywhere gets a `failed` row in the ledger).
+
+**Params** (Trigger DAG w/ config): `day` (YYYY-MM-DD), `model_version` (an integer, overrides the
+alias), `rows_per_chunk`, `model_as_of` (`now`: the alias's target now; `day`: its target on that day).
+
+**When a run fails.**
+
+1. Read the one-line error of the first red task (its log's last lines), or `scoring runs` (the ledger row
+   names the failed tasks).
+2. Source or results database down, lock held: Airflow already retried ({retries}x). Fix the cause, then
+   **Clear** the failed task: chunks already staged are reused, nothing is scored twice.
+3. Bad config, unknown model, schema mismatch, failed quality rule: fix it (`scoring docs --day D` shows the
+   rejected rows), then clear the run or trigger `day` again. The previous predictions of the day stay
+   published until a run succeeds.
+4. `publish` waits in the queue: the pool `{pool}` is missing (`scoring airflow init`) or held by a long run.
+"""
+
+REPORT_DOC = """### Reports of `{model}`
+
+Runs each time `scoring_{model}` publishes predictions (scheduled on the Asset `{asset}`, no cron).
+`refresh_reports` rebuilds the report tables and views of the published days (`scoring report` reads
+them){outcomes}{docs}. Nothing here changes predictions; a failed run can be cleared or left: the next
+publish refreshes everything again. Manual runs take no params.
+"""
+
+
+def build_scoring_dag(source: str, cfg: Config, asset: Asset) -> Any:
     """The daily DAG of one config: each run scores one business day (see the module docstring)."""
-    conf = str(path)
+    conf = source
     sched = cfg.schedule
     zone = ZoneInfo(sched.timezone)
 
     @dag(
         dag_id=f"scoring_{cfg.model.name}",
-        description=f"score {cfg.model.name} daily from {cfg.source.table or 'a custom query'} ({path.name})",
+        description=f"score {cfg.model.name} daily from {cfg.source.table or 'a custom query'}",
         schedule=CronDataIntervalTimetable(sched.cron, timezone=sched.timezone),
         start_date=dt.datetime.combine(sched.start_date, dt.time(), tzinfo=zone),
         catchup=sched.catchup,
@@ -136,7 +143,10 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
                                  "scored business day (alias history)"),
         },
         tags=["scoring", cfg.model.name],
-        doc_md=__doc__,
+        doc_md=SCORING_DOC.format(
+            model=cfg.model.name, table=cfg.source.table or "a custom query", zone=sched.timezone,
+            alias=cfg.model.alias, results=f"{cfg.results.kind} table {cfg.results.table}", where=describe_source(source),
+            cron=sched.cron, start=sched.start_date, pool=POOL, retries=sched.retries),
     )
     def scoring_dag() -> None:
         @task
@@ -158,10 +168,13 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
             with fail_fast_unless_transient():
                 return tasks.validate_plan(runtime_config(conf), planned)
 
-        @task(max_active_tis_per_dagrun=cfg.workers)
+        @task(max_active_tis_per_dagrun=cfg.workers, map_index_template="{{ chunk_label }}")
         def score_chunk(planned: dict[str, Any], index: Any) -> dict[str, Any]:
+            from airflow.sdk import get_current_context
+
             from scoring.run import tasks
 
+            get_current_context()["chunk_label"] = tasks.chunk_label(planned, index)  # type: ignore[typeddict-unknown-key]
             with fail_fast_unless_transient():
                 return tasks.score_chunk(runtime_config(conf), planned, index)
 
@@ -178,7 +191,9 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
             outlet_events[asset].extra = counts
             return counts
 
-        @task(pool=POOL, trigger_rule="all_done", retries=0)
+        # Ahead of the report DAG's tasks in the size-1 publish pool: the run ends with this task, and the report
+        # DAG that the publish's asset event starts would otherwise take the slot first (about 5 s a run).
+        @task(pool=POOL, trigger_rule="all_done", retries=0, priority_weight=100)
         def record_ledger(ti: Any = None, dag_run: Any = None, params: Any = None,
                           data_interval_end: Any = None) -> dict[str, Any]:
             from scoring.run import tasks
@@ -212,10 +227,10 @@ def build_scoring_dag(path: Path, cfg: Config, asset: Asset) -> Any:
     return scoring_dag()
 
 
-def build_report_dag(path: Path, cfg: Config, asset: Asset) -> Any:
+def build_report_dag(source: str, cfg: Config, asset: Asset) -> Any:
     """Refreshes the report tables each time the scoring DAG publishes predictions, then builds the published
     runs' Data Docs (``validation.data_docs``): a scoring run never builds them."""
-    conf = str(path)
+    conf = source
 
     @dag(
         dag_id=f"scoring_reports_{cfg.model.name}",
@@ -227,6 +242,11 @@ def build_report_dag(path: Path, cfg: Config, asset: Asset) -> Any:
         default_args={"retries": cfg.schedule.retries, "retry_delay": dt.timedelta(seconds=cfg.schedule.retry_delay_s),
                       "execution_timeout": dt.timedelta(minutes=cfg.schedule.task_timeout_min)},
         tags=["scoring", "reports", cfg.model.name],
+        doc_md=REPORT_DOC.format(
+            model=cfg.model.name, asset=asset.uri,
+            outcomes=", `outcomes` recomputes the outcome metrics of recent days" if cfg.labels is not None else "",
+            docs=(", then `data_docs_runs` -> `build_data_docs` render the GX Data Docs of the runs just "
+                  "published (`scoring docs --day D` prints where)") if cfg.validation.data_docs else ""),
     )
     def report_dag() -> None:
         @task(pool=POOL, inlets=[asset])
@@ -271,11 +291,12 @@ def build_report_dag(path: Path, cfg: Config, asset: Asset) -> Any:
 
 def job_config(conf: dict[str, Any]) -> Config:
     """The config a job was submitted with; only a listed config file is accepted (the conf is user input)."""
-    listed = [p.resolve() for p in config_paths()]
-    wanted = Path(conf["config"]).resolve() if conf.get("config") else (listed[0] if len(listed) == 1 else None)
+    listed = config_sources()
+    asked = conf.get("config")
+    wanted = (str(Path(asked).resolve()) if asked else (listed[0] if len(listed) == 1 else None))
     if wanted not in listed:
-        raise AirflowFailException(f"job config {conf.get('config')!r} is not one of the listed scoring configs")
-    return runtime_config(str(wanted))
+        raise AirflowFailException(f"job config {asked!r} is not one of the listed scoring configs")
+    return runtime_config(wanted)
 
 
 def build_jobs_dag(cfg: Config) -> Any:
@@ -319,21 +340,18 @@ def build_jobs_dag(cfg: Config) -> Any:
     return jobs_dag()
 
 
+
 def build_all() -> dict[str, Any]:
-    """Every DAG of every configured model, by dag id, and the ``scoring_jobs`` DAG."""
+    """Every DAG of every usable config, by dag id, and the ``scoring_jobs`` DAG; the configs that cannot be
+    used are left to ``scoring_config_errors.py`` (one import error line each)."""
     dags: dict[str, Any] = {}
-    first: Config | None = None
-    for path in config_paths():
-        cfg = load_config(path)
+    loaded, _ = load_all()
+    for source, cfg in loaded:
         asset = Asset(uri=predictions_asset_uri(cfg), group="scoring")
-        for built in (build_scoring_dag(path, cfg, asset), build_report_dag(path, cfg, asset)):
-            if built.dag_id in dags:
-                raise ValueError(f"{path}: dag id {built.dag_id!r} is already defined by another config "
-                                 "(one config per model name)")
+        for built in (build_scoring_dag(source, cfg, asset), build_report_dag(source, cfg, asset)):
             dags[built.dag_id] = built
-        first = first or cfg
-    if first is not None:
-        dags["scoring_jobs"] = build_jobs_dag(first)
+    if loaded:
+        dags["scoring_jobs"] = build_jobs_dag(loaded[0][1])
     return dags
 
 

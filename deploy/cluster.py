@@ -63,6 +63,9 @@ class ClusterSpec:
         workers: number of Celery workers; each runs ``concurrency`` task processes at a time.
         configs: scoring config files the DAG file builds DAGs for (``SCORING_CONFIGS``).
         isolate: paths a private tmpfs is mounted over in each worker (needs root and ``unshare``).
+        shared_ro: paths each isolated worker still sees, read-only, through its private mounts (bound after
+            the tmpfs mounts, so they may lie under an ``isolate`` path): what a deployment ships to every
+            machine, such as the scoring config.
         worker_env: extra environment of the workers only (e.g. thread pinning).
         env: extra environment of every component (e.g. lower heartbeat timeouts in tests).
         redis_prefix: Celery/kombu key prefix in Redis (``global_keyprefix``), so a shared db is usable.
@@ -77,6 +80,7 @@ class ClusterSpec:
     concurrency: int = 1
     configs: list[Path] = field(default_factory=list)
     isolate: list[Path] = field(default_factory=list)
+    shared_ro: list[Path] = field(default_factory=list)
     worker_env: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     redis_prefix: str = ""
@@ -163,11 +167,25 @@ def can_isolate() -> bool:
     return os.geteuid() == 0 and shutil.which("unshare") is not None
 
 
-# sh -c script of an isolated worker: $1 hostname, then the paths to hide, "--", then the worker command.
+# sh -c script of an isolated worker: $1 hostname, the paths to share read-only, "--", the paths to hide, "--",
+# then the worker command. The shared paths are bound to a private holder (/mnt, a tmpfs of this namespace)
+# before the hiding tmpfs mounts, then bound back read-only at their own place.
 _ISOLATE = """set -e
 hostname "$1"; shift
+mount -t tmpfs -o size=1m,mode=0700 tmpfs /mnt
+n=0
+while [ "$1" != "--" ]; do
+  n=$((n + 1)); mkdir /mnt/$n; mount --bind "$1" /mnt/$n; printf '%s\\n' "$1" >> /mnt/shared; shift
+done
+shift
 while [ "$1" != "--" ]; do mkdir -p "$1"; mount -t tmpfs -o size=1g,mode=0700 tmpfs "$1"; shift; done
 shift
+n=0
+if [ -f /mnt/shared ]; then
+  while IFS= read -r path; do
+    n=$((n + 1)); mkdir -p "$path"; mount --bind /mnt/$n "$path"; mount -o remount,bind,ro "$path"
+  done < /mnt/shared
+fi
 exec "$@"
 """
 
@@ -183,11 +201,11 @@ def worker_command(spec: ClusterSpec, index: int) -> list[str]:
     cmd = [str(BIN / "airflow"), "celery", "worker", "--concurrency", str(spec.concurrency),
            "--celery-hostname", f"{name}@%h", "--without-mingle", "--without-gossip"]
     if not can_isolate():
-        if spec.isolate:
+        if spec.isolate or spec.shared_ro:
             raise RuntimeError("isolating workers needs root and unshare (util-linux)")
         return cmd
     return ["unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", _ISOLATE, "sh", name,
-            *[str(p) for p in spec.isolate], "--", *cmd]
+            *[str(p) for p in spec.shared_ro], "--", *[str(p) for p in spec.isolate], "--", *cmd]
 
 
 def _airflow(env: dict[str, str], *args: str, timeout: float = 300) -> str:
@@ -225,6 +243,7 @@ def up(spec: ClusterSpec) -> dict[str, int]:
                       "redis_prefix": spec.redis_prefix, "api_port": spec.api_port},
              "secret": secret, "pids": {}}
     _write_state(spec.home, state)
+    write_shell_env(spec.home, env)
     airflow = str(BIN / "airflow")
     try:
         for name, cmd in (("api-server", [airflow, "api-server"]), ("scheduler", [airflow, "scheduler"]),
@@ -243,6 +262,26 @@ def _own_ports(env: dict[str, str]) -> dict[str, str]:
     # Each component serves its logs on its own port, so nothing collides with another Airflow on this host.
     return {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+
+
+SHELL_ENV = "env.sh"
+# What an `airflow` CLI call in a shell needs to reach this cluster: its home, its metadata DB, its dags and
+# the scoring configs (the CLI reads and writes the metadata DB directly; it needs no broker and no secret).
+SHELL_KEYS = ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__EXECUTOR",
+              "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
+              "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND", "SCORING_CONFIGS", "PYTHONPATH")
+
+
+def write_shell_env(home: Path, env: dict[str, str]) -> Path:
+    """``<home>/env.sh``: ``export`` lines of the settings a shell needs to reach the cluster with the
+    ``airflow`` CLI (``source airflow_cluster/env.sh``); no secret in it."""
+    import shlex
+
+    lines = [f"export {k}={shlex.quote(env[k])}" for k in SHELL_KEYS if env.get(k)]
+    lines.append(f"export PATH={shlex.quote(str(BIN))}:\"$PATH\"")
+    path = home / SHELL_ENV
+    path.write_text("# written by python -m deploy.cluster up: source it to reach this cluster\n" + "\n".join(lines) + "\n")
+    return path
 
 
 def _write_state(home: Path, state: dict) -> None:

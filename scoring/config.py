@@ -476,6 +476,14 @@ class ScoringConfig(_Strict):
         "(runs score natively until it is proven); false: register waits for it")
 
 
+class DeploymentConfig(_Strict):
+    """Where the processes of a run execute (docs/scaling-out.md)."""
+
+    single_host: bool = Field(False, description="under a multi-host Airflow executor (Celery, Kubernetes, "
+                              "...), accept a DuckDB results file and local staging, model store and suites "
+                              "paths: only when every worker sees the same disk at the same paths")
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -492,6 +500,7 @@ class Config(_Strict):
     promotion: PromotionConfig = PromotionConfig()
     labels: LabelsConfig | None = None
     jobs: JobsConfig = JobsConfig()
+    deployment: DeploymentConfig = DeploymentConfig()
     path: Path | None = Field(None, exclude=True, description="the file this was loaded from")
 
     @property
@@ -553,22 +562,41 @@ def load_config(path: str | Path | None = None) -> Config:
     if not file.is_file():
         raise ConfigError(f"config file {str(file)!r} not found (pass --config or set {CONFIG_ENV})")
     try:
-        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
+        text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {str(file)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8") \
             from None
+    return _parse_config(text, f"config file {str(file)!r}", file.resolve().parent, file.resolve())
+
+
+def load_config_text(text: str, origin: str, base: Path) -> Config:
+    """A config given as YAML (or JSON) text instead of a file, e.g. an Airflow Variable.
+
+    Args:
+        text: the YAML or JSON document.
+        origin: names the text in error messages (``Airflow Variable 'scoring_config'``).
+        base: the folder relative paths in the text are resolved against.
+
+    Raises:
+        ConfigError: naming ``origin`` and the key at fault.
+    """
+    return _parse_config(text, origin, base.resolve(), None)
+
+
+def _parse_config(text: str, origin: str, base: Path, file: Path | None) -> Config:
+    try:
+        raw = yaml.load(text, Loader=UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(file)!r} is not valid YAML: {_yaml_line(exc)}") from None
+        raise ConfigError(f"{origin} is not valid YAML: {_yaml_line(exc)}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {str(file)!r}: expected a mapping of sections, got {type(raw).__name__}")
+        raise ConfigError(f"{origin}: expected a mapping of sections, got {type(raw).__name__}")
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"config file {str(file)!r}: {where}: {first['msg']}") from None
-    base = file.resolve().parent
-    cfg.path = file.resolve()
+        raise ConfigError(f"{origin}: {where}: {first['msg']}") from None
+    cfg.path = file
     cfg.source.path = _resolve(base, cfg.source.path)
     if isinstance(cfg.model.store, Path):
         cfg.model.store = _resolve(base, cfg.model.store)
@@ -590,5 +618,5 @@ def load_config(path: str | Path | None = None) -> Config:
                                         else default_data_docs(cfg.results.staging_dir, base))
     if cfg.source.kind == cfg.results.kind == "duckdb" and cfg.source.path == cfg.results.path:
         # DuckDB allows one writer per file: the run reads the source while it publishes results.
-        raise ConfigError(f"config file {str(file)!r}: results.path must differ from source.path")
+        raise ConfigError(f"{origin}: results.path must differ from source.path")
     return cfg

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from scoring.errors import ScoringError
+from scoring.errors import ConfigError, ScoringError
 
 UTC = "UTC"
 
@@ -136,6 +136,22 @@ def day_of_run(zone: str, run_type: str, *, scheduled_at: dt.datetime | None = N
     if scheduled_at is None:
         raise ScoringError("cannot tell which day to score: the run has no data interval and no 'day' param")
     return previous_business_day(scheduled_at, zone)
+
+
+def check_schedule_day(day: dt.date, start_date: dt.date, zone: str = UTC, now: dt.datetime | None = None) -> None:
+    """Refuse a scheduler run's business day outside the schedule: before ``start_date``, or not ended yet
+    in ``zone`` (after ``yesterday(zone, now)``).
+
+    Raises:
+        ConfigError: one line naming the day, the bound and what to pass instead.
+    """
+    if day < start_date:
+        raise ConfigError(f"business day {day} is before schedule.start_date {start_date}: pass a 'day' on or "
+                          "after it, or move schedule.start_date earlier")
+    last = yesterday(zone, now)
+    if day > last:
+        raise ConfigError(f"business day {day} has not ended yet in {zone} (the latest complete day is {last}): "
+                          "pass an earlier 'day'")
 
 
 def day_range(start: dt.date, end: dt.date) -> list[dt.date]:

@@ -18,7 +18,7 @@ from scoring.cli.app import app  # noqa: E402
 
 # Each module registers its commands on import; this order is the order of `scoring --help`.
 # isort: off
-from scoring.cli import run, runs, jobs, models, cicd, outcomes, sample, report, docs, online  # noqa: E402, F401
+from scoring.cli import run, runs, jobs, models, cicd, outcomes, sample, report, docs, online, airflow_setup  # noqa: E402, F401, E501
 # isort: on
 
 __all__ = ["app"]

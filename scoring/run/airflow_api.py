@@ -101,3 +101,17 @@ class AirflowApi:
     def fail_run(self, run_id: str) -> None:
         """Mark the DAG run failed (Airflow stops its unfinished tasks)."""
         self._call("PATCH", self._run_path(run_id), {"state": "failed"})
+
+    def ensure_pool(self, name: str, slots: int, description: str) -> str:
+        """Create pool ``name`` with ``slots`` slots, or set its slots if it exists. Returns ``created`` or
+        ``updated``."""
+        path = f"/api/v2/pools/{urllib.parse.quote(name, safe='')}"
+        try:
+            self._call("GET", path)
+        except AirflowApiError as exc:
+            if "HTTP 404" not in str(exc):
+                raise
+            self._call("POST", "/api/v2/pools", {"name": name, "slots": slots, "description": description})
+            return "created"
+        self._call("PATCH", path, {"name": name, "slots": slots, "description": description})
+        return "updated"

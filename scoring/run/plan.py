@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
@@ -49,6 +50,7 @@ from scoring.run.shadow import (
     shadow_stage,
 )
 from scoring.run.sizing import size_chunks
+from scoring.storage.faults import fault_point
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.sources import open_source
 from scoring.storage.sources.base import KeyRange, key_ranges
@@ -262,6 +264,7 @@ def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int], challeng
     if not todo:
         logger.info("chunks %s of plan %s are already staged; reusing them", indexes, plan["plan_id"])
         return [{**_manifest_dict(done[i], True), **tag} for i in indexes]
+    started = time.perf_counter()
     folder = run_folder(cfg, plan)
     folder.lock(shared=True)  # while it stages (or until its process dies), cleanup leaves the folder alone
     try:
@@ -284,6 +287,7 @@ def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int], challeng
                                                                            chunk["nulls"]), plan["rows_per_chunk"]))
                     yield pa.Table.from_batches(batches) if batches else schema.empty_table()
 
+            prepared = time.perf_counter()  # source opened, quality state, model loaded: the task's fixed cost
             staged = run_chunks(tables(), model, lambda: model, spec, stage, gate=gate, indexes=todo)
     except Exception as exc:
         if challenger is None or is_transient(exc):  # an outage or a lock: the task retries
@@ -297,7 +301,9 @@ def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int], challeng
         logger.info("chunk %s of plan %s%s: %s rows in, %s scored, %s quarantined", manifest.index,
                     plan["plan_id"], f" (challenger v{challenger})" if challenger else "", manifest.rows_in,
                     manifest.scored, manifest.rejected)
-    return [{**_manifest_dict(done[i], i not in todo or i in stage.reused), **tag} for i in indexes
+    # Seconds spent here before the first row is read, and in total (benchmarks/bench_celery_workers.py).
+    timing = {"prepare_s": round(prepared - started, 4), "stage_s": round(time.perf_counter() - started, 4)}
+    return [{**_manifest_dict(done[i], i not in todo or i in stage.reused), **tag, **timing} for i in indexes
             if done[i] is not None]
 
 
@@ -350,6 +356,7 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
     Returns:
         Counts for the asset event and XCom: run id, day, model name and version, rows in/scored/rejected.
     """
+    fault_point("publish_start")
     stage = plan_stage(cfg, plan)
     results = open_results(cfg.results)
     results.ensure_schema()
@@ -390,6 +397,24 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
 FAILED = ("failed", "upstream_failed")
 
 
+def _attempt_row(results: ResultsStore, plan: dict[str, Any]) -> str | None:
+    """The run id of the finalised ledger row that this attempt's publish entered (same plan, started at its
+    ``planned_at`` or later), or None: publish failed before it wrote one (e.g. chunks not staged), or its row
+    is still ``running`` (its process died)."""
+    planned = dt.datetime.fromisoformat(plan["planned_at"])
+    rows = results.runs(limit=200, model=plan["model"]["name"]).to_pylist()
+    for row in rows:
+        started = row.get("started_at")
+        if started is None or row.get("status") == "running" or str(row.get("day")) != plan["day"]:
+            continue
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=dt.UTC)
+        details = json.loads(row.get("details") or "{}")
+        if details.get("plan_id") == plan["plan_id"] and started >= planned:
+            return str(row["run_id"])
+    return None
+
+
 def record_outcome(cfg: Config, interval: DataInterval, plan: dict[str, Any] | None,
                    task_states: dict[str, str], details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Record how a scheduler run ended, whatever happened before: the ledger gets a failed row naming the
@@ -409,10 +434,12 @@ def record_outcome(cfg: Config, interval: DataInterval, plan: dict[str, Any] | N
     publish = task_states.get("publish")
     if publish == "success" and not failed:
         return {"status": "success", "failed": []}
-    if publish == "failed":
-        return {"status": "failed", "failed": failed, "recorded_by": "publish"}
     results = open_results(cfg.results)
     results.ensure_schema()
+    if publish == "failed" and plan is not None:
+        recorded = _attempt_row(results, plan)
+        if recorded is not None:  # publish failed after entering its row, and finalised it
+            return {"status": "failed", "failed": failed, "recorded_by": "publish", "run_id": recorded}
     run = start_record(results, cfg.model.name, interval.day, plan["model"]["version"] if plan else None,
                        TRIGGER, {**(details or {}), **({"plan_id": plan["plan_id"]} if plan else {}),
                                  "task_states": task_states},

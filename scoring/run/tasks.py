@@ -23,10 +23,28 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def plan_run(cfg: Config, interval: DataInterval, **kwargs: Any) -> dict[str, Any]:
-    """Task ``plan``: the run plan of one business day (``plan.plan_run``)."""
+    """Task ``plan``: the run plan of one business day (``plan.plan_run``); a day before
+    ``schedule.start_date`` or not ended yet is refused (``dates.check_schedule_day``, ConfigError)."""
+    from scoring.dates import check_schedule_day
     from scoring.run import plan
 
+    check_schedule_day(interval.day, cfg.schedule.start_date, cfg.timezone)
     return plan.plan_run(cfg, interval, **kwargs)
+
+
+def chunk_label(planned: dict[str, Any], index: Any) -> str:
+    """The label of a ``score_chunk`` task in the Airflow UI (its ``map_index_template``):
+    ``2026-03-07 chunk 3/8 keys (1199, 1799]`` (the key range as the plan holds it: above the first bound, up
+    to the second; ``-inf``/``+inf`` at the open ends), with ``challenger v2`` for a challenger's chunk."""
+    if isinstance(index, dict):
+        prefix, i = f"challenger v{index['challenger']} ", int(index["index"])
+    else:
+        prefix, i = "", int(index)
+    chunks = planned.get("chunks") or []
+    chunk = chunks[i] if 0 <= i < len(chunks) else {}
+    lo, hi = chunk.get("lo"), chunk.get("hi")
+    keys = f" keys ({'-inf' if lo is None else lo}, {'+inf' if hi is None else hi}]" if chunks else ""
+    return f"{planned.get('day')} {prefix}chunk {i + 1}/{len(chunks)}{keys}"
 
 
 def validate_plan(cfg: Config, planned: dict[str, Any]) -> list[Any]:

@@ -6,7 +6,9 @@ before the publish transaction), ``before_commit`` (inside it), ``after_commit``
 the reader export); ``backfill_day_<YYYY-MM-DD>`` (a parallel backfill's worker, before it stages that
 day). ``SCORING_FAULT=<stage>=wait:<path>`` instead creates ``<path>.reached`` and blocks until
 ``<path>`` exists (at most ``SCORING_FAULT_WAIT_S``, default 60 s): the concurrency tests order two real
-processes with it, without sleeps. Unset, a fault point costs one dictionary lookup.
+processes with it, without sleeps. ``SCORING_FAULT=<stage>=raise`` raises ``FaultInjected`` there (a failed
+step the process survives, as under ``dag.test()``); ``publish_start`` is the first step of a DAG's publish
+task, before it writes anything. Unset, a fault point costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ import signal
 import time
 from pathlib import Path
 
+from scoring.errors import ScoringError
+
 logger = logging.getLogger(__name__)
 
 FAULT_ENV = "SCORING_FAULT"
+
+
+class FaultInjected(ScoringError):
+    """Raised at a fault point by ``SCORING_FAULT=<stage>=raise``."""
+
+
 STAGES = ("after_ledger_insert", "mid_extract", "after_chunk_0", "after_chunk_1", "before_publish",
           "before_commit", "after_commit")
 
@@ -32,6 +42,8 @@ def fault_point(stage: str) -> None:
     name, _, action = spec.partition("=")
     if name != stage:
         return
+    if action == "raise":
+        raise FaultInjected(f"fault injection: failed at {stage}")
     if action.startswith("wait:"):
         gate = Path(action[len("wait:"):])
         Path(f"{gate}.reached").touch()

@@ -87,7 +87,7 @@ def celery_cluster(tmp_path: Path, pg_url: str, redis_db: tuple[str, str]):
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__CORE__PARALLELISM": "4",
-            # No scheduled runs (the config's start date is in the future), so the DAGs may start unpaused.
+            # No scheduled runs (the configs' Feb 29 cron has no interval ending before 2032), so the DAGs may start unpaused.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         })
     try:
@@ -148,13 +148,16 @@ def test_celery_workers_score_like_one_process_and_survive_a_killed_worker(
     spec.worker_env["TMPDIR"] = str(worker_tmp)
     copy_sample(sample_db, pg_url, pg_schema)
     source = {"kind": "postgres", "url": pg_url, "path": None, "table": f"{pg_schema}.loan_applications"}
-    # No scheduled runs (start in the future): the test triggers its run; a retry comes quickly.
-    schedule = {"start_date": "2030-01-01", "retries": 2, "retry_delay_s": 2, "task_timeout_min": 5}
+    # No scheduled runs (see the schedule below): the test triggers its run; a retry comes quickly.
+    schedule = {"start_date": "2026-03-01", "cron": "0 0 29 2 *", "catchup": False, "retries": 2,
+                "retry_delay_s": 2, "task_timeout_min": 5}  # no scheduled run: a Feb 29 cron's next is in 2032
     (tmp_path / "dag").mkdir()
     (tmp_path / "cli").mkdir()
+    # The model store and suites stay on this machine's disk, which every worker of this cluster shares.
     cfg = write_config(tmp_path / "dag", sample_db, trained_store, source=source, schedule=schedule, workers=2,
                        results={"kind": "postgres", "url": pg_url, "path": None, "schema": pg_schema,
-                                "table": "predictions", "staging_dir": s3_staging})
+                                "table": "predictions", "staging_dir": s3_staging},
+                       deployment={"single_host": True})
     cli_cfg = write_config(tmp_path / "cli", sample_db, trained_store, source=source)
     spec.configs = [cfg]
 
