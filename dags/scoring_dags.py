@@ -78,8 +78,9 @@ unless a version is pinned) and publishes the predictions to `{results}` in one 
 
 **Which day.** A scheduled run (cron `{cron}`, {zone}) scores the business day before it was due. A manual
 run scores its `day` param, else the date of its logical date, else the day before it was triggered. A
-`day` before `schedule.start_date` ({start}) or one that has not ended yet is refused in one line. (A
-logical date before {start} gets no task from Airflow at all: use the `day` param for such days.)
+day that has not ended yet is refused in one line, and so is a day before `schedule.start_date` ({start})
+unless asked for by the `day` param. (A logical date before {start} gets no task from Airflow at all: use
+the `day` param for such days.)
 
 **Tasks.** `plan` (count rows, choose the model version, cut key ranges) -> `validate` (source schema vs
 the model, artifact checksum) -> `score_chunk` x N (each labelled `day chunk i/N keys (lo, hi]`; stages its
@@ -159,7 +160,7 @@ def build_scoring_dag(source: str, cfg: Config, asset: Asset) -> Any:
                 return tasks.plan_run(run_cfg, business_interval(run_cfg, params, dag_run, data_interval_end),
                                 version=params.get("model_version"), rows_per_chunk=params.get("rows_per_chunk"),
                                 key=dag_run.run_id, details=_details(dag_run),
-                                model_as_of=params.get("model_as_of") or "now")
+                                model_as_of=params.get("model_as_of") or "now", explicit_day=bool(params.get("day")))
 
         @task
         def validate(planned: dict[str, Any]) -> list[Any]:

@@ -138,16 +138,18 @@ def day_of_run(zone: str, run_type: str, *, scheduled_at: dt.datetime | None = N
     return previous_business_day(scheduled_at, zone)
 
 
-def check_schedule_day(day: dt.date, start_date: dt.date, zone: str = UTC, now: dt.datetime | None = None) -> None:
-    """Refuse a scheduler run's business day outside the schedule: before ``start_date``, or not ended yet
-    in ``zone`` (after ``yesterday(zone, now)``).
+def check_schedule_day(day: dt.date, start_date: dt.date, zone: str = UTC, now: dt.datetime | None = None,
+                       *, explicit: bool = False) -> None:
+    """Refuse a scheduler run's business day outside the schedule: not ended yet in ``zone`` (after
+    ``yesterday(zone, now)``), or, unless the day was asked for ``explicit``-ly (the DAG's ``day`` param, like
+    ``scoring run --date``), before ``start_date`` (a manual run of a DAG whose schedule has not started).
 
     Raises:
         ConfigError: one line naming the day, the bound and what to pass instead.
     """
-    if day < start_date:
-        raise ConfigError(f"business day {day} is before schedule.start_date {start_date}: pass a 'day' on or "
-                          "after it, or move schedule.start_date earlier")
+    if day < start_date and not explicit:
+        raise ConfigError(f"business day {day} is before schedule.start_date {start_date}: pass the day to "
+                          "score as the 'day' param, or move schedule.start_date earlier")
     last = yesterday(zone, now)
     if day > last:
         raise ConfigError(f"business day {day} has not ended yet in {zone} (the latest complete day is {last}): "

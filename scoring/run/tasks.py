@@ -22,13 +22,14 @@ def is_transient(exc: BaseException) -> bool:
     return plan.is_transient(exc)
 
 
-def plan_run(cfg: Config, interval: DataInterval, **kwargs: Any) -> dict[str, Any]:
-    """Task ``plan``: the run plan of one business day (``plan.plan_run``); a day before
-    ``schedule.start_date`` or not ended yet is refused (``dates.check_schedule_day``, ConfigError)."""
+def plan_run(cfg: Config, interval: DataInterval, *, explicit_day: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """Task ``plan``: the run plan of one business day (``plan.plan_run``); a day not ended yet, or one before
+    ``schedule.start_date`` that was not asked for by the ``day`` param (``explicit_day``), is refused
+    (``dates.check_schedule_day``, ConfigError)."""
     from scoring.dates import check_schedule_day
     from scoring.run import plan
 
-    check_schedule_day(interval.day, cfg.schedule.start_date, cfg.timezone)
+    check_schedule_day(interval.day, cfg.schedule.start_date, cfg.timezone, explicit=explicit_day)
     return plan.plan_run(cfg, interval, **kwargs)
 
 

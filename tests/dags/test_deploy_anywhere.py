@@ -7,7 +7,8 @@
   runs a day under ``dag.test()``.
 - A publish that fails before it writes anything still leaves a ``failed`` ledger row that ``scoring runs``
   shows; one that fails after entering its row leaves exactly that row.
-- A manual run of a day before ``schedule.start_date`` is refused in one line (and recorded as failed).
+- A manual run of a day that has not ended is refused in one line (and recorded as failed); so is a derived day
+  before ``schedule.start_date``.
 - ``scoring airflow init`` creates the publish pool in the metadata database.
 """
 
@@ -245,22 +246,23 @@ def test_a_failing_publish_leaves_a_failed_ledger_row(tmp_path: Path, sample_db:
 # --- issue 24: a manual run outside the schedule -----------------------------------------------------------------
 
 
-def test_a_manual_run_of_a_day_outside_the_schedule_is_refused(
+def test_a_manual_run_of_a_day_that_has_not_ended_is_refused(
         tmp_path: Path, sample_db: Path, trained_store: Path, airflow_pg: AirflowPG) -> None:  # noqa: F811
-    cfg = write_config(tmp_path, sample_db, trained_store, schedule={**SCHEDULE, "start_date": "2026-03-08"})
+    import datetime as dt
+
+    cfg = write_config(tmp_path, sample_db, trained_store, schedule=SCHEDULE)
+    today = dt.datetime.now(dt.UTC).date()
     output: list[str] = []
-    # The logical date is in the schedule's range (Airflow itself creates no task for a logical date before the
-    # DAG's start); the day asked for is not.
-    line = run_days(airflow_pg.env([cfg]), ["2026-03-09"], conf={"day": SCORE_DAY.isoformat()}, output=output)[0]
+    line = run_days(airflow_pg.env([cfg]), ["2026-03-09"], conf={"day": today.isoformat()}, output=output)[0]
     assert line["state"] == "failed" and line["tasks"]["plan"] == "failed"
     assert line["tries"]["plan"] == 1  # a user mistake: no retry
-    assert "business day 2026-03-07 is before schedule.start_date 2026-03-08" in "".join(output)
+    assert f"business day {today} has not ended yet in UTC" in "".join(output)
     rows = ledger(load_config(cfg).results.path)
     assert list(rows["status"]) == ["failed"] and rows.iloc[0]["error"].startswith("tasks failed: plan;")
-    assert str(rows.iloc[0]["day"])[:10] == SCORE_DAY.isoformat()
+    assert str(rows.iloc[0]["day"])[:10] == today.isoformat()
 
 
-def test_a_day_that_has_not_ended_is_refused() -> None:
+def test_which_days_are_outside_the_schedule() -> None:
     import datetime as dt
 
     from scoring.dates import check_schedule_day
@@ -270,8 +272,13 @@ def test_a_day_that_has_not_ended_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"business day 2026-03-07 has not ended yet in America/New_York \(the "
                        r"latest complete day is 2026-03-06\)"):
         check_schedule_day(dt.date(2026, 3, 7), dt.date(2026, 3, 1), "America/New_York", now)
-    with pytest.raises(ConfigError, match="before schedule.start_date 2026-03-01"):
+    with pytest.raises(ConfigError, match=r"has not ended yet"):  # an explicit day too
+        check_schedule_day(dt.date(2026, 3, 9), dt.date(2026, 3, 1), "UTC", now, explicit=True)
+    # Before the start date: refused when derived (a manual run of a DAG not started yet), scored when asked for.
+    with pytest.raises(ConfigError, match="before schedule.start_date 2026-03-01: pass the day to score as the "
+                       "'day' param"):
         check_schedule_day(dt.date(2026, 2, 28), dt.date(2026, 3, 1), "UTC", now)
+    check_schedule_day(dt.date(2026, 2, 28), dt.date(2026, 3, 1), "UTC", now, explicit=True)
 
 
 # --- the publish pool -------------------------------------------------------------------------------------------
