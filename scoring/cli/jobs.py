@@ -24,7 +24,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 2, "interrupted": 1}
 SHOWN = ("job_id", "state", "engine", "model_name", "model_version", "rows_in", "rows_scored", "rows_quarantined",
          "chunks_done", "chunks_total", "output", "error", "submitted_at", "started_at", "finished_at",
-         "airflow_run_id", "airflow_state")
+         "airflow_run_id", "airflow_state", "details")
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:

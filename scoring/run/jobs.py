@@ -27,12 +27,12 @@ from typing import Any
 from scoring.config import Config
 from scoring.errors import ConfigError, ScoringError, SourceError, ValidationFailed, one_line
 from scoring.models.scorer import encoded_width
-from scoring.models.store import ModelStore, ModelVersion, load_version
+from scoring.models.store import ModelStore, ModelVersion
 from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
 from scoring.run.airflow_api import AirflowApi
 from scoring.run.chunks import run_chunks
-from scoring.run.model_choice import choose_model
-from scoring.run.pipeline import score_spec
+from scoring.run.model_choice import choose_engine, choose_model, load_scorer, loaded_engine
+from scoring.run.pipeline import engine_used, score_spec
 from scoring.run.sizing import size_chunks
 from scoring.storage.faults import fault_point
 from scoring.storage.job_output import write_output
@@ -207,11 +207,13 @@ def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list
     spec = JobSpec.from_dict(job["spec"])
     job_cfg, mv, source, quality = _prepare(cfg, spec)
     with source:
-        model = ModelStore(job_cfg.model.store).load(mv)
+        engine = choose_engine(job_cfg, mv)  # the one engine-choice rule, as a run's plan makes it
+        model, loaded = load_scorer(ModelStore(job_cfg.model.store), mv, engine, job_cfg.workers)
         rows = size_chunks(source, None, encoded_width(model, len(quality.columns)),
                            job_cfg.chunking.memory_budget_mib, job_cfg.chunking.rows_per_chunk)
         total = math.ceil(source.count() / rows)
-        ledger.set_fields(job["job_id"], model_version=mv.version, chunks_total=total, chunks_done=0)
+        ledger.set_fields(job["job_id"], model_version=mv.version, chunks_total=total, chunks_done=0,
+                          details={"engine": loaded})
         stage = job_stage(cfg, job["job_id"])
         done = [0]
 
@@ -225,7 +227,8 @@ def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list
         logger.info("job %s: scoring %s with %s v%s, %s rows per chunk", job["job_id"], source.describe,
                     mv.name, mv.version, rows)
         manifests = run_chunks(source.batches(None, rows), model,
-                               functools.partial(load_version, job_cfg.model.store, mv.name, mv.version),
+                               functools.partial(loaded_engine, job_cfg.model.store, mv.name, mv.version, engine,
+                                                 job_cfg.workers),
                                score_spec(job_cfg, mv), stage, workers=job_cfg.workers, on_chunk=on_chunk,
                                gate=quality.gate)
     return manifests, quality
@@ -261,7 +264,7 @@ def publish_job(cfg: Config, ledger: JobLedger, job: dict[str, Any], manifests: 
     started = job.get("started_at") or dt.datetime.now(dt.UTC)
     day = started.astimezone(dt.UTC).date()
     run = RunRecord(f"{job_id}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}", day, mv.name, mv.version, started,
-                    trigger="job")
+                    trigger="job", details=dict(job.get("details") or {}))
     run.rows_in = sum(m.rows_in for m in manifests)
     run.rows_scored = sum(m.scored for m in manifests)
     run.rows_rejected = sum(m.rejected for m in manifests)
@@ -276,7 +279,9 @@ def publish_job(cfg: Config, ledger: JobLedger, job: dict[str, Any], manifests: 
     out = check_output(cfg, spec, job_id)
     if out is not None:
         write_output(out, files, {**constants, "run_id": run.run_id, "job_id": job_id})
-    ledger.publish(job_id, run.run_id, files, qfiles, constants, counts, str(out) if out else None, spec.to_table)
+    engine_used(run, manifests)  # what scored the chunks, as a run's publish records it
+    ledger.publish(job_id, run.run_id, files, qfiles, constants, counts, str(out) if out else None, spec.to_table,
+                   details=run.details)
     stage.remove()
     logger.info("job %s succeeded: %s in, %s scored, %s quarantined", job_id, run.rows_in, run.rows_scored,
                 run.rows_rejected)

@@ -24,14 +24,13 @@ from scoring.errors import (
     first_line,
     one_line,
 )
-from scoring.models.compiled import load_predictor, predictor_for
 from scoring.models.contract import contract_of
 from scoring.models.scorer import ScoreSpec, encoded_width
 from scoring.models.store import ModelStore, ModelVersion
 from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
 from scoring.reports.summaries import summarize
 from scoring.run.chunks import run_chunks
-from scoring.run.model_choice import choose_model
+from scoring.run.model_choice import choose_engine, choose_model, load_scorer, loaded_engine
 from scoring.run.shadow import Shadow, score_challengers, shadow_tables
 from scoring.run.sizing import size_chunks
 from scoring.storage.faults import fault_point
@@ -136,8 +135,8 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
             clock = time.monotonic()
             quality = prepare_quality(cfg, mv, source, interval)  # suite, schema-drift policy, duplicate keys
             columns = quality.columns
-            model, run.details["engine"] = predictor_for(ModelStore(cfg.model.store), mv, cfg.scoring.engine,
-                                                         cfg.workers)
+            engine = choose_engine(cfg, mv)
+            model, run.details["engine"] = load_scorer(ModelStore(cfg.model.store), mv, engine, cfg.workers)
             spec = score_spec(cfg, mv)
             if not cfg.model.challengers:  # challengers read the same batches, with inputs of their own
                 source.select_columns(quality.read_columns)
@@ -150,8 +149,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
             logger.info("scoring %s for %s with %s v%s, %s rows per chunk", source.describe, interval.day,
                         mv.name, mv.version, rows)
             run.details.update(rows_per_chunk=rows, columns_read=list(schema.names))
-            loader = functools.partial(load_predictor, cfg.model.store, mv.name, mv.version, cfg.scoring.engine,
-                                       cfg.workers)
+            loader = functools.partial(loaded_engine, cfg.model.store, mv.name, mv.version, engine, cfg.workers)
             steps["prepare_s"], clock = round(time.monotonic() - clock, 3), time.monotonic()
             manifests = run_chunks(_mid_extract(source.batches(interval, rows)), model, loader, spec, stage,
                                    workers=cfg.workers, on_chunk=_chunk_hook(results, run, on_chunk),
@@ -254,6 +252,7 @@ def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
     extra = conclude_quality(cfg, run, quality, manifests, files, previous_drift_counts(cfg, results, run)) \
         if quality is not None else {}
     run.details.setdefault("steps", {})["checks_s"] = round(time.monotonic() - clock, 3)
+    engine_used(run, manifests)
     run.finish("success")
     task = quality.task if quality is not None else "binary"
     run.details["task"] = task
@@ -262,6 +261,22 @@ def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
     note_removed_predictions(results, run, files, qfiles)  # a key published before and gone: said in the ledger
     results.publish(run, files, qfiles, extra={**extra, **summarize(run, files, qfiles, task),
                                                **shadow_tables(run, stage, manifests, shadow, task)})
+
+
+def engine_used(run: RunRecord, manifests: list[ChunkManifest]) -> None:
+    """Record in ``details.engine.engine`` what scored the run's chunks (their manifests say), whatever the
+    entry point planned or loaded: ``compiled``, ``native`` or ``mixed`` (with ``chunks_by_engine``)."""
+    used: dict[str, int] = {}
+    for manifest in manifests:
+        if manifest.stats.get("engine"):
+            used[manifest.stats["engine"]] = used.get(manifest.stats["engine"], 0) + 1
+    if not used:  # chunks staged before the manifests said (a resumed run of an older version)
+        return
+    engine = dict(run.details.get("engine") or {})
+    engine["engine"] = next(iter(used)) if len(used) == 1 else "mixed"
+    if len(used) > 1:
+        engine["chunks_by_engine"] = used
+    run.details["engine"] = engine
 
 
 def previous_drift_counts(cfg: Config, results: ResultsStore, run: RunRecord) -> list[dict[str, list[int]]]:

@@ -23,10 +23,11 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def plan_run(cfg: Config, interval: DataInterval, **kwargs: Any) -> dict[str, Any]:
-    """Task ``plan``: the run plan of one business day (``plan.plan_run``)."""
+    """Task ``plan``: the run plan of one business day (``plan.plan_run``), as its JSON for the XCom
+    (``RunPlan.to_json``; the next tasks read it back with ``RunPlan.from_json``)."""
     from scoring.run import plan
 
-    return plan.plan_run(cfg, interval, **kwargs)
+    return plan.plan_run(cfg, interval, **kwargs).to_json()
 
 
 def validate_plan(cfg: Config, planned: dict[str, Any]) -> list[Any]:

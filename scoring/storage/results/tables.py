@@ -132,7 +132,7 @@ JOBS = TableSpec("jobs", (
     _c("rows_in", "int64"), _c("rows_scored", "int64"), _c("rows_quarantined", "int64"),
     _c("chunks_done", "int64"), _c("chunks_total", "int64"), _c("output", "string"), _c("error", "string"),
     _c("run_id", "string"), _c("host", "string"), _c("pid", "int64"), _c("airflow_run_id", "string"),
-    _c("cancel_requested", "bool"), _c("heartbeat_at", "timestamptz"),
+    _c("cancel_requested", "bool"), _c("heartbeat_at", "timestamptz"), _c("details", "json"),
 ), primary_key=("job_id",), partitioned=False)
 
 
