@@ -50,6 +50,7 @@ from scoring.run.shadow import (
     shadow_stage,
 )
 from scoring.run.sizing import size_chunks
+from scoring.storage.faults import fault_point
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.sources import open_source
 from scoring.storage.sources.base import KeyRange, key_ranges
@@ -284,7 +285,8 @@ def stage_ranges(cfg: Config, plan: PlanLike, indexes: list[int], challenger: in
                                                         plan.rows_per_chunk))
                     yield pa.Table.from_batches(batches) if batches else schema.empty_table()
 
-            staged = run_chunks(tables(), model, lambda: model, spec, stage, gate=gate, indexes=todo)
+            staged = run_chunks(tables(), model, lambda: model, spec, stage, gate=gate, indexes=todo,
+                                on_chunk=_after_chunk)
     except Exception as exc:
         if challenger is None or is_transient(exc):  # an outage or a lock: the task retries
             raise
@@ -299,6 +301,11 @@ def stage_ranges(cfg: Config, plan: PlanLike, indexes: list[int], challenger: in
                     manifest.scored, manifest.rejected)
     return [{**_manifest_dict(done[i], i not in todo or i in stage.reused), **tag} for i in indexes
             if done[i] is not None]
+
+
+def _after_chunk(manifest: ChunkManifest) -> None:
+    """The ``after_chunk_<k>`` fault point of a DAG task's chunk (as the CLI's), for the kill tests."""
+    fault_point(f"after_chunk_{manifest.index}")
 
 
 def _shadow(cfg: Config, plan: RunPlan, chunk_results: list[dict[str, Any]]) -> Shadow | None:
