@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from scoring.models.contract import contract_of
@@ -21,6 +21,7 @@ from scoring.online.rows import ROW_COLUMN
 from scoring.quality.compile import compile_suite
 from scoring.quality.gate import Gate
 from scoring.quality.suite import load_suite
+from scoring.run.model_choice import choose_engine, load_scorer
 
 if TYPE_CHECKING:
     from scoring.config import Config
@@ -33,12 +34,14 @@ INTERVAL_RULES = {"expect_column_values_to_be_unique"}
 
 @dataclass(frozen=True)
 class Loaded:
-    """One model version ready to score: the model object, its contract spec and its per-row gate."""
+    """One model version ready to score: the model object (for the engine ``choose_engine`` chose, as batch
+    runs do), its contract spec, its per-row gate and the engine details (``load_scorer``)."""
 
     mv: ModelVersion
     model: Any
     spec: ScoreSpec
     gate: Gate
+    engine: dict[str, Any] = field(default_factory=dict)
 
     @property
     def warn_gate(self) -> Gate:
@@ -76,10 +79,12 @@ def row_gate(cfg: Config, mv: ModelVersion) -> Gate:
 
 
 def load_version(cfg: Config, mv: ModelVersion, store: ModelStore) -> Loaded:
-    """Load ``mv`` with its spec (threshold and probabilities from ``cfg``) and its per-row gate."""
-    model = store.load(mv)
+    """Load ``mv`` for the configured engine (``scoring.engine``, chosen by the batch runs' one rule) with its
+    spec (threshold and probabilities from ``cfg``) and its per-row gate."""
+    model, engine = load_scorer(store, mv, choose_engine(cfg, mv))
     spec = ScoreSpec(ROW_COLUMN, contract_of(mv.meta), cfg.model.threshold, probabilities=True)
-    return Loaded(mv, model, spec, row_gate(cfg, mv))
+    logger.info("%s v%s loaded for the %s engine", mv.name, mv.version, engine["engine"])
+    return Loaded(mv, model, spec, row_gate(cfg, mv), engine)
 
 
 class ModelSlot:

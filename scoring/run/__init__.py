@@ -1,7 +1,8 @@
 """Run wing: what happens in a run, from the data interval to the published partition.
 
 - ``plan``: a run cut into steps a scheduler retries one by one (plan, validate, score chunk, publish,
-  record); the DAG calls these.
+  record); the DAG calls these. ``runplan``: the frozen ``RunPlan`` they pass (JSON in/out for XComs).
+- ``targets``: where the one publish step writes (a (day, model) partition or a job).
 - ``pipeline``: the local driver (``run_day``: extract, gate, score in chunks, stage, publish) and the
   ``finish_run`` / ``record_failure`` both drivers share.
 - ``chunks``: score and stage chunks, serially or over a process pool.

@@ -27,6 +27,7 @@ from scoring.errors import ScoringError, first_line, one_line
 from scoring.procs import die_with_parent
 from scoring.run.model_choice import check_model_as_of, choose_model
 from scoring.run.pipeline import RunResult, run_day
+from scoring.run.runplan import RunPlan
 from scoring.storage.faults import fault_point
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def stage_day(cfg: Config, day: dt.date, model_as_of: str = "now", version: int 
 
     started = time.monotonic()
     interval = DataInterval.for_day(day, cfg.timezone)
-    plan: dict[str, Any] | None = None
+    plan: RunPlan | None = None
     chosen: int | None = None
     try:
         chosen = choose_model(cfg, interval, version, model_as_of)[0].version
@@ -217,9 +218,9 @@ def _record_failed_day(cfg: Config, day: dt.date, staged: dict[str, Any]) -> Non
     from scoring.storage.results import open_results
 
     plan = staged.get("plan")
-    started = dt.datetime.fromisoformat(plan["planned_at"]) if plan else None
-    details: dict[str, Any] = {**(plan["details"] if plan else staged.get("details") or {}),
-                               **({"plan_id": plan["plan_id"]} if plan else {})}
+    started = plan.planned_at if plan else None
+    details: dict[str, Any] = {**(plan.details if plan else staged.get("details") or {}),
+                               **({"plan_id": plan.plan_id, "engine": dict(plan.engine)} if plan else {})}
     if not staged.get("resumable", True):
         details["staging"] = "removed"
     try:

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from scoring.allocators import fix_mmap_threshold
+from scoring.models.compiled.predictor import CompiledModel
 from scoring.models.scorer import ScoreSpec, score_table
 from scoring.procs import die_with_parent
 from scoring.quality.compile import Rule
@@ -65,6 +66,12 @@ def gate_and_score(model: Any, table: pa.Table, spec: ScoreSpec, gate: Gate | No
     return GatedScores(scored.predictions, quarantine, stats, scored.scored_rows)
 
 
+def engine_of(model: Any) -> str:
+    """``compiled`` for a compiled predictor, else ``native``: what scored a chunk (its manifest's
+    ``stats["engine"]``; publish records what the run's chunks used)."""
+    return "compiled" if isinstance(model, CompiledModel) else "native"
+
+
 def process_chunk(model: Any, batch: pa.RecordBatch | pa.Table, index: int, spec: ScoreSpec,
                   stage: Stage, gate: Gate | None = None, digest: str = "") -> ChunkManifest:
     """Gate, score and stage one chunk. Pure except for the staged files.
@@ -79,6 +86,7 @@ def process_chunk(model: Any, batch: pa.RecordBatch | pa.Table, index: int, spec
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     result = gate_and_score(model, table, spec, gate)
     predictions, stats = result.predictions, result.stats
+    stats["engine"] = engine_of(model)
     if gate is not None and gate.drift:
         started = time.perf_counter()
         stats["drift"] = chunk_counts(gate.drift, result.scored_rows, predictions.column("score").to_numpy())

@@ -2,10 +2,12 @@
 
 A job goes through the product's one scoring path: the model version's quality gate (``prepare_quality``,
 without the day's interval rule), chunked scoring and staging (``run_chunks`` -> ``process_chunk``), the
-whole-input checks (``conclude_quality``: batch rules, error threshold, output checks), then one publish
-transaction that replaces the job's partition of ``job_predictions`` / ``job_quarantine`` and marks the job
-succeeded in the jobs ledger (``storage/results/jobs_ledger.py``). An output file, when asked, is written
-aside and renamed over before that transaction, so a retried job rewrites it and never duplicates rows.
+whole-input checks and one publish transaction (the engine's ``finish_run`` into a ``targets.JobTarget``:
+it replaces the job's partition of ``job_predictions`` / ``job_quarantine`` and marks the job succeeded in the
+jobs ledger, ``storage/results/jobs_ledger.py``); a failure goes through the engine's ``record_failure``. An
+output file, when asked, is written aside and renamed over before that transaction, so a retried job
+rewrites it and never duplicates rows. The engine (native | compiled) is chosen by ``choose_engine``, as for
+runs, and the job's ledger ``details.engine`` says which scored it.
 
 Engines: with ``SCORING_AIRFLOW_URL`` set, ``submit`` records the job and triggers a ``scoring_jobs`` DAG run
 whose tasks call ``stage_job`` and ``publish_job``; otherwise the submitting process (``--wait``) or
@@ -25,21 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from scoring.config import Config
-from scoring.errors import ConfigError, ScoringError, SourceError, ValidationFailed, one_line
+from scoring.errors import ConfigError, ScoringError, SourceError, ValidationFailed
 from scoring.models.scorer import encoded_width
-from scoring.models.store import ModelStore, ModelVersion, load_version
-from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
+from scoring.models.store import ModelStore, ModelVersion
+from scoring.quality.run_checks import Quality, prepare_quality
 from scoring.run.airflow_api import AirflowApi
 from scoring.run.chunks import run_chunks
-from scoring.run.model_choice import choose_model
-from scoring.run.pipeline import score_spec
+from scoring.run.model_choice import choose_engine, choose_model, load_scorer, loaded_engine
+from scoring.run.pipeline import finish_run, record_failure, score_spec
 from scoring.run.sizing import size_chunks
+from scoring.run.targets import JobTarget
 from scoring.storage.faults import fault_point
-from scoring.storage.job_output import write_output
 from scoring.storage.output_rules import allowed_output, remove_stale_tmp, written_by_job
 from scoring.storage.results import RunRecord, open_results
 from scoring.storage.results.jobs_ledger import TERMINAL, JobCancelled, JobLedger
-from scoring.storage.results.replaced import note_replaced_output
 from scoring.storage.sources.job_input import (
     check_file_job,
     check_query_job,
@@ -160,7 +161,7 @@ def submit(cfg: Config, spec: JobSpec, *, wait: bool = False, api: AirflowApi | 
         try:
             api.trigger(run_id, {"job_id": job_id, "config": spec.config})
         except ScoringError as exc:
-            ledger.fail(job_id, one_line(exc))
+            fail_job(ledger, ledger.get(job_id) or {"job_id": job_id, "model_name": spec.model}, exc)
             raise
         ledger.set_fields(job_id, airflow_run_id=run_id)
     elif wait:
@@ -209,11 +210,13 @@ def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list
     spec = JobSpec.from_dict(job["spec"])
     job_cfg, mv, source, quality = _prepare(cfg, spec)
     with source:
-        model = ModelStore(job_cfg.model.store).load(mv)
+        engine = choose_engine(job_cfg, mv)  # the one engine-choice rule, as a run's plan makes it
+        model, loaded = load_scorer(ModelStore(job_cfg.model.store), mv, engine, job_cfg.workers)
         rows = size_chunks(source, None, encoded_width(model, len(quality.columns)),
                            job_cfg.chunking.memory_budget_mib, job_cfg.chunking.rows_per_chunk)
         total = math.ceil(source.count() / rows)
-        ledger.set_fields(job["job_id"], model_version=mv.version, chunks_total=total, chunks_done=0)
+        ledger.set_fields(job["job_id"], model_version=mv.version, chunks_total=total, chunks_done=0,
+                          details={"engine": loaded})
         stage = job_stage(cfg, job["job_id"])
         done = [0]
 
@@ -227,7 +230,8 @@ def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list
         logger.info("job %s: scoring %s with %s v%s, %s rows per chunk", job["job_id"], source.describe,
                     mv.name, mv.version, rows)
         manifests = run_chunks(source.batches(None, rows), model,
-                               functools.partial(load_version, job_cfg.model.store, mv.name, mv.version),
+                               functools.partial(loaded_engine, job_cfg.model.store, mv.name, mv.version, engine,
+                                                 job_cfg.workers),
                                score_spec(job_cfg, mv), stage, workers=job_cfg.workers, on_chunk=on_chunk,
                                gate=quality.gate)
     return manifests, quality
@@ -260,31 +264,34 @@ def publish_job(cfg: Config, ledger: JobLedger, job: dict[str, Any], manifests: 
     if quality is None:
         _, _, source, quality = _prepare(cfg, spec)
         source.close()
-    started = job.get("started_at") or dt.datetime.now(dt.UTC)
-    day = started.astimezone(dt.UTC).date()
-    run = RunRecord(f"{job_id}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}", day, mv.name, mv.version, started,
-                    trigger="job")
-    run.rows_in = sum(m.rows_in for m in manifests)
-    run.rows_scored = sum(m.scored for m in manifests)
-    run.rows_rejected = sum(m.rejected for m in manifests)
-    files, qfiles = stage.prediction_files(manifests), stage.quarantine_files(manifests)
-    counts = {"rows_in": run.rows_in, "rows_scored": run.rows_scored, "rows_quarantined": run.rows_rejected}
-    constants = {"model_name": mv.name, "model_version": mv.version, "day": day, "scored_at": started}
-    try:
-        conclude_quality(job_cfg, run, quality, manifests, files)
-    except ValidationFailed as exc:
-        ledger.fail(job_id, one_line(exc), counts, quarantine=(run.run_id, qfiles, constants))
+    run = job_record(job, mv.version)
+    target = JobTarget(ledger, job_id, check_output(cfg, spec, job_id), spec.to_table)
+    try:  # the engine's one publish step, into the job's target (its partition, output file and ledger row)
+        finish_run(job_cfg, target, run, stage, manifests, quality)
+    except ValidationFailed as exc:  # its quarantine rows are kept, as a run's are
+        record_failure(target, run, exc, stage, manifests)
         raise
-    out = check_output(cfg, spec, job_id)
-    replaced = note_replaced_output(job_id, out, files, qfiles) if out is not None else None
-    if out is not None:
-        write_output(out, files, {**constants, "run_id": run.run_id, "job_id": job_id})
-    ledger.publish(job_id, run.run_id, files, qfiles, constants, counts, str(out) if out else None, spec.to_table,
-                   {"replaced": replaced} if replaced else None)
+    out = target.output
     stage.remove()
     logger.info("job %s succeeded: %s in, %s scored, %s quarantined", job_id, run.rows_in, run.rows_scored,
                 run.rows_rejected)
     return JobResult(job_id, "succeeded", run.rows_in, run.rows_scored, run.rows_rejected, str(out) if out else None)
+
+
+def job_record(job: dict[str, Any], version: int | None = None) -> RunRecord:
+    """The run record of a job's attempt (trigger ``job``): what the engine's publish step and failure path
+    take; its target is the job (``targets.JobTarget``), its partition day the day the job started (UTC)."""
+    started = job.get("started_at") or dt.datetime.now(dt.UTC)
+    return RunRecord(f"{job['job_id']}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}",
+                     started.astimezone(dt.UTC).date(), job["model_name"],
+                     version if version is not None else job.get("model_version"), started, trigger="job",
+                     details=dict(job.get("details") or {}))
+
+
+def fail_job(ledger: JobLedger, job: dict[str, Any], exc: BaseException) -> None:
+    """A job's failure through the engine's one failure path (``record_failure`` into its ``JobTarget``):
+    ``failed`` (``cancelled`` for JobCancelled) with one line; a job already ended is left as it is."""
+    record_failure(JobTarget(ledger, job["job_id"]), job_record(job), exc)
 
 
 def _process_claimed(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> JobResult:
@@ -295,13 +302,13 @@ def _process_claimed(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> Job
         manifests, quality = stage_job(cfg, ledger, job)
         return publish_job(cfg, ledger, ledger.get(job_id) or job, manifests, quality)
     except JobCancelled as exc:
-        ledger.fail(job_id, one_line(exc), state="cancelled")
+        fail_job(ledger, job, exc)
         job_stage(cfg, job_id).remove()
     except ScoringError as exc:
-        ledger.fail(job_id, one_line(exc))
+        fail_job(ledger, job, exc)
     except Exception as exc:  # noqa: BLE001 - a worker keeps going; the job records the unexpected error
         logger.exception("job %s failed unexpectedly", job_id)
-        ledger.fail(job_id, one_line(exc))
+        fail_job(ledger, job, exc)
     row = ledger.get(job_id) or {}
     logger.error("job %s %s: %s", job_id, row.get("state"), row.get("error"))
     return JobResult(job_id, row.get("state", "failed"), row.get("rows_in") or 0, 0,
@@ -384,7 +391,7 @@ def cancel(cfg: Config, job_id: str, api: AirflowApi | None = None) -> str:
         if api is None:
             raise ScoringError(f"job {job_id} runs under Airflow: set SCORING_AIRFLOW_URL (and credentials) to cancel it")
         api.fail_run(row["airflow_run_id"])
-        ledger.fail(job_id, f"cancelled: Airflow DAG run {row['airflow_run_id']} marked failed", state="cancelled")
+        fail_job(ledger, row, JobCancelled(f"cancelled: Airflow DAG run {row['airflow_run_id']} marked failed"))
         return "cancelled"
     return ledger.cancel(job_id)
 
@@ -401,12 +408,9 @@ def airflow_stage(cfg: Config, job_id: str) -> dict[str, Any]:
                            else f"job {job_id} is {row['state']}; nothing to do")
     try:
         manifests, _ = stage_job(cfg, ledger, job)
-    except JobCancelled as exc:
-        ledger.fail(job_id, one_line(exc), state="cancelled")
-        raise
     except BaseException as exc:
-        if not _transient(exc):
-            ledger.fail(job_id, one_line(exc))
+        if isinstance(exc, JobCancelled) or not _transient(exc):
+            fail_job(ledger, job, exc)
         raise
     return {"job_id": job_id, "chunks": len(manifests), "rows_in": sum(m.rows_in for m in manifests)}
 
@@ -422,16 +426,17 @@ def airflow_publish(cfg: Config, job_id: str) -> dict[str, Any]:
     try:
         return asdict(publish_job(cfg, ledger, job))
     except BaseException as exc:
-        if not _transient(exc):
-            ledger.fail(job_id, one_line(exc), state="cancelled" if isinstance(exc, JobCancelled) else "failed")
+        if isinstance(exc, JobCancelled) or not _transient(exc):
+            fail_job(ledger, job, exc)
         raise
 
 
 def airflow_record(cfg: Config, job_id: str, failed_tasks: list[str]) -> dict[str, Any]:
     """Task ``record_job`` (runs whatever happened): a job the tasks left unfinished ends failed."""
     ledger = ledger_for(cfg)
-    if failed_tasks:
-        ledger.fail(job_id, f"tasks failed: {', '.join(failed_tasks)} (see their logs)")
+    job = ledger.get(job_id)
+    if failed_tasks and job is not None:
+        fail_job(ledger, job, ScoringError(f"tasks failed: {', '.join(failed_tasks)} (see their logs)"))
     return ledger.get(job_id) or {}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from pathlib import Path
 from typing import Any, Literal
 
 from scoring.config import Config
@@ -72,3 +73,53 @@ def choose_model(cfg: Config, interval: DataInterval | None, version: int | None
     if cfg.model.version is not None:
         return store.get(name, cfg.model.version), {"model_rule": "config-pin"}
     return store.resolve(name, alias), {"model_rule": "alias-now", "model_alias": alias}
+
+
+def choose_engine(cfg: Config, mv: ModelVersion) -> dict[str, Any]:
+    """The engine that scores ``mv``: the one engine-choice rule of every entry point (runs, plans, jobs, the
+    online service), made from the version's metadata without loading it, and recorded in the plan and the
+    ledger's ``details.engine``.
+
+    Args:
+        cfg: the loaded configuration (``scoring.engine``: native | compiled | auto).
+        mv: the model version chosen by ``choose_model``.
+
+    Returns:
+        ``{"requested", "engine"}`` (``engine`` native | compiled), with ``fallback`` (one line) when compiled
+        was asked for but the version has no proven compiled predictor. Where the model is loaded,
+        ``load_scorer`` re-checks a compiled predictor and may still fall back (its details say why).
+    """
+    requested = cfg.scoring.engine
+    if requested == "native":
+        return {"requested": requested, "engine": "native"}
+    entry = mv.meta.get("compiled") or {}
+    if entry.get("status") == "proven":
+        return {"requested": requested, "engine": "compiled"}
+    why = {"refused": f"compiled predictor refused at compile: {entry.get('first_difference')}",
+           "not_compiled": entry.get("reason")}.get(entry.get("status"),
+                                                     "version not compiled (scoring models compile)")
+    return {"requested": requested, "engine": "native", "fallback": why}
+
+
+def load_scorer(store: ModelStore, mv: ModelVersion, engine: dict[str, Any],
+                workers: int = 1) -> tuple[Any, dict[str, Any]]:
+    """Load ``mv`` for the engine ``choose_engine`` chose (``predictor_for``: a compiled predictor is re-checked
+    bit for bit in this process and falls back to native when it differs).
+
+    Returns:
+        (model, details): details for the ledger's ``details.engine``: the choice's ``requested`` and
+        ``fallback``, and the loaded ``engine``, ``threads`` (and the compiler and artifact when compiled).
+
+    Raises:
+        ModelStoreError: the model cannot be loaded.
+    """
+    from scoring.models.compiled import predictor_for
+
+    model, details = predictor_for(store, mv, engine.get("engine", "native"), workers)
+    return model, {**details, **{k: v for k, v in engine.items() if k != "engine"}}
+
+
+def loaded_engine(store_root: Path, name: str, version: int, engine: dict[str, Any], workers: int = 1) -> Any:
+    """``load_scorer``'s model only; module-level so ``functools.partial`` pickles into worker processes."""
+    store = ModelStore(store_root)
+    return load_scorer(store, store.get(name, version), engine, workers)[0]

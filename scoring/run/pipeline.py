@@ -21,24 +21,22 @@ from scoring.errors import (
     SchemaError,
     Superseded,
     ValidationFailed,
-    first_line,
     one_line,
 )
-from scoring.models.compiled import load_predictor, predictor_for
 from scoring.models.contract import contract_of
 from scoring.models.scorer import ScoreSpec, encoded_width
 from scoring.models.store import ModelStore, ModelVersion
 from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
-from scoring.reports.summaries import summarize
 from scoring.run.chunks import run_chunks
-from scoring.run.model_choice import choose_model
-from scoring.run.shadow import Shadow, score_challengers, shadow_tables
+from scoring.run.model_choice import choose_engine, choose_model, load_scorer, loaded_engine
+from scoring.run.shadow import Shadow, score_challengers
 from scoring.run.sizing import size_chunks
+from scoring.run.targets import PartitionTarget, Target
 from scoring.storage.faults import fault_point
 from scoring.storage.pgconn import redact_url
 from scoring.storage.results import ResultsStore, RunRecord, open_results
+from scoring.storage.results.jobs_ledger import JobCancelled
 from scoring.storage.results.liveness import HEARTBEAT_S
-from scoring.storage.results.replaced import note_removed_predictions
 from scoring.storage.sources import open_source
 from scoring.storage.stagefs import staging_root
 from scoring.storage.staging import ChunkManifest, Stage, remove_stale
@@ -137,8 +135,8 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
             clock = time.monotonic()
             quality = prepare_quality(cfg, mv, source, interval)  # suite, schema-drift policy, duplicate keys
             columns = quality.columns
-            model, run.details["engine"] = predictor_for(ModelStore(cfg.model.store), mv, cfg.scoring.engine,
-                                                         cfg.workers)
+            engine = choose_engine(cfg, mv)
+            model, run.details["engine"] = load_scorer(ModelStore(cfg.model.store), mv, engine, cfg.workers)
             spec = score_spec(cfg, mv)
             if not cfg.model.challengers:  # challengers read the same batches, with inputs of their own
                 source.select_columns(quality.read_columns)
@@ -151,8 +149,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
             logger.info("scoring %s for %s with %s v%s, %s rows per chunk", source.describe, interval.day,
                         mv.name, mv.version, rows)
             run.details.update(rows_per_chunk=rows, columns_read=list(schema.names))
-            loader = functools.partial(load_predictor, cfg.model.store, mv.name, mv.version, cfg.scoring.engine,
-                                       cfg.workers)
+            loader = functools.partial(loaded_engine, cfg.model.store, mv.name, mv.version, engine, cfg.workers)
             steps["prepare_s"], clock = round(time.monotonic() - clock, 3), time.monotonic()
             manifests = run_chunks(_mid_extract(source.batches(interval, rows)), model, loader, spec, stage,
                                    workers=cfg.workers, on_chunk=_chunk_hook(results, run, on_chunk),
@@ -163,7 +160,6 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
                                        quality.gate, stage) if cfg.model.challengers else None
             if shadow is not None:
                 steps["shadow_s"] = round(time.monotonic() - clock - steps["score_s"], 3)
-        fault_point("before_publish")
         finish_run(cfg, results, run, stage, manifests, quality, shadow)
     except Superseded as exc:
         record_failure(results, run, exc)
@@ -233,13 +229,15 @@ def _chunk_hook(results: ResultsStore, run: RunRecord,
     return hook
 
 
-def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
+def finish_run(cfg: Config, target: ResultsStore | Target, run: RunRecord, stage: Stage,
                manifests: list[ChunkManifest], quality: Quality | None = None, shadow: Shadow | None = None) -> None:
-    """The steps after scoring shared by the CLI and the DAG: totals, checks, one publish transaction.
+    """The one publish step of every entry point (CLI, backfill, the DAG's publish task, jobs): totals,
+    checks, the engine the chunks used, then one transaction into the run's target.
 
     Args:
-        cfg: the loaded configuration.
-        results: the results store, schema ensured and the run's ledger row started.
+        cfg: the loaded configuration (a job's: its key column, no passthrough).
+        target: a ``targets.Target`` (``PartitionTarget`` of a (day, model), ``JobTarget`` of a job); a
+            ``ResultsStore`` means its (day, model) partition.
         run: the run's ledger record; marked successful inside the publish transaction.
         stage: where the run's chunks are staged.
         manifests: every chunk of the run, verified.
@@ -247,61 +245,61 @@ def finish_run(cfg: Config, results: ResultsStore, run: RunRecord, stage: Stage,
             (raises ValidationFailed, nothing published).
         shadow: what the challengers staged; published in the same transaction (``scoring.run.shadow``).
     """
+    target = as_target(target)
     run.rows_in = sum(m.rows_in for m in manifests)
     run.rows_scored = sum(m.scored for m in manifests)
     run.rows_rejected = sum(m.rejected for m in manifests)
     files, qfiles = stage.prediction_files(manifests), stage.quarantine_files(manifests)
     clock = time.monotonic()
-    extra = conclude_quality(cfg, run, quality, manifests, files, previous_drift_counts(cfg, results, run)) \
+    extra = conclude_quality(cfg, run, quality, manifests, files, target.previous_drift(cfg, run)) \
         if quality is not None else {}
     run.details.setdefault("steps", {})["checks_s"] = round(time.monotonic() - clock, 3)
+    engine_used(run, manifests)
     run.finish("success")
     task = quality.task if quality is not None else "binary"
     run.details["task"] = task
     if shadow is not None:
         run.details["shadow"] = shadow.details()
-    note_removed_predictions(results, run, files, qfiles)  # a key published before and gone: said in the ledger
-    results.publish(run, files, qfiles, extra={**extra, **summarize(run, files, qfiles, task),
-                                               **shadow_tables(run, stage, manifests, shadow, task)})
+    fault_point("before_publish")  # every entry point: checks done, before the target's transaction
+    target.publish(run, stage, manifests, files, qfiles, extra, shadow, task)
 
 
-def previous_drift_counts(cfg: Config, results: ResultsStore, run: RunRecord) -> list[dict[str, list[int]]]:
-    """Drift counts of the ``validation.drift.window_days`` - 1 business days before ``run.day`` published
-    with the same model version (empty for a one-day window, or days without counts)."""
-    window = cfg.validation.drift.window_days
-    if window <= 1:
-        return []
-    try:
-        rows = results.drift_counts(run.model_name, run.model_version, run.day - dt.timedelta(days=window - 1),
-                                    run.day)
-    except Exception as exc:  # noqa: BLE001 - a results database without counts yet: judge the day alone
-        logger.info("no earlier drift counts to pool (%s)", first_line(exc))
-        return []
-    by_day: dict[Any, dict[str, list[int]]] = {}
-    for row in rows:
-        counts = json.loads(row["counts"]) if isinstance(row["counts"], str) else row["counts"]
-        if counts:
-            by_day.setdefault(row["day"], {})[row["feature"]] = counts
-    return list(by_day.values())
+def as_target(target: ResultsStore | Target) -> Target:
+    """A results store means its (day, model) partition."""
+    return PartitionTarget(target) if isinstance(target, ResultsStore) else target
 
 
-def record_failure(results: ResultsStore, run: RunRecord, exc: BaseException, stage: Stage | None = None,
+def engine_used(run: RunRecord, manifests: list[ChunkManifest]) -> None:
+    """Record in ``details.engine.engine`` what scored the run's chunks (their manifests say), whatever the
+    entry point planned or loaded: ``compiled``, ``native`` or ``mixed`` (with ``chunks_by_engine``)."""
+    used: dict[str, int] = {}
+    for manifest in manifests:
+        if manifest.stats.get("engine"):
+            used[manifest.stats["engine"]] = used.get(manifest.stats["engine"], 0) + 1
+    if not used:  # chunks staged before the manifests said (a resumed run of an older version)
+        return
+    engine = dict(run.details.get("engine") or {})
+    engine["engine"] = next(iter(used)) if len(used) == 1 else "mixed"
+    if len(used) > 1:
+        engine["chunks_by_engine"] = used
+    run.details["engine"] = engine
+
+
+def record_failure(target: ResultsStore | Target, run: RunRecord, exc: BaseException, stage: Stage | None = None,
                    manifests: list[ChunkManifest] | None = None) -> None:
-    """Mark ``run`` failed (``superseded`` for a newer run's publish) in the ledger with a one-line error;
+    """The one failure path of every entry point: mark ``run`` failed (``superseded`` for a newer run's
+    publish, ``cancelled`` for a cancelled job) in its target's ledger with a one-line error; published
     predictions are not touched. ``rows_scored`` becomes 0 (nothing was published) and what was scored into
     staging moves to ``rows_staged``. A data quality failure also keeps its quarantine rows, so users see
-    which rows and rules failed."""
-    run.finish("superseded" if isinstance(exc, Superseded) else "failed", one_line(exc).replace("\x00", "\\x00"))
+    which rows and rules failed. Never raises: a ledger that cannot be written is logged."""
+    status = "superseded" if isinstance(exc, Superseded) else "cancelled" if isinstance(exc, JobCancelled) \
+        else "failed"
+    run.finish(status, one_line(exc).replace("\x00", "\\x00"))
     run.rows_staged, run.rows_scored = run.rows_scored or sum(m.scored for m in manifests or []), 0
+    keep = stage.quarantine_files(manifests) \
+        if isinstance(exc, ValidationFailed) and stage is not None and manifests else None
     try:
-        if isinstance(exc, ValidationFailed) and stage is not None and manifests:
-            try:
-                results.record_failure(run, stage.quarantine_files(manifests))
-            except Exception as err:  # noqa: BLE001 - the ledger row is finalised without the quarantine rows
-                logger.error("could not keep the quarantine rows of failed run %s: %s", run.run_id, one_line(err))
-                results.fail_run(run)
-        else:
-            results.fail_run(run)
+        as_target(target).fail(run, keep)
     except Exception as err:  # noqa: BLE001 - the original error matters more than the ledger write
         logger.error("could not record the failure of run %s (it stays 'running' until the next run of the day "
                      "or `scoring runs` marks it interrupted): %s", run.run_id, one_line(err))

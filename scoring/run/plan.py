@@ -1,6 +1,7 @@
 """A run split into steps a scheduler can retry one by one: plan -> validate -> score chunks -> publish.
 
-The plan is plain JSON (it travels between tasks as an XCom). Its chunks are key ranges of the interval's
+The plan is a frozen ``RunPlan`` (``runplan.py``; it travels between tasks as an XCom through ``to_json`` /
+``from_json``, and every step here takes either). Its chunks are key ranges of the interval's
 rows, cut once at plan time, so a retried chunk re-reads exactly the same rows. Chunk outputs are staged
 under ``<staging_dir>/<model>/<day>/<run key>/<plan id>/``: a retried or cleared run with the same plan
 reuses the chunks already staged and verified, and a different plan (another model version, another
@@ -11,14 +12,13 @@ database; the publish step is the one ``pipeline.run_interval`` ends with (``fin
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import math
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import pyarrow as pa
@@ -39,8 +39,9 @@ from scoring.models.store import ModelStore
 from scoring.quality.run_checks import Quality, prepare_quality
 from scoring.quality.schema_check import check_schema
 from scoring.run.chunks import run_chunks
-from scoring.run.model_choice import choose_model
+from scoring.run.model_choice import choose_engine, choose_model, load_scorer
 from scoring.run.pipeline import finish_run, record_failure, score_spec, start_record
+from scoring.run.runplan import PlannedChunk, PlannedModel, QualityInputs, RunPlan, plan_id_of
 from scoring.run.shadow import (
     Shadow,
     prepare_challenger,
@@ -79,15 +80,12 @@ def _jsonable(value: Any) -> Any:
     return value if value is None or isinstance(value, bool | int | float | str) else str(value)
 
 
-def _plan_id(plan: dict[str, Any]) -> str:
-    stable = {k: plan[k] for k in ("run_key", "day", "interval", "model", "rows_per_chunk", "chunks",
-                                   "challengers") if k in plan}
-    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:12]
+PlanLike = RunPlan | dict[str, Any]  # a plan, or its JSON (an XCom)
 
 
 def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, rows_per_chunk: int | None = None,
              *, key: str = "manual", details: dict[str, Any] | None = None,
-             model_as_of: str = "now") -> dict[str, Any]:
+             model_as_of: str = "now") -> RunPlan:
     """Resolve the model version and cut the interval's rows into chunks sized from the memory budget.
 
     Args:
@@ -100,11 +98,12 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
         model_as_of: ``now`` or ``day``: the alias's target now or on the business day (``model_choice``).
 
     Returns:
-        A JSON-serialisable plan: ``plan_id``, ``run_key``, ``day``, ``interval``, ``model``, ``rows``,
-        ``rows_per_chunk`` and ``chunks`` (index and key range of each); with ``model.challengers``, also
-        ``challengers`` (versions, each scored chunk by chunk like the champion) and ``shadow_failed``.
+        The ``RunPlan``: model version and its rule, the engine (``choose_engine``), rows, chunk size, the
+        key ranges, the whole-interval quality inputs; with ``model.challengers``, the challenger versions
+        (each scored chunk by chunk like the champion) and those left out (``shadow_failed``).
     """
     mv, rule = choose_model(cfg, interval, version, model_as_of)
+    engine = choose_engine(cfg, mv)
     width = mv.meta.get("encoded_width")  # recorded at registration; the model is unpickled where it scores
     if width is None:  # a version registered before the width was recorded
         width = encoded_width(ModelStore(cfg.model.store).load(mv), len(mv.features))
@@ -124,26 +123,25 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
         # values and the text widths of the columns the chunks read (their read limit), so that a chunk task
         # only reads its key range.
         inputs = _quality_inputs(cfg, mv, source, interval)
-    chunks = [{"index": i, "lo": _jsonable(r.lo), "hi": _jsonable(r.hi), "nulls": r.nulls}
-              for i, r in enumerate(key_ranges(cuts))]
-    plan: dict[str, Any] = {
-        "run_key": run_key(key), "day": interval.day.isoformat(),
-        "interval": {"start": interval.start.isoformat(), "end": interval.end.isoformat(), "zone": interval.zone},
-        "model": {"name": mv.name, "version": mv.version}, "rows": rows, "rows_per_chunk": size,
-        "chunks": chunks, "planned_at": dt.datetime.now(dt.UTC).isoformat(),
-        "details": {**rule, "interval": interval.describe(), **(details or {})},
-        "quality_inputs": inputs,
-    }
+    challengers: tuple[int, ...] | None = None
+    failed: dict[str, str] | None = None
     if cfg.model.challengers:
         versions, failed = resolve_challengers(cfg, mv.version)
-        plan["challengers"], plan["shadow_failed"] = [v.version for v in versions], failed
-    plan["plan_id"] = _plan_id(plan)
-    logger.info("plan %s: %s rows of %s in %s chunks of <= %s rows, %s v%s", plan["plan_id"], rows,
-                interval.day, len(chunks), size, mv.name, mv.version)
+        challengers = tuple(v.version for v in versions)
+    plan = RunPlan(
+        plan_id="", run_key=run_key(key), day=interval.day, interval=interval,
+        model=PlannedModel(mv.name, mv.version), rows=rows, rows_per_chunk=size,
+        chunks=tuple(PlannedChunk(i, _jsonable(r.lo), _jsonable(r.hi), r.nulls)
+                     for i, r in enumerate(key_ranges(cuts))),
+        planned_at=dt.datetime.now(dt.UTC), details={**rule, "interval": interval.describe(), **(details or {})},
+        quality_inputs=inputs, engine=engine, challengers=challengers, shadow_failed=failed)
+    plan = replace(plan, plan_id=plan_id_of(plan.to_json()))
+    logger.info("plan %s: %s rows of %s in %s chunks of <= %s rows, %s v%s (%s engine)", plan.plan_id, rows,
+                interval.day, len(plan.chunks), size, mv.name, mv.version, engine["engine"])
     return plan
 
 
-def _quality_inputs(cfg: Config, mv: Any, source: Any, interval: DataInterval) -> dict[str, Any] | None:
+def _quality_inputs(cfg: Config, mv: Any, source: Any, interval: DataInterval) -> QualityInputs | None:
     """The uniqueness rules' duplicate values and the text widths of the columns a chunk reads, over the whole
     interval; None when the source does not fit the model or suite (``validate`` then fails the run, in one
     line, as it always did)."""
@@ -153,66 +151,67 @@ def _quality_inputs(cfg: Config, mv: Any, source: Any, interval: DataInterval) -
         logger.info("plan without quality inputs (%s); validate decides", first_line(exc))
         return None
     source.select_columns(quality.read_columns)
-    return {"duplicates": quality.duplicate_lists(),
-            "text_widths": {k: list(v) for k, v in source.text_widths(interval).items()}}
+    return QualityInputs(quality.duplicate_lists(),
+                         {k: list(v) for k, v in source.text_widths(interval).items()})
 
 
-def plan_interval(plan: dict[str, Any]) -> DataInterval:
+def plan_interval(plan: PlanLike) -> DataInterval:
     """The data interval a plan covers."""
-    return DataInterval(dt.datetime.fromisoformat(plan["interval"]["start"]),
-                        dt.datetime.fromisoformat(plan["interval"]["end"]), plan["interval"].get("zone", "UTC"))
+    return RunPlan.from_json(plan).interval
 
 
-def run_folder(cfg: Config, plan: dict[str, Any]) -> Stage:
+def run_folder(cfg: Config, plan: PlanLike) -> Stage:
     """Everything staged for the plan's scheduler run (every plan of it)."""
-    return Stage(staging_root(cfg.results) / plan["model"]["name"] / plan["day"] / plan["run_key"])
+    plan = RunPlan.from_json(plan)
+    return Stage(staging_root(cfg.results) / plan.model.name / plan.day.isoformat() / plan.run_key)
 
 
-def plan_stage(cfg: Config, plan: dict[str, Any]) -> Stage:
+def plan_stage(cfg: Config, plan: PlanLike) -> Stage:
     """Where the plan's chunks are staged."""
-    return Stage(run_folder(cfg, plan).root / plan["plan_id"])
+    return Stage(run_folder(cfg, plan).root / RunPlan.from_json(plan).plan_id)
 
 
-def _spec_and_model(cfg: Config, plan: dict[str, Any], schema: pa.Schema) -> tuple[ScoreSpec, Any]:
+def _spec_and_model(cfg: Config, plan: RunPlan, schema: pa.Schema) -> tuple[ScoreSpec, Any, dict[str, Any]]:
+    """The champion's spec, its model loaded for the plan's engine, and the engine details."""
     store = ModelStore(cfg.model.store)
-    mv = store.get(plan["model"]["name"], plan["model"]["version"])
+    mv = store.get(plan.model.name, plan.model.version)
     check_schema(schema, mv.features, cfg.source.key_column)
-    model = store.load(mv)
-    return score_spec(cfg, mv), model
+    model, engine = load_scorer(store, mv, plan.engine)
+    return score_spec(cfg, mv), model, engine
 
 
-def _quality(cfg: Config, plan: dict[str, Any], source: Any) -> Quality:
+def _quality(cfg: Config, plan: RunPlan, source: Any) -> Quality:
     """The run's data quality state (suite, schema-drift policy, the interval's duplicate keys), the same
     the CLI builds, so every chunk passes the same gate and publish concludes the same checks."""
-    mv = ModelStore(cfg.model.store).get(plan["model"]["name"], plan["model"]["version"])
-    known = plan.get("quality_inputs") or {}  # absent from plans made before it existed: queried then
-    return prepare_quality(cfg, mv, source, plan_interval(plan), duplicates=known.get("duplicates"))
+    mv = ModelStore(cfg.model.store).get(plan.model.name, plan.model.version)
+    known = plan.quality_inputs  # absent from plans made before it existed: queried then
+    return prepare_quality(cfg, mv, source, plan.interval, duplicates=known.duplicates if known else None)
 
 
-def _read_columns(plan: dict[str, Any], source: Any, quality: Quality) -> None:
+def _read_columns(plan: RunPlan, source: Any, quality: Quality) -> None:
     """Select the columns a chunk reads, with the text widths the plan measured (no whole-interval query)."""
     source.select_columns(quality.read_columns)
-    widths = (plan.get("quality_inputs") or {}).get("text_widths")
-    if widths is not None:
-        source.know_text_widths(plan_interval(plan), widths)
+    if plan.quality_inputs is not None:
+        source.know_text_widths(plan.interval, plan.quality_inputs.text_widths)
 
 
-def validate_plan(cfg: Config, plan: dict[str, Any]) -> list[int | dict[str, int]]:
+def validate_plan(cfg: Config, plan: PlanLike) -> list[int | dict[str, int]]:
     """Check what every chunk relies on before fanning out: the source columns match the model's feature
     schema, the artifact verifies and loads. Returns the chunks to score: the champion's indexes, then
     ``{"challenger": version, "index": i}`` for each chunk of each challenger (checked by its own task)."""
+    plan = RunPlan.from_json(plan)
     with open_source(cfg.source) as source:
         _spec_and_model(cfg, plan, source.schema())
         _quality(cfg, plan, source)
-    shadow = [{"challenger": v, "index": c["index"]} for v in plan.get("challengers", []) for c in plan["chunks"]]
-    return [*(c["index"] for c in plan["chunks"]), *shadow]
+    shadow = [{"challenger": v, "index": i} for v in plan.challengers or () for i in plan.indexes]
+    return [*plan.indexes, *shadow]
 
 
 def _manifest_dict(manifest: ChunkManifest, reused: bool) -> dict[str, Any]:
     return {**asdict(manifest), "reused": reused}
 
 
-def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int | dict[str, int]) -> dict[str, Any]:
+def score_planned_chunk(cfg: Config, plan: PlanLike, index: int | dict[str, int]) -> dict[str, Any]:
     """Score and stage chunk ``index`` of ``plan``; a chunk already staged and verified is reused as is.
 
     ``index`` may be a challenger's chunk, ``{"challenger": version, "index": i}``: the same rows through the
@@ -227,7 +226,7 @@ def score_planned_chunk(cfg: Config, plan: dict[str, Any], index: int | dict[str
     return stage_ranges(cfg, plan, [index])[0]
 
 
-def stage_plan(cfg: Config, plan: dict[str, Any]) -> list[dict[str, Any]]:
+def stage_plan(cfg: Config, plan: PlanLike) -> list[dict[str, Any]]:
     """Score and stage every chunk of ``plan`` in this process, one after the other: what the DAG's mapped
     ``score_chunk`` tasks do, with one source connection, one model load and one quality state for the day;
     then each challenger's chunks. Never writes to the results database (``publish_plan`` does): the parallel
@@ -236,15 +235,15 @@ def stage_plan(cfg: Config, plan: dict[str, Any]) -> list[dict[str, Any]]:
     Returns:
         The chunks' manifests with ``reused`` (and the challengers' results), as ``publish_plan`` takes them.
     """
-    indexes = [c["index"] for c in plan["chunks"]]
-    done = stage_ranges(cfg, plan, indexes, reread=True)
-    shadow = [r for v in plan.get("challengers", []) for r in stage_ranges(cfg, plan, indexes, v, reread=True)]
-    logger.info("plan %s staged: %s chunks (%s reused), %s rows in", plan["plan_id"], len(done),
+    plan = RunPlan.from_json(plan)
+    done = stage_ranges(cfg, plan, plan.indexes, reread=True)
+    shadow = [r for v in plan.challengers or () for r in stage_ranges(cfg, plan, plan.indexes, v, reread=True)]
+    logger.info("plan %s staged: %s chunks (%s reused), %s rows in", plan.plan_id, len(done),
                 sum(1 for d in done if d["reused"]), sum(d["rows_in"] for d in done))
     return [*done, *shadow]
 
 
-def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int], challenger: int | None = None,
+def stage_ranges(cfg: Config, plan: PlanLike, indexes: list[int], challenger: int | None = None,
                  reread: bool = False) -> list[dict[str, Any]]:
     """Stage chunks ``indexes`` of ``plan`` (the champion's, or challenger version ``challenger``'s) through
     the one chunk loop (``run_chunks``): each reads only its key range, with the quality inputs the plan
@@ -257,12 +256,13 @@ def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int], challeng
     ``{"challenger", "index", "error"}`` per chunk instead of raising. Returns each chunk's manifest with
     ``reused`` (and ``challenger``).
     """
+    plan = RunPlan.from_json(plan)
     stage = plan_stage(cfg, plan) if challenger is None else shadow_stage(plan_stage(cfg, plan), challenger)
     tag = {} if challenger is None else {"challenger": challenger}
     done = {i: None if reread else stage.completed(i) for i in indexes}
     todo = [i for i in indexes if done[i] is None]
     if not todo:
-        logger.info("chunks %s of plan %s are already staged; reusing them", indexes, plan["plan_id"])
+        logger.info("chunks %s of plan %s are already staged; reusing them", indexes, plan.plan_id)
         return [{**_manifest_dict(done[i], True), **tag} for i in indexes]
     started = time.perf_counter()
     folder = run_folder(cfg, plan)
@@ -272,34 +272,35 @@ def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int], challeng
             full = source.schema()
             quality = _quality(cfg, plan, source)
             if challenger is None:
-                spec, model = _spec_and_model(cfg, plan, full)
+                spec, model, _ = _spec_and_model(cfg, plan, full)
                 gate = quality.gate
                 _read_columns(plan, source, quality)
             else:  # a challenger reads the columns it needs, through the champion's gate
-                mv = ModelStore(cfg.model.store).get(plan["model"]["name"], challenger)
+                mv = ModelStore(cfg.model.store).get(plan.model.name, challenger)
                 model, spec, gate = prepare_challenger(cfg, mv, full), shadow_spec(cfg, mv), shadow_gate(quality.gate)
-            schema, interval = source.read_schema(), plan_interval(plan)
+            schema, interval = source.read_schema(), plan.interval
 
             def tables() -> Iterator[pa.Table]:
                 for i in todo:
-                    chunk = plan["chunks"][i]
-                    batches = list(source.range_batches(interval, KeyRange(chunk["lo"], chunk["hi"],
-                                                                           chunk["nulls"]), plan["rows_per_chunk"]))
+                    chunk = plan.chunks[i]
+                    batches = list(source.range_batches(interval, KeyRange(chunk.lo, chunk.hi, chunk.nulls),
+                                                        plan.rows_per_chunk))
                     yield pa.Table.from_batches(batches) if batches else schema.empty_table()
 
             prepared = time.perf_counter()  # source opened, quality state, model loaded: the task's fixed cost
-            staged = run_chunks(tables(), model, lambda: model, spec, stage, gate=gate, indexes=todo)
+            staged = run_chunks(tables(), model, lambda: model, spec, stage, gate=gate, indexes=todo,
+                                on_chunk=_after_chunk)
     except Exception as exc:
         if challenger is None or is_transient(exc):  # an outage or a lock: the task retries
             raise
-        logger.warning("challenger v%s, chunks %s of plan %s: %s", challenger, todo, plan["plan_id"], exc)
+        logger.warning("challenger v%s, chunks %s of plan %s: %s", challenger, todo, plan.plan_id, exc)
         return [{**tag, "index": i, "error": first_line(exc)} for i in indexes]
     finally:
         folder.unlock()  # a failed task stops its lease renewal too (dag.test runs tasks in one process)
     for manifest in staged:
         done[manifest.index] = manifest
         logger.info("chunk %s of plan %s%s: %s rows in, %s scored, %s quarantined", manifest.index,
-                    plan["plan_id"], f" (challenger v{challenger})" if challenger else "", manifest.rows_in,
+                    plan.plan_id, f" (challenger v{challenger})" if challenger else "", manifest.rows_in,
                     manifest.scored, manifest.rejected)
     # Seconds spent here before the first row is read, and in total (benchmarks/bench_celery_workers.py).
     timing = {"prepare_s": round(prepared - started, 4), "stage_s": round(time.perf_counter() - started, 4)}
@@ -307,40 +308,44 @@ def stage_ranges(cfg: Config, plan: dict[str, Any], indexes: list[int], challeng
             if done[i] is not None]
 
 
-def _shadow(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str, Any]]) -> Shadow | None:
+def _after_chunk(manifest: ChunkManifest) -> None:
+    """The ``after_chunk_<k>`` fault point of a DAG task's chunk (as the CLI's), for the kill tests."""
+    fault_point(f"after_chunk_{manifest.index}")
+
+
+def _shadow(cfg: Config, plan: RunPlan, chunk_results: list[dict[str, Any]]) -> Shadow | None:
     """What the plan's challengers staged; a challenger missing a chunk is left out with the reason."""
-    if not plan.get("challengers") and not plan.get("shadow_failed"):
+    if not plan.challengers and not plan.shadow_failed:
         return None
-    shadow = Shadow(failed=dict(plan.get("shadow_failed") or {}))
+    shadow = Shadow(failed=dict(plan.shadow_failed or {}))
     errors = {r["challenger"]: r["error"] for r in chunk_results if "challenger" in r and r.get("error")}
     store = ModelStore(cfg.model.store)
-    for version in plan.get("challengers", []):
+    for version in plan.challengers or ():
         stage = shadow_stage(plan_stage(cfg, plan), version)
-        manifests = [stage.completed(c["index"]) for c in plan["chunks"]]
+        manifests = [stage.completed(i) for i in plan.indexes]
         if version in errors or any(m is None for m in manifests):
             shadow.failed[str(version)] = errors.get(version) or "chunks not staged"
             continue
         shadow.staged[version] = [m for m in manifests if m is not None]
-        shadow.tasks[version] = score_spec(cfg, store.get(plan["model"]["name"], version)).contract.task
+        shadow.tasks[version] = score_spec(cfg, store.get(plan.model.name, version)).contract.task
     return shadow
 
 
-def _counts(run: RunRecord, plan: dict[str, Any], **more: Any) -> dict[str, Any]:
+def _counts(run: RunRecord, plan: RunPlan, **more: Any) -> dict[str, Any]:
     return {"run_id": run.run_id, "day": run.day.isoformat(), "model_name": run.model_name,
             "model_version": run.model_version, "rows_in": run.rows_in, "rows_scored": run.rows_scored,
-            "rows_rejected": run.rows_rejected, "plan_id": plan["plan_id"], **more}
+            "rows_rejected": run.rows_rejected, "plan_id": plan.plan_id, **more}
 
 
-def _published_run(results: ResultsStore, plan: dict[str, Any]) -> dict[str, Any] | None:
+def _published_run(results: ResultsStore, plan: RunPlan) -> dict[str, Any] | None:
     """The successful ledger row of ``plan``, if it was already published."""
-    day = dt.date.fromisoformat(plan["day"])
-    for row in reversed(results.successful_runs(plan["model"]["name"], day, day)):
-        if json.loads(row["details"] or "{}").get("plan_id") == plan["plan_id"]:
+    for row in reversed(results.successful_runs(plan.model.name, plan.day, plan.day)):
+        if json.loads(row["details"] or "{}").get("plan_id") == plan.plan_id:
             return row
     return None
 
 
-def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str, Any]] | None = None,
+def publish_plan(cfg: Config, plan: PlanLike, chunk_results: list[dict[str, Any]] | None = None,
                  trigger: str = TRIGGER) -> dict[str, Any]:
     """Publish every staged chunk of ``plan`` in one transaction, record the ledger, remove the stage.
 
@@ -357,24 +362,24 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
         Counts for the asset event and XCom: run id, day, model name and version, rows in/scored/rejected.
     """
     fault_point("publish_start")
+    plan = RunPlan.from_json(plan)
     stage = plan_stage(cfg, plan)
     results = open_results(cfg.results)
     results.ensure_schema()
-    manifests = [stage.completed(c["index"]) for c in plan["chunks"]]
-    missing = [c["index"] for c, m in zip(plan["chunks"], manifests, strict=True) if m is None]
+    manifests = [stage.completed(i) for i in plan.indexes]
+    missing = [i for i, m in zip(plan.indexes, manifests, strict=True) if m is None]
     if missing:
         previous = _published_run(results, plan) if len(missing) == len(manifests) else None
         if previous is not None:
-            logger.info("plan %s was already published as run %s", plan["plan_id"], previous["run_id"])
+            logger.info("plan %s was already published as run %s", plan.plan_id, previous["run_id"])
             return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in previous.items()
                     if k in ("run_id", "day", "model_name", "model_version", "rows_in", "rows_scored",
-                             "rows_rejected")} | {"plan_id": plan["plan_id"], "already_published": True}
-        raise ScoringError(f"chunks {missing} of plan {plan['plan_id']} are not staged in {stage.root}")
+                             "rows_rejected")} | {"plan_id": plan.plan_id, "already_published": True}
+        raise ScoringError(f"chunks {missing} of plan {plan.plan_id} are not staged in {stage.root}")
     reused = sum(1 for r in chunk_results or [] if r.get("reused") and "challenger" not in r)
-    day = dt.date.fromisoformat(plan["day"])
-    run = start_record(results, plan["model"]["name"], day, plan["model"]["version"], trigger,
-                       {**plan["details"], "plan_id": plan["plan_id"], "chunks": len(plan["chunks"]),
-                        "chunks_reused": reused}, dt.datetime.fromisoformat(plan["planned_at"]))
+    run = start_record(results, plan.model.name, plan.day, plan.model.version, trigger,
+                       {**plan.details, "plan_id": plan.plan_id, "chunks": len(plan.chunks),
+                        "chunks_reused": reused, "engine": dict(plan.engine)}, plan.planned_at)
     done = [m for m in manifests if m is not None]
     try:
         with open_source(cfg.source) as source:
@@ -390,32 +395,31 @@ def publish_plan(cfg: Config, plan: dict[str, Any], chunk_results: list[dict[str
     run_folder(cfg, plan).remove()
     remove_stale(run_folder(cfg, plan).root.parent, run.started_at.timestamp())
     logger.info("run %s published: %s in, %s scored, %s quarantined (%s of %s chunks reused)", run.run_id,
-                run.rows_in, run.rows_scored, run.rows_rejected, reused, len(plan["chunks"]))
-    return _counts(run, plan, chunks=len(plan["chunks"]), chunks_reused=reused, table=cfg.results.table)
+                run.rows_in, run.rows_scored, run.rows_rejected, reused, len(plan.chunks))
+    return _counts(run, plan, chunks=len(plan.chunks), chunks_reused=reused, table=cfg.results.table)
 
 
 FAILED = ("failed", "upstream_failed")
 
 
-def _attempt_row(results: ResultsStore, plan: dict[str, Any]) -> str | None:
+def _attempt_row(results: ResultsStore, plan: RunPlan) -> str | None:
     """The run id of the finalised ledger row that this attempt's publish entered (same plan, started at its
     ``planned_at`` or later), or None: publish failed before it wrote one (e.g. chunks not staged), or its row
     is still ``running`` (its process died)."""
-    planned = dt.datetime.fromisoformat(plan["planned_at"])
-    rows = results.runs(limit=200, model=plan["model"]["name"]).to_pylist()
+    rows = results.runs(limit=200, model=plan.model.name).to_pylist()
     for row in rows:
         started = row.get("started_at")
-        if started is None or row.get("status") == "running" or str(row.get("day")) != plan["day"]:
+        if started is None or row.get("status") == "running" or str(row.get("day")) != str(plan.day):
             continue
         if started.tzinfo is None:
             started = started.replace(tzinfo=dt.UTC)
         details = json.loads(row.get("details") or "{}")
-        if details.get("plan_id") == plan["plan_id"] and started >= planned:
+        if details.get("plan_id") == plan.plan_id and started >= plan.planned_at:
             return str(row["run_id"])
     return None
 
 
-def record_outcome(cfg: Config, interval: DataInterval, plan: dict[str, Any] | None,
+def record_outcome(cfg: Config, interval: DataInterval, plan: PlanLike | None,
                    task_states: dict[str, str], details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Record how a scheduler run ended, whatever happened before: the ledger gets a failed row naming the
     failed tasks unless ``publish`` already recorded the outcome itself.
@@ -430,6 +434,7 @@ def record_outcome(cfg: Config, interval: DataInterval, plan: dict[str, Any] | N
     Returns:
         ``status`` (success or failed), the ``failed`` tasks and the ledger ``run_id`` when known.
     """
+    plan = None if plan is None else RunPlan.from_json(plan)
     failed = sorted(t for t, s in task_states.items() if s == "failed")
     publish = task_states.get("publish")
     if publish == "success" and not failed:
@@ -440,10 +445,10 @@ def record_outcome(cfg: Config, interval: DataInterval, plan: dict[str, Any] | N
         recorded = _attempt_row(results, plan)
         if recorded is not None:  # publish failed after entering its row, and finalised it
             return {"status": "failed", "failed": failed, "recorded_by": "publish", "run_id": recorded}
-    run = start_record(results, cfg.model.name, interval.day, plan["model"]["version"] if plan else None,
-                       TRIGGER, {**(details or {}), **({"plan_id": plan["plan_id"]} if plan else {}),
-                                 "task_states": task_states},
-                       dt.datetime.fromisoformat(plan["planned_at"]) if plan else None)
+    run = start_record(results, cfg.model.name, interval.day, plan.model.version if plan else None,
+                       TRIGGER, {**(details or {}), **({"plan_id": plan.plan_id, "engine": dict(plan.engine)}
+                                                        if plan else {}), "task_states": task_states},
+                       plan.planned_at if plan else None)
     stuck = sorted(t for t, s in task_states.items() if s in FAILED or s is None)
     error = ScoringError(f"tasks failed: {', '.join(failed or stuck) or 'unknown'}; staged chunks are kept "
                          "for a retry")

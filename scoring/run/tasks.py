@@ -25,12 +25,13 @@ def is_transient(exc: BaseException) -> bool:
 def plan_run(cfg: Config, interval: DataInterval, *, explicit_day: bool = False, **kwargs: Any) -> dict[str, Any]:
     """Task ``plan``: the run plan of one business day (``plan.plan_run``); a day not ended yet, or one before
     ``schedule.start_date`` that was not asked for by the ``day`` param (``explicit_day``), is refused
-    (``dates.check_schedule_day``, ConfigError)."""
+    (``dates.check_schedule_day``, ConfigError). Returns the plan's JSON for the XCom (``RunPlan.to_json``;
+    the next tasks read it back with ``RunPlan.from_json``)."""
     from scoring.dates import check_schedule_day
     from scoring.run import plan
 
     check_schedule_day(interval.day, cfg.schedule.start_date, cfg.timezone, explicit=explicit_day)
-    return plan.plan_run(cfg, interval, **kwargs)
+    return plan.plan_run(cfg, interval, **kwargs).to_json()
 
 
 def chunk_label(planned: dict[str, Any], index: Any) -> str:

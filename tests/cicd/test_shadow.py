@@ -132,7 +132,7 @@ def test_plan_steps_score_challengers_as_ordinary_chunks(tmp_path: Path, sample_
     cli = _config(tmp_path / "cli", sample_db, store, ["challenger"])
     pipeline.run_day(cli, SCORE_DAY, rows_per_chunk=150)
     cfg = _config(tmp_path / "dag", sample_db, store, ["challenger"])
-    plan = steps.plan_run(cfg, DataInterval.for_day(SCORE_DAY), rows_per_chunk=150, key="manual__1")
+    plan = steps.plan_run(cfg, DataInterval.for_day(SCORE_DAY), rows_per_chunk=150, key="manual__1").to_json()
     assert plan["challengers"] == [2] and len(plan["chunks"]) > 1
     refs = steps.validate_plan(cfg, plan)
     assert refs == [*range(len(plan["chunks"])), *({"challenger": 2, "index": i}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import duckdb
@@ -24,6 +25,7 @@ from scoring.errors import (
 )
 from scoring.run import pipeline
 from scoring.run import plan as steps
+from scoring.run.runplan import RunPlan, plan_id_of
 from scoring.storage.connections import ConnectionInfo, apply_connections, postgres_url, predictions_asset_uri
 from scoring.storage.sources import open_source
 from scoring.storage.sources.base import Source, key_ranges
@@ -76,17 +78,35 @@ def test_key_ranges_cover_every_row_exactly_once(tmp_path: Path, messy_source: P
                 assert max(sizes) - min(sizes) <= 0.2 * max(sizes)  # repeated keys move a few rows only
 
 
+def test_plan_round_trips_through_json_and_reads_plans_in_flight(cfg) -> None:
+    plan = steps.plan_run(cfg, INTERVAL, rows_per_chunk=150, key="manual__1")
+    assert isinstance(plan, RunPlan) and len(plan.chunks) == 4
+    with pytest.raises(FrozenInstanceError):
+        plan.rows = 1  # type: ignore[misc]
+    text = json.dumps(plan.to_json())  # what an XCom stores
+    assert RunPlan.from_json(json.loads(text)) == plan
+    assert plan_id_of({k: v for k, v in json.loads(text).items() if k != "plan_id"}) == plan.plan_id
+    assert plan.engine == {"requested": cfg.scoring.engine, "engine": "native",
+                           "fallback": "version not compiled (scoring models compile)"} \
+        if cfg.scoring.engine != "native" else {"requested": "native", "engine": "native"}
+    old = {k: v for k, v in plan.to_json().items() if k not in ("quality_inputs", "engine")}  # an older plan
+    read = RunPlan.from_json(old)
+    assert read.quality_inputs is None and read.engine["engine"] == "native" and read.chunks == plan.chunks
+    first = steps.score_planned_chunk(cfg, old, 0)  # the steps take the older JSON as they take a plan
+    assert first["rows_in"] > 0 and not first["reused"]
+
+
 def test_plan_is_deterministic_and_sized_from_the_chunk_size(cfg) -> None:
-    first = steps.plan_run(cfg, INTERVAL, rows_per_chunk=150, key="scheduled__2026-03-07T00:00:00+00:00")
-    again = steps.plan_run(cfg, INTERVAL, rows_per_chunk=150, key="scheduled__2026-03-07T00:00:00+00:00")
+    first = steps.plan_run(cfg, INTERVAL, rows_per_chunk=150, key="scheduled__2026-03-07T00:00:00+00:00").to_json()
+    again = steps.plan_run(cfg, INTERVAL, rows_per_chunk=150, key="scheduled__2026-03-07T00:00:00+00:00").to_json()
     assert first["plan_id"] == again["plan_id"] and first["chunks"] == again["chunks"]
     assert json.loads(json.dumps(first)) == first
     assert (first["rows"], len(first["chunks"]), first["model"]) == (600, 4, {"name": "loan_default", "version": 1})
     assert first["run_key"] == "scheduled__2026-03-07T00_00_00_00_00"
-    assert steps.plan_run(cfg, INTERVAL, rows_per_chunk=200, key="x")["plan_id"] != \
-        steps.plan_run(cfg, INTERVAL, rows_per_chunk=150, key="x")["plan_id"]
-    assert len(steps.plan_run(cfg, INTERVAL)["chunks"]) == 1  # the memory budget fits the whole day
-    empty = steps.plan_run(cfg, DataInterval.for_day(SCORE_DAY + dt.timedelta(days=300)))
+    assert steps.plan_run(cfg, INTERVAL, rows_per_chunk=200, key="x").to_json()["plan_id"] != \
+        steps.plan_run(cfg, INTERVAL, rows_per_chunk=150, key="x").to_json()["plan_id"]
+    assert len(steps.plan_run(cfg, INTERVAL).to_json()["chunks"]) == 1  # the memory budget fits the whole day
+    empty = steps.plan_run(cfg, DataInterval.for_day(SCORE_DAY + dt.timedelta(days=300))).to_json()
     assert empty["rows"] == 0 and len(empty["chunks"]) == 1
     with pytest.raises(ModelStoreError):
         steps.plan_run(cfg, INTERVAL, version=9)
@@ -98,7 +118,7 @@ def test_planned_steps_publish_what_the_cli_publishes_and_reuse_staged_chunks(tm
     cli = load_config(write_config(tmp_path / "cli", sample_db, store))
     cfg = load_config(write_config(tmp_path, sample_db, store))
     pipeline.run_day(cli, SCORE_DAY)
-    plan = steps.plan_run(cfg, INTERVAL, rows_per_chunk=97, key="manual__1")
+    plan = steps.plan_run(cfg, INTERVAL, rows_per_chunk=97, key="manual__1").to_json()
     indexes = steps.validate_plan(cfg, plan)
     assert indexes == list(range(7))
     first = [steps.score_planned_chunk(cfg, plan, i) for i in indexes[:3]]
@@ -118,8 +138,8 @@ def test_planned_steps_publish_what_the_cli_publishes_and_reuse_staged_chunks(tm
 
 
 def test_a_different_plan_never_mixes_with_staged_chunks(cfg) -> None:
-    a = steps.plan_run(cfg, INTERVAL, rows_per_chunk=300, key="run")
-    b = steps.plan_run(cfg, INTERVAL, rows_per_chunk=200, key="run")
+    a = steps.plan_run(cfg, INTERVAL, rows_per_chunk=300, key="run").to_json()
+    b = steps.plan_run(cfg, INTERVAL, rows_per_chunk=200, key="run").to_json()
     steps.score_planned_chunk(cfg, a, 0)
     assert steps.plan_stage(cfg, a).root != steps.plan_stage(cfg, b).root
     assert steps.score_planned_chunk(cfg, b, 0)["reused"] is False
@@ -129,7 +149,7 @@ def test_a_different_plan_never_mixes_with_staged_chunks(cfg) -> None:
 
 
 def test_record_outcome_writes_one_failed_row_naming_the_failed_tasks(cfg) -> None:
-    plan = steps.plan_run(cfg, INTERVAL, key="run")
+    plan = steps.plan_run(cfg, INTERVAL, key="run").to_json()
     ok = steps.record_outcome(cfg, INTERVAL, plan, {"plan": "success", "publish": "success"})
     assert ok["status"] == "success" and not cfg.results.path.exists()
     states = {"plan": "success", "validate": "success", "score_chunk_0": "success", "score_chunk_1": "failed",
@@ -189,13 +209,13 @@ def test_plan_sizes_chunks_from_the_recorded_width_without_unpickling(cfg, monke
     loads = []
     real_load = ModelStore.load
     monkeypatch.setattr(ModelStore, "load", lambda self, v: loads.append(v.version) or real_load(self, v))
-    planned = steps.plan_run(cfg, interval)
+    planned = steps.plan_run(cfg, interval).to_json()
     assert loads == []  # the plan never unpickles the model
     # A version registered before the width was recorded: the plan loads the model, and sizes the same.
     meta = json.loads((mv.path / METADATA).read_text())
     del meta["encoded_width"]
     (mv.path / METADATA).write_text(json.dumps(meta))
-    again = steps.plan_run(cfg, interval)
+    again = steps.plan_run(cfg, interval).to_json()
     assert loads == [mv.version] and again["rows_per_chunk"] == planned["rows_per_chunk"]
     assert again["chunks"] == planned["chunks"]
 
@@ -221,7 +241,7 @@ def test_a_chunk_task_reads_only_its_key_range(tmp_path: Path, store: Path, monk
         folder.mkdir()
         generate(folder / "src.duckdb", SCORE_DAY, 1, rows, seed=5)
         cfg = load_config(write_config(folder, folder / "src.duckdb", store, chunking={"rows_per_chunk": 100}))
-        plan = steps.plan_run(cfg, INTERVAL)
+        plan = steps.plan_run(cfg, INTERVAL).to_json()
         assert plan["rows"] == rows and len(plan["chunks"]) >= 3
         assert "application_id" in plan["quality_inputs"]["duplicates"]  # the suite's uniqueness rule on the key
         queries.clear()

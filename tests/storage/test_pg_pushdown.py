@@ -68,7 +68,7 @@ def test_a_planned_day_reads_each_chunk_by_its_key_range(tmp_path: Path, sample_
 
     # No row may be read: counting, cutting (in SQL) and validating never touch credit_score.
     _allow(pg_url, pg_schema, None)
-    plan = plan_run(cfg, interval, rows_per_chunk=150, key="pushdown")
+    plan = plan_run(cfg, interval, rows_per_chunk=150, key="pushdown").to_json()
     assert len(plan["chunks"]) == 4 and plan["rows"] == 600
     assert len(validate_plan(cfg, plan)) == 4
 

@@ -63,8 +63,7 @@ class JobLedger:
             rows = con.sql(sql, params=params).to_arrow_table().to_pylist()
         for row in rows:
             row["spec"] = json.loads(row["spec"]) if isinstance(row.get("spec"), str) else row.get("spec")
-            if isinstance(row.get("details"), str):
-                row["details"] = json.loads(row["details"])
+            row["details"] = json.loads(row["details"]) if isinstance(row.get("details"), str) else row.get("details")
         return rows
 
     def add(self, job_id: str, engine: str, model_name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -130,8 +129,9 @@ class JobLedger:
         """Set some columns of a job's row (``model_version``, ``chunks_total``, ``airflow_run_id`` ...)."""
         names = [n for n in fields if n in JOB_COLUMNS and n != "job_id"]
         sets = ", ".join(f"{quote(n)} = ${i + 2}" for i, n in enumerate(names))
+        values = [json.dumps(fields[n], default=str) if n == "details" else fields[n] for n in names]
         with self._connect() as con:
-            con.execute(f"UPDATE jobs SET {sets} WHERE job_id = $1", [job_id, *(fields[n] for n in names)])  # noqa: S608
+            con.execute(f"UPDATE jobs SET {sets} WHERE job_id = $1", [job_id, *values])  # noqa: S608
 
     def fail(self, job_id: str, error: str, counts: dict[str, int] | None = None, state: str = "failed",
              quarantine: tuple[str, list[Path], dict[str, Any]] | None = None) -> None:
@@ -212,7 +212,8 @@ class JobLedger:
             counts: ``rows_in``, ``rows_scored``, ``rows_quarantined``.
             output: where the output file was written, if any.
             to_table: whether the job publishes into ``job_predictions``.
-            details: JSON kept in the job's ``details`` (``replaced``: what replacing the output removed).
+            details: the job's ledger details (the engine that scored it; ``replaced``: what replacing the
+                output file removed); kept as they were when None.
 
         Raises:
             JobCancelled: the job was cancelled (or is no longer running); nothing is written.
@@ -237,11 +238,11 @@ class JobLedger:
                                  constants["scored_at"], job_id, [str(f) for f in prediction_files]])
                 self._replace_quarantine(con, job_id, run_id, quarantine_files, constants)
                 con.execute("UPDATE jobs SET state = 'succeeded', finished_at = $2, rows_in = $3, rows_scored = $4, "
-                            "rows_quarantined = $5, output = $6, run_id = $7, error = NULL, details = $8 "
-                            "WHERE job_id = $1",
+                            "rows_quarantined = $5, output = $6, run_id = $7, error = NULL, "
+                            "details = coalesce($8, details) WHERE job_id = $1",
                             [job_id, dt.datetime.now(dt.UTC), counts["rows_in"], counts["rows_scored"],
                              counts["rows_quarantined"], output, run_id,
-                             json.dumps(details, default=str) if details else None])
+                             None if details is None else json.dumps(details, default=str)])
                 con.execute("COMMIT")
             except duckdb.Error as exc:
                 _rollback(con)
