@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from scoring.errors import ConfigError
+from scoring.storage.results.liveness import pid_alive
 
 logger = logging.getLogger(__name__)
 TMP_GLOB = ".*.tmp"  # how job output files are written aside (scoring/run/jobs.py write_output)
@@ -106,7 +107,7 @@ def remove_stale_tmp(folder: Path, older_than_s: float = 0.0) -> list[Path]:
     now = time.time()
     for tmp in folder.rglob(TMP_GLOB):
         pid = tmp.name.rsplit(".", 2)[-2] if tmp.name.count(".") >= 3 else ""
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and pid_alive(int(pid)):
             continue
         try:
             if now - tmp.stat().st_mtime >= older_than_s and tmp.is_file() and not tmp.is_symlink():
@@ -140,13 +141,3 @@ def remove_finished_job_stages(jobs_root: Path, state_of: object, older_than_s: 
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from scoring.models.store import ModelStore, ModelVersion
+from scoring.storage.results.liveness import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -116,22 +117,12 @@ def in_progress(entry: dict[str, Any]) -> str:
             since = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(started)
             alive = since.total_seconds() <= float(budget)
         else:
-            alive = _alive(int(entry["pid"]))
+            alive = pid_alive(int(entry["pid"]))
     except (TypeError, ValueError):
         alive = False
     if alive:
         return f"compile in progress since {started} (budget {budget} s)"
     return f"a compile started at {started} ended without recording its outcome; run scoring models compile"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _main(argv: list[str]) -> int:
