@@ -38,7 +38,7 @@ def test_an_output_replacing_an_earlier_file_says_what_it_removed(tmp_path: Path
     pd.concat([day.iloc[10:], replayed]).to_parquet(second_in, index=False)
 
     first = _job(cfg_path, "--input", str(first_in), "--output", "scores.parquet")
-    assert first["state"] == "succeeded" and not first.get("details"), first
+    assert first["state"] == "succeeded" and "replaced" not in (first.get("details") or {}), first
     second = _job(cfg_path, "--input", str(second_in), "--output", "scores.parquet", "--overwrite")
     assert second["state"] == "succeeded", second
     before = first["rows_scored"]
