@@ -37,16 +37,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_core import LIMIT, PEER, SCORING, last_run, timed  # noqa: E402
+from compiled_contender import compile_champion, compiled_limit  # noqa: E402
 from contenders import BIG_DAY, TRAIN_DAY  # noqa: E402
 
-LIMIT_COMPILED = LIMIT.replace(
-    "model = joblib.load(model_file)",
-    "from pathlib import Path\n"
-    "from scoring.models.store import ModelStore\n"
-    "from scoring.models.compiled import predictor_for\n"
-    "_p = Path(model_file).resolve(); _s = ModelStore(_p.parents[2])\n"
-    "model, _d = predictor_for(_s, _s.get(_p.parents[1].name, int(_p.parent.name)), 'compiled')\n"
-    "assert _d['engine'] == 'compiled', _d")
+LIMIT_COMPILED = compiled_limit(LIMIT)
 
 
 def build(folder: Path, rows: int, train_rows: int) -> dict:
@@ -55,7 +49,6 @@ def build(folder: Path, rows: int, train_rows: int) -> dict:
 
     from sample_data.generate import generate_day
     from scoring.config import load_config
-    from scoring.models.compiled import compile_version
     from scoring.models.store import ModelStore
     from scoring.models.training import read_window, train_model
     from scoring.quality.suite import write_version_suite
@@ -79,12 +72,7 @@ def build(folder: Path, rows: int, train_rows: int) -> dict:
     mv = train_model(cfg, TRAIN_DAY, TRAIN_DAY)
     write_version_suite(cfg, mv)
     store = ModelStore(cfg.model.store)
-    clock = time.monotonic()
-    entry = compile_version(store, mv, read_window(cfg, TRAIN_DAY, TRAIN_DAY))
-    if entry["status"] != "proven":
-        raise SystemExit(f"compile not proven: {entry}")
-    print(f"compile + proof: {time.monotonic() - clock:.1f} s (compile {entry['compile_s']} s; proof rows "
-          f"{entry['proof']['rows']})")
+    compile_champion(store, mv, read_window(cfg, TRAIN_DAY, TRAIN_DAY))
     mv = store.resolve(cfg.model.name, "champion")
     return {"configs": configs, "db": str(db), "model": str(mv.artifact),
             "features": ",".join(f["name"] for f in mv.features), "table": cfg.source.table,
