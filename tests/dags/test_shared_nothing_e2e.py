@@ -128,7 +128,11 @@ def test_isolated_workers_pick_up_a_promotion_and_survive_a_killed_worker(
 
     temp = Path(tempfile.gettempdir()).resolve()
     spec.isolate = [temp, *([] if tmp_path.resolve().is_relative_to(temp) else [tmp_path])]
-    spec.shared_ro = [shared]
+    # What a deployment installs on every host (the project and its environment) stays visible, read-only,
+    # when it lies under the hidden temp folder (a checkout in /tmp, as CI's fresh clone may be).
+    installed = sorted({p for p in (ROOT.resolve(), Path(sys.prefix).resolve()) if p.is_relative_to(temp)})
+    installed = [p for p in installed if not any(p != q and p.is_relative_to(q) for q in installed)]
+    spec.shared_ro = [shared, *installed]
     worker_cache = temp / "scoring-model-cache"
     spec.worker_env.update({"TMPDIR": str(temp), "XDG_CACHE_HOME": str(temp / "cache"),
                             "SCORING_MODEL_CACHE": str(worker_cache)})
