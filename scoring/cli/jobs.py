@@ -183,7 +183,7 @@ def work(config: ConfigOpt = None,
          poll: Annotated[float, typer.Option(help="seconds between polls with --follow")] = 5.0,
          as_json: JsonOpt = False) -> None:
     """Process queued jobs one at a time, in this process (embedded engine; exit 1 if one failed)."""
-    from scoring.run.jobs import work as work_jobs
+    from scoring.run.job_runs import work as work_jobs
 
     def done(result: Any) -> None:
         if not as_json:

@@ -29,6 +29,7 @@ from scoring.run.model_choice import check_model_as_of, choose_model
 from scoring.run.pipeline import RunResult, run_day
 from scoring.run.runplan import RunPlan
 from scoring.storage.faults import fault_point
+from scoring.storage.results import ResultsStore, open_results
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class DayOutcome:
 
 def backfill(cfg: Config, start: dt.date, end: dt.date, *, fail_fast: bool = False,
              on_day: Callable[[DayOutcome], None] | None = None, model_as_of: str = "now",
-             parallel: int = 1, **run_kwargs: Any) -> list[DayOutcome]:
+             parallel: int = 1, results: ResultsStore | None = None, **run_kwargs: Any) -> list[DayOutcome]:
     """Score each business day from ``start`` to ``end`` inclusive; outcomes (and ``on_day``) in day order.
 
     A failed day is recorded and the next one runs, unless ``fail_fast``. ``model_as_of`` is ``now`` (every
@@ -52,18 +53,21 @@ def backfill(cfg: Config, start: dt.date, end: dt.date, *, fail_fast: bool = Fal
     day); a conflicting pin raises ConfigError before any day runs. Late data is not rechecked: a backfill
     re-scores its days anyway. ``parallel`` > 1 scores that many days at a time in worker processes and
     publishes them one at a time (see the module docstring); ``run_kwargs`` are ``version`` and
-    ``rows_per_chunk``.
+    ``rows_per_chunk``. ``results``: the open results store every day publishes into (default: the
+    configured one, opened once here for the whole range; the workers of a parallel backfill write none).
     """
     check_model_as_of(cfg, run_kwargs.get("version"), model_as_of)
     days = day_range(start, end)
+    results = results if results is not None else open_results(cfg.results)
     if days and model_as_of == "now":
         run_kwargs = {**run_kwargs, **resolve_once(cfg, days[0], run_kwargs.get("version"))}
     if parallel > 1 and len(days) > 1:
-        return _parallel(cfg, days, parallel, fail_fast, on_day, model_as_of, **run_kwargs)
+        return _parallel(cfg, days, parallel, fail_fast, on_day, model_as_of, results, **run_kwargs)
     outcomes: list[DayOutcome] = []
     for day in days:
         try:
-            outcome = DayOutcome(day, run_day(cfg, day, trigger=TRIGGER, model_as_of=model_as_of, **run_kwargs),
+            outcome = DayOutcome(day, run_day(cfg, day, trigger=TRIGGER, model_as_of=model_as_of, results=results,
+                                                **run_kwargs),
                                  None)
         except ScoringError as exc:
             outcome = DayOutcome(day, None, str(exc))
@@ -126,7 +130,8 @@ def stage_day(cfg: Config, day: dt.date, model_as_of: str = "now", version: int 
 
 
 def _parallel(cfg: Config, days: list[dt.date], parallel: int, fail_fast: bool,
-              on_day: Callable[[DayOutcome], None] | None, model_as_of: str, **run_kwargs: Any) -> list[DayOutcome]:
+              on_day: Callable[[DayOutcome], None] | None, model_as_of: str, results: ResultsStore,
+              **run_kwargs: Any) -> list[DayOutcome]:
     """Stage up to ``parallel`` days at once in worker processes; publish them here, one at a time, in order.
 
     Each day has a worker process of its own (a one-worker ``ProcessPoolExecutor``): a worker that dies
@@ -166,7 +171,7 @@ def _parallel(cfg: Config, days: list[dt.date], parallel: int, fail_fast: bool,
                           "plan": None, "version": _day_version(cfg, day, model_as_of, run_kwargs),
                           "details": run_kwargs.get("details")}
             pool.shutdown(wait=True)
-            outcome = _publish_day(cfg, day, staged)
+            outcome = _publish_day(cfg, day, staged, results)
             outcomes.append(outcome)
             if on_day:
                 on_day(outcome)
@@ -188,17 +193,17 @@ def _day_version(cfg: Config, day: dt.date, model_as_of: str, run_kwargs: dict[s
         return None
 
 
-def _publish_day(cfg: Config, day: dt.date, staged: dict[str, Any]) -> DayOutcome:
+def _publish_day(cfg: Config, day: dt.date, staged: dict[str, Any], results: ResultsStore) -> DayOutcome:
     """Publish a staged day (``publish_plan``, trigger ``backfill``), or record the day's staging failure."""
     from scoring.run.plan import publish_plan
 
     if staged.get("error"):
         if staged.get("version") is not None:  # as a sequential run: a day whose model was chosen gets a row
-            _record_failed_day(cfg, day, staged)
+            _record_failed_day(cfg, day, staged, results)
         return DayOutcome(day, None, staged["error"])
     started = time.monotonic()
     try:
-        counts = publish_plan(cfg, staged["plan"], staged["chunks"], trigger=TRIGGER)
+        counts = publish_plan(cfg, staged["plan"], staged["chunks"], trigger=TRIGGER, results=results)
     except ScoringError as exc:
         return DayOutcome(day, None, str(exc))
     except Exception as exc:  # noqa: BLE001 - one bad day must not stop the backfill
@@ -212,10 +217,9 @@ def _publish_day(cfg: Config, day: dt.date, staged: dict[str, Any]) -> DayOutcom
         note=counts.get("note")), None)
 
 
-def _record_failed_day(cfg: Config, day: dt.date, staged: dict[str, Any]) -> None:
+def _record_failed_day(cfg: Config, day: dt.date, staged: dict[str, Any], results: ResultsStore) -> None:
     """A failed ledger row (trigger ``backfill``) for a day that failed in its worker, as ``run_day`` records one."""
     from scoring.run.pipeline import record_failure, start_record
-    from scoring.storage.results import open_results
 
     plan = staged.get("plan")
     started = plan.planned_at if plan else None
@@ -224,7 +228,6 @@ def _record_failed_day(cfg: Config, day: dt.date, staged: dict[str, Any]) -> Non
     if not staged.get("resumable", True):
         details["staging"] = "removed"
     try:
-        results = open_results(cfg.results)
         results.ensure_schema()
         run = start_record(results, cfg.model.name, day, staged["version"], TRIGGER, details, started)
         record_failure(results, run, ScoringError(staged["error"]))

@@ -1,17 +1,11 @@
-"""On-demand scoring jobs: score a file or a query's rows with a registered model, outside the daily schedule.
+"""The on-demand job queue: what a job is (``JobSpec``), and submit, claim (``ledger_for`` -> ``JobLedger``),
+status and cancel. The queue's state is the jobs ledger (``storage/results/jobs_ledger.py``).
 
-A job goes through the product's one scoring path: the model version's quality gate (``prepare_quality``,
-without the day's interval rule), chunked scoring and staging (``run_chunks`` -> ``process_chunk``), the
-whole-input checks and one publish transaction (the engine's ``finish_run`` into a ``targets.JobTarget``:
-it replaces the job's partition of ``job_predictions`` / ``job_quarantine`` and marks the job succeeded in the
-jobs ledger, ``storage/results/jobs_ledger.py``); a failure goes through the engine's ``record_failure``. An
-output file, when asked, is written aside and renamed over before that transaction, so a retried job
-rewrites it and never duplicates rows. The engine (native | compiled) is chosen by ``choose_engine``, as for
-runs, and the job's ledger ``details.engine`` says which scored it.
-
-Engines: with ``SCORING_AIRFLOW_URL`` set, ``submit`` records the job and triggers a ``scoring_jobs`` DAG run
-whose tasks call ``stage_job`` and ``publish_job``; otherwise the submitting process (``--wait``) or
-``scoring jobs work`` runs ``process_job`` (both, in one process).
+Running a job (gate, score and stage its chunks, publish its partition and output file, record its failure)
+is the engine's: ``scoring.run.job_runs``. With ``SCORING_AIRFLOW_URL`` set, ``submit`` records the job and
+triggers a ``scoring_jobs`` DAG run whose tasks call ``job_runs.airflow_stage`` / ``airflow_publish`` /
+``airflow_record``; otherwise the submitting process (``--wait``) or ``scoring jobs work``
+(``job_runs.work``) runs it. The output file is written by ``storage/job_output.write_output``.
 """
 
 from __future__ import annotations
@@ -19,37 +13,18 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import math
 import secrets
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scoring.config import Config
-from scoring.errors import ConfigError, ScoringError, SourceError, ValidationFailed
-from scoring.models.scorer import encoded_width
-from scoring.models.store import ModelStore, ModelVersion
-from scoring.quality.run_checks import Quality, prepare_quality
+from scoring.errors import ConfigError, ScoringError
 from scoring.run.airflow_api import AirflowApi
-from scoring.run.chunks import run_chunks
-from scoring.run.model_choice import choose_engine, choose_model, load_scorer, loaded_engine
-from scoring.run.pipeline import finish_run, record_failure, score_spec
-from scoring.run.sizing import size_chunks
-from scoring.run.targets import JobTarget
-from scoring.storage.faults import fault_point
-from scoring.storage.output_rules import allowed_output, remove_stale_tmp, written_by_job
-from scoring.storage.results import RunRecord, open_results
+from scoring.storage.output_rules import allowed_output, written_by_job
+from scoring.storage.results import ResultsStore, open_results
 from scoring.storage.results.jobs_ledger import TERMINAL, JobCancelled, JobLedger
-from scoring.storage.sources.job_input import (
-    check_file_job,
-    check_query_job,
-    file_format,
-    input_path,
-    open_job_input,
-)
-from scoring.storage.stagefs import local_staging
-from scoring.storage.staging import ChunkManifest, Stage
+from scoring.storage.sources.job_input import check_file_job, check_query_job, file_format, input_path
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +68,9 @@ def new_job_id() -> str:
     return f"job-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
-def ledger_for(cfg: Config) -> JobLedger:
-    """The jobs ledger of the configured results store (schema ensured)."""
-    results = open_results(cfg.results)
+def ledger_for(cfg: Config, results: ResultsStore | None = None) -> JobLedger:
+    """The jobs ledger of ``results`` (default: the configured results store, opened here), schema ensured."""
+    results = results if results is not None else open_results(cfg.results)
     results.ensure_schema()
     return JobLedger(results)
 
@@ -161,196 +136,18 @@ def submit(cfg: Config, spec: JobSpec, *, wait: bool = False, api: AirflowApi | 
         try:
             api.trigger(run_id, {"job_id": job_id, "config": spec.config})
         except ScoringError as exc:
+            from scoring.run.job_runs import fail_job  # the engine's one failure path
+
             fail_job(ledger, ledger.get(job_id) or {"job_id": job_id, "model_name": spec.model}, exc)
             raise
         ledger.set_fields(job_id, airflow_run_id=run_id)
     elif wait:
         claimed = ledger.claim(job_id)
         if claimed is not None:
-            _process_claimed(cfg, ledger, claimed)
+            from scoring.run.job_runs import process_claimed
+
+            process_claimed(cfg, ledger, claimed)
     return ledger.get(job_id) or {}
-
-
-def _job_cfg(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion]:
-    """The config the job scores with (its key column, no passthrough) and the model version it uses."""
-    alias = spec.alias or cfg.model.alias
-    # The config's pin applies to its own model only, and not when the job names an alias.
-    pin = cfg.model.version if spec.alias is None and spec.model == cfg.model.name else None
-    own = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": spec.model, "alias": alias,
-                                                                      "version": pin})})
-    mv, _ = choose_model(own, None, spec.version)  # the one model-choice rule (explicit, pin, alias now)
-    job_cfg = cfg.model_copy(update={
-        "source": cfg.source.model_copy(update={"key_column": spec.key or cfg.source.key_column}),
-        "results": cfg.results.model_copy(update={"passthrough": []}),
-        "model": cfg.model.model_copy(update={"name": mv.name, "alias": alias, "version": mv.version}),
-    })
-    return job_cfg, mv
-
-
-def job_stage(cfg: Config, job_id: str) -> Stage:
-    """Where a job's chunks are staged: ``<staging_dir>/jobs/<job id>/`` (a retry reuses verified chunks)."""
-    return Stage(local_staging(cfg.results, "scoring jobs") / "jobs" / job_id)
-
-
-def _prepare(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion, Any, Quality]:
-    job_cfg, mv = _job_cfg(cfg, spec)
-    source = open_job_input(job_cfg.source, spec.input, spec.query, spec.params, cfg.jobs.allowed_tables,
-                            cfg.jobs)
-    try:
-        return job_cfg, mv, source, prepare_quality(job_cfg, mv, source, None, suite_key=cfg.source.key_column)
-    except BaseException:
-        source.close()
-        raise
-
-
-def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list[ChunkManifest], Quality]:
-    """Gate, score and stage every chunk of a running job (no results table is written but the ledger's
-    progress). Returns the manifests and the job's quality state. Raises JobCancelled when a cancel was
-    asked between chunks; SchemaError when the input's columns do not fit the model's signature."""
-    spec = JobSpec.from_dict(job["spec"])
-    job_cfg, mv, source, quality = _prepare(cfg, spec)
-    with source:
-        engine = choose_engine(job_cfg, mv)  # the one engine-choice rule, as a run's plan makes it
-        model, loaded = load_scorer(ModelStore(job_cfg.model.store), mv, engine, job_cfg.workers)
-        rows = size_chunks(source, None, encoded_width(model, len(quality.columns)),
-                           job_cfg.chunking.memory_budget_mib, job_cfg.chunking.rows_per_chunk)
-        total = math.ceil(source.count() / rows)
-        ledger.set_fields(job["job_id"], model_version=mv.version, chunks_total=total, chunks_done=0,
-                          details={"engine": loaded})
-        stage = job_stage(cfg, job["job_id"])
-        done = [0]
-
-        def on_chunk(manifest: ChunkManifest) -> None:
-            fault_point(f"after_chunk_{manifest.index}")
-            done[0] += 1
-            if ledger.progress(job["job_id"], done[0]):
-                raise JobCancelled(f"job {job['job_id']} was cancelled after {done[0]} of {total} chunks; "
-                                   "nothing was published")
-
-        logger.info("job %s: scoring %s with %s v%s, %s rows per chunk", job["job_id"], source.describe,
-                    mv.name, mv.version, rows)
-        manifests = run_chunks(source.batches(None, rows), model,
-                               functools.partial(loaded_engine, job_cfg.model.store, mv.name, mv.version, engine,
-                                                 job_cfg.workers),
-                               score_spec(job_cfg, mv), stage, workers=job_cfg.workers, on_chunk=on_chunk,
-                               gate=quality.gate)
-    return manifests, quality
-
-
-def publish_job(cfg: Config, ledger: JobLedger, job: dict[str, Any], manifests: list[ChunkManifest] | None = None,
-                quality: Quality | None = None) -> JobResult:
-    """Judge the whole input, write the output file, then publish the job's partition in one transaction.
-
-    Args:
-        cfg: the loaded configuration.
-        ledger: the jobs ledger.
-        job: the job's ledger row (running).
-        manifests: the staged chunks (default: every verified chunk of the job's stage; all must be there).
-        quality: the job's quality state (default: prepared again from the input).
-
-    Raises:
-        ValidationFailed: a batch rule or output check failed; nothing published.
-        JobCancelled: the job was cancelled meanwhile. ScoringError: chunks missing from staging.
-    """
-    job_id = job["job_id"]
-    spec = JobSpec.from_dict(job["spec"])
-    stage = job_stage(cfg, job_id)
-    if manifests is None:
-        manifests = stage.manifests()
-        expected = job.get("chunks_total")
-        if expected is not None and len(manifests) != expected:
-            raise ScoringError(f"job {job_id}: {len(manifests)} of {expected} chunks are staged in {stage.root}")
-    job_cfg, mv = _job_cfg(cfg, spec)
-    if quality is None:
-        _, _, source, quality = _prepare(cfg, spec)
-        source.close()
-    run = job_record(job, mv.version)
-    target = JobTarget(ledger, job_id, check_output(cfg, spec, job_id), spec.to_table)
-    try:  # the engine's one publish step, into the job's target (its partition, output file and ledger row)
-        finish_run(job_cfg, target, run, stage, manifests, quality)
-    except ValidationFailed as exc:  # its quarantine rows are kept, as a run's are
-        record_failure(target, run, exc, stage, manifests)
-        raise
-    out = target.output
-    stage.remove()
-    logger.info("job %s succeeded: %s in, %s scored, %s quarantined", job_id, run.rows_in, run.rows_scored,
-                run.rows_rejected)
-    return JobResult(job_id, "succeeded", run.rows_in, run.rows_scored, run.rows_rejected, str(out) if out else None)
-
-
-def job_record(job: dict[str, Any], version: int | None = None) -> RunRecord:
-    """The run record of a job's attempt (trigger ``job``): what the engine's publish step and failure path
-    take; its target is the job (``targets.JobTarget``), its partition day the day the job started (UTC)."""
-    started = job.get("started_at") or dt.datetime.now(dt.UTC)
-    return RunRecord(f"{job['job_id']}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}",
-                     started.astimezone(dt.UTC).date(), job["model_name"],
-                     version if version is not None else job.get("model_version"), started, trigger="job",
-                     details=dict(job.get("details") or {}))
-
-
-def fail_job(ledger: JobLedger, job: dict[str, Any], exc: BaseException) -> None:
-    """A job's failure through the engine's one failure path (``record_failure`` into its ``JobTarget``):
-    ``failed`` (``cancelled`` for JobCancelled) with one line; a job already ended is left as it is."""
-    record_failure(JobTarget(ledger, job["job_id"]), job_record(job), exc)
-
-
-def _process_claimed(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> JobResult:
-    """Stage and publish a claimed job in this process; any failure ends it failed (or cancelled) with one
-    line in the ledger and is returned, not raised."""
-    job_id = job["job_id"]
-    try:
-        manifests, quality = stage_job(cfg, ledger, job)
-        return publish_job(cfg, ledger, ledger.get(job_id) or job, manifests, quality)
-    except JobCancelled as exc:
-        fail_job(ledger, job, exc)
-        job_stage(cfg, job_id).remove()
-    except ScoringError as exc:
-        fail_job(ledger, job, exc)
-    except Exception as exc:  # noqa: BLE001 - a worker keeps going; the job records the unexpected error
-        logger.exception("job %s failed unexpectedly", job_id)
-        fail_job(ledger, job, exc)
-    row = ledger.get(job_id) or {}
-    logger.error("job %s %s: %s", job_id, row.get("state"), row.get("error"))
-    return JobResult(job_id, row.get("state", "failed"), row.get("rows_in") or 0, 0,
-                     row.get("rows_quarantined") or 0, None, row.get("error"))
-
-
-def process_job(cfg: Config, job_id: str, resume: bool = False) -> JobResult:
-    """Claim one queued job (``resume``: also a running one, e.g. an Airflow retry) and process it here.
-
-    Raises:
-        ScoringError: the job is unknown or not claimable (already running elsewhere, finished, cancelled).
-    """
-    ledger = ledger_for(cfg)
-    job = ledger.claim(job_id, resume=("running",) if resume else ())
-    if job is None:
-        row = ledger.get(job_id)
-        raise ScoringError(f"no job {job_id!r} in the jobs ledger" if row is None
-                           else f"job {job_id} is {row['state']}, not queued")
-    return _process_claimed(cfg, ledger, job)
-
-
-def work(cfg: Config, *, max_jobs: int | None = None, follow: bool = False, poll_s: float = 5.0,
-         on_job: Any = None) -> list[JobResult]:
-    """Process queued embedded jobs one at a time, oldest first, until the queue is empty (``follow``: keep
-    polling). Two workers never take the same job (``JobLedger.claim``). Returns each job's result."""
-    ledger = ledger_for(cfg)
-    ledger.mark_interrupted(cfg.results.heartbeat_timeout_s, by="scoring jobs work")
-    if cfg.jobs.output_dir is not None:
-        remove_stale_tmp(cfg.jobs.output_dir)  # outputs a killed worker left half-written
-    done: list[JobResult] = []
-    while max_jobs is None or len(done) < max_jobs:
-        job = ledger.claim()
-        if job is None:
-            if not follow:
-                break
-            time.sleep(poll_s)
-            continue
-        result = _process_claimed(cfg, ledger, job)
-        done.append(result)
-        if on_job:
-            on_job(result)
-    return done
 
 
 def job_status(cfg: Config, job_id: str, api: AirflowApi | None = None) -> dict[str, Any]:
@@ -391,57 +188,8 @@ def cancel(cfg: Config, job_id: str, api: AirflowApi | None = None) -> str:
         if api is None:
             raise ScoringError(f"job {job_id} runs under Airflow: set SCORING_AIRFLOW_URL (and credentials) to cancel it")
         api.fail_run(row["airflow_run_id"])
+        from scoring.run.job_runs import fail_job  # the engine's one failure path
+
         fail_job(ledger, row, JobCancelled(f"cancelled: Airflow DAG run {row['airflow_run_id']} marked failed"))
         return "cancelled"
     return ledger.cancel(job_id)
-
-
-# Airflow task bodies (dags/scoring_dags.py, DAG scoring_jobs): one call each.
-
-def airflow_stage(cfg: Config, job_id: str) -> dict[str, Any]:
-    """Task ``score_job``: claim the job (a retry takes its own running job again) and stage its chunks."""
-    ledger = ledger_for(cfg)
-    job = ledger.claim(job_id, engine="airflow", resume=("running",))
-    if job is None:
-        row = ledger.get(job_id)
-        raise ScoringError(f"no job {job_id!r} in the jobs ledger" if row is None
-                           else f"job {job_id} is {row['state']}; nothing to do")
-    try:
-        manifests, _ = stage_job(cfg, ledger, job)
-    except BaseException as exc:
-        if isinstance(exc, JobCancelled) or not _transient(exc):
-            fail_job(ledger, job, exc)
-        raise
-    return {"job_id": job_id, "chunks": len(manifests), "rows_in": sum(m.rows_in for m in manifests)}
-
-
-def airflow_publish(cfg: Config, job_id: str) -> dict[str, Any]:
-    """Task ``publish_job`` (pool ``scoring_publish``): publish the staged chunks in one transaction."""
-    ledger = ledger_for(cfg)
-    job = ledger.get(job_id)
-    if job is None:
-        raise ScoringError(f"no job {job_id!r} in the jobs ledger")
-    if job["state"] == "succeeded":
-        return {"job_id": job_id, "state": "succeeded", "already_published": True}
-    try:
-        return asdict(publish_job(cfg, ledger, job))
-    except BaseException as exc:
-        if isinstance(exc, JobCancelled) or not _transient(exc):
-            fail_job(ledger, job, exc)
-        raise
-
-
-def airflow_record(cfg: Config, job_id: str, failed_tasks: list[str]) -> dict[str, Any]:
-    """Task ``record_job`` (runs whatever happened): a job the tasks left unfinished ends failed."""
-    ledger = ledger_for(cfg)
-    job = ledger.get(job_id)
-    if failed_tasks and job is not None:
-        fail_job(ledger, job, ScoringError(f"tasks failed: {', '.join(failed_tasks)} (see their logs)"))
-    return ledger.get(job_id) or {}
-
-
-def _transient(exc: BaseException) -> bool:
-    """Whether an Airflow retry may help; a job's missing file or bad query is the user's, not transient."""
-    from scoring.run.plan import is_transient
-
-    return is_transient(exc) and not isinstance(exc, JobCancelled | SourceError)

@@ -18,7 +18,7 @@ from scoring.config import Config
 from scoring.dates import DataInterval
 from scoring.errors import ScoringError
 from scoring.run.pipeline import RunResult, run_interval
-from scoring.storage.results import open_results
+from scoring.storage.results import ResultsStore, open_results
 from scoring.storage.sources import open_source
 
 logger = logging.getLogger(__name__)
@@ -38,9 +38,11 @@ class LateDay:
     error: str | None = None
 
 
-def changed_days(cfg: Config, day: dt.date, recheck_days: int | None = None) -> list[LateDay]:
+def changed_days(cfg: Config, day: dt.date, recheck_days: int | None = None, *,
+                 results: ResultsStore | None = None) -> list[LateDay]:
     """The business days before ``day`` (``recheck_days``, default ``schedule.recheck_days``) whose source
-    row count differs from the ``rows_in`` of their latest successful run; oldest first, not re-scored."""
+    row count differs from the ``rows_in`` of their latest successful run; oldest first, not re-scored.
+    ``results``: the open results store whose ledger is read (default: the configured one)."""
     n = cfg.schedule.recheck_days if recheck_days is None else recheck_days
     if n <= 0:
         return []
@@ -48,7 +50,7 @@ def changed_days(cfg: Config, day: dt.date, recheck_days: int | None = None) -> 
     with open_source(cfg.source) as source:
         counts = dict(zip(days, source.day_counts([DataInterval.for_day(d, cfg.timezone) for d in days]),
                           strict=True))
-    results = open_results(cfg.results)
+    results = results if results is not None else open_results(cfg.results)
     results.ensure_schema()
     latest = {row["day"]: row for row in results.successful_runs(cfg.model.name, days[0], days[-1])}
     changed = [LateDay(d, int(latest[d]["rows_in"]), counts[d], int(latest[d]["model_version"]))
@@ -59,21 +61,25 @@ def changed_days(cfg: Config, day: dt.date, recheck_days: int | None = None) -> 
 
 
 def rescore_late_days(cfg: Config, day: dt.date, *, recheck_days: int | None = None,
-                      on_day: Callable[[LateDay], None] | None = None) -> list[LateDay]:
+                      on_day: Callable[[LateDay], None] | None = None,
+                      results: ResultsStore | None = None) -> list[LateDay]:
     """Re-score every day ``changed_days`` finds, each as its own run (trigger ``late-data``).
 
-    A failed day is recorded (in the ledger and the returned ``error``) and the next one runs.
+    A failed day is recorded (in the ledger and the returned ``error``) and the next one runs. ``results``:
+    the open results store the ledger is read from and every re-score publishes into (default: the
+    configured one, opened once here).
 
     Returns:
         One ``LateDay`` per changed day, oldest first, with its ``result`` or ``error``.
     """
     done: list[LateDay] = []
-    for late in changed_days(cfg, day, recheck_days):
+    results = results if results is not None else open_results(cfg.results)
+    for late in changed_days(cfg, day, recheck_days, results=results):
         details = {"model_rule": "late-data-replaced-run",
                    "late_data": {"rows_before": late.rows_before, "rows_now": late.rows_now, "recheck_of": str(day)}}
         try:
             result = run_interval(cfg, DataInterval.for_day(late.day, cfg.timezone), version=late.version,
-                                  trigger=TRIGGER, details=details)
+                                  trigger=TRIGGER, details=details, results=results)
             outcome = LateDay(late.day, late.rows_before, late.rows_now, late.version, result)
         except ScoringError as exc:
             outcome = LateDay(late.day, late.rows_before, late.rows_now, late.version, error=str(exc))

@@ -35,7 +35,7 @@ def check_model_as_of(cfg: Config, version: int | None, model_as_of: str) -> Non
 
 
 def choose_model(cfg: Config, interval: DataInterval | None, version: int | None = None,
-                 model_as_of: str = "now") -> tuple[ModelVersion, dict[str, Any]]:
+                 model_as_of: str = "now", *, models: ModelStore | None = None) -> tuple[ModelVersion, dict[str, Any]]:
     """The version to score ``interval`` with, and ledger details naming the rule that chose it: the one
     model-choice rule of runs, plans, backfills (once, at their start) and jobs.
 
@@ -44,6 +44,7 @@ def choose_model(cfg: Config, interval: DataInterval | None, version: int | None
         interval: the business day scored (``day`` uses its end); None for a job's input (``now`` only).
         version: an explicit version (wins over everything but cannot be combined with ``day``).
         model_as_of: ``now`` (the alias's target at run time) or ``day`` (its target on that business day).
+        models: the open model store (default: ``cfg.model.store``, opened here).
 
     Returns:
         The model version and ``{"model_rule": ..., ...}``: ``explicit-version``, ``config-pin``,
@@ -54,7 +55,7 @@ def choose_model(cfg: Config, interval: DataInterval | None, version: int | None
         ModelStoreError: unknown model or version, or the alias did not exist yet on that day.
     """
     check_model_as_of(cfg, version, model_as_of)
-    store = ModelStore(cfg.model.store)
+    store = models if models is not None else ModelStore(cfg.model.store)
     name, alias = cfg.model.name, cfg.model.alias
     if model_as_of == "day":
         if interval is None:

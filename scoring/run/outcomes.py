@@ -28,6 +28,7 @@ from scoring.models.store import ModelStore
 from scoring.quality.performance import judge_day
 from scoring.storage.labels import read_labels
 from scoring.storage.results import ResultsStore, open_results
+from scoring.storage.results.reads import day_published, published_keys, quarantined_keys
 from scoring.storage.results.tables import LABEL_COVERAGE, OUTCOMES, RUNS
 
 logger = logging.getLogger(__name__)
@@ -69,32 +70,6 @@ def _ledger_row(row: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
             "host": socket.gethostname(), "pid": os.getpid()}
 
 
-def _success_runs(table: str) -> str:
-    return (f"run_id IN (SELECT run_id FROM {table} WHERE day = $1 AND model_name = $2 "  # noqa: S608
-            "AND status = 'success')")
-
-
-def _day_tables(store: ResultsStore, model: str, day: dt.date) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """The day's champion predictions, challenger predictions and quarantined keys (of its published run)."""
-    t = store.table_name
-    champion = store.query(f"SELECT source_key, score, predicted_class, probabilities, model_version "  # noqa: S608
-                           f"FROM {t(store.cfg.table)} WHERE day = $1 AND model_name = $2", [day, model])
-    shadow = store.query(f"SELECT source_key, score, predicted_class, model_version "  # noqa: S608
-                         f"FROM {t('shadow_predictions')} WHERE day = $1 AND model_name = $2", [day, model])
-    quarantined = store.query(f"SELECT DISTINCT source_key FROM {t('quarantine')} "  # noqa: S608
-                              f"WHERE day = $1 AND model_name = $2 AND {_success_runs(t('runs'))}", [day, model])
-    return champion.to_pandas(), shadow.to_pandas(), quarantined.to_pandas()["source_key"]
-
-
-def _published_keys(store: ResultsStore, model: str, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """(source_key, day) of every row published (champion or challenger) for ``model`` in ``start..end``."""
-    t = store.table_name
-    sql = (f"SELECT source_key, day FROM {t(store.cfg.table)} WHERE model_name = $1 AND day BETWEEN $2 AND $3 "  # noqa: S608
-           f"UNION SELECT source_key, day FROM {t('shadow_predictions')} WHERE model_name = $1 "
-           "AND day BETWEEN $2 AND $3")
-    return store.query(sql, [model, start, end]).to_pandas()
-
-
 def _coverage(labels: pd.DataFrame, published: pd.DataFrame, quarantined: pd.DataFrame, model: str,
               start: dt.date, end: dt.date, delay: int, now: dt.datetime) -> list[dict[str, Any]]:
     """Per observed day of the window: labels, joined (a prediction of the key on a day it may belong to),
@@ -120,12 +95,14 @@ def _coverage(labels: pd.DataFrame, published: pd.DataFrame, quarantined: pd.Dat
     return rows
 
 
-def compute_outcomes(cfg: Config, start: dt.date, end: dt.date) -> OutcomesResult:
+def compute_outcomes(cfg: Config, start: dt.date, end: dt.date, *,
+                     results: ResultsStore | None = None) -> OutcomesResult:
     """Realized (and, for binary versions, estimated) performance of every version scored on ``start..end``.
 
     Args:
         cfg: the configuration; needs a ``labels`` section.
         start, end: scoring days, inclusive, in ``schedule.timezone``.
+        results: the open results store to read and write (default: ``cfg.results``, opened here).
 
     Returns:
         The rows written to ``outcomes`` (one per (day, version) with published predictions) and
@@ -143,7 +120,7 @@ def compute_outcomes(cfg: Config, start: dt.date, end: dt.date) -> OutcomesResul
     if end < start:
         raise ScoringError(f"the outcomes window ends ({end}) before it starts ({start})")
     lab, model = cfg.labels, cfg.model.name
-    store = open_results(cfg.results)
+    store = results if results is not None else open_results(cfg.results)
     store.ensure_schema()
     labels = read_labels(lab, start, cfg.timezone)
     now = dt.datetime.now(dt.UTC)
@@ -158,7 +135,7 @@ def compute_outcomes(cfg: Config, start: dt.date, end: dt.date) -> OutcomesResul
         return contracts[version]
 
     for day in day_range(start, end):
-        champion, shadow, quarantined = _day_tables(store, model, day)
+        champion, shadow, quarantined = day_published(store, model, day)
         for role, frame in (("champion", champion), ("challenger", shadow)):
             for version, rows in frame.groupby("model_version", sort=True):
                 contract, meta = version_meta(int(version))
@@ -179,7 +156,7 @@ def compute_outcomes(cfg: Config, start: dt.date, end: dt.date) -> OutcomesResul
                     "status": judged.status, "alerts": json.dumps(judged.alerts) if judged.alerts else None,
                     "labels_as_of": _labels_as_of(labels), "computed_at": now})
     first = start - dt.timedelta(days=lab.max_delay_days)
-    published, quarantined_all = _published_keys(store, model, first, end), _quarantined_keys(store, model, first, end)
+    published, quarantined_all = published_keys(store, model, first, end), quarantined_keys(store, model, first, end)
     result.coverage = _coverage(labels, published, quarantined_all, model, start, end, lab.max_delay_days, now)
     result.ledger = [_ledger_row(r, now) for r in result.outcomes if r["status"] in ("warning", "alert")]
     store.replace_days(model, start, end, {
@@ -190,14 +167,6 @@ def compute_outcomes(cfg: Config, start: dt.date, end: dt.date) -> OutcomesResul
     logger.info("outcomes of %s for %s..%s: %s (day, version) rows; %s labels read, %s of keys never scored",
                 model, start, end, len(result.outcomes), len(labels), unscored)
     return result
-
-
-def _quarantined_keys(store: ResultsStore, model: str, start: dt.date, end: dt.date) -> pd.DataFrame:
-    t = store.table_name
-    sql = (f"SELECT DISTINCT q.source_key, q.day FROM {t('quarantine')} q JOIN {t('runs')} r USING (run_id) "  # noqa: S608
-           "WHERE q.model_name = $1 AND q.day BETWEEN $2 AND $3 AND r.status = 'success' "
-           "AND q.source_key IS NOT NULL")
-    return store.query(sql, [model, start, end]).to_pandas()
 
 
 def _labels_as_of(labels: pd.DataFrame) -> dt.datetime | None:

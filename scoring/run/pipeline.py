@@ -101,7 +101,8 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
                  rows_per_chunk: int | None = None,
                  on_start: Callable[[int], None] | None = None,
                  on_chunk: Callable[[ChunkManifest], None] | None = None,
-                 model_as_of: str = "now", details: dict[str, Any] | None = None) -> RunResult:
+                 model_as_of: str = "now", details: dict[str, Any] | None = None,
+                 results: ResultsStore | None = None, models: ModelStore | None = None) -> RunResult:
     """Score every source row of ``interval`` and replace the (day, model) partition of predictions.
 
     Args:
@@ -114,14 +115,18 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
         on_chunk: called after each staged chunk.
         model_as_of: ``now`` or ``day``: the alias's target now or on the business day (``model_choice``).
         details: more ledger details (they win over the model rule's).
+        results: the open results store to publish into (default: ``cfg.results``, opened here); an entry
+            point that runs many intervals (backfill, late data) opens it once and hands it in.
+        models: the open model store to load the version from (default: ``cfg.model.store``).
 
     Returns:
         The run's counts. Raises ScoringError (after recording the failure in the ledger) on failure;
         the previous partition is then left as it was.
     """
     fix_mmap_threshold()
-    mv, rule = choose_model(cfg, interval, version, model_as_of)
-    results = open_results(cfg.results)
+    models = models if models is not None else ModelStore(cfg.model.store)
+    mv, rule = choose_model(cfg, interval, version, model_as_of, models=models)
+    results = results if results is not None else open_results(cfg.results)
     clock = time.monotonic()
     results.ensure_schema()  # before any scoring: a locked or unreadable results database stops the run here
     run = start_record(results, cfg.model.name, interval.day, mv.version, trigger,
@@ -136,7 +141,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
             quality = prepare_quality(cfg, mv, source, interval)  # suite, schema-drift policy, duplicate keys
             columns = quality.columns
             engine = choose_engine(cfg, mv)
-            model, run.details["engine"] = load_scorer(ModelStore(cfg.model.store), mv, engine, cfg.workers)
+            model, run.details["engine"] = load_scorer(models, mv, engine, cfg.workers)
             spec = score_spec(cfg, mv)
             if not cfg.model.challengers:  # challengers read the same batches, with inputs of their own
                 source.select_columns(quality.read_columns)

@@ -346,7 +346,7 @@ def _published_run(results: ResultsStore, plan: RunPlan) -> dict[str, Any] | Non
 
 
 def publish_plan(cfg: Config, plan: PlanLike, chunk_results: list[dict[str, Any]] | None = None,
-                 trigger: str = TRIGGER) -> dict[str, Any]:
+                 trigger: str = TRIGGER, *, results: ResultsStore | None = None) -> dict[str, Any]:
     """Publish every staged chunk of ``plan`` in one transaction, record the ledger, remove the stage.
 
     Runs the same steps as the end of ``pipeline.run_interval`` (``finish_run``). Publishing a plan that is
@@ -357,6 +357,7 @@ def publish_plan(cfg: Config, plan: PlanLike, chunk_results: list[dict[str, Any]
         plan: from ``plan_run``.
         chunk_results: the chunk tasks' manifests, to count the chunks reused from an earlier attempt.
         trigger: recorded in the ledger (``airflow``; ``backfill`` for a parallel backfill's days).
+        results: the open results store to publish into (default: ``cfg.results``, opened here).
 
     Returns:
         Counts for the asset event and XCom: run id, day, model name and version, rows in/scored/rejected.
@@ -364,7 +365,7 @@ def publish_plan(cfg: Config, plan: PlanLike, chunk_results: list[dict[str, Any]
     fault_point("publish_start")
     plan = RunPlan.from_json(plan)
     stage = plan_stage(cfg, plan)
-    results = open_results(cfg.results)
+    results = results if results is not None else open_results(cfg.results)
     results.ensure_schema()
     manifests = [stage.completed(i) for i in plan.indexes]
     missing = [i for i, m in zip(plan.indexes, manifests, strict=True) if m is None]
@@ -420,7 +421,8 @@ def _attempt_row(results: ResultsStore, plan: RunPlan) -> str | None:
 
 
 def record_outcome(cfg: Config, interval: DataInterval, plan: PlanLike | None,
-                   task_states: dict[str, str], details: dict[str, Any] | None = None) -> dict[str, Any]:
+                   task_states: dict[str, str], details: dict[str, Any] | None = None, *,
+                   results: ResultsStore | None = None) -> dict[str, Any]:
     """Record how a scheduler run ended, whatever happened before: the ledger gets a failed row naming the
     failed tasks unless ``publish`` already recorded the outcome itself.
 
@@ -430,6 +432,7 @@ def record_outcome(cfg: Config, interval: DataInterval, plan: PlanLike | None,
         plan: the plan, or None when planning failed.
         task_states: state per task of the run (``score_chunk[3]`` for mapped tasks).
         details: scheduler facts to keep in the ledger.
+        results: the open results store of the ledger (default: ``cfg.results``, opened here).
 
     Returns:
         ``status`` (success or failed), the ``failed`` tasks and the ledger ``run_id`` when known.
@@ -439,7 +442,7 @@ def record_outcome(cfg: Config, interval: DataInterval, plan: PlanLike | None,
     publish = task_states.get("publish")
     if publish == "success" and not failed:
         return {"status": "success", "failed": []}
-    results = open_results(cfg.results)
+    results = results if results is not None else open_results(cfg.results)
     results.ensure_schema()
     if publish == "failed" and plan is not None:
         recorded = _attempt_row(results, plan)

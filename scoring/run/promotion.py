@@ -30,6 +30,7 @@ from scoring.models.store import ModelStore, ModelVersion
 from scoring.quality.schema_check import plan_schema
 from scoring.run.evaluate import DEFAULT_METRIC, Evaluation, evaluate_versions, metric_direction
 from scoring.storage.results import open_results
+from scoring.storage.results.reads import successful_runs_by_start
 from scoring.storage.sources import open_source
 
 logger = logging.getLogger(__name__)
@@ -100,8 +101,7 @@ def shadow_days(cfg: Config, name: str, version: int) -> dict[dt.date, tuple[dic
     and the run's ledger row (``rows_in``, ``rows_rejected``: the champion's). Raises PublishError when the
     results cannot be read."""
     results = open_results(cfg.results)
-    rows = results.query(f"SELECT day, rows_in, rows_rejected, details FROM {results.table_name('runs')} "  # noqa: S608
-                         "WHERE model_name = $1 AND status = 'success' ORDER BY started_at", [name]).to_pylist()
+    rows = successful_runs_by_start(results, name)
     latest: dict[dt.date, tuple[dict[str, Any], dict[str, Any]]] = {}
     for row in rows:  # the day's latest successful run decides
         details = row["details"] if isinstance(row["details"], dict) else json.loads(row["details"] or "{}")

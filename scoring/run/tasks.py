@@ -117,21 +117,21 @@ def render_docs(cfg: Config, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def stage_job(cfg: Config, job_id: str) -> dict[str, Any]:
-    """Task ``score_job`` of the jobs DAG (``jobs.airflow_stage``)."""
-    from scoring.run import jobs
+    """Task ``score_job`` of the jobs DAG (``job_runs.airflow_stage``)."""
+    from scoring.run import job_runs
 
-    return jobs.airflow_stage(cfg, job_id)
+    return job_runs.airflow_stage(cfg, job_id)
 
 
 def publish_job(cfg: Config, job_id: str) -> dict[str, Any]:
-    """Task ``publish_job`` (``jobs.airflow_publish``)."""
-    from scoring.run import jobs
+    """Task ``publish_job`` (``job_runs.airflow_publish``)."""
+    from scoring.run import job_runs
 
-    return jobs.airflow_publish(cfg, job_id)
+    return job_runs.airflow_publish(cfg, job_id)
 
 
 def record_job(cfg: Config, job_id: str, failed_tasks: list[str]) -> dict[str, Any]:
-    """Task ``record_job`` (``jobs.airflow_record``)."""
-    from scoring.run import jobs
+    """Task ``record_job`` (``job_runs.airflow_record``)."""
+    from scoring.run import job_runs
 
-    return jobs.airflow_record(cfg, job_id, failed_tasks)
+    return job_runs.airflow_record(cfg, job_id, failed_tasks)

@@ -75,16 +75,16 @@ def test_three_jobs_score_like_the_model_and_three_bad_ones_fail_in_one_line(
         assert (code, row["state"]) == (0, "queued")
 
     # Each job is running (claimed, counted) when it publishes; watch the state the ledger shows then.
-    import scoring.run.jobs as jobs
+    import scoring.run.job_runs as job_runs
 
     seen: dict[str, str] = {}
-    publish = jobs.publish_job
+    publish = job_runs.publish_job
 
     def watching(cfg_, ledger, job, *args, **kwargs):
         seen[job["job_id"]] = ledger.get(job["job_id"])["state"]
         return publish(cfg_, ledger, job, *args, **kwargs)
 
-    monkeypatch.setattr(jobs, "publish_job", watching)
+    monkeypatch.setattr(job_runs, "publish_job", watching)
     res = runner.invoke(app, ["jobs", "work", "--config", str(cfg_path)])
     assert res.exit_code == 1, res.stdout  # some jobs failed
     assert seen == dict.fromkeys(good.values(), "running")

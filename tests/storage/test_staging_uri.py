@@ -192,7 +192,7 @@ def test_cli_cleanup_on_s3(tmp_path: Path, s3_staging: str) -> None:
 
 
 def test_jobs_need_local_staging(tmp_path: Path) -> None:
-    from scoring.run.jobs import job_stage
+    from scoring.run.job_runs import job_stage
 
     path = write_config(tmp_path, tmp_path / "src.duckdb", tmp_path / "models",
                         results={"staging_dir": "s3://bucket/staging"})
