@@ -213,7 +213,7 @@ def _publish_day(cfg: Config, day: dt.date, staged: dict[str, Any], results: Res
     status = counts.get("status", "success")
     return DayOutcome(day, RunResult(
         counts["run_id"], day, counts["model_name"], counts["model_version"], counts["rows_in"],
-        counts["rows_rejected"], counts["rows_scored"], seconds, _where(cfg), status=status,
+        counts["rows_rejected"], counts["rows_scored"], seconds, _where(results), status=status,
         note=counts.get("note")), None)
 
 
@@ -235,7 +235,7 @@ def _record_failed_day(cfg: Config, day: dt.date, staged: dict[str, Any], result
         logger.error("could not record the failure of %s in the ledger: %s", day, first_line(exc))
 
 
-def _where(cfg: Config) -> str:
+def _where(results: ResultsStore) -> str:
     from scoring.storage.pgconn import redact_url
 
-    return redact_url(str(cfg.results.path or cfg.results.url))
+    return redact_url(str(results.cfg.path or results.cfg.url))

@@ -170,7 +170,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
         record_failure(results, run, exc)
         stage.remove()
         return RunResult(run.run_id, run.day, run.model_name, run.model_version, run.rows_in, run.rows_rejected,
-                         0, run.duration_s or 0.0, redact_url(str(cfg.results.path or cfg.results.url)),
+                         0, run.duration_s or 0.0, redact_url(str(results.cfg.path or results.cfg.url)),
                          status="superseded", note=str(exc))
     except BaseException as exc:
         record_failure(results, run, exc, stage, manifests)
@@ -185,7 +185,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
     logger.info("run %s: %s in, %s scored, %s quarantined in %.2fs", run.run_id, run.rows_in,
                 run.rows_scored, run.rows_rejected, run.duration_s, extra={RESULT_LOG: True})
     return RunResult(run.run_id, run.day, run.model_name, run.model_version, run.rows_in, run.rows_rejected,
-                     run.rows_scored, run.duration_s or 0.0, redact_url(str(cfg.results.path or cfg.results.url)))
+                     run.rows_scored, run.duration_s or 0.0, redact_url(str(results.cfg.path or results.cfg.url)))
 
 
 # Failures a rerun of the same plan repeats: their staged chunks are removed instead of kept for a resume.
