@@ -31,7 +31,7 @@ from scoring.quality.run_checks import Quality, prepare_quality
 from scoring.run.chunks import run_chunks
 from scoring.run.jobs import JobResult, JobSpec, check_output, ledger_for
 from scoring.run.model_choice import choose_engine, choose_model, load_scorer, loaded_engine
-from scoring.run.pipeline import finish_run, record_failure, score_spec
+from scoring.run.pipeline import finish_run, new_record, record_failure, score_spec
 from scoring.run.sizing import size_chunks
 from scoring.run.targets import JobTarget
 from scoring.storage.faults import fault_point
@@ -156,10 +156,10 @@ def job_record(job: dict[str, Any], version: int | None = None) -> RunRecord:
     """The run record of a job's attempt (trigger ``job``): what the engine's publish step and failure path
     take; its target is the job (``targets.JobTarget``), its partition day the day the job started (UTC)."""
     started = job.get("started_at") or dt.datetime.now(dt.UTC)
-    return RunRecord(f"{job['job_id']}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}",
-                     started.astimezone(dt.UTC).date(), job["model_name"],
-                     version if version is not None else job.get("model_version"), started, trigger="job",
-                     details=dict(job.get("details") or {}))
+    return new_record(f"{job['job_id']}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}",
+                      started.astimezone(dt.UTC).date(), job["model_name"],
+                      version if version is not None else job.get("model_version"), "job",
+                      dict(job.get("details") or {}), started)
 
 
 def fail_job(ledger: JobLedger, job: dict[str, Any], exc: BaseException) -> None:

@@ -67,6 +67,14 @@ def make_run_id(model: str, day: dt.date, started: dt.datetime) -> str:
     return f"{model}__{day.isoformat()}__{started.strftime('%Y%m%dT%H%M%S%fZ')}"
 
 
+def new_record(run_id: str, day: dt.date, model: str, version: int | None, trigger: str, details: dict[str, Any],
+               started: dt.datetime) -> RunRecord:
+    """The one constructor of a run's ledger record (``running``), for every entry point: ``start_record``
+    (runs, backfill days, the DAG's publish, recorded failures) and a job's attempt (``job_runs.job_record``,
+    whose target is the jobs ledger). ``run_id`` is unique per attempt; ``started`` is UTC."""
+    return RunRecord(run_id, day, model, version, started, trigger=trigger, details=details)
+
+
 def start_record(results: ResultsStore, model: str, day: dt.date, version: int | None, trigger: str,
                  details: dict[str, Any], started: dt.datetime | None = None) -> RunRecord:
     """Create a run's ledger row: the one place a run (CLI, backfill day, DAG publish, recorded failure) is
@@ -84,8 +92,7 @@ def start_record(results: ResultsStore, model: str, day: dt.date, version: int |
         The started ``RunRecord`` (status ``running``).
     """
     now = dt.datetime.now(dt.UTC)
-    run = RunRecord(make_run_id(model, day, now), day, model, version, started or now, trigger=trigger,
-                    details=details)
+    run = new_record(make_run_id(model, day, now), day, model, version, trigger, details, started or now)
     results.mark_interrupted(day, model, by=run.run_id)
     results.start_run(run)
     return run
