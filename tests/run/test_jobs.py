@@ -203,3 +203,50 @@ def test_a_killed_worker_leaves_its_job_interrupted_cancel_ends_it_and_a_resubmi
         got = dict(con.execute("SELECT source_key, score FROM job_predictions WHERE job_id = ?", [again]).fetchall())
     expected = _expected(cfg, sample_db, SCORE_DAY)
     assert len(got) == row["rows_scored"] and all(abs(got[k] - expected[k]) <= 1e-9 for k in got)
+
+
+class _Airflow:
+    """The Airflow REST server's side of a job (``run.airflow_api.AirflowApi``'s calls), recorded; ``refuse``
+    makes ``trigger`` fail as an unreachable server does."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse, self.triggered, self.failed = refuse, [], []
+
+    def trigger(self, run_id: str, conf: dict) -> dict:
+        if self.refuse:
+            from scoring.run.airflow_api import AirflowApiError
+
+            raise AirflowApiError("Airflow REST API unreachable: connection refused")
+        self.triggered.append((run_id, conf))
+        return {"dag_run_id": run_id}
+
+    def run_state(self, run_id: str) -> str:
+        return "running"
+
+    def fail_run(self, run_id: str) -> None:
+        self.failed.append(run_id)
+
+
+def test_an_airflow_job_the_queue_cannot_trigger_or_that_is_cancelled_ends_through_the_engines_failure_path(
+        tmp_path: Path, cfg_path: Path, sample_db: Path) -> None:
+    from scoring.run.airflow_api import AirflowApiError
+    from scoring.run.jobs import JobSpec, cancel, job_status, submit
+
+    cfg = load_config(cfg_path)
+    files = _write_inputs(tmp_path, sample_db)
+    with pytest.raises(AirflowApiError):
+        submit(cfg, JobSpec(model="loan_default", input=str(files["parquet"])), api=_Airflow(refuse=True))
+    ledger = duckdb.connect(str(cfg.results.path), read_only=True)
+    refused = ledger.sql("SELECT state, error FROM jobs").fetchall()
+    ledger.close()
+    assert refused == [("failed", "Airflow REST API unreachable: connection refused")]
+
+    api = _Airflow()
+    row = submit(cfg, JobSpec(model="loan_default", input=str(files["parquet"])), api=api)
+    assert row["state"] == "queued" and api.triggered == [(f"job__{row['job_id']}", {"job_id": row["job_id"],
+                                                                                      "config": None})]
+    assert job_status(cfg, row["job_id"], api=api)["airflow_state"] == "running"
+    assert cancel(cfg, row["job_id"], api=api) == "cancelled"
+    assert api.failed == [f"job__{row['job_id']}"]
+    ended = job_status(cfg, row["job_id"], api=api)
+    assert ended["state"] == "cancelled" and "marked failed" in ended["error"]
