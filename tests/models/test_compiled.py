@@ -228,7 +228,7 @@ def test_a_value_whose_low_32_bits_are_all_ones_is_not_read_as_missing(tmp_path:
 def test_rows_are_scored_block_by_block_bit_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The compiled code takes a chunk in blocks of BLOCK_ROWS rows (bounding its copies): blocks with and
     without missing values give the model's own raw sums bit for bit, and -DBL_MAX in a later block still
-    refuses the whole call (the caller then scores natively)."""
+    refuses the whole call (the predictor then scores that block with the model's own trees)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from scoring.models.compiled import hgb
@@ -249,6 +249,12 @@ def test_rows_are_scored_block_by_block_bit_identical(tmp_path: Path, monkeypatc
     probe[45, 0] = hgb.ABSENT
     with pytest.raises(ValueError, match="DBL_MAX"):
         trees.raw(probe)
+    # Through the predictor, in blocks of 7 rows: the block holding -DBL_MAX is scored by the model's own trees.
+    from scoring.models.compiled import predictor
+
+    monkeypatch.setattr(predictor, "BLOCK_ROWS", 7)
+    both = predictor.CompiledModel(model, trees).predict_proba(probe)
+    assert np.array_equal(both.view(np.uint64), model.predict_proba(probe).view(np.uint64))
 
 
 def test_cgroup_quota_caps_the_threads(tmp_path: Path) -> None:
