@@ -148,8 +148,8 @@ def build(folder: Path, rows: int, demo_rows: int, mem_rows: tuple[int, int], wi
                     .replace("staging_dir: results/staging", f"staging_dir: {folder / name}-staging"))
         if budget:
             cfg_text = cfg_text.replace("memory_budget_mib: 256", f"memory_budget_mib: {budget}")
-        if name == "compiled":
-            cfg_text += "scoring:\n  engine: compiled\n"
+        # The engine is set on every config: the default (auto) would score the compiled champion compiled.
+        cfg_text += f"scoring:\n  engine: {'compiled' if name == 'compiled' else 'native'}\n"
         configs[name] = folder / f"{name}.yaml"
         configs[name].write_text(cfg_text)
     cfg = load_config(configs["main"])
@@ -285,7 +285,11 @@ def main() -> None:
 
         # The run's own chunk size, from its ledger (one untimed run per config, also a warm-up of the caches).
         timed(run(main_cfg, BIG_DAY))
-        chunk = last_run(results_db)["details"]["rows_per_chunk"]
+        warm = last_run(results_db)["details"]
+        if warm.get("engine", {}).get("engine") != "native":
+            raise SystemExit(f"the native run scored with {warm.get('engine')}: {tmp} was built before its config "
+                             "set scoring.engine: native; use a new --data folder")
+        chunk = warm["rows_per_chunk"]
         timed(run(compiled_cfg, BIG_DAY))
         wide_chunk = {}
         for day in WIDE_DAYS:

@@ -122,6 +122,20 @@ def test_proven_hgb_regressor_scores_a_day_bit_identical(tmp_path: Path, sample_
     _assert_bit_identical(cfg, root, sample_db, name="loan_reg")
 
 
+def test_a_chunk_scored_in_blocks_is_bit_identical(tmp_path: Path, sample_db: Path, root: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled predictor preprocesses and scores a chunk in blocks of rows (its peak memory is a block's,
+    not the chunk's): a day in chunks of 150 rows and blocks of 37 publishes the model's own scores."""
+    from scoring.models.compiled import predictor
+
+    monkeypatch.setattr(predictor, "BLOCK_ROWS", 37)
+    for name in ("loan_default", "loan_reg"):
+        (tmp_path / name).mkdir()
+        cfg, _, engine = _run(tmp_path / name, sample_db, root, name=name)
+        assert engine["engine"] == "compiled" and engine["preprocess"] == "numpy"
+        _assert_bit_identical(cfg, root, sample_db, name=name)
+
+
 def test_native_engine_is_used_when_configured(tmp_path: Path, sample_db: Path, root: Path) -> None:
     cfg, _, engine = _run(tmp_path, sample_db, root, engine="native")
     assert engine == {"requested": "native", "threads": threads_per_worker(1), "engine": "native"}
@@ -209,6 +223,38 @@ def test_a_value_whose_low_32_bits_are_all_ones_is_not_read_as_missing(tmp_path:
     probe = np.array([[np.nextafter(0.5, 0.0)], [0.5], [np.nextafter(0.5, 1.0)], [np.nan]])
     assert int(probe[0, 0].view(np.uint64)) & 0xFFFFFFFF == 0xFFFFFFFF
     assert np.array_equal(trees.raw(probe), model._raw_predict(probe))
+
+
+def test_rows_are_scored_block_by_block_bit_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled code takes a chunk in blocks of BLOCK_ROWS rows (bounding its copies): blocks with and
+    without missing values give the model's own raw sums bit for bit, and -DBL_MAX in a later block still
+    refuses the whole call (the predictor then scores that block with the model's own trees)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from scoring.models.compiled import hgb
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1000, 3))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    y = rng.integers(0, 3, size=1000)
+    model = HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(x, y)
+    trees = CompiledTrees(HGBCompiler().compile(model, tmp_path, threads=1), threads=1)
+    probe = rng.normal(size=(50, 3))
+    probe[20:40:3, 1] = np.nan  # blocks 3-4 of 7 rows hold missing values, the others none
+    monkeypatch.setattr(hgb, "BLOCK_ROWS", 7)
+    got = trees.raw(probe)
+    assert got.shape == (50, 3)
+    assert np.array_equal(got.view(np.uint64), model._raw_predict(probe).view(np.uint64))
+    assert np.isnan(probe).sum() == 7  # the caller's array is left as it was
+    probe[45, 0] = hgb.ABSENT
+    with pytest.raises(ValueError, match="DBL_MAX"):
+        trees.raw(probe)
+    # Through the predictor, in blocks of 7 rows: the block holding -DBL_MAX is scored by the model's own trees.
+    from scoring.models.compiled import predictor
+
+    monkeypatch.setattr(predictor, "BLOCK_ROWS", 7)
+    both = predictor.CompiledModel(model, trees).predict_proba(probe)
+    assert np.array_equal(both.view(np.uint64), model.predict_proba(probe).view(np.uint64))
 
 
 def test_cgroup_quota_caps_the_threads(tmp_path: Path) -> None:

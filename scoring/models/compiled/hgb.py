@@ -216,16 +216,25 @@ class CompiledTrees:
         import tl2cgen
 
         x = np.ascontiguousarray(x, dtype=np.float64)
-        if (x == ABSENT).any():
-            raise ValueError("rows hold -DBL_MAX, the compiled code's missing marker")
-        missing = np.isnan(x)
-        if missing.any():
-            x = np.where(missing, ABSENT, x)
-        out = self._predictor.predict(tl2cgen.DMatrix(x, dtype="float64"), pred_margin=True)
-        return np.asarray(out, dtype=np.float64).reshape(x.shape[0], -1)
+        # Block by block: the masks, the NaN-replaced copy and TL2cgen's DMatrix (which copies its input) hold
+        # BLOCK_ROWS rows, not the whole chunk (two more copies of the chunk put a run's peak RSS above the
+        # native run's).
+        parts = []
+        for start in range(0, max(x.shape[0], 1), BLOCK_ROWS):
+            block = x[start:start + BLOCK_ROWS]
+            if (block == ABSENT).any():
+                raise ValueError("rows hold -DBL_MAX, the compiled code's missing marker")
+            missing = np.isnan(block)
+            if missing.any():
+                block = np.where(missing, ABSENT, block)
+            del missing
+            raw = self._predictor.predict(tl2cgen.DMatrix(block, dtype="float64"), pred_margin=True)
+            parts.append(np.asarray(raw, dtype=np.float64).reshape(block.shape[0], -1))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 ABSENT = -float(np.finfo(np.float64).max)  # -DBL_MAX: a missing value, as the patched C code reads it
+BLOCK_ROWS = 16_384  # rows handed to the compiled code at a time (each row is scored alone: blocks change no sum)
 
 
 def cpu_count() -> int:

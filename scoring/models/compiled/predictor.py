@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,22 @@ from scoring.models.compiled.hgb import CompiledTrees
 from scoring.models.compiled.preprocess import Plan, Unsupported
 
 logger = logging.getLogger(__name__)
+
+
+# Rows preprocessed and scored at a time by ``predict_proba`` / ``predict``: the trees' inputs (n x encoded
+# width, float64) and the compiled code's copies of them are held for one block, not for the whole chunk. Every
+# step is row by row (each row's outputs depend on its own values only), so blocks change no score.
+BLOCK_ROWS = 16_384
+
+
+def by_blocks(x: Any, score: Callable[[Any], np.ndarray]) -> np.ndarray:
+    """``score(x)``, computed on blocks of ``BLOCK_ROWS`` rows of ``x`` (a DataFrame or an array) and
+    concatenated in row order; one call when ``x`` has no more rows than a block."""
+    n = len(x)
+    if n <= BLOCK_ROWS:
+        return score(x)
+    rows = x.iloc if hasattr(x, "iloc") else x
+    return np.concatenate([score(rows[start:start + BLOCK_ROWS]) for start in range(0, n, BLOCK_ROWS)])
 
 
 def split_model(model: Any) -> tuple[Any | None, Any]:
@@ -109,13 +126,13 @@ class CompiledModel:
         """
         if not hasattr(self._estimator, "classes_"):
             raise AttributeError("a regressor has no predict_proba")
-        return self.estimator_outputs(self.tree_inputs(x))
+        return by_blocks(x, lambda rows: self.estimator_outputs(self.tree_inputs(rows)))
 
     def predict(self, x: Any) -> np.ndarray:
         """As the model's ``predict``: the value (regressor) or the class (classifier, as scikit-learn decides)."""
         if not hasattr(self._estimator, "classes_"):
-            return self.estimator_outputs(self.tree_inputs(x))
-        raw = self.raw(self.tree_inputs(x))
+            return by_blocks(x, lambda rows: self.estimator_outputs(self.tree_inputs(rows)))
+        raw = by_blocks(x, lambda rows: self.raw(self.tree_inputs(rows)))
         encoded = (raw.ravel() > 0).astype(int) if raw.shape[1] == 1 else np.argmax(raw, axis=1)
         return self._estimator.classes_[encoded]
 
@@ -157,7 +174,7 @@ class CompiledLightGBM(CompiledModel):
 
     def predict(self, x: Any) -> np.ndarray:
         """As LightGBM's ``predict``: the value, or the class of highest probability."""
-        out = self.estimator_outputs(self.tree_inputs(x))
+        out = by_blocks(x, lambda rows: self.estimator_outputs(self.tree_inputs(rows)))
         if not hasattr(self._estimator, "classes_"):
             return out
         return self._estimator.classes_[np.argmax(out, axis=1)]
