@@ -4,7 +4,10 @@ preparation time at two day sizes, printed side by side.
 1. DAG vs CLI: one ``--rows`` day scored by ``scoring run`` (a fresh process) and by ``dag.test()`` of the
    scoring DAG (``tests/dags/dag_runner.py`` in a fresh process with a private Airflow home and SQLite
    metadata database), ``--repeat`` rounds interleaved; the same chunk size for both (``--chunks`` chunks).
-   Figures: whole-process wall seconds of each, ``dag.test()``'s own seconds, and DAG / CLI.
+   Figures: whole-process wall seconds of each, ``dag.test()``'s own seconds, and DAG / CLI. Each round also
+   scores the small training day (``--train-rows`` rows, one chunk) both ways: the fixed cost of each path
+   (process start, imports, for the DAG Airflow's own start-up: DAG parsing, ``dag.test()``'s in-process
+   execution API, task bookkeeping), and from it DAG / CLI of the day's cost above that fixed cost.
 2. Chunk task preparation: the plan of a ``--small`` and a ``--large`` day cut in chunks of the same
    ``--chunk-rows``; then chunk 0 of each is staged by ``plan.score_planned_chunk`` (what a mapped
    ``score_chunk`` task runs) in a fresh process. Figures: the task's seconds until its first batch is read
@@ -157,7 +160,7 @@ def dag_vs_cli(folder: Path, cfg_path: Path, rows: int, chunks: int, repeat: int
     home.mkdir()
     env = airflow_env(home, [cfg])
     timed([str(BIN / "airflow"), "db", "migrate"], env)
-    cli, dag, dag_own = [], [], []
+    cli, dag, dag_own, fixed_cli, fixed_dag, fixed_dag_own = [], [], [], [], [], []
     for _ in range(repeat):
         seconds, _ = timed([str(BIN / "scoring"), "run", "-c", str(cfg), "--date", str(BIG_DAY), "--show", "0"])
         cli.append(seconds)
@@ -170,11 +173,21 @@ def dag_vs_cli(folder: Path, cfg_path: Path, rows: int, chunks: int, repeat: int
         dag_own.append(result["seconds"])
         dag_row = last_run(cfg, "airflow", out)
         assert dag_row["started_at"] > cli_row["started_at"] and json.loads(dag_row["details"])["chunks"] == chunks
+        # The fixed cost of each path: the same steps on the small training day (one chunk).
+        seconds, _ = timed([str(BIN / "scoring"), "run", "-c", str(cfg), "--date", str(TRAIN_DAY), "--show", "0"])
+        fixed_cli.append(seconds)
+        seconds, out = timed([sys.executable, "-m", "tests.dags.dag_runner", "--dag-id", "scoring_loan_default",
+                              "--day", str(TRAIN_DAY)], env)
+        result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+        assert result["state"] == "success", result
+        fixed_dag.append(seconds)
+        fixed_dag_own.append(result["seconds"])
     dag_scores = scores(cfg, BIG_DAY)
     diff = float((dag_scores - cli_scores.reindex(dag_scores.index)).abs().max())
     assert len(dag_scores) == len(cli_scores) == cli_row["rows_scored"], (len(dag_scores), len(cli_scores))
     return {"rows": rows, "chunks": chunks, "cli_s": cli, "dag_s": dag, "dag_test_s": dag_own,
-            "max_abs_diff": diff, "scored": cli_row["rows_scored"], "quarantined": cli_row["rows_rejected"]}
+            "max_abs_diff": diff, "scored": cli_row["rows_scored"], "quarantined": cli_row["rows_rejected"],
+            "fixed_cli_s": fixed_cli, "fixed_dag_s": fixed_dag, "fixed_dag_test_s": fixed_dag_own}
 
 
 def chunk_prep(folder: Path, cfg_path: Path, sizes: tuple[int, int], chunk_rows: int, repeat: int) -> dict:
@@ -214,6 +227,11 @@ def report(a: dict | None, b: dict | None) -> None:
               f"{med(a['dag_test_s']) / med(a['cli_s']):.2f}x; target <= 1.15)")
         print(f"  scored {a['scored']:,}, quarantined {a['quarantined']:,}; DAG vs CLI scores max |diff| "
               f"{a['max_abs_diff']:.3g}")
+        fc, fd, fo = med(a["fixed_cli_s"]), med(a["fixed_dag_s"]), med(a["fixed_dag_test_s"])
+        print(f"  fixed cost (the small training day, one chunk): scoring run {fc:.1f} s, dag.test() process "
+              f"{fd:.1f} s (dag.test() itself {fo:.1f} s)")
+        print(f"  above the fixed cost: scoring run {med(a['cli_s']) - fc:.1f} s, dag.test() process "
+              f"{med(a['dag_s']) - fd:.1f} s, DAG / CLI {(med(a['dag_s']) - fd) / (med(a['cli_s']) - fc):.2f}x")
     if b:
         s, large = b["small"], b["large"]
         print(f"\nOne chunk task ({b['chunk_rows']:,} rows a chunk), fresh process, medians of "

@@ -18,6 +18,7 @@ import math
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -268,24 +269,34 @@ def stage_ranges(cfg: Config, plan: PlanLike, indexes: list[int], challenger: in
     folder = run_folder(cfg, plan)
     folder.lock(shared=True)  # while it stages (or until its process dies), cleanup leaves the folder alone
     try:
-        with open_source(cfg.source) as source:
+        with open_source(cfg.source) as source, ThreadPoolExecutor(1, thread_name_prefix="range-read") as ahead:
             full = source.schema()
             quality = _quality(cfg, plan, source)
+            interval = plan.interval
+
+            def read(i: int, schema: pa.Schema) -> pa.Table:
+                chunk = plan.chunks[i]
+                batches = list(source.range_batches(interval, KeyRange(chunk.lo, chunk.hi, chunk.nulls),
+                                                    plan.rows_per_chunk))
+                return pa.Table.from_batches(batches) if batches else schema.empty_table()
+
+            first: Future[pa.Table] | None = None
             if challenger is None:
+                _read_columns(plan, source, quality)
+                schema = source.read_schema()
+                # The first range is read while the model loads (a fresh task process imports scikit-learn and
+                # unpickles the model: seconds), as the CLI reads its next chunk while it scores one.
+                first = ahead.submit(read, todo[0], schema)
                 spec, model, _ = _spec_and_model(cfg, plan, full)
                 gate = quality.gate
-                _read_columns(plan, source, quality)
             else:  # a challenger reads the columns it needs, through the champion's gate
                 mv = ModelStore(cfg.model.store).get(plan.model.name, challenger)
                 model, spec, gate = prepare_challenger(cfg, mv, full), shadow_spec(cfg, mv), shadow_gate(quality.gate)
-            schema, interval = source.read_schema(), plan.interval
+                schema = source.read_schema()
 
             def tables() -> Iterator[pa.Table]:
-                for i in todo:
-                    chunk = plan.chunks[i]
-                    batches = list(source.range_batches(interval, KeyRange(chunk.lo, chunk.hi, chunk.nulls),
-                                                        plan.rows_per_chunk))
-                    yield pa.Table.from_batches(batches) if batches else schema.empty_table()
+                for n, i in enumerate(todo):
+                    yield first.result() if n == 0 and first is not None else read(i, schema)
 
             prepared = time.perf_counter()  # source opened, quality state, model loaded: the task's fixed cost
             staged = run_chunks(tables(), model, lambda: model, spec, stage, gate=gate, indexes=todo,
