@@ -125,3 +125,32 @@ def test_ranges_cover_every_row_once_for_each_key_type(pg_url: str, pg_schema: s
     assert xs == list(range(300))  # every row of the day once, none of the next day
     assert parts[0].column("id").null_count == 300 // 17 + 1
     assert all(t.column("id").null_count == 0 for t in parts[1:])
+
+
+@pytest.mark.parametrize("kind", ["bigint", "text", "uuid"])
+@pytest.mark.parametrize("chunks", [1, 3, 8, 400])
+def test_one_sort_gives_the_cuts_and_the_duplicate_keys(pg_url: str, pg_schema: str, kind: str,
+                                                        chunks: int) -> None:
+    """``key_cuts_and_duplicates`` (the plan's one query) equals ``key_cuts`` and ``duplicate_values`` run
+    apart, with NULL keys, keys repeated within and across buckets and the next day's rows beside; keys that
+    are not plain integers or text (uuid) decline, so the plan runs the two queries."""
+    values = {"bigint": "g * 7 % 101", "text": "'k' || (g * 7 % 101)", "uuid": "md5((g * 7 % 101)::text)::uuid"}[kind]
+    pg_execute(pg_url, f'CREATE TABLE "{pg_schema}".keyed (id {kind}, ts timestamptz, x double precision)')
+    pg_execute(pg_url, f"""INSERT INTO "{pg_schema}".keyed SELECT CASE WHEN g % 17 = 0 THEN NULL ELSE {values} END,
+        timestamptz '2026-03-07 00:00+00' + g * interval '1 min', g FROM generate_series(0, 299) AS g""")
+    pg_execute(pg_url, f"""INSERT INTO "{pg_schema}".keyed SELECT {values},
+        timestamptz '2026-03-08 00:00+00' + g * interval '1 min', -g FROM generate_series(0, 500) AS g""")
+    cfg = SourceConfig(kind="postgres", url=pg_url, table=f"{pg_schema}.keyed", timestamp_column="ts",
+                       key_column="id")
+    interval = DataInterval.for_day(dt.date(2026, 3, 7))
+    with open_source(cfg) as src:
+        both = src.key_cuts_and_duplicates(interval, chunks)
+        if kind == "uuid":
+            assert both is None
+            return
+        assert both is not None
+        cuts, duplicates = both
+        assert cuts == src.key_cuts(interval, chunks)
+        expected = src.duplicate_values(interval, "id")
+    assert duplicates.type == expected.type
+    assert sorted(duplicates.to_pylist()) == sorted(expected.to_pylist()) and len(duplicates) > 50
