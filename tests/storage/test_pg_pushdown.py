@@ -154,3 +154,32 @@ def test_one_sort_gives_the_cuts_and_the_duplicate_keys(pg_url: str, pg_schema: 
         expected = src.duplicate_values(interval, "id")
     assert duplicates.type == expected.type
     assert sorted(duplicates.to_pylist()) == sorted(expected.to_pylist()) and len(duplicates) > 50
+
+
+def test_a_planned_day_quarantines_its_duplicated_keys(tmp_path: Path, sample_db: Path, store: Path,
+                                                                 pg_url: str, pg_schema: str) -> None:
+    """The duplicate keys the plan found with its cuts (one sort) reach every chunk: each row of a repeated key
+    is quarantined, the others published; rows_in = scored + quarantined, and the plan carries the same
+    duplicates as the grouped query."""
+    copy_sample(sample_db, pg_url, pg_schema)
+    table = f'"{pg_schema}".loan_applications'
+    pg_execute(pg_url, f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS loan_applications_pkey")
+    pg_execute(pg_url, f"INSERT INTO {table} SELECT * FROM {table} WHERE {KEY} % 50 = 7")  # keys twice
+    cfg = load_config(write_config(tmp_path, sample_db, store,
+                                   source=_source_cfg(pg_url, pg_schema, "loan_applications")))
+    interval = DataInterval.for_day(SCORE_DAY)
+    plan = plan_run(cfg, interval, rows_per_chunk=150, key="dups").to_json()
+    assert len(plan["chunks"]) >= 4
+    with open_source(cfg.source) as src:
+        expected_dups = sorted(src.duplicate_values(interval, KEY).to_pylist())
+    assert len(expected_dups) > 3
+    assert sorted(plan["quality_inputs"]["duplicates"][KEY]) == expected_dups
+    results = [score_planned_chunk(cfg, plan, i) for i in validate_plan(cfg, plan)]
+    counts = publish_plan(cfg, plan, results)
+    pred = published(cfg.results.path, SCORE_DAY)
+    dup_keys = {str(k) for k in expected_dups}
+    assert pred["source_key"].is_unique and not dup_keys & set(pred["source_key"])
+    row = ledger(cfg.results.path).iloc[-1]
+    assert row["status"] == "success" and row["rows_in"] == counts["rows_in"] == 600 + len(expected_dups)
+    assert row["rows_in"] == row["rows_scored"] + row["rows_rejected"] and row["rows_rejected"] >= 2 * len(expected_dups)
+    assert row["rows_scored"] == len(pred)
