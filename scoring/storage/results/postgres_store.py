@@ -124,8 +124,9 @@ def _file_batches(files: list[Path], schema: pa.Schema, constants: dict[str, Any
         parquet = as_location(path).parquet()
         if sort_by is not None:
             table = parquet.read()
-            batches = iter(table.sort_by(sort_by).to_batches(max_chunksize=READ_BATCH)) \
-                if sort_by in table.column_names and table.num_rows > 1 else iter(table.to_batches(READ_BATCH))
+            if sort_by in table.column_names and not _in_order(table.column(sort_by)):
+                table = table.sort_by(sort_by)
+            batches = iter(table.to_batches(max_chunksize=READ_BATCH))
         else:
             batches = parquet.iter_batches(batch_size=READ_BATCH)
         for batch in batches:
@@ -133,6 +134,14 @@ def _file_batches(files: list[Path], schema: pa.Schema, constants: dict[str, Any
             arrays = [conform(batch.column(f.name), f.type) if f.name in batch.schema.names
                       else pa.repeat(pa.scalar(constants.get(f.name), f.type), n) for f in schema]
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _in_order(column: pa.ChunkedArray) -> bool:
+    """Whether the column's values are already ascending (a chunk of sequential keys): then no sort is needed."""
+    values = column.combine_chunks()
+    if len(values) < 2:
+        return True
+    return bool(pc.all(pc.greater_equal(values.slice(1), values.slice(0, len(values) - 1))).as_py() is not False)
 
 
 def _plain(table: pa.Table) -> pa.Table:
