@@ -52,10 +52,14 @@ RUN_TIMEOUT_S = 1800
 SERIAL_TASKS = ("plan", "validate", "publish", "record_ledger")
 # Scheduler hand-off settings of the benchmark's cluster: an idle scheduler loop sleeps 0.25 s, not 1 s, before
 # it looks for a finished task's downstream tasks; the DAG file, parsed at start, is not re-parsed every 30 s
-# (CPU the 2-core machine's workers need).
+# (CPU the 2-core machine's workers need). A worker's task supervisor waits in select() for at most
+# [workers] min_heartbeat_interval (default 5 s) per loop: once the task process has closed its sockets but is
+# still shutting down (interpreter exit), nothing wakes it, so the worker's slot stayed busy up to 5 s after
+# each task; 1 s bounds that wait (at the price of one heartbeat a second per running task).
 HANDOFF_ENV = {
     "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
     "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+    "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
     "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
     "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
 }

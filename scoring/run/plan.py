@@ -119,11 +119,16 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
                            rows_per_chunk or cfg.chunking.rows_per_chunk)
         rows = source.count(interval)
         wanted = max(1, math.ceil(rows / size))
-        cuts = source.key_cuts(interval, wanted) if wanted > 1 else []
+        # The key cuts and the key's duplicate values from one sort of the day's keys where the source can
+        # (PostgreSQL, integer or text keys); else the cuts query, and prepare_quality queries duplicates.
+        both = source.key_cuts_and_duplicates(interval, wanted) \
+            if wanted > 1 and hasattr(source, "key_cuts_and_duplicates") else None
+        cuts = both[0] if both is not None else source.key_cuts(interval, wanted) if wanted > 1 else []
+        known = {cfg.source.key_column: both[1].to_pylist()} if both is not None else None
         # What every chunk needs from the whole interval, measured once here: the uniqueness rules' duplicate
         # values and the text widths of the columns the chunks read (their read limit), so that a chunk task
         # only reads its key range.
-        inputs = _quality_inputs(cfg, mv, source, interval)
+        inputs = _quality_inputs(cfg, mv, source, interval, known)
     challengers: tuple[int, ...] | None = None
     failed: dict[str, str] | None = None
     if cfg.model.challengers:
@@ -142,12 +147,13 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
     return plan
 
 
-def _quality_inputs(cfg: Config, mv: Any, source: Any, interval: DataInterval) -> QualityInputs | None:
+def _quality_inputs(cfg: Config, mv: Any, source: Any, interval: DataInterval,
+                    duplicates: dict[str, list[Any]] | None = None) -> QualityInputs | None:
     """The uniqueness rules' duplicate values and the text widths of the columns a chunk reads, over the whole
     interval; None when the source does not fit the model or suite (``validate`` then fails the run, in one
-    line, as it always did)."""
+    line, as it always did). ``duplicates``: values the plan already found per column (not queried again)."""
     try:
-        quality = prepare_quality(cfg, mv, source, interval)
+        quality = prepare_quality(cfg, mv, source, interval, duplicates=duplicates)
     except ScoringError as exc:
         logger.info("plan without quality inputs (%s); validate decides", first_line(exc))
         return None

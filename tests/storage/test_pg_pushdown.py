@@ -125,3 +125,61 @@ def test_ranges_cover_every_row_once_for_each_key_type(pg_url: str, pg_schema: s
     assert xs == list(range(300))  # every row of the day once, none of the next day
     assert parts[0].column("id").null_count == 300 // 17 + 1
     assert all(t.column("id").null_count == 0 for t in parts[1:])
+
+
+@pytest.mark.parametrize("kind", ["bigint", "text", "uuid"])
+@pytest.mark.parametrize("chunks", [1, 3, 8, 400])
+def test_one_sort_gives_the_cuts_and_the_duplicate_keys(pg_url: str, pg_schema: str, kind: str,
+                                                        chunks: int) -> None:
+    """``key_cuts_and_duplicates`` (the plan's one query) equals ``key_cuts`` and ``duplicate_values`` run
+    apart, with NULL keys, keys repeated within and across buckets and the next day's rows beside; keys that
+    are not plain integers or text (uuid) decline, so the plan runs the two queries."""
+    values = {"bigint": "g * 7 % 101", "text": "'k' || (g * 7 % 101)", "uuid": "md5((g * 7 % 101)::text)::uuid"}[kind]
+    pg_execute(pg_url, f'CREATE TABLE "{pg_schema}".keyed (id {kind}, ts timestamptz, x double precision)')
+    pg_execute(pg_url, f"""INSERT INTO "{pg_schema}".keyed SELECT CASE WHEN g % 17 = 0 THEN NULL ELSE {values} END,
+        timestamptz '2026-03-07 00:00+00' + g * interval '1 min', g FROM generate_series(0, 299) AS g""")
+    pg_execute(pg_url, f"""INSERT INTO "{pg_schema}".keyed SELECT {values},
+        timestamptz '2026-03-08 00:00+00' + g * interval '1 min', -g FROM generate_series(0, 500) AS g""")
+    cfg = SourceConfig(kind="postgres", url=pg_url, table=f"{pg_schema}.keyed", timestamp_column="ts",
+                       key_column="id")
+    interval = DataInterval.for_day(dt.date(2026, 3, 7))
+    with open_source(cfg) as src:
+        both = src.key_cuts_and_duplicates(interval, chunks)
+        if kind == "uuid":
+            assert both is None
+            return
+        assert both is not None
+        cuts, duplicates = both
+        assert cuts == src.key_cuts(interval, chunks)
+        expected = src.duplicate_values(interval, "id")
+    assert duplicates.type == expected.type
+    assert sorted(duplicates.to_pylist()) == sorted(expected.to_pylist()) and len(duplicates) > 50
+
+
+def test_a_planned_day_quarantines_its_duplicated_keys(tmp_path: Path, sample_db: Path, store: Path,
+                                                                 pg_url: str, pg_schema: str) -> None:
+    """The duplicate keys the plan found with its cuts (one sort) reach every chunk: each row of a repeated key
+    is quarantined, the others published; rows_in = scored + quarantined, and the plan carries the same
+    duplicates as the grouped query."""
+    copy_sample(sample_db, pg_url, pg_schema)
+    table = f'"{pg_schema}".loan_applications'
+    pg_execute(pg_url, f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS loan_applications_pkey")
+    pg_execute(pg_url, f"INSERT INTO {table} SELECT * FROM {table} WHERE {KEY} % 50 = 7")  # keys twice
+    cfg = load_config(write_config(tmp_path, sample_db, store,
+                                   source=_source_cfg(pg_url, pg_schema, "loan_applications")))
+    interval = DataInterval.for_day(SCORE_DAY)
+    plan = plan_run(cfg, interval, rows_per_chunk=150, key="dups").to_json()
+    assert len(plan["chunks"]) >= 4
+    with open_source(cfg.source) as src:
+        expected_dups = sorted(src.duplicate_values(interval, KEY).to_pylist())
+    assert len(expected_dups) > 3
+    assert sorted(plan["quality_inputs"]["duplicates"][KEY]) == expected_dups
+    results = [score_planned_chunk(cfg, plan, i) for i in validate_plan(cfg, plan)]
+    counts = publish_plan(cfg, plan, results)
+    pred = published(cfg.results.path, SCORE_DAY)
+    dup_keys = {str(k) for k in expected_dups}
+    assert pred["source_key"].is_unique and not dup_keys & set(pred["source_key"])
+    row = ledger(cfg.results.path).iloc[-1]
+    assert row["status"] == "success" and row["rows_in"] == counts["rows_in"] == 600 + len(expected_dups)
+    assert row["rows_in"] == row["rows_scored"] + row["rows_rejected"] and row["rows_rejected"] >= 2 * len(expected_dups)
+    assert row["rows_scored"] == len(pred)

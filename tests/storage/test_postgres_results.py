@@ -330,3 +330,29 @@ def test_failed_validation_keeps_its_quarantine_rows_on_postgres(tmp_path: Path,
                  [failed["run_id"]])
     assert len(q) == failed["rows_rejected"] == len(bad) > 0
     assert set(q["source_key"]) == bad and set(q["column_name"]) == {"loan_amount"}
+
+
+def test_publish_sends_each_staged_chunk_in_key_order(tmp_path: Path) -> None:
+    """The predictions COPY reads each staged file whole and sends its rows by source_key (B-tree inserts next
+    to each other): the same rows, columns completed with the run's constants, each file's rows sorted, files
+    in their order; a file without rows adds none."""
+    rng = np.random.default_rng(7)
+    files = []
+    for i, keys in enumerate([[f"k{v:05d}" for v in rng.permutation(500)], [], [f"z{v}" for v in rng.permutation(50)]]):
+        path = tmp_path / f"chunk-{i}.parquet"
+        pq.write_table(pa.table({"source_key": pa.array(keys, pa.string()),
+                                 "score": pa.array(rng.random(len(keys))),
+                                 "label": pa.array(np.ones(len(keys), np.int16))}), path)
+        files.append(path)
+    staged = pa.concat_tables(pq.read_table(f) for f in files)
+    schema = postgres_store.arrow_schema(postgres_store.all_tables("predictions")[0])
+    constants = {"model_name": "m", "model_version": 3, "run_id": "r", "day": SCORE_DAY,
+                 "scored_at": dt.datetime(2026, 3, 8, tzinfo=dt.UTC)}
+    sent = pa.Table.from_batches(list(postgres_store._file_batches(files, schema, constants, "source_key")))
+    keys = sent.column("source_key").to_pylist()
+    assert keys[:500] == sorted(keys[:500]) and keys[500:] == sorted(keys[500:]) and len(keys) == 550
+    got = dict(zip(keys, sent.column("score").to_pylist(), strict=True))
+    assert got == dict(zip(staged.column("source_key").to_pylist(), staged.column("score").to_pylist(), strict=True))
+    assert set(sent.column("model_version").to_pylist()) == {3} and set(sent.column("day").to_pylist()) == {SCORE_DAY}
+    unsorted = pa.Table.from_batches(list(postgres_store._file_batches(files, schema, constants)))
+    assert unsorted.column("source_key").to_pylist() == staged.column("source_key").to_pylist()

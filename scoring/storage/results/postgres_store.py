@@ -110,16 +110,38 @@ def create_sql(schema: str, spec: TableSpec) -> list[tuple[str, str]]:
     return out
 
 
-def _file_batches(files: list[Path], schema: pa.Schema, constants: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+def _file_batches(files: list[Path], schema: pa.Schema, constants: dict[str, Any],
+                  sort_by: str | None = None) -> Iterator[pa.RecordBatch]:
     """The staged Parquet rows, batch by batch, completed with the run's constant columns (and NULL for a
     column the file lacks: predicted_class/probabilities staged before the model contract, a passthrough
-    column)."""
+    column).
+
+    ``sort_by``: each file (one chunk, sized to the memory budget) is read whole and its rows sent in that
+    column's order. The predictions' primary key ends with ``source_key``: keys in order insert next to each
+    other in the B-tree instead of at random pages (400,000 random text keys: 2.8 s in source order, 1.0-1.1 s
+    sorted, on PostgreSQL 16 under load 4.4), and the index insert is most of the publish transaction."""
     for path in files:
-        for batch in as_location(path).parquet().iter_batches(batch_size=READ_BATCH):
+        parquet = as_location(path).parquet()
+        if sort_by is not None:
+            table = parquet.read()
+            if sort_by in table.column_names and not _in_order(table.column(sort_by)):
+                table = table.sort_by(sort_by)
+            batches = iter(table.to_batches(max_chunksize=READ_BATCH))
+        else:
+            batches = parquet.iter_batches(batch_size=READ_BATCH)
+        for batch in batches:
             n = batch.num_rows
             arrays = [conform(batch.column(f.name), f.type) if f.name in batch.schema.names
                       else pa.repeat(pa.scalar(constants.get(f.name), f.type), n) for f in schema]
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _in_order(column: pa.ChunkedArray) -> bool:
+    """Whether the column's values are already ascending (a chunk of sequential keys): then no sort is needed."""
+    values = column.combine_chunks()
+    if len(values) < 2:
+        return True
+    return bool(pc.all(pc.greater_equal(values.slice(1), values.slice(0, len(values) - 1))).as_py() is not False)
 
 
 def _plain(table: pa.Table) -> pa.Table:
@@ -370,7 +392,7 @@ class PostgresResults(ResultsStore):
             newer = cur.fetchone()
             if newer:
                 raise superseded_error(run, newer[0], newer[1])
-            self._replace(cur, pred, run, _file_batches(prediction_files, pred_schema, constants))
+            self._replace(cur, pred, run, _file_batches(prediction_files, pred_schema, constants, "source_key"))
             self._replace(cur, QUARANTINE, run,
                           _file_batches(quarantine_files, arrow_schema(QUARANTINE), constants))
             for name, rows in (extra or {}).items():

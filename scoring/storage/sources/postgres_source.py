@@ -206,6 +206,38 @@ class PostgresSource(Source):
                f"FROM ({inner} AND {key} IS NOT NULL) AS keys) AS buckets ORDER BY b, k DESC")
         return cuts_from_maxima([row[0] for row in self._execute(sql, [*bounds, n_chunks])])
 
+    def key_cuts_and_duplicates(self, interval: DataInterval, n_chunks: int) -> tuple[list[Any], pa.Array] | None:
+        """``key_cuts`` and ``duplicate_values`` of the key column from ONE sort of the interval's keys (the
+        plan needs both: two queries sorted or hashed the day's keys twice).
+
+        Each key row gets its ``ntile`` bucket and its neighbours' keys over one window; a row is kept when it
+        ends its bucket (a bucket maximum, as ``key_cuts`` takes it) or ends a run of equal keys (a duplicate
+        value, once). Returns ``(cuts, duplicates)`` equal to the two separate queries' results, or None when
+        the key is not a plain integer or text column (``key_cuts`` casts such keys to text; callers then use
+        the two queries).
+        """
+        self._key_type()  # a missing key column is named before the query fails on it
+        field = self._raw.field(self.cfg.key_column)
+        kind = self.schema().field(self.cfg.key_column).type
+        plain = _select_item(field) == quote_any(self.cfg.key_column) and not is_numeric(field)
+        if not plain or not (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            return None
+        cast, bounds = self._typed_bounds(interval)
+        key = quote(self.cfg.key_column)
+        inner = self.interval_sql((f"CAST($1 AS {cast})", f"CAST($2 AS {cast})"), f"{key} AS k")
+        sql = ("SELECT b, k, (b IS DISTINCT FROM nb) AS last_of_bucket, (k = prev AND k IS DISTINCT FROM nxt) AS dup "  # noqa: S608
+               "FROM (SELECT b, k, prev, nxt, lead(b) OVER (ORDER BY k, b) AS nb FROM ("
+               "SELECT k, ntile(CAST($3 AS integer)) OVER w AS b, lag(k) OVER w AS prev, lead(k) OVER w AS nxt "
+               f"FROM ({inner} AND {key} IS NOT NULL) AS keys WINDOW w AS (ORDER BY k)) AS ranked) AS marked "
+               "WHERE b IS DISTINCT FROM nb OR (k = prev AND k IS DISTINCT FROM nxt) ORDER BY k, b")
+        rows = self._execute(sql, [*bounds, max(1, n_chunks)])
+        maxima: dict[int, Any] = {}
+        for bucket, value, last, _dup in rows:
+            if last:
+                maxima[bucket] = value
+        duplicates = pa.array([value for _b, value, _last, dup in rows if dup], kind)
+        return cuts_from_maxima([maxima[b] for b in sorted(maxima)]), duplicates
+
     def range_batches(self, interval: DataInterval, key_range: KeyRange, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """Stream the interval's rows in ``key_range``: the range is in the SQL (``range_sql``), its bounds bound
         into transaction-local settings like the interval's, so the query still streams with COPY."""
