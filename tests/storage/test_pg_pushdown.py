@@ -103,19 +103,26 @@ def _read_all(src: Source, interval: DataInterval, ranges: list[KeyRange]) -> li
     return [pa.Table.from_batches(list(src.range_batches(interval, r, 7)), src.read_schema()) for r in ranges]
 
 
-@pytest.mark.parametrize("kind", ["bigint", "text", "uuid", "numeric(12, 2)"])
-def test_ranges_cover_every_row_once_for_each_key_type(pg_url: str, pg_schema: str, kind: str) -> None:
-    """Cuts from SQL equal the generic ones; the ranges partition the day (NULL keys in the first range)."""
+def _keyed_day(pg_url: str, pg_schema: str, kind: str, next_day_rows: int) -> tuple[SourceConfig, DataInterval]:
+    """A PostgreSQL table ``keyed`` with an ``id`` key of SQL type ``kind``: 300 rows on 2026-03-07 (every 17th
+    key NULL, keys repeated, ``x`` = 0..299) and ``next_day_rows`` rows on the next day (``x`` <= 0)."""
     values = {"bigint": "g * 7 % 101", "text": "'k' || (g * 7 % 101)", "numeric(12, 2)": "(g * 7 % 101) / 4.0",
               "uuid": "md5((g * 7 % 101)::text)::uuid"}[kind]
     pg_execute(pg_url, f'CREATE TABLE "{pg_schema}".keyed (id {kind}, ts timestamptz, x double precision)')
     pg_execute(pg_url, f"""INSERT INTO "{pg_schema}".keyed SELECT CASE WHEN g % 17 = 0 THEN NULL ELSE {values} END,
         timestamptz '2026-03-07 00:00+00' + g * interval '1 min', g FROM generate_series(0, 299) AS g""")
     pg_execute(pg_url, f"""INSERT INTO "{pg_schema}".keyed SELECT {values},
-        timestamptz '2026-03-08 00:00+00' + g * interval '1 min', -g FROM generate_series(0, 50) AS g""")
+        timestamptz '2026-03-08 00:00+00' + g * interval '1 min', -g
+        FROM generate_series(0, {next_day_rows - 1}) AS g""")
     cfg = SourceConfig(kind="postgres", url=pg_url, table=f"{pg_schema}.keyed", timestamp_column="ts",
                        key_column="id")
-    interval = DataInterval.for_day(dt.date(2026, 3, 7))
+    return cfg, DataInterval.for_day(dt.date(2026, 3, 7))
+
+
+@pytest.mark.parametrize("kind", ["bigint", "text", "uuid", "numeric(12, 2)"])
+def test_ranges_cover_every_row_once_for_each_key_type(pg_url: str, pg_schema: str, kind: str) -> None:
+    """Cuts from SQL equal the generic ones; the ranges partition the day (NULL keys in the first range)."""
+    cfg, interval = _keyed_day(pg_url, pg_schema, kind, next_day_rows=51)
     with open_source(cfg) as src:
         cuts, generic = src.key_cuts(interval, 5), Source.key_cuts(src, interval, 5)
         # numeric and uuid cuts come as text (cast back to the key's type when read); the same values
@@ -134,15 +141,7 @@ def test_one_sort_gives_the_cuts_and_the_duplicate_keys(pg_url: str, pg_schema: 
     """``key_cuts_and_duplicates`` (the plan's one query) equals ``key_cuts`` and ``duplicate_values`` run
     apart, with NULL keys, keys repeated within and across buckets and the next day's rows beside; keys that
     are not plain integers or text (uuid) decline, so the plan runs the two queries."""
-    values = {"bigint": "g * 7 % 101", "text": "'k' || (g * 7 % 101)", "uuid": "md5((g * 7 % 101)::text)::uuid"}[kind]
-    pg_execute(pg_url, f'CREATE TABLE "{pg_schema}".keyed (id {kind}, ts timestamptz, x double precision)')
-    pg_execute(pg_url, f"""INSERT INTO "{pg_schema}".keyed SELECT CASE WHEN g % 17 = 0 THEN NULL ELSE {values} END,
-        timestamptz '2026-03-07 00:00+00' + g * interval '1 min', g FROM generate_series(0, 299) AS g""")
-    pg_execute(pg_url, f"""INSERT INTO "{pg_schema}".keyed SELECT {values},
-        timestamptz '2026-03-08 00:00+00' + g * interval '1 min', -g FROM generate_series(0, 500) AS g""")
-    cfg = SourceConfig(kind="postgres", url=pg_url, table=f"{pg_schema}.keyed", timestamp_column="ts",
-                       key_column="id")
-    interval = DataInterval.for_day(dt.date(2026, 3, 7))
+    cfg, interval = _keyed_day(pg_url, pg_schema, kind, next_day_rows=501)
     with open_source(cfg) as src:
         both = src.key_cuts_and_duplicates(interval, chunks)
         if kind == "uuid":
