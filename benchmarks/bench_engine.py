@@ -152,6 +152,18 @@ def scores(cfg_path: Path, day: dt.date):
     return open_results(cfg.results).predictions(day, cfg.model.name).to_pandas().set_index("source_key")["score"]
 
 
+def dag_day(env: dict, day: dt.date) -> tuple[float, float, str]:
+    """Run the scoring DAG for ``day`` with ``dag.test()`` in a new process (``tests.dags.dag_runner``).
+
+    Returns (whole-process wall seconds, ``dag.test()``'s own seconds, the process's output); raises
+    AssertionError when the DAG run does not succeed."""
+    seconds, out = timed([sys.executable, "-m", "tests.dags.dag_runner", "--dag-id", "scoring_loan_default",
+                          "--day", str(day)], env)
+    result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+    assert result["state"] == "success", result
+    return seconds, float(result["seconds"]), out
+
+
 def dag_vs_cli(folder: Path, cfg_path: Path, rows: int, chunks: int, repeat: int) -> dict:
     from tests.dags.airflow_env import airflow_env
 
@@ -165,23 +177,17 @@ def dag_vs_cli(folder: Path, cfg_path: Path, rows: int, chunks: int, repeat: int
         seconds, _ = timed([str(BIN / "scoring"), "run", "-c", str(cfg), "--date", str(BIG_DAY), "--show", "0"])
         cli.append(seconds)
         cli_row, cli_scores = last_run(cfg, "cli"), scores(cfg, BIG_DAY)
-        seconds, out = timed([sys.executable, "-m", "tests.dags.dag_runner", "--dag-id", "scoring_loan_default",
-                              "--day", str(BIG_DAY)], env)
-        result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
-        assert result["state"] == "success", result
+        seconds, own, out = dag_day(env, BIG_DAY)
         dag.append(seconds)
-        dag_own.append(result["seconds"])
+        dag_own.append(own)
         dag_row = last_run(cfg, "airflow", out)
         assert dag_row["started_at"] > cli_row["started_at"] and json.loads(dag_row["details"])["chunks"] == chunks
         # The fixed cost of each path: the same steps on the small training day (one chunk).
         seconds, _ = timed([str(BIN / "scoring"), "run", "-c", str(cfg), "--date", str(TRAIN_DAY), "--show", "0"])
         fixed_cli.append(seconds)
-        seconds, out = timed([sys.executable, "-m", "tests.dags.dag_runner", "--dag-id", "scoring_loan_default",
-                              "--day", str(TRAIN_DAY)], env)
-        result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
-        assert result["state"] == "success", result
+        seconds, own, _ = dag_day(env, TRAIN_DAY)
         fixed_dag.append(seconds)
-        fixed_dag_own.append(result["seconds"])
+        fixed_dag_own.append(own)
     dag_scores = scores(cfg, BIG_DAY)
     diff = float((dag_scores - cli_scores.reindex(dag_scores.index)).abs().max())
     assert len(dag_scores) == len(cli_scores) == cli_row["rows_scored"], (len(dag_scores), len(cli_scores))
