@@ -105,7 +105,9 @@ STEPS = ("register_reserved", "register_artifact_copied", "register_metadata_wri
 def test_a_registration_killed_at_each_step_leaves_a_usable_store(cfg_path: Path, store: Path, tmp_path: Path,
                                                                  sample_db: Path) -> None:
     good, data = _model_and_data(tmp_path, sample_db)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    # A SIGKILLed process cannot remove its temporary folders: keep them in this test's own folder, not /tmp.
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "TMPDIR": str(tmp_path / "tmp")}
     args = [sys.executable, "-m", "scoring.cli", "models", "register", "-c", str(cfg_path), "--name",
             "loan_default", "--artifact", str(good), "--training-data", str(data), "--label", "defaulted"]
     for step in STEPS:

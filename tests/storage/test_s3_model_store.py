@@ -257,7 +257,9 @@ def test_create_only_under_a_real_race(s3_server, s3_staging: str) -> None:
 
 def test_interrupted_registration_is_invisible_and_fsck_reports_it(setup: dict, tmp_path: Path) -> None:
     _register(setup)
-    env = {**os.environ, "SCORING_FAULT": "register_artifact_copied"}
+    # A SIGKILLed process cannot remove its temporary folders: keep them in this test's own folder, not /tmp.
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "SCORING_FAULT": "register_artifact_copied", "TMPDIR": str(tmp_path / "tmp")}
     killed = _cli(env, "models", "register", "--name", "loan_default", "--artifact", str(setup["artifact"]),
                   "--training-data", str(setup["data"]), "--label", "defaulted", "--features", ",".join(NUMERIC),
                   "--code", str(setup["code"]),
