@@ -108,10 +108,13 @@ def render(html_file: Path, script: str, screenshot: Path | None = None, width: 
     # exits: it runs in its own session and the whole group is stopped before the profile is removed.
     with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         log = Path(profile) / "stderr.log"
+        # Chromium leaves org.chromium.Chromium.* folders in its TMPDIR: keep them inside the profile.
+        (Path(profile) / "tmp").mkdir()
         with log.open("wb") as err:
             proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={profile}/data",
                                      f"--window-size={width},{height}", "about:blank"],
-                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                                    env={**os.environ, "TMPDIR": f"{profile}/tmp"})
         try:
             port = _devtools_port(log, proc)
             targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
