@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from scoring.errors import PublishError, ResultsLocked, Superseded
 from scoring.sqlident import quote
-from scoring.storage.duck import WRITE_MEMORY_MIB, duck_connect, out_of_memory
+from scoring.storage.duck import WRITE_MEMORY_MIB, duck_connect, out_of_memory, spill_directory
 from scoring.storage.faults import fault_point
 from scoring.storage.results.base import NEWER_RUN_SQL, RUN_COLUMNS, ResultsStore, RunRecord, superseded_error
 from scoring.storage.results.evolution import (
@@ -437,6 +437,29 @@ class DuckDBResults(ResultsStore):
     def export_dir(self) -> Path:
         """Where the reader export lives: ``results.export_dir``, else ``<results file>_export/``."""
         return self.cfg.export_dir or self.path.with_name(self.path.stem + "_export")
+
+    def removed_keys(self, before_sql: str, params: list[Any], prediction_files: list[Path],
+                     quarantine_files: list[Path]) -> dict[str, Any] | None:
+        """``replaced.removed_in`` on a read-only connection to the results file (local staged files): what
+        the predictions ``before_sql`` selects lose to the staged ones; None when it selects no row.
+
+        Raises:
+            PublishError: as ``query``.
+        """
+        from scoring.storage.results.replaced import REMOVED_MEMORY_MIB, removed_in
+
+        if not self.path.exists():
+            raise PublishError(f"results database {str(self.path)!r} does not exist yet: run a day first")
+        with self.connect(read_only=True) as con:
+            try:
+                if not con.execute(f"SELECT EXISTS ({before_sql})", params).fetchall()[0][0]:  # noqa: S608
+                    return None
+                # DuckDB spills the join past this limit into a private folder (as ``duck_connect``'s)
+                con.execute(f"SET memory_limit = '{REMOVED_MEMORY_MIB}MiB'")
+                con.execute("SET temp_directory = '" + spill_directory().replace("'", "''") + "'")
+                return removed_in(con, before_sql, params, prediction_files, quarantine_files)
+            except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException) as exc:
+                raise PublishError(f"results database {str(self.path)!r} is unreadable: {_first_line(exc)}") from None
 
     def query(self, sql: str, params: list[Any] | None = None, *, wait_locks: bool = False) -> pa.Table:
         # wait_locks: a DuckDB reader never waits for a writer's lock (one file, MVCC), nothing to bound.
