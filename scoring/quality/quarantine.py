@@ -53,16 +53,15 @@ def _row_json_by_row(taken: pa.Table) -> pa.Array:
                      for r in taken.to_pylist()], pa.string())
 
 
-_CONTROL = "[\\x00-\\x1f]"  # RE2: characters json.dumps spells as escapes (besides backslash and quote)
+_ESCAPED = "[^\\x20-\\x7e]"  # RE2: what json.dumps (ensure_ascii) spells as an escape, besides \\ and "
 
 
 def _json_strings(text: pa.Array) -> pa.Array | None:
     """JSON string literals of ``text`` as ``json.dumps`` (ensure_ascii) writes them, computed by Arrow, for
-    text that is ASCII without control characters and within ``QUARANTINE_VALUE_CHARS``; None otherwise."""
+    text of printable ASCII only (space to ``~``) within ``QUARANTINE_VALUE_CHARS``; None otherwise."""
     text = _no_nul(text)  # NUL spelled \x00 first, as _finite does
     if pc.any(pc.greater(pc.utf8_length(text), QUARANTINE_VALUE_CHARS)).as_py() \
-            or pc.any(pc.invert(pc.string_is_ascii(text))).as_py() \
-            or pc.any(pc.match_substring_regex(text, _CONTROL)).as_py():
+            or pc.any(pc.match_substring_regex(text, _ESCAPED)).as_py():
         return None
     escaped = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
     return pc.binary_join_element_wise('"', escaped, '"', "")

@@ -31,6 +31,8 @@ def _mixed(n: int, seed: int) -> pa.Table:
         "b": pa.array([None if i % 5 == 0 else bool(i % 2) for i in range(n)]),
         "text": pa.array([None if i % 13 == 0 else TEXTS[i % len(TEXTS)] for i in range(n)]),
         "ascii": pa.array([None if i % 7 == 0 else f'id "{i}" \\ {i % 3}' for i in range(n)]),
+        "ascii_del": pa.array([f"d{i}\x7f" if i % 9 == 0 else f"d{i}" for i in range(n)]),  # ASCII, yet escaped
+        "printable": pa.array([f"<{i}> & '{i}'/~" for i in range(n)]),
         "large": pa.array([f"l{i}" for i in range(n)], pa.large_string()),
         "cat": pa.array([TEXTS[i % 3] for i in range(n)]).dictionary_encode(),
         "ts": pa.array([start + dt.timedelta(seconds=i * 1.5) for i in range(n)], pa.timestamp("us")),
