@@ -74,7 +74,7 @@ def removed_in(con: Any, before_sql: str, params: list[Any], prediction_files: S
     def keys(files: Sequence[str | Path], at: int) -> tuple[str, list[Any]]:
         if not files:
             return "(SELECT CAST(NULL AS VARCHAR) AS source_key WHERE false)", []
-        return f"read_parquet(${at})", [[str(f) for f in files]]
+        return f"read_parquet(${at}, union_by_name = true)", [[str(f) for f in files]]  # chunks may differ
 
     staged, staged_bound = keys(prediction_files, n + 1)
     con.execute(f"CREATE OR REPLACE TEMP TABLE removed AS SELECT CAST(b.source_key AS VARCHAR) AS source_key "  # noqa: S608
