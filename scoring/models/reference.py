@@ -23,6 +23,7 @@ OTHER = "__other__"
 MISSING = "__missing__"
 ROBUST_Q = 0.01  # the generated range rules start from the 1st and 99th percentiles (q01, q99)
 EPS = 1e-4
+FEW_EDGES = 32  # up to this many edges, ``numeric_counts`` counts by comparisons instead of searchsorted
 
 
 def numeric_reference(values: pd.Series) -> dict[str, Any]:
@@ -68,9 +69,6 @@ def numeric_counts(ref: dict[str, Any], x: np.ndarray) -> list[int]:
     else:
         counts = np.bincount(np.searchsorted(edges, rest, side="right"), minlength=len(edges) + 1)
     return [*point_counts, *map(int, counts), int(x.size - finite.size)]
-
-
-FEW_EDGES = 32  # up to this many edges, ``numeric_counts`` counts by comparisons instead of searchsorted
 
 
 def level_key(value: Any) -> str:
