@@ -5,8 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import importlib
 import json
 import logging
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -133,6 +136,7 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
     fix_mmap_threshold()
     models = models if models is not None else ModelStore(cfg.model.store)
     mv, rule = choose_model(cfg, interval, version, model_as_of, models=models)
+    warm_model_imports(mv)
     results = results if results is not None else open_results(cfg.results)
     clock = time.monotonic()
     results.ensure_schema()  # before any scoring: a locked or unreadable results database stops the run here
@@ -193,6 +197,28 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
                 run.rows_scored, run.rows_rejected, run.duration_s, extra={RESULT_LOG: True})
     return RunResult(run.run_id, run.day, run.model_name, run.model_version, run.rows_in, run.rows_rejected,
                      run.rows_scored, run.duration_s or 0.0, redact_url(str(results.cfg.path or results.cfg.url)))
+
+
+def _import_quietly(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # noqa: BLE001 - the model's load imports it again and reports the error
+        logger.debug("background import of %s failed: %s", module, exc)
+
+
+def warm_model_imports(mv: ModelVersion) -> threading.Thread | None:
+    """Import scikit-learn (SciPy with it: about a second of CPU, holding the GIL) in a daemon thread while
+    this thread writes the ledger row, opens the source and prepares the quality gate, DuckDB work that mostly
+    releases the GIL; the model's load (``load_scorer``) then finds it imported, or waits on Python's import
+    lock for the thread to finish it. Nothing else is loaded ahead: the version is unpickled, verified and
+    re-checked where it always was. Returns the thread (None when scikit-learn is imported already or the
+    version was not saved by it)."""
+    if "sklearn" in sys.modules or not mv.meta.get("sklearn_version"):
+        return None
+    thread = threading.Thread(target=_import_quietly, args=("sklearn.base",), daemon=True,
+                              name="scoring-import")
+    thread.start()
+    return thread
 
 
 # Failures a rerun of the same plan repeats: their staged chunks are removed instead of kept for a resume.

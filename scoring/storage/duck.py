@@ -50,8 +50,7 @@ def duck_connect(path: str | Path = ":memory:", read_only: bool = False, utc: bo
     config: dict[str, str | bool] = dict(NO_DOWNLOADS)
     if memory_mib:
         config["memory_limit"] = f"{memory_mib}MiB"
-        config["temp_directory"] = os.path.join(tempfile.gettempdir(),
-                                                f"scoring-duckdb-{os.getpid()}-{next(_SPILL)}")
+        config["temp_directory"] = spill_directory()
     config.update(settings or {})
     if sandboxed:
         config["enable_external_access"] = False
@@ -65,6 +64,12 @@ def duck_connect(path: str | Path = ":memory:", read_only: bool = False, utc: bo
         con.close()
         raise
     return con
+
+
+def spill_directory() -> str:
+    """A private folder for one connection's spill files, under the system temporary folder (DuckDB creates
+    it when it first spills and removes it when the connection closes)."""
+    return os.path.join(tempfile.gettempdir(), f"scoring-duckdb-{os.getpid()}-{next(_SPILL)}")
 
 
 def out_of_memory(exc: BaseException) -> bool:

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from scoring.errors import PublishError, ResultsLocked, Superseded
 from scoring.sqlident import quote
-from scoring.storage.duck import WRITE_MEMORY_MIB, duck_connect, out_of_memory
+from scoring.storage.duck import WRITE_MEMORY_MIB, duck_connect, out_of_memory, spill_directory
 from scoring.storage.faults import fault_point
 from scoring.storage.results.base import NEWER_RUN_SQL, RUN_COLUMNS, ResultsStore, RunRecord, superseded_error
 from scoring.storage.results.evolution import (
@@ -216,9 +216,19 @@ class DuckDBResults(ResultsStore):
             # Under a memory limit, so a big day's insert does not leave the process holding its buffer pool; a
             # publish that needs more (long passthrough texts) is rolled back and done again without the limit.
             con.execute(f"SET memory_limit = '{WRITE_MEMORY_MIB}MiB'")
-            for attempt in (1, 2):
-                if self._publish_once(con, run, files, qfiles, select, names, pred, extra, waited, begun, attempt):
-                    break
+            # The insert on one thread: DuckDB's multi-threaded insert that keeps the rows' order writes row
+            # groups that the next checkpoint (at the commit or when the file is closed) then rewrites whole.
+            # On one thread the insert appends complete row groups in order and the checkpoint only points to
+            # them: a 2,000,000-row partition cost 1.31 CPU s to insert + 1.20 to checkpoint on 2 threads, 1.12 +
+            # 0.003 on one (DuckDB 2.0; the rows keep their staged order either way, the file is 49 MB, not 74).
+            con.execute("SET threads = 1")
+            try:
+                for attempt in (1, 2):
+                    if self._publish_once(con, run, files, qfiles, select, names, pred, extra, waited, begun,
+                                          attempt):
+                        break
+            finally:
+                con.execute("RESET threads")
             fault_point("after_commit")
             self._export(con, run, [pred, QUARANTINE, *(s for s in all_tables(self.cfg.table)
                                                         if s.partitioned and s.name not in (pred.name, QUARANTINE.name))])
@@ -437,6 +447,29 @@ class DuckDBResults(ResultsStore):
     def export_dir(self) -> Path:
         """Where the reader export lives: ``results.export_dir``, else ``<results file>_export/``."""
         return self.cfg.export_dir or self.path.with_name(self.path.stem + "_export")
+
+    def removed_keys(self, before_sql: str, params: list[Any], prediction_files: list[Path],
+                     quarantine_files: list[Path]) -> dict[str, Any] | None:
+        """``replaced.removed_in`` on a read-only connection to the results file (local staged files): what
+        the predictions ``before_sql`` selects lose to the staged ones; None when it selects no row.
+
+        Raises:
+            PublishError: as ``query``.
+        """
+        from scoring.storage.results.replaced import REMOVED_MEMORY_MIB, removed_in
+
+        if not self.path.exists():
+            raise PublishError(f"results database {str(self.path)!r} does not exist yet: run a day first")
+        with self.connect(read_only=True) as con:
+            try:
+                if not con.execute(f"SELECT EXISTS ({before_sql})", params).fetchall()[0][0]:  # noqa: S608
+                    return None
+                # DuckDB spills the join past this limit into a private folder (as ``duck_connect``'s)
+                con.execute(f"SET memory_limit = '{REMOVED_MEMORY_MIB}MiB'")
+                con.execute("SET temp_directory = '" + spill_directory().replace("'", "''") + "'")
+                return removed_in(con, before_sql, params, prediction_files, quarantine_files)
+            except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException) as exc:
+                raise PublishError(f"results database {str(self.path)!r} is unreadable: {_first_line(exc)}") from None
 
     def query(self, sql: str, params: list[Any] | None = None, *, wait_locks: bool = False) -> pa.Table:
         # wait_locks: a DuckDB reader never waits for a writer's lock (one file, MVCC), nothing to bound.

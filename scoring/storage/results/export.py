@@ -49,7 +49,10 @@ def _copy(con: duckdb.DuckDBPyConnection, select: str, target: Path) -> None:
     """COPY ``select`` to ``target`` as Parquet, atomically (written aside, then renamed)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    con.execute(f"COPY ({select}) TO {_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+    # zstd level 1, not DuckDB's default 3: a 2,000,000-row predictions partition exported in 0.59-0.67 CPU s
+    # instead of 0.70-0.73, and the file is no bigger (16.2 vs 16.4 MB): the values are mostly unique keys and
+    # scores, which the higher level does not compress better. Any zstd reader reads either.
+    con.execute(f"COPY ({select}) TO {_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)")
     os.replace(tmp, target)
 
 
@@ -182,9 +185,20 @@ def ensure_catalog(con: duckdb.DuckDBPyConnection, export_dir: Path) -> bool:
     statements += view_statements(DUCKDB, quote, "drift" in tables, None)
     digest = hashlib.sha256("\n".join([CATALOG_STORAGE, *statements]).encode()).hexdigest()[:16]
     catalog, marker = export_dir / CATALOG, export_dir / ".catalog.sha"
-    for table in tables:  # the columns of each table, so an empty view still has them (refreshed each time)
+    columns: dict[str, list[tuple[str, str]]] = {}
+    for table, column, kind in con.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = "
+            "current_schema() ORDER BY table_name, ordinal_position").fetchall():
+        columns.setdefault(table, []).append((column, kind))
+    for table in tables:  # the columns of each table, so an empty view still has them
         schema_file = export_dir / table / "_schema" / "empty.parquet"
+        # rewritten when the table's columns changed (or the file is gone): not at every publish (14 COPYs)
+        shape = hashlib.sha256(repr(columns.get(table)).encode()).hexdigest()[:16]
+        shape_file = schema_file.with_name(".columns.sha")
+        if schema_file.is_file() and shape_file.is_file() and shape_file.read_text() == shape:
+            continue
         _copy(con, f"SELECT * FROM {quote(table)} LIMIT 0", schema_file)  # noqa: S608 - quoted
+        shape_file.write_text(shape)
     if catalog.is_file() and marker.is_file() and marker.read_text() == digest:
         return False
     tmp = export_dir / f".{CATALOG}.{os.getpid()}.tmp"
