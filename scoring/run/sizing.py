@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,10 @@ COPIES = 4
 # higher floor would overrun the budget (1,000 such rows are 100 MB).
 MIN_ROWS = 100
 MAX_ROWS = 2_000_000
+# A planned chunk (one DAG task's key range) is read as a stream of about this many batches, each scored and
+# staged by the chunk loop while the next one is read; batches of fewer than READ_FLOOR rows are not cut.
+READS_PER_CHUNK = 4
+READ_FLOOR = 10_000
 
 
 def row_bytes(schema: pa.Schema, text_bytes: Mapping[str, float] | None = None) -> int:
@@ -75,3 +80,12 @@ def size_chunks(source: Source, interval: DataInterval | None, encoded_width: in
     assumed)."""
     text = mean_text_bytes(source, interval) if interval is not None else None
     return chunk_rows(source.read_schema(), encoded_width, budget_mib, fixed_rows, text)
+
+
+def read_rows(rows_per_chunk: int) -> int:
+    """Rows per read batch of a planned chunk: about ``rows_per_chunk / READS_PER_CHUNK``, not below
+    ``READ_FLOOR`` (nor above the chunk). A DAG task streams its key range in batches of this size through
+    the chunk loop, so the next batch is read while one is scored (as ``scoring run`` reads its next chunk)
+    and the task holds two batches, not its whole range. A source may return smaller batches (DuckDB returns
+    at most one row group, 122,880 rows, per batch)."""
+    return max(1, min(rows_per_chunk, max(READ_FLOOR, math.ceil(rows_per_chunk / READS_PER_CHUNK))))

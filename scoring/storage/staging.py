@@ -31,6 +31,21 @@ logger = logging.getLogger(__name__)
 
 LEASE_S = 120.0  # an object-store lease not renewed for this long is dead (its holder renews every third)
 LEASE_PREFIX = ".lease-"
+# A chunk staged in parts (one per batch of its stream): part p of chunk i is staged at index
+# (i + 1) * PART_STRIDE + p, never the index of a chunk staged whole (i < PART_STRIDE - 1).
+PART_STRIDE = 1_000_000
+
+
+def part_index(index: int, part: int) -> int:
+    """The staged index of part ``part`` (0, 1, ...) of chunk ``index``.
+
+    Raises:
+        StagingError: ``part`` or ``index`` is beyond the index space (a million parts or chunks).
+    """
+    if not 0 <= part < PART_STRIDE or not 0 <= index < PART_STRIDE - 1:
+        raise StagingError(f"part {part} of chunk {index} is beyond the staging index space ({PART_STRIDE:,} "
+                           "parts of a chunk); raise chunking.rows_per_chunk")
+    return (index + 1) * PART_STRIDE + part
 
 
 @dataclass(frozen=True)
@@ -221,6 +236,42 @@ class Stage:
             return None
         self.reused.add(index)
         return manifest
+
+    def write_parts(self, index: int, parts: list[ChunkManifest]) -> None:
+        """Record that chunk ``index`` is staged as ``parts`` (their staged indexes, in order): written last,
+        atomically, after every part's own manifest, so ``completed_parts`` sees all of the chunk or none.
+
+        Raises:
+            StagingError: the record cannot be written, naming the folder.
+        """
+        try:
+            self._parts_path(index).write_bytes(json.dumps({"index": index,
+                                                            "parts": [m.index for m in parts]}).encode())
+        except OSError as exc:
+            raise StagingError(f"cannot stage chunk {index} in {str(self.root)!r}: "
+                               f"{getattr(exc, 'strerror', None) or exc}") from None
+
+    def completed_parts(self, index: int) -> list[ChunkManifest] | None:
+        """The manifests of every part of chunk ``index`` (``write_parts``), each complete and verified, in
+        order; None when the chunk's record is missing or unreadable or any part fails (the chunk is redone)."""
+        try:
+            record = json.loads(self._parts_path(index).read_bytes())
+            parts = [int(p) for p in record["parts"]]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, KeyError):
+            logger.warning("staged parts record of chunk %s in %s is unreadable; it will be redone", index,
+                           self.root)
+            return None
+        manifests = [self.completed(p) for p in parts]
+        return None if any(m is None for m in manifests) else [m for m in manifests if m is not None]
+
+    def has_parts(self, index: int) -> bool:
+        """Whether chunk ``index`` has a parts record (complete or not)."""
+        return self._parts_path(index).is_file()
+
+    def _parts_path(self, index: int) -> StagePath:
+        return self.root / f"parts-{index:05d}.json"
 
     def manifests(self) -> list[ChunkManifest]:
         """Every complete chunk, in index order."""
