@@ -272,7 +272,7 @@ def stage_ranges(cfg: Config, plan: PlanLike, indexes: list[int], challenger: in
     plan = RunPlan.from_json(plan)
     stage = plan_stage(cfg, plan) if challenger is None else shadow_stage(plan_stage(cfg, plan), challenger)
     tag = {} if challenger is None else {"challenger": challenger}
-    done = {i: None if reread else staged_chunk(stage, i) for i in indexes}
+    done = {i: None if reread else stage.completed_chunk(i) for i in indexes}
     todo = [i for i in indexes if done[i] is None]
     if not todo:
         logger.info("chunks %s of plan %s are already staged; reusing them", indexes, plan.plan_id)
@@ -339,16 +339,6 @@ def stage_ranges(cfg: Config, plan: PlanLike, indexes: list[int], challenger: in
             if done[i] is not None]
 
 
-def staged_chunk(stage: Stage, index: int) -> list[ChunkManifest] | None:
-    """Chunk ``index`` as staged and verified: its parts (``Stage.completed_parts``), or the one manifest of a
-    chunk staged whole by an earlier version (a plan in flight); None when it is not (completely) staged."""
-    parts = stage.completed_parts(index)
-    if parts is not None or stage.has_parts(index):  # a chunk staged in parts is redone when a part fails
-        return parts
-    whole = stage.completed(index)
-    return None if whole is None else [whole]
-
-
 def _at_least_one(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """``batches``, or one empty batch of ``schema`` when there are none: an empty key range still stages a
     (0-row) part, so every chunk of a plan has a manifest and publish sees the day's empty chunks."""
@@ -382,7 +372,7 @@ def _shadow(cfg: Config, plan: RunPlan, chunk_results: list[dict[str, Any]]) -> 
     store = ModelStore(cfg.model.store)
     for version in plan.challengers or ():
         stage = shadow_stage(plan_stage(cfg, plan), version)
-        chunks = [staged_chunk(stage, i) for i in plan.indexes]
+        chunks = [stage.completed_chunk(i) for i in plan.indexes]
         if version in errors or any(c is None for c in chunks):
             shadow.failed[str(version)] = errors.get(version) or "chunks not staged"
             continue
@@ -427,7 +417,7 @@ def publish_plan(cfg: Config, plan: PlanLike, chunk_results: list[dict[str, Any]
     stage = plan_stage(cfg, plan)
     results = results if results is not None else open_results(cfg.results)
     results.ensure_schema()
-    chunks = [staged_chunk(stage, i) for i in plan.indexes]
+    chunks = [stage.completed_chunk(i) for i in plan.indexes]
     missing = [i for i, c in zip(plan.indexes, chunks, strict=True) if c is None]
     if missing:
         previous = _published_run(results, plan) if len(missing) == len(chunks) else None

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 LEASE_S = 120.0  # an object-store lease not renewed for this long is dead (its holder renews every third)
 LEASE_PREFIX = ".lease-"
 # A chunk staged in parts (one per batch of its stream): part p of chunk i is staged at index
-# (i + 1) * PART_STRIDE + p, never the index of a chunk staged whole (i < PART_STRIDE - 1).
+# (i + 1) * PART_STRIDE + p (files ``part-<i>-<p>.*``), never the index of a chunk staged whole.
 PART_STRIDE = 1_000_000
 
 
@@ -87,7 +87,8 @@ def _leases(folder: StagePath) -> list[tuple[StagePath, dict[str, Any]]]:
 
 
 class Stage:
-    """The staging folder of one run: ``<root>/chunk-00000.parquet`` + ``.q.parquet`` + ``.json``.
+    """The staging folder of one run: ``<root>/chunk-00000.parquet`` + ``.q.parquet`` + ``.json``; a chunk
+    staged in parts has ``part-00000-00000.parquet`` ... per part and ``chunk-00000.json`` listing them.
 
     ``root`` is a local path or a ``StagePath`` (local or object store).
     """
@@ -183,7 +184,8 @@ class Stage:
             self._lease = None
 
     def _paths(self, index: int) -> tuple[StagePath, StagePath, StagePath]:
-        stem = f"chunk-{index:05d}"
+        stem = f"chunk-{index:05d}" if index < PART_STRIDE \
+            else f"part-{index // PART_STRIDE - 1:05d}-{index % PART_STRIDE:05d}"
         return self.root / f"{stem}.parquet", self.root / f"{stem}.q.parquet", self.root / f"{stem}.json"
 
     def _write(self, table: pa.Table, path: StagePath) -> str:
@@ -217,7 +219,10 @@ class Stage:
         None."""
         pred_path, q_path, manifest_path = self._paths(index)
         try:
-            manifest = ChunkManifest(**json.loads(manifest_path.read_bytes()))
+            raw = json.loads(manifest_path.read_bytes())
+            if isinstance(raw, dict) and "parts" in raw:  # a chunk staged in parts (``completed_chunk``)
+                return None
+            manifest = ChunkManifest(**raw)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError):
@@ -238,40 +243,38 @@ class Stage:
         return manifest
 
     def write_parts(self, index: int, parts: list[ChunkManifest]) -> None:
-        """Record that chunk ``index`` is staged as ``parts`` (their staged indexes, in order): written last,
-        atomically, after every part's own manifest, so ``completed_parts`` sees all of the chunk or none.
+        """Record chunk ``index`` as staged in ``parts`` (their staged indexes, ``part_index``, in order): the
+        chunk's manifest ``chunk-<index>.json`` with its summed counts and the parts, written last and
+        atomically after every part's own manifest, so ``completed_chunk`` sees all of the chunk or none.
 
         Raises:
-            StagingError: the record cannot be written, naming the folder.
+            StagingError: the manifest cannot be written, naming the folder.
         """
+        record = {"index": index, "rows_in": sum(m.rows_in for m in parts), "scored": sum(m.scored for m in parts),
+                  "rejected": sum(m.rejected for m in parts), "parts": [m.index for m in parts]}
         try:
-            self._parts_path(index).write_bytes(json.dumps({"index": index,
-                                                            "parts": [m.index for m in parts]}).encode())
+            self._paths(index)[2].write_bytes(json.dumps(record).encode())
         except OSError as exc:
             raise StagingError(f"cannot stage chunk {index} in {str(self.root)!r}: "
                                f"{getattr(exc, 'strerror', None) or exc}") from None
 
-    def completed_parts(self, index: int) -> list[ChunkManifest] | None:
-        """The manifests of every part of chunk ``index`` (``write_parts``), each complete and verified, in
-        order; None when the chunk's record is missing or unreadable or any part fails (the chunk is redone)."""
+    def completed_chunk(self, index: int) -> list[ChunkManifest] | None:
+        """Chunk ``index`` as staged and verified: the manifests of its parts in order (``write_parts``), or
+        the one manifest of a chunk staged whole (``write``); None when it is not staged, its manifest is
+        unreadable or any part fails verification (the chunk is then redone)."""
         try:
-            record = json.loads(self._parts_path(index).read_bytes())
-            parts = [int(p) for p in record["parts"]]
+            record = json.loads(self._paths(index)[2].read_bytes())
+            parts = None if "parts" not in record else [int(p) for p in record["parts"]]
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, TypeError, KeyError):
-            logger.warning("staged parts record of chunk %s in %s is unreadable; it will be redone", index,
-                           self.root)
+        except (OSError, ValueError, TypeError):
+            logger.warning("staged manifest of chunk %s in %s is unreadable; it will be redone", index, self.root)
             return None
+        if parts is None:  # staged whole
+            whole = self.completed(index)
+            return None if whole is None else [whole]
         manifests = [self.completed(p) for p in parts]
         return None if any(m is None for m in manifests) else [m for m in manifests if m is not None]
-
-    def has_parts(self, index: int) -> bool:
-        """Whether chunk ``index`` has a parts record (complete or not)."""
-        return self._parts_path(index).is_file()
-
-    def _parts_path(self, index: int) -> StagePath:
-        return self.root / f"parts-{index:05d}.json"
 
     def manifests(self) -> list[ChunkManifest]:
         """Every complete chunk, in index order."""

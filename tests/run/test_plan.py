@@ -322,19 +322,23 @@ def test_a_chunk_task_streams_its_range_in_batches_read_ahead_and_publishes_what
 
 
 def test_parts_of_a_chunk_never_collide_with_chunks_staged_whole(tmp_path: Path) -> None:
-    """A plan in flight may hold chunks staged whole by an earlier version (index i) beside chunks staged in
-    parts; each is read back as what it is, and a chunk with a part missing or no parts record is not staged."""
+    """A plan in flight may hold chunks staged whole by an earlier version beside chunks staged in parts; each
+    is read back as what it is, and a chunk whose parts are not all staged and verified is not staged."""
     from scoring.storage.staging import PART_STRIDE, Stage, part_index
 
     stage = Stage(tmp_path / "stage")
     preds = pa.table({"source_key": ["a"], "score": [0.5]})
     empty = pa.table({"source_key": pa.array([], pa.string())})
     whole = [stage.write(i, 1, preds, empty) for i in range(3)]  # chunks 0-2 staged whole
-    parts = [stage.write(part_index(1, p), 1, preds, empty) for p in range(3)]
+    parts = [stage.write(part_index(1, p), 2, preds, empty) for p in range(3)]
     assert [m.index for m in parts] == [2 * PART_STRIDE, 2 * PART_STRIDE + 1, 2 * PART_STRIDE + 2]
-    assert steps.staged_chunk(stage, 1) == [whole[1]]  # no parts record yet: the whole chunk stands
+    assert stage.completed_chunk(1) == [whole[1]]  # its parts are not recorded yet: the whole chunk stands
     stage.write_parts(1, parts)
-    assert steps.staged_chunk(stage, 1) == parts and steps.staged_chunk(stage, 0) == [whole[0]]
+    assert stage.completed_chunk(1) == parts and stage.completed_chunk(0) == [whole[0]]
+    assert stage.completed(1) is None  # chunk 1 is no longer one file
+    assert sorted(p.name for p in Path(str(stage.root)).glob("part-*.json")) == [
+        "part-00001-00000.json", "part-00001-00001.json", "part-00001-00002.json"]
+    assert json.loads((Path(str(stage.root)) / "chunk-00001.json").read_text())["rows_in"] == 6
     Path(str(stage.prediction_files([parts[1]])[0])).write_bytes(b"torn")
-    assert steps.staged_chunk(stage, 1) is None  # a part fails verification: the chunk is redone
-    assert steps.staged_chunk(stage, 5) is None
+    assert stage.completed_chunk(1) is None  # a part fails verification: the chunk is redone
+    assert stage.completed_chunk(5) is None
