@@ -161,6 +161,7 @@ def dag_vs_cli(folder: Path, cfg_path: Path, rows: int, chunks: int, repeat: int
     env = airflow_env(home, [cfg])
     timed([str(BIN / "airflow"), "db", "migrate"], env)
     cli, dag, dag_own, fixed_cli, fixed_dag, fixed_dag_own = [], [], [], [], [], []
+    cli_steps, dag_tasks = [], []  # per round: the CLI run's own steps, the DAG's task seconds
     for _ in range(repeat):
         seconds, _ = timed([str(BIN / "scoring"), "run", "-c", str(cfg), "--date", str(BIG_DAY), "--show", "0"])
         cli.append(seconds)
@@ -173,6 +174,8 @@ def dag_vs_cli(folder: Path, cfg_path: Path, rows: int, chunks: int, repeat: int
         dag_own.append(result["seconds"])
         dag_row = last_run(cfg, "airflow", out)
         assert dag_row["started_at"] > cli_row["started_at"] and json.loads(dag_row["details"])["chunks"] == chunks
+        cli_steps.append({**json.loads(cli_row["details"]).get("steps", {}), "run_s": cli_row["duration_s"]})
+        dag_tasks.append(_task_seconds(result))
         # The fixed cost of each path: the same steps on the small training day (one chunk).
         seconds, _ = timed([str(BIN / "scoring"), "run", "-c", str(cfg), "--date", str(TRAIN_DAY), "--show", "0"])
         fixed_cli.append(seconds)
@@ -187,7 +190,19 @@ def dag_vs_cli(folder: Path, cfg_path: Path, rows: int, chunks: int, repeat: int
     assert len(dag_scores) == len(cli_scores) == cli_row["rows_scored"], (len(dag_scores), len(cli_scores))
     return {"rows": rows, "chunks": chunks, "cli_s": cli, "dag_s": dag, "dag_test_s": dag_own,
             "max_abs_diff": diff, "scored": cli_row["rows_scored"], "quarantined": cli_row["rows_rejected"],
-            "fixed_cli_s": fixed_cli, "fixed_dag_s": fixed_dag, "fixed_dag_test_s": fixed_dag_own}
+            "fixed_cli_s": fixed_cli, "fixed_dag_s": fixed_dag, "fixed_dag_test_s": fixed_dag_own,
+            "cli_steps": cli_steps, "dag_tasks": dag_tasks}
+
+
+def _task_seconds(result: dict) -> dict:
+    """The DAG run's task seconds (``dag_runner``'s ``durations``), mapped chunk tasks summed, and the rest
+    of ``dag.test()``'s own seconds (Airflow between and around the tasks)."""
+    out: dict = {}
+    for name, seconds in (result.get("durations") or {}).items():
+        task = "score_chunk" if name.startswith("score_chunk") else name
+        out[task] = out.get(task, 0.0) + float(seconds or 0.0)
+    out["airflow_other"] = result["seconds"] - sum(out.values())
+    return out
 
 
 def chunk_prep(folder: Path, cfg_path: Path, sizes: tuple[int, int], chunk_rows: int, repeat: int) -> dict:
@@ -232,6 +247,14 @@ def report(a: dict | None, b: dict | None) -> None:
               f"{fd:.1f} s (dag.test() itself {fo:.1f} s)")
         print(f"  above the fixed cost: scoring run {med(a['cli_s']) - fc:.1f} s, dag.test() process "
               f"{med(a['dag_s']) - fd:.1f} s, DAG / CLI {(med(a['dag_s']) - fd) / (med(a['cli_s']) - fc):.2f}x")
+        if a.get("cli_steps") and a.get("dag_tasks"):
+            steps = {k: med([r.get(k, 0.0) for r in a["cli_steps"]]) for k in a["cli_steps"][0]}
+            print("  the 2M-row day's parts (medians): scoring run's own steps "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items())
+                  + f"; process start-up and exit {med(a['cli_s']) - steps.get('run_s', 0.0):.1f} s")
+            tasks = {k: med([r.get(k, 0.0) for r in a["dag_tasks"]]) for k in a["dag_tasks"][0]}
+            print("  dag.test() tasks " + ", ".join(f"{k} {v:.1f} s" for k, v in tasks.items())
+                  + f"; process start-up, DAG parse and exit {med(a['dag_s']) - med(a['dag_test_s']):.1f} s")
     if b:
         s, large = b["small"], b["large"]
         print(f"\nOne chunk task ({b['chunk_rows']:,} rows a chunk), fresh process, medians of "
