@@ -342,3 +342,20 @@ def test_parts_of_a_chunk_never_collide_with_chunks_staged_whole(tmp_path: Path)
     Path(str(stage.prediction_files([parts[1]])[0])).write_bytes(b"torn")
     assert stage.completed_chunk(1) is None  # a part fails verification: the chunk is redone
     assert stage.completed_chunk(5) is None
+
+
+def test_an_empty_day_stages_one_empty_part_and_publishes_what_the_cli_publishes(tmp_path: Path, sample_db: Path,
+                                                                                 store: Path) -> None:
+    """A day without rows is one chunk whose range streams no batch: it stages one empty part, so publish
+    finds the chunk staged and records the same empty run the CLI records."""
+    day = SCORE_DAY + dt.timedelta(days=300)
+    (tmp_path / "cli").mkdir()
+    cli = load_config(write_config(tmp_path / "cli", sample_db, store))
+    cfg = load_config(write_config(tmp_path, sample_db, store))
+    expected = pipeline.run_day(cli, day)
+    plan = steps.plan_run(cfg, DataInterval.for_day(day), key="empty").to_json()
+    [chunk] = [steps.score_planned_chunk(cfg, plan, i) for i in steps.validate_plan(cfg, plan)]
+    assert (chunk["rows_in"], chunk["parts"]) == (0, 1)
+    counts = steps.publish_plan(cfg, plan, [chunk])
+    assert (counts["rows_in"], counts["rows_scored"]) == (expected.rows_in, expected.rows_scored) == (0, 0)
+    assert [r["status"] for r in ledger(cfg.results.path).to_dict("records")] == ["success"]
