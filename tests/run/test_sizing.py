@@ -30,9 +30,9 @@ def test_measured_text_widths_count_when_longer_than_a_short_string() -> None:
     assert chunk_rows(SCHEMA, 10, 1, text_bytes={"s": 1e7}) == MIN_ROWS  # the floor, whatever the width
 
 
-def test_a_planned_chunk_is_read_in_about_four_batches_not_below_the_floor() -> None:
+def test_a_planned_chunk_is_read_in_about_four_batches_not_below_a_row_group() -> None:
     from scoring.run.sizing import READ_FLOOR, read_rows
 
     assert read_rows(500_000) == 125_000 and read_rows(2_000_000) == 500_000
-    assert read_rows(30_000) == READ_FLOOR == 10_000  # not cut below the floor
-    assert read_rows(150) == 150 and read_rows(1) == 1  # a small chunk is one batch
+    assert read_rows(400_000) == READ_FLOOR == 122_880  # not cut below DuckDB's row group
+    assert read_rows(100_000) == 100_000 and read_rows(150) == 150 and read_rows(1) == 1  # one batch
