@@ -106,8 +106,9 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
 
     Returns:
         The ``RunPlan``: model version and its rule, the engine (``choose_engine``), rows, chunk size, the
-        rows per read batch of a chunk, the key ranges, the whole-interval quality inputs; with ``model.challengers``, the challenger versions
-        (each scored chunk by chunk like the champion) and those left out (``shadow_failed``).
+        rows per read batch of a chunk, the key ranges, the whole-interval quality inputs; with
+        ``model.challengers``, the challenger versions (each scored chunk by chunk like the champion) and those
+        left out (``shadow_failed``).
     """
     mv, rule = choose_model(cfg, interval, version, model_as_of)
     engine = choose_engine(cfg, mv)
@@ -261,7 +262,8 @@ def stage_ranges(cfg: Config, plan: PlanLike, indexes: list[int], challenger: in
     ``plan.read_rows`` rows (one query), each batch scored and staged as a part of the chunk while the next
     one is read in the background (the CLI's prefetch); with the quality inputs the plan measured for the
     whole interval. A part already staged from the same rows (``input_digest``) is reused, so a rerun never
-    publishes rows it did not read; the chunk's parts record (``Stage.write_parts``) is written last.
+    publishes rows it did not read; the chunk's manifest listing its parts (``Stage.write_parts``) is
+    written last.
 
     A DAG task (``reread`` False) reuses a chunk its plan already staged without reading it again (a retried
     task of the same plan); ``reread`` (a backfill day's rerun) reads every range and reuses a staged part
