@@ -7,12 +7,14 @@ preparation time at two day sizes, printed side by side.
    Figures: whole-process wall seconds of each, ``dag.test()``'s own seconds, and DAG / CLI. Each round also
    scores the small training day (``--train-rows`` rows, one chunk) both ways: the fixed cost of each path
    (process start, imports, for the DAG Airflow's own start-up: DAG parsing, ``dag.test()``'s in-process
-   execution API, task bookkeeping), and from it DAG / CLI of the day's cost above that fixed cost.
+   execution API, task bookkeeping), and from it DAG / CLI of the day's cost above that fixed cost. Then the
+   parts of the big day (the CLI ledger's ``steps``, ``dag.test()``'s task seconds and Airflow's time around
+   them) and each process's peak RSS.
 2. Chunk task preparation: the plan of a ``--small`` and a ``--large`` day cut in chunks of the same
    ``--chunk-rows``; then chunk 0 of each is staged by ``plan.score_planned_chunk`` (what a mapped
    ``score_chunk`` task runs) in a fresh process. Figures: the task's seconds until its first batch is read
    (its preparation: source, quality state from the plan's inputs, model load, column selection), the whole
-   task's seconds, and large / small. Flat means the task does not read the whole day.
+   task's seconds, its peak RSS, and large / small. Flat means the task does not read the whole day.
 
 Both published days are checked: rows_in = scored + quarantined in the ledger, and the DAG's scores equal
 the CLI's on every key (max |diff| printed).
@@ -121,12 +123,23 @@ def with_chunk_rows(cfg_path: Path, rows: int, name: str) -> Path:
     return out
 
 
+# Runs the command as its only child and prints the child's peak RSS (KiB) on stderr's last line.
+PEAK_WRAPPER = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+                "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+                "sys.exit(r.returncode)")
+PEAK_MIB: list[float] = []  # the peak RSS of each command ``timed`` ran, in order
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run ``cmd``; its wall seconds (with a ~0.03 s wrapper start) and stdout. Its peak RSS goes to PEAK_MIB."""
     started = time.perf_counter()
-    out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=7200, check=False)
+    out = subprocess.run([sys.executable, "-c", PEAK_WRAPPER, *cmd], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=7200, check=False)
     seconds = time.perf_counter() - started
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} failed:\n{(out.stdout + out.stderr)[-4000:]}")
+    peak = [line for line in out.stderr.splitlines() if line.startswith("PEAK_RSS_KIB ")]
+    PEAK_MIB.append(int(peak[-1].split()[1]) / 1024 if peak else float("nan"))
     return seconds, out.stdout
 
 
@@ -152,16 +165,16 @@ def scores(cfg_path: Path, day: dt.date):
     return open_results(cfg.results).predictions(day, cfg.model.name).to_pandas().set_index("source_key")["score"]
 
 
-def dag_day(env: dict, day: dt.date) -> tuple[float, float, str]:
+def dag_day(env: dict, day: dt.date) -> tuple[float, dict, str]:
     """Run the scoring DAG for ``day`` with ``dag.test()`` in a new process (``tests.dags.dag_runner``).
 
-    Returns (whole-process wall seconds, ``dag.test()``'s own seconds, the process's output); raises
-    AssertionError when the DAG run does not succeed."""
+    Returns (whole-process wall seconds, dag_runner's JSON result: ``state``, ``seconds`` of ``dag.test()``,
+    ``durations``; the process's output); raises AssertionError when the DAG run does not succeed."""
     seconds, out = timed([sys.executable, "-m", "tests.dags.dag_runner", "--dag-id", "scoring_loan_default",
                           "--day", str(day)], env)
     result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
     assert result["state"] == "success", result
-    return seconds, float(result["seconds"]), out
+    return seconds, result, out
 
 
 def dag_vs_cli(folder: Path, cfg_path: Path, rows: int, chunks: int, repeat: int) -> dict:
@@ -173,27 +186,44 @@ def dag_vs_cli(folder: Path, cfg_path: Path, rows: int, chunks: int, repeat: int
     env = airflow_env(home, [cfg])
     timed([str(BIN / "airflow"), "db", "migrate"], env)
     cli, dag, dag_own, fixed_cli, fixed_dag, fixed_dag_own = [], [], [], [], [], []
+    cli_steps, dag_tasks, cli_rss, dag_rss = [], [], [], []  # per round: steps, task seconds, peak RSS
     for _ in range(repeat):
         seconds, _ = timed([str(BIN / "scoring"), "run", "-c", str(cfg), "--date", str(BIG_DAY), "--show", "0"])
         cli.append(seconds)
+        cli_rss.append(PEAK_MIB[-1])
         cli_row, cli_scores = last_run(cfg, "cli"), scores(cfg, BIG_DAY)
-        seconds, own, out = dag_day(env, BIG_DAY)
+        seconds, result, out = dag_day(env, BIG_DAY)
         dag.append(seconds)
-        dag_own.append(own)
+        dag_rss.append(PEAK_MIB[-1])
+        dag_own.append(result["seconds"])
         dag_row = last_run(cfg, "airflow", out)
         assert dag_row["started_at"] > cli_row["started_at"] and json.loads(dag_row["details"])["chunks"] == chunks
+        cli_steps.append({**json.loads(cli_row["details"]).get("steps", {}), "run_s": cli_row["duration_s"]})
+        dag_tasks.append(_task_seconds(result))
         # The fixed cost of each path: the same steps on the small training day (one chunk).
         seconds, _ = timed([str(BIN / "scoring"), "run", "-c", str(cfg), "--date", str(TRAIN_DAY), "--show", "0"])
         fixed_cli.append(seconds)
-        seconds, own, _ = dag_day(env, TRAIN_DAY)
+        seconds, fixed, _ = dag_day(env, TRAIN_DAY)
         fixed_dag.append(seconds)
-        fixed_dag_own.append(own)
+        fixed_dag_own.append(fixed["seconds"])
     dag_scores = scores(cfg, BIG_DAY)
     diff = float((dag_scores - cli_scores.reindex(dag_scores.index)).abs().max())
     assert len(dag_scores) == len(cli_scores) == cli_row["rows_scored"], (len(dag_scores), len(cli_scores))
     return {"rows": rows, "chunks": chunks, "cli_s": cli, "dag_s": dag, "dag_test_s": dag_own,
             "max_abs_diff": diff, "scored": cli_row["rows_scored"], "quarantined": cli_row["rows_rejected"],
-            "fixed_cli_s": fixed_cli, "fixed_dag_s": fixed_dag, "fixed_dag_test_s": fixed_dag_own}
+            "fixed_cli_s": fixed_cli, "fixed_dag_s": fixed_dag, "fixed_dag_test_s": fixed_dag_own,
+            "cli_steps": cli_steps, "dag_tasks": dag_tasks, "cli_rss_mib": cli_rss, "dag_rss_mib": dag_rss}
+
+
+def _task_seconds(result: dict) -> dict:
+    """The DAG run's task seconds (``dag_runner``'s ``durations``), mapped chunk tasks summed, and the rest
+    of ``dag.test()``'s own seconds (Airflow between and around the tasks)."""
+    out: dict = {}
+    for name, seconds in (result.get("durations") or {}).items():
+        task = "score_chunk" if name.startswith("score_chunk") else name
+        out[task] = out.get(task, 0.0) + float(seconds or 0.0)
+    out["airflow_other"] = result["seconds"] - sum(out.values())
+    return out
 
 
 def chunk_prep(folder: Path, cfg_path: Path, sizes: tuple[int, int], chunk_rows: int, repeat: int) -> dict:
@@ -215,10 +245,10 @@ def chunk_prep(folder: Path, cfg_path: Path, sizes: tuple[int, int], chunk_rows:
         for i in range(repeat):
             _, text = timed([sys.executable, "-c", CHUNK_TASK, str(cfg_file), str(plan_file), str(i)],
                             {**os.environ, "PYTHONPATH": str(ROOT)})
-            runs.append(json.loads(text.strip().splitlines()[-1]))
+            runs.append({**json.loads(text.strip().splitlines()[-1]), "rss_mib": PEAK_MIB[-1]})
         out[label] = {"rows": rows, "chunks": len(planned["chunks"]), "plan_s": plan_s,
                       "prepare_s": [r["prepare_s"] for r in runs], "task_s": [r["task_s"] for r in runs],
-                      "chunk_rows_in": [r["rows_in"] for r in runs]}
+                      "chunk_rows_in": [r["rows_in"] for r in runs], "rss_mib": [r["rss_mib"] for r in runs]}
     return out
 
 
@@ -238,14 +268,25 @@ def report(a: dict | None, b: dict | None) -> None:
               f"{fd:.1f} s (dag.test() itself {fo:.1f} s)")
         print(f"  above the fixed cost: scoring run {med(a['cli_s']) - fc:.1f} s, dag.test() process "
               f"{med(a['dag_s']) - fd:.1f} s, DAG / CLI {(med(a['dag_s']) - fd) / (med(a['cli_s']) - fc):.2f}x")
+        if a.get("cli_steps") and a.get("dag_tasks"):
+            steps = {k: med([r.get(k, 0.0) for r in a["cli_steps"]]) for k in a["cli_steps"][0]}
+            print("  the 2M-row day's parts (medians): scoring run's own steps "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items())
+                  + f"; process start-up and exit {med(a['cli_s']) - steps.get('run_s', 0.0):.1f} s")
+            tasks = {k: med([r.get(k, 0.0) for r in a["dag_tasks"]]) for k in a["dag_tasks"][0]}
+            print("  dag.test() tasks " + ", ".join(f"{k} {v:.1f} s" for k, v in tasks.items())
+                  + f"; process start-up, DAG parse and exit {med(a['dag_s']) - med(a['dag_test_s']):.1f} s")
+        if a.get("cli_rss_mib"):
+            print(f"  peak RSS of the 2M-row day: scoring run {med(a['cli_rss_mib']):.0f} MiB, dag.test() process "
+                  f"{med(a['dag_rss_mib']):.0f} MiB (all tasks in one process)")
     if b:
         s, large = b["small"], b["large"]
         print(f"\nOne chunk task ({b['chunk_rows']:,} rows a chunk), fresh process, medians of "
               f"{len(s['task_s'])} chunks")
-        print(f"  {'day rows':>10} {'chunks':>7} {'plan s':>8} {'prepare s':>10} {'task s':>8}")
+        print(f"  {'day rows':>10} {'chunks':>7} {'plan s':>8} {'prepare s':>10} {'task s':>8} {'peak MiB':>9}")
         for x in (s, large):
             print(f"  {x['rows']:>10,} {x['chunks']:>7} {x['plan_s']:>8.2f} {med(x['prepare_s']):>10.2f} "
-                  f"{med(x['task_s']):>8.2f}")
+                  f"{med(x['task_s']):>8.2f} {med(x.get('rss_mib') or [float('nan')]):>9.0f}")
         print(f"  large / small: prepare {med(large['prepare_s']) / med(s['prepare_s']):.2f}x, task "
               f"{med(large['task_s']) / med(s['task_s']):.2f}x, plan {large['plan_s'] / s['plan_s']:.2f}x "
               f"(days {large['rows'] / s['rows']:.0f}x)")

@@ -2,7 +2,9 @@
 
 The plan is a frozen ``RunPlan`` (``runplan.py``; it travels between tasks as an XCom through ``to_json`` /
 ``from_json``, and every step here takes either). Its chunks are key ranges of the interval's
-rows, cut once at plan time, so a retried chunk re-reads exactly the same rows. Chunk outputs are staged
+rows, cut once at plan time, so a retried chunk re-reads exactly the same rows; a chunk reads its range as a
+stream of batches through the one chunk loop (``run_chunks``), each batch staged as a part of the chunk while
+the next is read (``stage_ranges``). Chunk outputs are staged
 under ``<staging_dir>/<model>/<day>/<run key>/<plan id>/``: a retried or cleared run with the same plan
 reuses the chunks already staged and verified, and a different plan (another model version, another
 chunk size) can never mix with them. Only ``publish_plan`` and ``record_outcome`` write to the results
@@ -12,14 +14,16 @@ database; the publish step is the one ``pipeline.run_interval`` ends with (``fin
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import itertools
 import json
 import logging
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -51,13 +55,13 @@ from scoring.run.shadow import (
     shadow_spec,
     shadow_stage,
 )
-from scoring.run.sizing import size_chunks
+from scoring.run.sizing import read_rows, size_chunks
 from scoring.storage.faults import fault_point
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.sources import open_source
 from scoring.storage.sources.base import KeyRange, key_ranges
 from scoring.storage.stagefs import staging_root
-from scoring.storage.staging import ChunkManifest, Stage, remove_stale
+from scoring.storage.staging import ChunkManifest, Stage, part_index, remove_stale
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +90,7 @@ PlanLike = RunPlan | dict[str, Any]  # a plan, or its JSON (an XCom)
 
 def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, rows_per_chunk: int | None = None,
              *, key: str = "manual", details: dict[str, Any] | None = None,
-             model_as_of: str = "now") -> RunPlan:
+             model_as_of: str = "now", batch_rows: int | None = None) -> RunPlan:
     """Resolve the model version and cut the interval's rows into chunks sized from the memory budget.
 
     Args:
@@ -97,11 +101,14 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
         key: identifies the scheduler's run (its run id); staged chunks are kept per key.
         details: scheduler facts to keep in the ledger (run id, run type, ...).
         model_as_of: ``now`` or ``day``: the alias's target now or on the business day (``model_choice``).
+        batch_rows: overrides the rows per read batch of a chunk (default ``sizing.read_rows`` of the chunk
+            size).
 
     Returns:
         The ``RunPlan``: model version and its rule, the engine (``choose_engine``), rows, chunk size, the
-        key ranges, the whole-interval quality inputs; with ``model.challengers``, the challenger versions
-        (each scored chunk by chunk like the champion) and those left out (``shadow_failed``).
+        rows per read batch of a chunk, the key ranges, the whole-interval quality inputs; with
+        ``model.challengers``, the challenger versions (each scored chunk by chunk like the champion) and those
+        left out (``shadow_failed``).
     """
     mv, rule = choose_model(cfg, interval, version, model_as_of)
     engine = choose_engine(cfg, mv)
@@ -140,10 +147,12 @@ def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, ro
         chunks=tuple(PlannedChunk(i, _jsonable(r.lo), _jsonable(r.hi), r.nulls)
                      for i, r in enumerate(key_ranges(cuts))),
         planned_at=dt.datetime.now(dt.UTC), details={**rule, "interval": interval.describe(), **(details or {})},
-        quality_inputs=inputs, engine=engine, challengers=challengers, shadow_failed=failed)
+        quality_inputs=inputs, engine=engine, challengers=challengers, shadow_failed=failed,
+        read_rows=batch_rows or read_rows(size))
     plan = replace(plan, plan_id=plan_id_of(plan.to_json()))
-    logger.info("plan %s: %s rows of %s in %s chunks of <= %s rows, %s v%s (%s engine)", plan.plan_id, rows,
-                interval.day, len(plan.chunks), size, mv.name, mv.version, engine["engine"])
+    logger.info("plan %s: %s rows of %s in %s chunks of <= %s rows (read in batches of %s), %s v%s (%s engine)",
+                plan.plan_id, rows, interval.day, len(plan.chunks), size, plan.read_rows, mv.name, mv.version,
+                engine["engine"])
     return plan
 
 
@@ -214,10 +223,6 @@ def validate_plan(cfg: Config, plan: PlanLike) -> list[int | dict[str, int]]:
     return [*plan.indexes, *shadow]
 
 
-def _manifest_dict(manifest: ChunkManifest, reused: bool) -> dict[str, Any]:
-    return {**asdict(manifest), "reused": reused}
-
-
 def score_planned_chunk(cfg: Config, plan: PlanLike, index: int | dict[str, int]) -> dict[str, Any]:
     """Score and stage chunk ``index`` of ``plan``; a chunk already staged and verified is reused as is.
 
@@ -226,7 +231,7 @@ def score_planned_chunk(cfg: Config, plan: PlanLike, index: int | dict[str, int]
     but a transient error returns ``{"challenger", "index", "error"}`` instead of raising, so a broken
     challenger never fails the champion's run (publish leaves it out and says why).
 
-    Never writes to the results database. Returns the chunk's manifest with ``reused``.
+    Never writes to the results database. Returns the chunk's summary (``_chunk_dict``) with ``reused``.
     """
     if isinstance(index, dict):
         return stage_ranges(cfg, plan, [int(index["index"])], int(index["challenger"]))[0]
@@ -240,7 +245,7 @@ def stage_plan(cfg: Config, plan: PlanLike) -> list[dict[str, Any]]:
     backfill's worker processes run this and the parent publishes.
 
     Returns:
-        The chunks' manifests with ``reused`` (and the challengers' results), as ``publish_plan`` takes them.
+        The chunks' summaries with ``reused`` (and the challengers' results), as ``publish_plan`` takes them.
     """
     plan = RunPlan.from_json(plan)
     done = stage_ranges(cfg, plan, plan.indexes, reread=True)
@@ -253,60 +258,71 @@ def stage_plan(cfg: Config, plan: PlanLike) -> list[dict[str, Any]]:
 def stage_ranges(cfg: Config, plan: PlanLike, indexes: list[int], challenger: int | None = None,
                  reread: bool = False) -> list[dict[str, Any]]:
     """Stage chunks ``indexes`` of ``plan`` (the champion's, or challenger version ``challenger``'s) through
-    the one chunk loop (``run_chunks``): each reads only its key range, with the quality inputs the plan
-    measured for the whole interval; a chunk already staged from the same rows (``input_digest``) is reused,
-    so a rerun never publishes rows it did not read.
+    the one chunk loop (``run_chunks``): each chunk reads only its key range, as a stream of batches of
+    ``plan.read_rows`` rows (one query), each batch scored and staged as a part of the chunk while the next
+    one is read in the background (the CLI's prefetch); with the quality inputs the plan measured for the
+    whole interval. A part already staged from the same rows (``input_digest``) is reused, so a rerun never
+    publishes rows it did not read; the chunk's manifest listing its parts (``Stage.write_parts``) is
+    written last.
 
     A DAG task (``reread`` False) reuses a chunk its plan already staged without reading it again (a retried
-    task of the same plan); ``reread`` (a backfill day's rerun) reads every range and reuses a staged chunk
+    task of the same plan); ``reread`` (a backfill day's rerun) reads every range and reuses a staged part
     only when its rows hash the same. A challenger's chunk failing on anything but a transient error gives
-    ``{"challenger", "index", "error"}`` per chunk instead of raising. Returns each chunk's manifest with
-    ``reused`` (and ``challenger``).
+    ``{"challenger", "index", "error"}`` per chunk instead of raising. Returns one dict per chunk
+    (``_chunk_dict``: its rows, parts and ``reused``, and ``challenger``).
     """
     plan = RunPlan.from_json(plan)
     stage = plan_stage(cfg, plan) if challenger is None else shadow_stage(plan_stage(cfg, plan), challenger)
     tag = {} if challenger is None else {"challenger": challenger}
-    done = {i: None if reread else stage.completed(i) for i in indexes}
+    done = {i: None if reread else stage.completed_chunk(i) for i in indexes}
     todo = [i for i in indexes if done[i] is None]
     if not todo:
         logger.info("chunks %s of plan %s are already staged; reusing them", indexes, plan.plan_id)
-        return [{**_manifest_dict(done[i], True), **tag} for i in indexes]
+        return [{**_chunk_dict(i, done[i], True), **tag} for i in indexes]
     started = time.perf_counter()
     folder = run_folder(cfg, plan)
     folder.lock(shared=True)  # while it stages (or until its process dies), cleanup leaves the folder alone
+    reused: set[int] = set()
     try:
         with open_source(cfg.source) as source, ThreadPoolExecutor(1, thread_name_prefix="range-read") as ahead:
             full = source.schema()
             quality = _quality(cfg, plan, source)
-            interval = plan.interval
+            interval, batch_rows = plan.interval, plan.read_rows or plan.rows_per_chunk
 
-            def read(i: int, schema: pa.Schema) -> pa.Table:
+            def batches(i: int) -> Iterator[pa.RecordBatch]:
                 chunk = plan.chunks[i]
-                batches = list(source.range_batches(interval, KeyRange(chunk.lo, chunk.hi, chunk.nulls),
-                                                    plan.rows_per_chunk))
-                return pa.Table.from_batches(batches) if batches else schema.empty_table()
+                return source.range_batches(interval, KeyRange(chunk.lo, chunk.hi, chunk.nulls), batch_rows)
 
-            first: Future[pa.Table] | None = None
+            first: Future[pa.RecordBatch | None] | None = None
             if challenger is None:
                 _read_columns(plan, source, quality)
-                schema = source.read_schema()
-                # The first range is read while the model loads (a fresh task process imports scikit-learn and
-                # unpickles the model: seconds), as the CLI reads its next chunk while it scores one.
-                first = ahead.submit(read, todo[0], schema)
+                schema = source.read_schema()  # before the read starts: one thread uses the source at a time
+                stream = batches(todo[0])
+                # The first batch is read while the model loads (a fresh task process imports scikit-learn and
+                # unpickles the model: seconds); the chunk loop reads each next batch while it scores one.
+                first = ahead.submit(next, stream, None)
                 spec, model, _ = _spec_and_model(cfg, plan, full)
                 gate = quality.gate
             else:  # a challenger reads the columns it needs, through the champion's gate
                 mv = ModelStore(cfg.model.store).get(plan.model.name, challenger)
                 model, spec, gate = prepare_challenger(cfg, mv, full), shadow_spec(cfg, mv), shadow_gate(quality.gate)
                 schema = source.read_schema()
-
-            def tables() -> Iterator[pa.Table]:
-                for n, i in enumerate(todo):
-                    yield first.result() if n == 0 and first is not None else read(i, schema)
+                stream = batches(todo[0])
 
             prepared = time.perf_counter()  # source opened, quality state, model loaded: the task's fixed cost
-            staged = run_chunks(tables(), model, lambda: model, spec, stage, gate=gate, indexes=todo,
-                                on_chunk=_after_chunk)
+            for n, i in enumerate(todo):
+                if n == 0 and first is not None:
+                    head = first.result()
+                    parts = itertools.chain(() if head is None else (head,), stream)
+                else:
+                    parts = stream if n == 0 else batches(i)
+                manifests = run_chunks(_at_least_one(parts, schema), model, lambda: model, spec, stage,
+                                       gate=gate, indexes=(part_index(i, p) for p in itertools.count()))
+                stage.write_parts(i, manifests)
+                done[i] = manifests
+                if all(m.index in stage.reused for m in manifests):
+                    reused.add(i)
+                fault_point(f"after_chunk_{i}")  # the chunk staged, as the CLI's (the kill tests)
     except Exception as exc:
         if challenger is None or is_transient(exc):  # an outage or a lock: the task retries
             raise
@@ -314,20 +330,39 @@ def stage_ranges(cfg: Config, plan: PlanLike, indexes: list[int], challenger: in
         return [{**tag, "index": i, "error": first_line(exc)} for i in indexes]
     finally:
         folder.unlock()  # a failed task stops its lease renewal too (dag.test runs tasks in one process)
-    for manifest in staged:
-        done[manifest.index] = manifest
-        logger.info("chunk %s of plan %s%s: %s rows in, %s scored, %s quarantined", manifest.index,
-                    plan.plan_id, f" (challenger v{challenger})" if challenger else "", manifest.rows_in,
-                    manifest.scored, manifest.rejected)
+    for i in todo:
+        summary = _chunk_dict(i, done[i], i in reused)
+        logger.info("chunk %s of plan %s%s: %s rows in %s parts, %s scored, %s quarantined", i, plan.plan_id,
+                    f" (challenger v{challenger})" if challenger else "", summary["rows_in"], summary["parts"],
+                    summary["scored"], summary["rejected"])
     # Seconds spent here before the first row is read, and in total (benchmarks/bench_celery_workers.py).
     timing = {"prepare_s": round(prepared - started, 4), "stage_s": round(time.perf_counter() - started, 4)}
-    return [{**_manifest_dict(done[i], i not in todo or i in stage.reused), **tag, **timing} for i in indexes
+    return [{**_chunk_dict(i, done[i], i not in todo or i in reused), **tag, **timing} for i in indexes
             if done[i] is not None]
 
 
-def _after_chunk(manifest: ChunkManifest) -> None:
-    """The ``after_chunk_<k>`` fault point of a DAG task's chunk (as the CLI's), for the kill tests."""
-    fault_point(f"after_chunk_{manifest.index}")
+def _at_least_one(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """``batches``, or one empty batch of ``schema`` when there are none: an empty key range still stages a
+    (0-row) part, so every chunk of a plan has a manifest and publish sees the day's empty chunks."""
+    empty = True
+    for batch in batches:
+        empty = False
+        yield batch
+    if empty:
+        yield pa.RecordBatch.from_pylist([], schema=schema)
+
+
+def _chunk_dict(index: int, parts: list[ChunkManifest] | None, reused: bool) -> dict[str, Any]:
+    """What a chunk task returns (its XCom): the chunk's index, its rows in, scored and quarantined summed
+    over its parts, the number of parts, a digest of the parts' prediction files, the engine that scored them
+    (``stats.engine``) and ``reused``. Publish reads the staged manifests themselves, not this."""
+    parts = parts or []
+    engines = {m.stats.get("engine") for m in parts if m.stats.get("engine")}
+    return {"index": index, "rows_in": sum(m.rows_in for m in parts), "scored": sum(m.scored for m in parts),
+            "rejected": sum(m.rejected for m in parts), "parts": len(parts),
+            "predictions_sha256": hashlib.sha256("".join(m.predictions_sha256 for m in parts).encode()).hexdigest(),
+            "stats": {"engine": engines.pop() if len(engines) == 1 else "mixed" if engines else None},
+            "reused": reused}
 
 
 def _shadow(cfg: Config, plan: RunPlan, chunk_results: list[dict[str, Any]]) -> Shadow | None:
@@ -339,11 +374,11 @@ def _shadow(cfg: Config, plan: RunPlan, chunk_results: list[dict[str, Any]]) -> 
     store = ModelStore(cfg.model.store)
     for version in plan.challengers or ():
         stage = shadow_stage(plan_stage(cfg, plan), version)
-        manifests = [stage.completed(i) for i in plan.indexes]
-        if version in errors or any(m is None for m in manifests):
+        chunks = [stage.completed_chunk(i) for i in plan.indexes]
+        if version in errors or any(c is None for c in chunks):
             shadow.failed[str(version)] = errors.get(version) or "chunks not staged"
             continue
-        shadow.staged[version] = [m for m in manifests if m is not None]
+        shadow.staged[version] = [m for c in chunks for m in c or []]
         shadow.tasks[version] = score_spec(cfg, store.get(plan.model.name, version)).contract.task
     return shadow
 
@@ -384,10 +419,10 @@ def publish_plan(cfg: Config, plan: PlanLike, chunk_results: list[dict[str, Any]
     stage = plan_stage(cfg, plan)
     results = results if results is not None else open_results(cfg.results)
     results.ensure_schema()
-    manifests = [stage.completed(i) for i in plan.indexes]
-    missing = [i for i, m in zip(plan.indexes, manifests, strict=True) if m is None]
+    chunks = [stage.completed_chunk(i) for i in plan.indexes]
+    missing = [i for i, c in zip(plan.indexes, chunks, strict=True) if c is None]
     if missing:
-        previous = _published_run(results, plan) if len(missing) == len(manifests) else None
+        previous = _published_run(results, plan) if len(missing) == len(chunks) else None
         if previous is not None:
             logger.info("plan %s was already published as run %s", plan.plan_id, previous["run_id"])
             return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in previous.items()
@@ -398,7 +433,7 @@ def publish_plan(cfg: Config, plan: PlanLike, chunk_results: list[dict[str, Any]
     run = start_record(results, plan.model.name, plan.day, plan.model.version, trigger,
                        {**plan.details, "plan_id": plan.plan_id, "chunks": len(plan.chunks),
                         "chunks_reused": reused, "engine": dict(plan.engine)}, plan.planned_at)
-    done = [m for m in manifests if m is not None]
+    done = [m for c in chunks for m in c or []]  # every part of every chunk, in order
     try:
         with open_source(cfg.source) as source:
             quality = _quality(cfg, plan, source)

@@ -4,7 +4,7 @@
 challengers are chosen); every step after it (the DAG's chunk tasks, publish, a parallel backfill's worker
 and parent, the ledger outcome) reads it. Between Airflow tasks it travels as an XCom: ``to_json`` gives a
 plain dict of JSON types and ``from_json`` reads it back, including plans of runs in flight made before a
-field existed (``quality_inputs``, ``engine``).
+field existed (``quality_inputs``, ``engine``, ``read_rows``).
 """
 
 from __future__ import annotations
@@ -66,6 +66,9 @@ class RunPlan:
             ``requested``, ``engine`` native | compiled, ``fallback`` when compiled was asked and cannot be).
         rows: source rows of the interval when planned; rows_per_chunk: the sizing rule's result.
         chunks: the key ranges, cut once.
+        read_rows: rows per read batch of a chunk (``sizing.read_rows``): a chunk's range is read as a stream
+            of such batches, each staged as a part of the chunk (``Stage.write_parts``); None for plans made
+            before it existed (read in batches of ``rows_per_chunk``, staged in parts all the same).
         planned_at: when planned (aware UTC); the ledger's ``started_at``.
         details: ledger details (the model rule, the interval, scheduler facts).
         quality_inputs: None for plans made before they existed, or when the source did not fit (validate
@@ -88,6 +91,7 @@ class RunPlan:
     engine: dict[str, Any] = field(default_factory=lambda: dict(UNPLANNED_ENGINE))
     challengers: tuple[int, ...] | None = None
     shadow_failed: dict[str, str] | None = None
+    read_rows: int | None = None
 
     @property
     def indexes(self) -> list[int]:
@@ -107,6 +111,8 @@ class RunPlan:
                 "duplicates": self.quality_inputs.duplicates, "text_widths": self.quality_inputs.text_widths},
             "engine": self.engine,
         }
+        if self.read_rows is not None:
+            out["read_rows"] = self.read_rows
         if self.challengers is not None:
             out["challengers"] = list(self.challengers)
             out["shadow_failed"] = dict(self.shadow_failed or {})
@@ -137,6 +143,7 @@ class RunPlan:
             engine=dict(raw.get("engine") or UNPLANNED_ENGINE),
             challengers=None if raw.get("challengers") is None else tuple(int(v) for v in raw["challengers"]),
             shadow_failed=None if raw.get("challengers") is None else dict(raw.get("shadow_failed") or {}),
+            read_rows=None if raw.get("read_rows") is None else int(raw["read_rows"]),
         )
 
 
@@ -144,5 +151,5 @@ def plan_id_of(plan: dict[str, Any]) -> str:
     """The id of a plan's JSON (without ``plan_id``): a hash of the fields that decide what is staged, so the
     same run key, day, model, chunking and challengers give the same id (and reuse the staged chunks)."""
     stable = {k: plan[k] for k in ("run_key", "day", "interval", "model", "rows_per_chunk", "chunks",
-                                   "challengers") if k in plan}
+                                   "challengers", "read_rows") if k in plan}
     return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:12]

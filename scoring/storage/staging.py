@@ -31,6 +31,21 @@ logger = logging.getLogger(__name__)
 
 LEASE_S = 120.0  # an object-store lease not renewed for this long is dead (its holder renews every third)
 LEASE_PREFIX = ".lease-"
+# A chunk staged in parts (one per batch of its stream): part p of chunk i is staged at index
+# (i + 1) * PART_STRIDE + p (files ``part-<i>-<p>.*``), never the index of a chunk staged whole.
+PART_STRIDE = 1_000_000
+
+
+def part_index(index: int, part: int) -> int:
+    """The staged index of part ``part`` (0, 1, ...) of chunk ``index``.
+
+    Raises:
+        StagingError: ``part`` or ``index`` is beyond the index space (a million parts or chunks).
+    """
+    if not 0 <= part < PART_STRIDE or not 0 <= index < PART_STRIDE - 1:
+        raise StagingError(f"part {part} of chunk {index} is beyond the staging index space ({PART_STRIDE:,} "
+                           "parts of a chunk); raise chunking.rows_per_chunk")
+    return (index + 1) * PART_STRIDE + part
 
 
 @dataclass(frozen=True)
@@ -72,7 +87,8 @@ def _leases(folder: StagePath) -> list[tuple[StagePath, dict[str, Any]]]:
 
 
 class Stage:
-    """The staging folder of one run: ``<root>/chunk-00000.parquet`` + ``.q.parquet`` + ``.json``.
+    """The staging folder of one run: ``<root>/chunk-00000.parquet`` + ``.q.parquet`` + ``.json``; a chunk
+    staged in parts has ``part-00000-00000.parquet`` ... per part and ``chunk-00000.json`` listing them.
 
     ``root`` is a local path or a ``StagePath`` (local or object store).
     """
@@ -168,7 +184,8 @@ class Stage:
             self._lease = None
 
     def _paths(self, index: int) -> tuple[StagePath, StagePath, StagePath]:
-        stem = f"chunk-{index:05d}"
+        stem = f"chunk-{index:05d}" if index < PART_STRIDE \
+            else f"part-{index // PART_STRIDE - 1:05d}-{index % PART_STRIDE:05d}"
         return self.root / f"{stem}.parquet", self.root / f"{stem}.q.parquet", self.root / f"{stem}.json"
 
     def _write(self, table: pa.Table, path: StagePath) -> str:
@@ -202,7 +219,10 @@ class Stage:
         None."""
         pred_path, q_path, manifest_path = self._paths(index)
         try:
-            manifest = ChunkManifest(**json.loads(manifest_path.read_bytes()))
+            raw = json.loads(manifest_path.read_bytes())
+            if isinstance(raw, dict) and "parts" in raw:  # a chunk staged in parts (``completed_chunk``)
+                return None
+            manifest = ChunkManifest(**raw)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError):
@@ -221,6 +241,40 @@ class Stage:
             return None
         self.reused.add(index)
         return manifest
+
+    def write_parts(self, index: int, parts: list[ChunkManifest]) -> None:
+        """Record chunk ``index`` as staged in ``parts`` (their staged indexes, ``part_index``, in order): the
+        chunk's manifest ``chunk-<index>.json`` with its summed counts and the parts, written last and
+        atomically after every part's own manifest, so ``completed_chunk`` sees all of the chunk or none.
+
+        Raises:
+            StagingError: the manifest cannot be written, naming the folder.
+        """
+        record = {"index": index, "rows_in": sum(m.rows_in for m in parts), "scored": sum(m.scored for m in parts),
+                  "rejected": sum(m.rejected for m in parts), "parts": [m.index for m in parts]}
+        try:
+            self._paths(index)[2].write_bytes(json.dumps(record).encode())
+        except OSError as exc:
+            raise StagingError(f"cannot stage chunk {index} in {str(self.root)!r}: "
+                               f"{getattr(exc, 'strerror', None) or exc}") from None
+
+    def completed_chunk(self, index: int) -> list[ChunkManifest] | None:
+        """Chunk ``index`` as staged and verified: the manifests of its parts in order (``write_parts``), or
+        the one manifest of a chunk staged whole (``write``); None when it is not staged, its manifest is
+        unreadable or any part fails verification (the chunk is then redone)."""
+        try:
+            record = json.loads(self._paths(index)[2].read_bytes())
+            parts = None if "parts" not in record else [int(p) for p in record["parts"]]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError):
+            logger.warning("staged manifest of chunk %s in %s is unreadable; it will be redone", index, self.root)
+            return None
+        if parts is None:  # staged whole
+            whole = self.completed(index)
+            return None if whole is None else [whole]
+        manifests = [self.completed(p) for p in parts]
+        return None if any(m is None for m in manifests) else [m for m in manifests if m is not None]
 
     def manifests(self) -> list[ChunkManifest]:
         """Every complete chunk, in index order."""

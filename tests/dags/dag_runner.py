@@ -4,7 +4,7 @@ the dags folder and the scoring configs (the tests start it as a subprocess so n
     python -m tests.dags.dag_runner --dag-id scoring_loan_default --day 2026-03-07 [--day ...] [--conf JSON]
 
 Prints one JSON line per day: the day, the dag run's state, its data interval, the seconds it took and the
-state of each task instance. A manual run scores the business day its logical date names (README "What day
+state, tries and seconds (``duration``) of each task instance. A manual run scores the business day its logical date names (README "What day
 is scored"), so day D runs with logical date D (midnight UTC), as ``airflow dags test DAG D`` does.
 """
 
@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"day": text, "state": str(dr.state), "run_id": dr.run_id, "seconds": round(seconds, 3),
                           "interval": [dr.data_interval_start.isoformat(), dr.data_interval_end.isoformat()],
                           "tasks": {k: str(ti.state) for k, ti in tis.items()},
-                          "tries": {k: ti.try_number for k, ti in tis.items()}}), flush=True)
+                          "tries": {k: ti.try_number for k, ti in tis.items()},
+                          "durations": {k: ti.duration for k, ti in tis.items()}}), flush=True)
     return 0
 
 

@@ -94,6 +94,12 @@ def test_plan_round_trips_through_json_and_reads_plans_in_flight(cfg) -> None:
     assert read.quality_inputs is None and read.engine["engine"] == "native" and read.chunks == plan.chunks
     first = steps.score_planned_chunk(cfg, old, 0)  # the steps take the older JSON as they take a plan
     assert first["rows_in"] > 0 and not first["reused"]
+    # A plan made before chunks were read in batches: its ranges are read in batches of the chunk size.
+    older = {k: v for k, v in plan.to_json().items() if k != "read_rows"}
+    assert plan.read_rows == 150 and RunPlan.from_json(older).read_rows is None
+    assert plan_id_of({k: v for k, v in older.items() if k != "plan_id"}) != plan.plan_id
+    assert [steps.score_planned_chunk(cfg, older, i)["parts"] for i in range(4)] == [1, 1, 1, 1]
+    assert steps.publish_plan(cfg, older)["rows_in"] == 600
 
 
 def test_plan_is_deterministic_and_sized_from_the_chunk_size(cfg) -> None:
@@ -251,3 +257,105 @@ def test_a_chunk_task_reads_only_its_key_range(tmp_path: Path, store: Path, monk
     assert len(seen[300]) == len(seen[3000]) > 0
     for sql in seen[3000]:
         assert "group by" not in sql.lower() and "avg(" not in sql.lower() and "count(" not in sql.lower(), sql
+
+
+def test_a_chunk_task_streams_its_range_in_batches_read_ahead_and_publishes_what_the_cli_publishes(
+        tmp_path: Path, sample_db: Path, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk task reads its key range as a stream of ``read_rows`` batches through the chunk loop: the first
+    batch while the model loads, each next one in the loop's prefetch thread while the current one is scored;
+    each batch is staged as a part of the chunk. A task that fails mid-chunk keeps the parts it staged, its
+    retry reuses them (same rows), and publish gives exactly what ``scoring run`` publishes."""
+    import threading
+
+    from scoring.errors import SourceError
+    from scoring.run import chunks as loop
+    from scoring.storage.sources.duckdb_source import DuckDBSource
+
+    (tmp_path / "cli").mkdir()
+    cli = load_config(write_config(tmp_path / "cli", sample_db, store))
+    cfg = load_config(write_config(tmp_path, sample_db, store))
+    pipeline.run_day(cli, SCORE_DAY)
+    plan = steps.plan_run(cfg, INTERVAL, rows_per_chunk=300, key="manual__1", batch_rows=40).to_json()
+    assert plan["read_rows"] == 40 and len(plan["chunks"]) == 2
+
+    reads: list[tuple[str, int]] = []
+    fail_after: list[int] = [3]  # the first attempt's source fails after three batches
+    real_read = DuckDBSource.range_batches
+
+    def recording(self, interval, key_range, batch_rows):
+        for n, batch in enumerate(real_read(self, interval, key_range, batch_rows)):
+            if fail_after and n == fail_after[0]:
+                fail_after.clear()
+                raise SourceError("connection lost")
+            reads.append((threading.current_thread().name, batch.num_rows))
+            yield batch
+
+    scored: list[int] = []
+    real_process = loop.process_chunk
+
+    def counting(model, batch, index, *args, **kwargs):
+        scored.append(index)
+        return real_process(model, batch, index, *args, **kwargs)
+
+    monkeypatch.setattr(DuckDBSource, "range_batches", recording)
+    monkeypatch.setattr(loop, "process_chunk", counting)
+    with pytest.raises(SourceError, match="connection lost"):
+        steps.score_planned_chunk(cfg, plan, 0)
+    assert len(scored) == 3  # three parts staged before the source failed
+    reads.clear()
+    scored.clear()
+    out = [steps.score_planned_chunk(cfg, plan, i) for i in steps.validate_plan(cfg, plan)]
+    assert sum(r["rows_in"] for r in out) == 600 and [r["reused"] for r in out] == [False, False]
+    assert [r["parts"] for r in out] == [-(-r["rows_in"] // 40) for r in out]  # 40-row batches, as planned
+    assert max(n for _, n in reads) == 40 and len(reads) == sum(r["parts"] for r in out)
+    assert len(scored) == len(reads) - 3  # the retry reused the three parts staged from the same rows
+    # Per task, the first batch is read beside the model load, every next one by the chunk loop's prefetch.
+    first = [0, out[0]["parts"]]
+    assert all(name.startswith("range-read") for i, (name, _) in enumerate(reads) if i in first)
+    assert all(name.startswith("scoring-prefetch") for i, (name, _) in enumerate(reads) if i not in first)
+    again = [steps.score_planned_chunk(cfg, plan, i) for i in range(2)]
+    assert [r["reused"] for r in again] == [True, True] and len(reads) == sum(r["parts"] for r in out)
+    assert [r["predictions_sha256"] for r in again] == [r["predictions_sha256"] for r in out]
+    counts = steps.publish_plan(cfg, plan, again)
+    assert (counts["rows_in"], counts["chunks"], counts["chunks_reused"]) == (600, 2, 2)
+    pd.testing.assert_frame_equal(published(cfg.results.path)[COMPARED], published(cli.results.path)[COMPARED])
+
+
+def test_parts_of_a_chunk_never_collide_with_chunks_staged_whole(tmp_path: Path) -> None:
+    """A plan in flight may hold chunks staged whole by an earlier version beside chunks staged in parts; each
+    is read back as what it is, and a chunk whose parts are not all staged and verified is not staged."""
+    from scoring.storage.staging import PART_STRIDE, Stage, part_index
+
+    stage = Stage(tmp_path / "stage")
+    preds = pa.table({"source_key": ["a"], "score": [0.5]})
+    empty = pa.table({"source_key": pa.array([], pa.string())})
+    whole = [stage.write(i, 1, preds, empty) for i in range(3)]  # chunks 0-2 staged whole
+    parts = [stage.write(part_index(1, p), 2, preds, empty) for p in range(3)]
+    assert [m.index for m in parts] == [2 * PART_STRIDE, 2 * PART_STRIDE + 1, 2 * PART_STRIDE + 2]
+    assert stage.completed_chunk(1) == [whole[1]]  # its parts are not recorded yet: the whole chunk stands
+    stage.write_parts(1, parts)
+    assert stage.completed_chunk(1) == parts and stage.completed_chunk(0) == [whole[0]]
+    assert stage.completed(1) is None  # chunk 1 is no longer one file
+    assert sorted(p.name for p in Path(str(stage.root)).glob("part-*.json")) == [
+        "part-00001-00000.json", "part-00001-00001.json", "part-00001-00002.json"]
+    assert json.loads((Path(str(stage.root)) / "chunk-00001.json").read_text())["rows_in"] == 6
+    Path(str(stage.prediction_files([parts[1]])[0])).write_bytes(b"torn")
+    assert stage.completed_chunk(1) is None  # a part fails verification: the chunk is redone
+    assert stage.completed_chunk(5) is None
+
+
+def test_an_empty_day_stages_one_empty_part_and_publishes_what_the_cli_publishes(tmp_path: Path, sample_db: Path,
+                                                                                 store: Path) -> None:
+    """A day without rows is one chunk whose range streams no batch: it stages one empty part, so publish
+    finds the chunk staged and records the same empty run the CLI records."""
+    day = SCORE_DAY + dt.timedelta(days=300)
+    (tmp_path / "cli").mkdir()
+    cli = load_config(write_config(tmp_path / "cli", sample_db, store))
+    cfg = load_config(write_config(tmp_path, sample_db, store))
+    expected = pipeline.run_day(cli, day)
+    plan = steps.plan_run(cfg, DataInterval.for_day(day), key="empty").to_json()
+    [chunk] = [steps.score_planned_chunk(cfg, plan, i) for i in steps.validate_plan(cfg, plan)]
+    assert (chunk["rows_in"], chunk["parts"]) == (0, 1)
+    counts = steps.publish_plan(cfg, plan, [chunk])
+    assert (counts["rows_in"], counts["rows_scored"]) == (expected.rows_in, expected.rows_scored) == (0, 0)
+    assert [r["status"] for r in ledger(cfg.results.path).to_dict("records")] == ["success"]

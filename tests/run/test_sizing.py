@@ -28,3 +28,11 @@ def test_measured_text_widths_count_when_longer_than_a_short_string() -> None:
     wide = chunk_rows(SCHEMA, encoded_width=10, budget_mib=64, text_bytes={"s": 100_000.0})
     assert wide == 64 * 1024 * 1024 // ((8 + 8 + 100_005) * 4 + 10 * 8 * 2)
     assert chunk_rows(SCHEMA, 10, 1, text_bytes={"s": 1e7}) == MIN_ROWS  # the floor, whatever the width
+
+
+def test_a_planned_chunk_is_read_in_about_four_batches_not_below_a_row_group() -> None:
+    from scoring.run.sizing import READ_FLOOR, read_rows
+
+    assert read_rows(500_000) == 125_000 and read_rows(2_000_000) == 500_000
+    assert read_rows(400_000) == READ_FLOOR == 122_880  # not cut below DuckDB's row group
+    assert read_rows(100_000) == 100_000 and read_rows(150) == 150 and read_rows(1) == 1  # one batch
