@@ -270,14 +270,14 @@ def report(a: dict | None, b: dict | None) -> None:
               f"{med(a['dag_s']) - fd:.1f} s, DAG / CLI {(med(a['dag_s']) - fd) / (med(a['cli_s']) - fc):.2f}x")
         if a.get("cli_steps") and a.get("dag_tasks"):
             steps = {k: med([r.get(k, 0.0) for r in a["cli_steps"]]) for k in a["cli_steps"][0]}
-            print("  the 2M-row day's parts (medians): scoring run's own steps "
+            print("  the big day's parts (medians): scoring run's own steps "
                   + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items())
                   + f"; process start-up and exit {med(a['cli_s']) - steps.get('run_s', 0.0):.1f} s")
             tasks = {k: med([r.get(k, 0.0) for r in a["dag_tasks"]]) for k in a["dag_tasks"][0]}
             print("  dag.test() tasks " + ", ".join(f"{k} {v:.1f} s" for k, v in tasks.items())
                   + f"; process start-up, DAG parse and exit {med(a['dag_s']) - med(a['dag_test_s']):.1f} s")
         if a.get("cli_rss_mib"):
-            print(f"  peak RSS of the 2M-row day: scoring run {med(a['cli_rss_mib']):.0f} MiB, dag.test() process "
+            print(f"  peak RSS of the big day: scoring run {med(a['cli_rss_mib']):.0f} MiB, dag.test() process "
                   f"{med(a['dag_rss_mib']):.0f} MiB (all tasks in one process)")
     if b:
         s, large = b["small"], b["large"]
