@@ -9,7 +9,10 @@ preparation time at two day sizes, printed side by side.
    (process start, imports, for the DAG Airflow's own start-up: DAG parsing, ``dag.test()``'s in-process
    execution API, task bookkeeping), and from it DAG / CLI of the day's cost above that fixed cost. Then the
    parts of the big day (the CLI ledger's ``steps``, ``dag.test()``'s task seconds and Airflow's time around
-   them) and each process's peak RSS.
+   them) and each process's peak RSS. Each round also runs the control, a DAG of the same shape whose tasks do
+   no work (``benchmarks/control_dags/scoring_shape.py``, same ``--chunks``), so Airflow's own cost around
+   such a day is measured beside the real DAG; and ``dag_runner`` times the engine's task functions inside
+   the DAG's tasks (their ``own`` seconds), which says how much of the DAG's time is the engine's work.
 2. Chunk task preparation: the plan of a ``--small`` and a ``--large`` day cut in chunks of the same
    ``--chunk-rows``; then chunk 0 of each is staged by ``plan.score_planned_chunk`` (what a mapped
    ``score_chunk`` task runs) in a fresh process. Figures: the task's seconds until its first batch is read
@@ -165,12 +168,12 @@ def scores(cfg_path: Path, day: dt.date):
     return open_results(cfg.results).predictions(day, cfg.model.name).to_pandas().set_index("source_key")["score"]
 
 
-def dag_day(env: dict, day: dt.date) -> tuple[float, dict, str]:
-    """Run the scoring DAG for ``day`` with ``dag.test()`` in a new process (``tests.dags.dag_runner``).
+def dag_day(env: dict, day: dt.date, dag_id: str = "scoring_loan_default") -> tuple[float, dict, str]:
+    """Run DAG ``dag_id`` for ``day`` with ``dag.test()`` in a new process (``tests.dags.dag_runner``).
 
     Returns (whole-process wall seconds, dag_runner's JSON result: ``state``, ``seconds`` of ``dag.test()``,
-    ``durations``; the process's output); raises AssertionError when the DAG run does not succeed."""
-    seconds, out = timed([sys.executable, "-m", "tests.dags.dag_runner", "--dag-id", "scoring_loan_default",
+    ``durations``, ``own``; the process's output); raises AssertionError when the DAG run does not succeed."""
+    seconds, out = timed([sys.executable, "-m", "tests.dags.dag_runner", "--dag-id", dag_id,
                           "--day", str(day)], env)
     result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
     assert result["state"] == "success", result
@@ -185,7 +188,11 @@ def dag_vs_cli(folder: Path, cfg_path: Path, rows: int, chunks: int, repeat: int
     home.mkdir()
     env = airflow_env(home, [cfg])
     timed([str(BIN / "airflow"), "db", "migrate"], env)
+    # The control: a DAG of the same shape whose tasks do no work (benchmarks/control_dags), same home.
+    control_env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "benchmarks" / "control_dags"),
+                   "SCORING_SHAPE_CHUNKS": str(chunks)}
     cli, dag, dag_own, fixed_cli, fixed_dag, fixed_dag_own = [], [], [], [], [], []
+    control, control_own, engine_own = [], [], []  # control process / dag.test() s; the engine's own s per round
     cli_steps, dag_tasks, cli_rss, dag_rss = [], [], [], []  # per round: steps, task seconds, peak RSS
     for _ in range(repeat):
         seconds, _ = timed([str(BIN / "scoring"), "run", "-c", str(cfg), "--date", str(BIG_DAY), "--show", "0"])
@@ -200,6 +207,10 @@ def dag_vs_cli(folder: Path, cfg_path: Path, rows: int, chunks: int, repeat: int
         assert dag_row["started_at"] > cli_row["started_at"] and json.loads(dag_row["details"])["chunks"] == chunks
         cli_steps.append({**json.loads(cli_row["details"]).get("steps", {}), "run_s": cli_row["duration_s"]})
         dag_tasks.append(_task_seconds(result))
+        engine_own.append(result.get("own") or {})
+        seconds, noop, _ = dag_day(control_env, BIG_DAY, "scoring_shape_noop")
+        control.append(seconds)
+        control_own.append(noop["seconds"])
         # The fixed cost of each path: the same steps on the small training day (one chunk).
         seconds, _ = timed([str(BIN / "scoring"), "run", "-c", str(cfg), "--date", str(TRAIN_DAY), "--show", "0"])
         fixed_cli.append(seconds)
@@ -212,7 +223,8 @@ def dag_vs_cli(folder: Path, cfg_path: Path, rows: int, chunks: int, repeat: int
     return {"rows": rows, "chunks": chunks, "cli_s": cli, "dag_s": dag, "dag_test_s": dag_own,
             "max_abs_diff": diff, "scored": cli_row["rows_scored"], "quarantined": cli_row["rows_rejected"],
             "fixed_cli_s": fixed_cli, "fixed_dag_s": fixed_dag, "fixed_dag_test_s": fixed_dag_own,
-            "cli_steps": cli_steps, "dag_tasks": dag_tasks, "cli_rss_mib": cli_rss, "dag_rss_mib": dag_rss}
+            "cli_steps": cli_steps, "dag_tasks": dag_tasks, "cli_rss_mib": cli_rss, "dag_rss_mib": dag_rss,
+            "control_s": control, "control_test_s": control_own, "engine_own": engine_own}
 
 
 def _task_seconds(result: dict) -> dict:
@@ -276,6 +288,18 @@ def report(a: dict | None, b: dict | None) -> None:
             tasks = {k: med([r.get(k, 0.0) for r in a["dag_tasks"]]) for k in a["dag_tasks"][0]}
             print("  dag.test() tasks " + ", ".join(f"{k} {v:.1f} s" for k, v in tasks.items())
                   + f"; process start-up, DAG parse and exit {med(a['dag_s']) - med(a['dag_test_s']):.1f} s")
+        if a.get("control_s"):
+            ctl, ctl_own = med(a["control_s"]), med(a["control_test_s"])
+            own = {k: med([r.get(k, 0.0) for r in a["engine_own"]]) for k in a["engine_own"][0]}
+            total = sum(own.values())
+            print(f"  Airflow alone: the same DAG shape, tasks doing no work (benchmarks/control_dags): process "
+                  f"{ctl:.1f} s (dag.test() itself {ctl_own:.1f} s)")
+            print(f"  DAG process minus that control {med(a['dag_s']) - ctl:.1f} s; / scoring run "
+                  f"{(med(a['dag_s']) - ctl) / med(a['cli_s']):.2f}x")
+            print("  the engine's own seconds inside the DAG's tasks (scoring.run.tasks calls): "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in own.items())
+                  + f"; total {total:.1f} s = {total / med(a['cli_s']):.2f}x of scoring run's whole process, "
+                  f"{total / med(a['dag_test_s']):.0%} of dag.test() itself")
         if a.get("cli_rss_mib"):
             print(f"  peak RSS of the big day: scoring run {med(a['cli_rss_mib']):.0f} MiB, dag.test() process "
                   f"{med(a['dag_rss_mib']):.0f} MiB (all tasks in one process)")
