@@ -12,7 +12,7 @@ The predictions of every run are compared with the first (same keys, identical s
 
 With ``--pg URL`` the day is a PostgreSQL table (binary COPY into a throwaway schema) and the results go to
 PostgreSQL too. Several ``--chunks`` counts are measured on the same cluster. Per run it also splits the wall time
-into the parallel part (the chunk phase) and the serial part (plan, validate, publish, record_ledger and the
+into the parallel part (the chunk phase) and the serial part (plan, publish, record_ledger when it runs, and the
 scheduler hand-offs between them), reads each chunk task's preparation time (``prepare_s`` of its XCom: source
 opened, quality state, model loaded, before the first row is read) and its Airflow overhead (task duration
 minus the time in the engine), and projects the speed-up of N workers from the 1-worker figures (Amdahl, with
@@ -162,16 +162,22 @@ def _run(spec: cluster.ClusterSpec, run_id: str, rows_per_chunk: int, pg: tuple[
     phase = (last - first).total_seconds()
     idle = (phase * len({t[4] for t in chunks}) - sum(chunk_s.values())) / len(chunks)
     wall = (end - start).total_seconds()
-    serial = {t[0]: (t[2] - t[1]).total_seconds() for t in tis if t[0] in SERIAL_TASKS}
-    by_id = {t[0]: t for t in tis if t[0] in SERIAL_TASKS}
+    # A serial task that did not run has no start (record_ledger is skipped when nothing failed; DAGs of
+    # earlier versions had a validate task).
+    ran = [t for t in tis if t[0] in SERIAL_TASKS and t[1] is not None and t[2] is not None]
+    serial = {t[0]: (t[2] - t[1]).total_seconds() for t in ran}
+    by_id = {t[0]: t for t in ran}
     # Each scheduler hand-off: from the end of one step to the start of the next (queued in between).
-    marks = [("run_start", start), ("plan", by_id["plan"][1]), ("plan_end", by_id["plan"][2]),
-             ("validate", by_id["validate"][1]), ("validate_end", by_id["validate"][2]), ("chunks", first),
-             ("chunks_end", last), ("publish", by_id["publish"][1]), ("publish_end", by_id["publish"][2]),
-             ("record_ledger", by_id["record_ledger"][1]), ("record_ledger_end", by_id["record_ledger"][2]),
-             ("run_end", end)]
+    marks = [("run_start", start)]
+    for name in SERIAL_TASKS:
+        if name == "publish":
+            marks += [("chunks", first), ("chunks_end", last)]
+        if name in by_id:
+            marks += [(name, by_id[name][1]), (f"{name}_end", by_id[name][2])]
+    marks.append(("run_end", end))
     gaps = {f"gap_to_{b[0]}_s": (b[1] - a[1]).total_seconds() for a, b in zip(marks, marks[1:], strict=False)
             if not b[0].endswith("_end") or b[0] == "run_end"}
+    serial.update({f"{name}": 0.0 for name in SERIAL_TASKS if name not in serial})  # did not run: 0 s
     xcoms = cluster.meta_query(spec, "SELECT map_index, value FROM xcom WHERE dag_id = %s AND run_id = %s AND "
                                "task_id = 'score_chunk' AND key = 'return_value'", [DAG_ID, run_id])
     manifests = {i: json.loads(v) if isinstance(v, str) else v for i, v in xcoms}
@@ -328,6 +334,8 @@ def report(fig: dict) -> None:
                            *((f"gap_to_{g}_s", f"    hand-off to {g} (s)") for g in (
                                "plan", "validate", "chunks", "publish", "record_ledger", "run_end")),
                            ("tasks_total_s", "all tasks summed (s)")):
+            if math.isnan(one[key]) and math.isnan(two[key]):
+                continue  # a task this DAG does not have (validate before it ran inside plan)
             ratio = one[key] / two[key] if two[key] else float("nan")
             if key == "rows_per_s":
                 ratio = two[key] / one[key]

@@ -37,6 +37,7 @@ config_paths = config_sources  # the earlier name (tests/dags/test_business_days
 prefer_system_arrow_pool()  # task processes import pyarrow after this file (scoring.allocators says why)
 
 POOL = "scoring_publish"  # size 1: the results database has a single writer
+PLAN_XCOM = "plan"  # the XCom key of the run plan (the plan task's return value is the list score_chunk maps over)
 @contextmanager
 def fail_fast_unless_transient() -> Iterator[None]:
     """Let Airflow retry transient errors (source down, lock held); fail at once on a user mistake."""
@@ -82,10 +83,11 @@ day that has not ended yet is refused in one line, and so is a day before `sched
 unless asked for by the `day` param. (A logical date before {start} gets no task from Airflow at all: use
 the `day` param for such days.)
 
-**Tasks.** `plan` (count rows, choose the model version, cut key ranges) -> `validate` (source schema vs
-the model, artifact checksum) -> `score_chunk` x N (each labelled `day chunk i/N keys (lo, hi]`; stages its
+**Tasks.** `plan` (count rows, choose the model version, cut key ranges, then check the source schema
+against the model and the artifact's checksum) -> `score_chunk` x N (each labelled `day chunk i/N keys (lo, hi]`; stages its
 output, writes nothing to the results) -> `publish` (pool `{pool}`, one slot: the only writer) ->
-`record_ledger` (always runs: a run that failed anywhere gets a `failed` row in the ledger).
+`record_ledger` (runs only when a task failed, so that the run gets a `failed` row in the ledger; on
+success publish has written the ledger row and this task shows as skipped).
 
 **Params** (Trigger DAG w/ config): `day` (YYYY-MM-DD), `model_version` (an integer, overrides the
 alias), `rows_per_chunk`, `model_as_of` (`now`: the alias's target now; `day`: its target on that day).
@@ -151,23 +153,20 @@ def build_scoring_dag(source: str, cfg: Config, asset: Asset) -> Any:
     )
     def scoring_dag() -> None:
         @task
-        def plan(params: Any = None, dag_run: Any = None, data_interval_start: Any = None,
-                 data_interval_end: Any = None) -> dict[str, Any]:
+        def plan(ti: Any = None, params: Any = None, dag_run: Any = None, data_interval_start: Any = None,
+                 data_interval_end: Any = None) -> list[Any]:
             from scoring.run import tasks
 
             with fail_fast_unless_transient():
                 run_cfg = runtime_config(conf)
-                return tasks.plan_run(run_cfg, business_interval(run_cfg, params, dag_run, data_interval_end),
-                                version=params.get("model_version"), rows_per_chunk=params.get("rows_per_chunk"),
-                                key=dag_run.run_id, details=_details(dag_run),
-                                model_as_of=params.get("model_as_of") or "now", explicit_day=bool(params.get("day")))
-
-        @task
-        def validate(planned: dict[str, Any]) -> list[Any]:
-            from scoring.run import tasks
-
-            with fail_fast_unless_transient():
-                return tasks.validate_plan(runtime_config(conf), planned)
+                # The plan goes to the XCom as soon as it is made, so record_ledger names its version even
+                # when the validation after it fails; the return value is what score_chunk maps over.
+                return tasks.plan_and_validate(
+                    run_cfg, business_interval(run_cfg, params, dag_run, data_interval_end),
+                    lambda planned: ti.xcom_push(PLAN_XCOM, planned),
+                    version=params.get("model_version"), rows_per_chunk=params.get("rows_per_chunk"),
+                    key=dag_run.run_id, details=_details(dag_run), model_as_of=params.get("model_as_of") or "now",
+                    explicit_day=bool(params.get("day")))
 
         @task(max_active_tis_per_dagrun=cfg.workers, map_index_template="{{ chunk_label }}")
         def score_chunk(planned: dict[str, Any], index: Any) -> dict[str, Any]:
@@ -192,9 +191,11 @@ def build_scoring_dag(source: str, cfg: Config, asset: Asset) -> Any:
             outlet_events[asset].extra = counts
             return counts
 
-        # Ahead of the report DAG's tasks in the size-1 publish pool: the run ends with this task, and the report
-        # DAG that the publish's asset event starts would otherwise take the slot first (about 5 s a run).
-        @task(pool=POOL, trigger_rule="all_done", retries=0, priority_weight=100)
+        # Runs only when something failed (publish failed, or upstream_failed after any earlier task failed): a
+        # successful publish wrote the ledger's success row itself, so on success this task is skipped and costs
+        # no task start. Ahead of the report DAG's tasks in the size-1 publish pool, which the publish's asset
+        # event would otherwise start first (about 5 s a run).
+        @task(pool=POOL, trigger_rule="one_failed", retries=0, priority_weight=100)
         def record_ledger(ti: Any = None, dag_run: Any = None, params: Any = None,
                           data_interval_end: Any = None) -> dict[str, Any]:
             from scoring.run import tasks
@@ -203,7 +204,7 @@ def build_scoring_dag(source: str, cfg: Config, asset: Asset) -> Any:
             states = {k: v for k, v in states.items() if k not in (ti.task_id, "recheck_late_data")}
             run_cfg = runtime_config(conf)
             outcome = tasks.record_outcome(run_cfg, business_interval(run_cfg, params, dag_run, data_interval_end),
-                                     ti.xcom_pull(task_ids="plan"), states, _details(dag_run))
+                                     ti.xcom_pull(task_ids="plan", key=PLAN_XCOM), states, _details(dag_run))
             if outcome["status"] != "success":
                 raise AirflowFailException(f"run failed: {', '.join(outcome['failed']) or 'see the task logs'}")
             return outcome
@@ -219,11 +220,13 @@ def build_scoring_dag(source: str, cfg: Config, asset: Asset) -> Any:
                 raise AirflowFailException(f"late-data re-score failed for {', '.join(failed)}")
             return done
 
-        planned = plan()
-        chunks = score_chunk.partial(planned=planned).expand(index=validate(planned))
-        ledger = publish(planned, chunks) >> record_ledger()
+        fanout = plan()
+        planned = fanout[PLAN_XCOM]
+        chunks = score_chunk.partial(planned=planned).expand(index=fanout)
+        published = publish(planned, chunks)
+        published >> record_ledger()
         if sched.recheck_days > 0:
-            ledger >> recheck_late_data(planned)
+            published >> recheck_late_data(planned)
 
     return scoring_dag()
 

@@ -1,9 +1,9 @@
 """The control of ``bench_engine.py``: a DAG of the scoring DAG's shape whose tasks do no work.
 
-``plan`` -> ``validate`` -> ``score_chunk`` x N (mapped, N from ``$SCORING_SHAPE_CHUNKS``, default 4) ->
-``publish`` -> ``record_ledger`` (trigger rule ``all_done``), with the same XCom wiring as
-``dags/scoring_dags.py``: the plan's dict goes to every chunk task and to publish, the chunk summaries to
-publish. Run by ``dag.test()`` in the benchmark, it measures what Airflow itself costs around a day of that
+``plan`` (returns the list to map over, pushes the plan's dict under the XCom key ``plan``) -> ``score_chunk``
+x N (mapped, N from ``$SCORING_SHAPE_CHUNKS``, default 4) -> ``publish`` -> ``record_ledger`` (trigger rule
+``one_failed``: skipped on success), with the same XCom wiring as ``dags/scoring_dags.py``: the plan's dict goes
+to every chunk task and to publish, the chunk summaries to publish. Run by ``dag.test()`` in the benchmark, it measures what Airflow itself costs around a day of that
 shape (DAG parse, the in-process execution API, task starts, XCom), side by side with the real DAG. Lives
 outside ``dags/`` so no deployment picks it up.
 """
@@ -21,14 +21,11 @@ from airflow.sdk import dag, task
      tags=["benchmark"])
 def scoring_shape_noop() -> None:
     @task
-    def plan() -> dict[str, Any]:
+    def plan(ti: Any = None) -> list[int]:
         chunks = int(os.environ.get("SCORING_SHAPE_CHUNKS", "4"))
-        return {"plan_id": "noop", "chunks": [{"index": i, "lo": i * 1000, "hi": (i + 1) * 1000, "nulls": False}
-                                              for i in range(chunks)]}
-
-    @task
-    def validate(planned: dict[str, Any]) -> list[int]:
-        return [c["index"] for c in planned["chunks"]]
+        ti.xcom_push("plan", {"plan_id": "noop", "chunks": [{"index": i, "lo": i * 1000, "hi": (i + 1) * 1000,
+                                                             "nulls": False} for i in range(chunks)]})
+        return list(range(chunks))
 
     @task(map_index_template="{{ chunk_label }}")
     def score_chunk(planned: dict[str, Any], index: int) -> dict[str, Any]:
@@ -41,12 +38,13 @@ def scoring_shape_noop() -> None:
     def publish(planned: dict[str, Any], chunks: list[dict[str, Any]]) -> dict[str, Any]:
         return {"chunks": len(list(chunks[:])), "plan_id": planned["plan_id"]}
 
-    @task(trigger_rule="all_done", retries=0)
+    @task(trigger_rule="one_failed", retries=0)
     def record_ledger(ti: Any = None) -> dict[str, Any]:
-        return {"status": "success", "plan": bool(ti.xcom_pull(task_ids="plan"))}
+        return {"status": "failed", "plan": bool(ti.xcom_pull(task_ids="plan", key="plan"))}
 
-    planned = plan()
-    chunks = score_chunk.partial(planned=planned).expand(index=validate(planned))
+    fanout = plan()
+    planned = fanout["plan"]
+    chunks = score_chunk.partial(planned=planned).expand(index=fanout)
     publish(planned, chunks) >> record_ledger()
 
 

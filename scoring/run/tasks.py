@@ -9,6 +9,7 @@ tells the DAG which ones a retry may fix.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from scoring.config import Config
@@ -34,6 +35,23 @@ def plan_run(cfg: Config, interval: DataInterval, *, explicit_day: bool = False,
     return plan.plan_run(cfg, interval, **kwargs).to_json()
 
 
+def plan_and_validate(cfg: Config, interval: DataInterval, on_plan: Callable[[dict[str, Any]], None], *,
+                      explicit_day: bool = False, **kwargs: Any) -> list[Any]:
+    """Task ``plan``: the run plan of one business day (``plan_run``, same refusals), handed to ``on_plan`` as
+    its JSON as soon as it is made (the DAG pushes it to the XCom), then the checks every chunk relies on
+    (``plan.validate_plan``: source schema vs the model, the artifact verifies and loads; ScoringError when
+    not). One task instead of two: a task start and a scheduler hand-off fewer on the day's serial path.
+
+    Returns:
+        The chunks to fan out: the champion's indexes, then ``{"challenger": version, "index": i}`` each.
+    """
+    from scoring.run import plan
+
+    planned = plan_run(cfg, interval, explicit_day=explicit_day, **kwargs)
+    on_plan(planned)
+    return plan.validate_plan(cfg, planned)
+
+
 def chunk_label(planned: dict[str, Any], index: Any) -> str:
     """The label of a ``score_chunk`` task in the Airflow UI (its ``map_index_template``):
     ``2026-03-07 chunk 3/8 keys (1199, 1799]`` (the key range as the plan holds it: above the first bound, up
@@ -50,7 +68,8 @@ def chunk_label(planned: dict[str, Any], index: Any) -> str:
 
 
 def validate_plan(cfg: Config, planned: dict[str, Any]) -> list[Any]:
-    """Task ``validate``: the chunks to fan out (``plan.validate_plan``)."""
+    """The chunks to fan out after the checks (``plan.validate_plan``); the DAG runs it inside task ``plan``
+    (``plan_and_validate``), the CLI's steps and tests call it apart."""
     from scoring.run import plan
 
     return plan.validate_plan(cfg, planned)
@@ -72,7 +91,7 @@ def publish(cfg: Config, planned: dict[str, Any], chunks: list[dict[str, Any]]) 
 
 def record_outcome(cfg: Config, interval: DataInterval, planned: dict[str, Any] | None,
                    states: dict[str, str], details: dict[str, Any]) -> dict[str, Any]:
-    """Task ``record_ledger``: the ledger's outcome whatever happened (``plan.record_outcome``)."""
+    """Task ``record_ledger`` (runs when a task failed): the ledger's outcome (``plan.record_outcome``)."""
     from scoring.run import plan
 
     return plan.record_outcome(cfg, interval, planned, states, details)

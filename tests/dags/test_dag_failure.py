@@ -94,7 +94,9 @@ def test_schema_mismatch_fails_fast_without_retry(tmp_path: Path, sample_db: Pat
                             source={"table": None, "query": query})
     line = run_days(airflow_env(airflow_home, [cfg_path]), [SCORE_DAY.isoformat()], timeout=300)[0]
     assert line["state"] == "failed"
-    assert line["tasks"]["plan"] == "success" and line["tasks"]["validate"] == "failed"
-    assert line["tries"]["validate"] == 1  # a retry 600 s later would only fail again
+    # task plan validates what it planned: the mismatch fails it at once
+    assert line["tasks"]["plan"] == "failed" and line["tasks"]["record_ledger"] == "failed"
+    assert line["tries"]["plan"] == 1  # a retry 600 s later would only fail again
     row = ledger(Path(load_config(cfg_path).results.path)).iloc[-1]
-    assert row["status"] == "failed" and row["error"].startswith("tasks failed: validate;")
+    assert row["status"] == "failed" and row["error"].startswith("tasks failed: plan;")
+    assert row["model_version"] is not None and not pd.isna(row["model_version"])  # the plan reached the ledger

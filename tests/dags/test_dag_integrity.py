@@ -91,8 +91,8 @@ def test_task_graph_pool_retries_and_parse_cost(tmp_path: Path, sample_db: Path,
     dag = out["dags"][DAG_ID]
     tasks = dag["tasks"]
     assert {t: v["downstream"] for t, v in tasks.items()} == {
-        "plan": ["publish", "score_chunk", "validate"], "validate": ["score_chunk"], "score_chunk": ["publish"],
-        "publish": ["record_ledger"], "record_ledger": []}
+        "plan": ["publish", "score_chunk"], "score_chunk": ["publish"], "publish": ["record_ledger"],
+        "record_ledger": []}
     assert tasks["score_chunk"]["mapped"] and not tasks["publish"]["mapped"]
     assert tasks["publish"]["pool"] == tasks["record_ledger"]["pool"] == "scoring_publish"
     assert tasks["score_chunk"]["pool"] == "default_pool"
@@ -101,7 +101,7 @@ def test_task_graph_pool_retries_and_parse_cost(tmp_path: Path, sample_db: Path,
         "refresh_reports": ["data_docs_runs"], "data_docs_runs": ["build_data_docs"], "build_data_docs": []}
     assert report["refresh_reports"]["pool"] == report["data_docs_runs"]["pool"] == "scoring_publish"
     assert report["build_data_docs"]["pool"] == "default_pool"  # GX's import does not hold the writer slot
-    assert tasks["record_ledger"]["trigger_rule"] == "all_done" and tasks["record_ledger"]["retries"] == 0
+    assert tasks["record_ledger"]["trigger_rule"] == "one_failed" and tasks["record_ledger"]["retries"] == 0
     assert all(tasks[t]["backoff"] == 2.0 and tasks[t]["retries"] == 3 for t in ("plan", "score_chunk", "publish"))
     assert tasks["publish"]["outlets"] and not tasks["score_chunk"]["outlets"]
     assert dag["params"] == ["day", "model_as_of", "model_version", "rows_per_chunk"]
