@@ -21,7 +21,7 @@ from scoring.dates import DataInterval
 from scoring.errors import SourceError
 from scoring.run.plan import plan_run, publish_plan, score_planned_chunk, validate_plan
 from scoring.storage.sources import open_source
-from scoring.storage.sources.base import KeyRange, Source, key_ranges
+from scoring.storage.sources.base import KeyRange, Source, key_ranges, ntile_ends
 from tests.conftest import SCORE_DAY, write_config
 from tests.helpers import ledger, published
 from tests.run.fault_helpers import expected_scores
@@ -153,6 +153,78 @@ def test_one_sort_gives_the_cuts_and_the_duplicate_keys(pg_url: str, pg_schema: 
         expected = src.duplicate_values(interval, "id")
     assert duplicates.type == expected.type
     assert sorted(duplicates.to_pylist()) == sorted(expected.to_pylist()) and len(duplicates) > 50
+
+
+def test_ntile_ends_are_where_postgres_ntile_ends_its_buckets(pg_url: str) -> None:
+    """``ntile_ends`` (the bucket ends ``key_cuts_and_duplicates`` keeps) equals the server's own ``ntile`` for
+    0..30 rows in 1..40 buckets: fewer rows than buckets, an uneven split, no rows."""
+    frame = pg_frame(pg_url, "SELECT rows, n, array_agg(last ORDER BY b) AS ends FROM (SELECT rows, n, b, "
+                             "max(r) AS last FROM (SELECT rows, n, r, ntile(n) OVER (PARTITION BY rows, n ORDER BY r) "
+                             "AS b FROM generate_series(1, 30) AS rows, generate_series(1, 40) AS n, "
+                             "generate_series(1, rows) AS r) AS t GROUP BY rows, n, b) AS e GROUP BY rows, n")
+    server = {(int(r.rows), int(r.n)): list(r.ends) for r in frame.itertuples()}
+    assert len(server) == 30 * 40 and server[(3, 8)] == [1, 2, 3] and server[(7, 3)] == [3, 5, 7]
+    assert all(ntile_ends(rows, n) == ends for (rows, n), ends in server.items())
+    assert ntile_ends(0, 5) == [] and ntile_ends(7, 0) == [7]
+
+
+@pytest.mark.parametrize("day", [dt.date(2026, 3, 9), dt.date(2026, 3, 10)], ids=["null_keys", "empty"])
+@pytest.mark.parametrize("counted", [False, True])
+def test_one_sort_without_a_key_gives_no_cuts_and_no_duplicates(pg_url: str, pg_schema: str, day: dt.date,
+                                                                 counted: bool) -> None:
+    """A day whose keys are all NULL, and a day without rows, give what ``key_cuts`` and ``duplicate_values``
+    give: no cuts, no duplicates; whether ``count`` ran first (the key count cached) or not."""
+    cfg, _ = _keyed_day(pg_url, pg_schema, "bigint", next_day_rows=5)
+    pg_execute(pg_url, f"""INSERT INTO "{pg_schema}".keyed SELECT NULL, timestamptz '2026-03-09 00:00+00'
+        + g * interval '1 min', g FROM generate_series(0, 9) AS g""")
+    interval = DataInterval.for_day(day)
+    with open_source(cfg) as src:
+        if counted:
+            assert src.count(interval) == (10 if day.day == 9 else 0)
+        cuts, duplicates = src.key_cuts_and_duplicates(interval, 4)
+        assert cuts == src.key_cuts(interval, 4) == []
+        assert duplicates.type == pa.int64() and duplicates.to_pylist() == src.duplicate_values(interval, "id").to_pylist() == []
+
+
+def test_one_sort_uses_the_counts_of_the_plans_earlier_scan(pg_url: str, pg_schema: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``text_widths`` (the plan's sizing scan) also counts the rows and the non-null keys: the plan's ``count``
+    then runs no query and its cuts one (the window); counts cached for one interval are not another's."""
+    cfg, interval = _keyed_day(pg_url, pg_schema, "text", next_day_rows=501)
+    with open_source(cfg) as src:
+        alone = src.key_cuts_and_duplicates(interval, 8)
+    with open_source(cfg) as src:
+        assert src.text_widths(interval)["id"][1] == len("k100")
+        queries: list[str] = []
+        for name in ("_execute", "_arrow"):
+            run = getattr(src, name)
+            monkeypatch.setattr(src, name, lambda sql, *a, run=run: queries.append(sql) or run(sql, *a))
+        assert src.count(interval) == 300 and src.key_count(interval) == 300 - (300 // 17 + 1)
+        after = src.key_cuts_and_duplicates(interval, 8)
+        assert len(queries) == 1 and "row_number()" in queries[0]
+        next_day = DataInterval.for_day(dt.date(2026, 3, 8))
+        assert src.count(next_day) == 501 and src.key_count(next_day) == 501
+        assert src.key_cuts_and_duplicates(next_day, 8)[0] == src.key_cuts(next_day, 8)
+    assert alone is not None and after is not None
+    assert after[0] == alone[0] and after[1].equals(alone[1])
+
+
+@pytest.mark.parametrize("ts_type", ["timestamp", "date"])
+def test_one_sort_on_a_naive_timestamp_or_date_column(pg_url: str, pg_schema: str, ts_type: str) -> None:
+    """The interval bounds are bound as values of the timestamp column's own type (naive wall clock in the
+    business zone, or a date): the same rows as ``key_cuts`` and ``duplicate_values`` read."""
+    pg_execute(pg_url, f'CREATE TABLE "{pg_schema}".dated (id bigint, ts {ts_type})')
+    pg_execute(pg_url, f"""INSERT INTO "{pg_schema}".dated SELECT g / 2, timestamp '2026-03-06 12:00'
+        + g * interval '1 min' FROM generate_series(0, 2999) AS g""")  # keys twice, rising with the time
+    cfg = SourceConfig(kind="postgres", url=pg_url, table=f"{pg_schema}.dated", timestamp_column="ts",
+                       key_column="id")
+    interval = DataInterval.for_day(dt.date(2026, 3, 7), "Europe/Berlin")
+    with open_source(cfg) as src:
+        assert src.count(interval) == 1440
+        cuts, duplicates = src.key_cuts_and_duplicates(interval, 3)
+        assert cuts == src.key_cuts(interval, 3) and len(cuts) == 2
+        assert sorted(duplicates.to_pylist()) == sorted(src.duplicate_values(interval, "id").to_pylist())
+        assert len(duplicates) == 720
 
 
 def test_a_planned_day_quarantines_its_duplicated_keys(tmp_path: Path, sample_db: Path, store: Path,

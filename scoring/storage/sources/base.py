@@ -328,12 +328,21 @@ def cuts_from_maxima(maxima: list[Any]) -> list[Any]:
     return cuts
 
 
-def _bucket_maxima(values: list[Any], n_chunks: int) -> list[Any]:
-    """The maximum of each ntile bucket of sorted ``values``, distributed as SQL ``ntile`` does."""
-    buckets = max(1, min(n_chunks, len(values)))
-    size, extra = divmod(len(values), buckets)
-    maxima, end = [], 0
+def ntile_ends(rows: int, n_buckets: int) -> list[int]:
+    """The 1-based position of the last row of each bucket of SQL ``ntile(n_buckets)`` over ``rows`` rows, in
+    order: the first ``rows % n`` buckets hold one row more than the others; with fewer rows than buckets, one
+    bucket per row; no rows, no buckets ([]). ``n_buckets`` below 1 counts as 1."""
+    buckets = min(max(1, n_buckets), rows)
+    if buckets <= 0:
+        return []
+    size, extra = divmod(rows, buckets)
+    ends, end = [], 0
     for b in range(buckets):
         end += size + (1 if b < extra else 0)
-        maxima.append(values[end - 1])
-    return maxima
+        ends.append(end)
+    return ends
+
+
+def _bucket_maxima(values: list[Any], n_chunks: int) -> list[Any]:
+    """The maximum of each ntile bucket of sorted ``values``, distributed as SQL ``ntile`` does."""
+    return [values[end - 1] for end in ntile_ends(len(values), n_chunks)]

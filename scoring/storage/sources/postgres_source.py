@@ -9,7 +9,9 @@ bound parameters would be read into memory whole. The bounds are scalar subqueri
 A planned chunk reads only its key range the same way (``range_batches``: the range's bounds are bound into
 ``scoring.key_<n>`` settings and cast to the key column's own type), the plan's cut points are computed in
 one ``ntile`` query (``key_cuts``), and duplicate keys are found by one grouped query (``duplicate_values``):
-no step of a planned run reads the day's rows into Python to filter them.
+no step of a planned run reads the day's rows into Python to filter them. The plan gets both from one window
+pass (``key_cuts_and_duplicates``), whose bucket ends follow from the non-null key count that every interval
+aggregate (``interval_row``: ``count``, ``text_widths``) also returns.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pyarrow as pa
 from scoring.errors import SourceError
 from scoring.sqlident import quote
 from scoring.storage.pgconn import connect, error_line, resolve_url
-from scoring.storage.sources.base import KeyRange, Source, cuts_from_maxima
+from scoring.storage.sources.base import KeyRange, Source, cuts_from_maxima, ntile_ends
 from scoring.storage.sources.pg_numeric import NumericReader, is_numeric
 from scoring.storage.sources.rebatch import rebatch
 
@@ -69,6 +71,10 @@ class PostgresSource(Source):
         self._raw: pa.Schema | None = None
         self._schema: pa.Schema | None = None
         self._numeric: NumericReader | None = None
+        # (interval, key column) -> (rows, non-null keys): every aggregate over an interval counts them
+        # (``interval_row``); valid for the source's life, as every statement reads the same snapshot. The
+        # interval's zone is part of it: naive timestamp and date bounds depend on it.
+        self._counts: dict[tuple[DataInterval, str], tuple[int, int | None]] = {}
         try:  # the first statements of the transaction the ADBC driver opened
             self._execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             self._execute("SET LOCAL TIME ZONE 'UTC'")
@@ -146,11 +152,40 @@ class PostgresSource(Source):
             else f"octet_length(CAST({name} AS text))"
 
     def interval_row(self, interval: DataInterval, select: str) -> tuple[Any, ...]:
-        """As ``Source.interval_row``, in the run's snapshot."""
-        return tuple(self._arrow(self.interval_sql(self._bind(interval), select)).to_pylist()[0].values())
+        """As ``Source.interval_row``, in the run's snapshot: the values of ``select``'s items, in order.
+
+        The same scan also counts the interval's rows and non-null keys, cached for ``count`` and
+        ``key_count``: after the plan's text widths, its row count and key cuts need no scan of their own.
+        """
+        self._select()  # reads the raw schema once
+        key = self.cfg.key_column
+        has_key = key in self._raw.names
+        items = [*([select] if select else []), "count(*) AS scoring_rows",
+                 *([f"count({quote_any(key)}) AS scoring_keys"] if has_key else [])]
+        table = self._arrow(self.interval_sql(self._bind(interval), ", ".join(items)))
+        # by position: the items' names may repeat (two bare count(...) are both "count")
+        row = [column[0].as_py() for column in table.columns]
+        keys = int(row.pop()) if has_key else None
+        self._counts[(interval, key)] = (int(row.pop()), keys)
+        return tuple(row)
+
+    def _interval_counts(self, interval: DataInterval) -> tuple[int, int | None]:
+        """(rows, non-null keys or None without a key column) of the interval: cached, else one query."""
+        cache = (interval, self.cfg.key_column)
+        if cache not in self._counts:
+            self.interval_row(interval, "")
+        return self._counts[cache]
 
     def count(self, interval: DataInterval) -> int:
-        return int(self.interval_row(interval, "count(*)")[0])
+        return self._interval_counts(interval)[0]
+
+    def key_count(self, interval: DataInterval) -> int:
+        """Non-null keys in the interval (cached as ``count``). Raises SourceError when the key column is
+        missing."""
+        self._key_type()  # names a missing key column
+        keys = self._interval_counts(interval)[1]
+        assert keys is not None  # the key column exists
+        return keys
 
     def row_select(self) -> str:
         """The selected columns (all by default), read as ``schema()`` reads them (uuid as text, ...)."""
@@ -210,11 +245,12 @@ class PostgresSource(Source):
         """``key_cuts`` and ``duplicate_values`` of the key column from ONE sort of the interval's keys (the
         plan needs both: two queries sorted or hashed the day's keys twice).
 
-        Each key row gets its ``ntile`` bucket and its neighbours' keys over one window; a row is kept when it
-        ends its bucket (a bucket maximum, as ``key_cuts`` takes it) or ends a run of equal keys (a duplicate
-        value, once). Returns ``(cuts, duplicates)`` equal to the two separate queries' results, or None when
-        the key is not a plain integer or text column (``key_cuts`` casts such keys to text; callers then use
-        the two queries).
+        Each key row gets its position and its neighbours' keys over one window; a row is kept when it ends an
+        ``ntile`` bucket (a bucket maximum, as ``key_cuts`` takes it: the bucket ends are computed here from
+        the number of non-null keys, ``key_count``, as ``ntile`` distributes rows) or ends a run of equal keys
+        (a duplicate value, once). Returns ``(cuts, duplicates)`` equal to the two separate queries' results,
+        or None when the key is not a plain integer or text column (``key_cuts`` casts such keys to text;
+        callers then use the two queries). Raises SourceError when the key column is missing.
         """
         self._key_type()  # a missing key column is named before the query fails on it
         field = self._raw.field(self.cfg.key_column)
@@ -222,21 +258,34 @@ class PostgresSource(Source):
         plain = _select_item(field) == quote_any(self.cfg.key_column) and not is_numeric(field)
         if not plain or not (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
             return None
-        cast, bounds = self._typed_bounds(interval)
+        ends = ntile_ends(self.key_count(interval), n_chunks)
+        if not ends:  # no non-null key: no bucket, no duplicate (what the window query returns)
+            return [], pa.array([], kind)
+        cast, _ = self._typed_bounds(interval)
+        # The bounds bound as datetime/date values, not as their text: the planner sees constants either way,
+        # but a cast from text to a timestamp or date type is not folded (its result depends on session
+        # settings), so it ran twice per row of the scan (about half the query on a 1M-row day).
+        bounds = self.interval_bounds(interval)
         key = quote(self.cfg.key_column)
         inner = self.interval_sql((f"CAST($1 AS {cast})", f"CAST($2 AS {cast})"), f"{key} AS k")
-        sql = ("SELECT b, k, (b IS DISTINCT FROM nb) AS last_of_bucket, (k = prev AND k IS DISTINCT FROM nxt) AS dup "  # noqa: S608
-               "FROM (SELECT b, k, prev, nxt, lead(b) OVER (ORDER BY k, b) AS nb FROM ("
-               "SELECT k, ntile(CAST($3 AS integer)) OVER w AS b, lag(k) OVER w AS prev, lead(k) OVER w AS nxt "
-               f"FROM ({inner} AND {key} IS NOT NULL) AS keys WINDOW w AS (ORDER BY k)) AS ranked) AS marked "
-               "WHERE b IS DISTINCT FROM nb OR (k = prev AND k IS DISTINCT FROM nxt) ORDER BY k, b")
-        rows = self._execute(sql, [*bounds, max(1, n_chunks)])
-        maxima: dict[int, Any] = {}
-        for bucket, value, last, _dup in rows:
-            if last:
-                maxima[bucket] = value
-        duplicates = pa.array([value for _b, value, _last, dup in rows if dup], kind)
-        return cuts_from_maxima([maxima[b] for b in sorted(maxima)]), duplicates
+        # row_number over the same window as lag/lead: one sort, one window pass (ntile's own bucket number
+        # needed a second window, lead(b), to tell a bucket's last row). Row r is one of ``ends`` when it ends
+        # one of the first ``extra`` buckets of size + 1 rows (up to row $3) or one of the size-row ($4) buckets
+        # after them: arithmetic, not r = ANY(<ends>), which PostgreSQL casts from the bound text on every row
+        # and searches element by element (slower than the second window it replaces).
+        size, extra = divmod(ends[-1], len(ends))
+        big, small = "CAST($3 AS bigint)", "CAST($4 AS bigint)"
+        sql = ("SELECT r, k, (k = prev AND k IS DISTINCT FROM nxt) AS dup FROM ("  # noqa: S608 - quoted
+               "SELECT k, row_number() OVER w AS r, lag(k) OVER w AS prev, lead(k) OVER w AS nxt "
+               f"FROM ({inner} AND {key} IS NOT NULL) AS keys WINDOW w AS (ORDER BY k)) AS ranked "
+               f"WHERE (r <= {big} AND r % ({small} + 1) = 0) OR (r > {big} AND (r - {big}) % {small} = 0) "
+               "OR (k = prev AND k IS DISTINCT FROM nxt) ORDER BY r")
+        rows = self._execute(sql, [*bounds, extra * (size + 1), size])
+        at = {position: value for position, value, _dup in rows}
+        if any(end not in at for end in ends):  # never: both statements read the transaction's snapshot
+            raise SourceError(f"source {self.describe!r}: the interval's keys changed between two statements")
+        duplicates = pa.array([value for _r, value, dup in rows if dup], kind)
+        return cuts_from_maxima([at[end] for end in ends]), duplicates
 
     def range_batches(self, interval: DataInterval, key_range: KeyRange, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """Stream the interval's rows in ``key_range``: the range is in the SQL (``range_sql``), its bounds bound
