@@ -290,3 +290,28 @@ def test_cli_compile_proves_the_version_and_the_next_run_uses_it(cfg_path: Path,
     assert json.loads(ledger(results).iloc[-1]["details"])["engine"]["engine"] == "compiled"
     res = runner.invoke(app, ["models", "compile", "loan_default", "7", "--config", str(cfg_path)])
     assert res.exit_code != 0 and "no version 7" in res.output and "Traceback" not in res.output
+
+
+def test_chunks_scored_by_two_engines_publish_as_mixed(tmp_path: Path, sample_db: Path, root: Path) -> None:
+    """A day whose chunk tasks loaded different engines (here the compiled library is replaced after chunk 0,
+    as on a worker holding a bad copy): each later chunk falls back to native, publish records ``mixed`` with
+    the count per engine, and every published score is still the model's own output, bit for bit."""
+    from scoring.dates import DataInterval
+    from scoring.run import plan as steps
+
+    cfg = load_config(write_config(tmp_path, sample_db, root, scoring={"engine": "auto"},
+                                   chunking={"rows_per_chunk": 150}))
+    planned = steps.plan_run(cfg, DataInterval.for_day(SCORE_DAY, cfg.timezone), key="mixed")
+    assert planned.engine["engine"] == "compiled" and len(planned.chunks) >= 3
+    indexes = steps.validate_plan(cfg, planned)
+    first = steps.score_planned_chunk(cfg, planned, indexes[0])
+    mv = ModelStore(root).get("loan_default", 1)
+    (root / "loan_default" / "1" / mv.meta["compiled"]["artifact"]).write_bytes(b"not a library")
+    rest = [steps.score_planned_chunk(cfg, planned, i) for i in indexes[1:]]
+    steps.publish_plan(cfg, planned, [first, *rest])
+    row = ledger(cfg.results.path).iloc[-1]
+    assert row["status"] == "success" and row["rows_in"] == row["rows_scored"] + row["rows_rejected"]
+    engine = json.loads(row["details"])["engine"]
+    assert engine["engine"] == "mixed", engine
+    assert engine["chunks_by_engine"] == {"compiled": first["parts"], "native": sum(r["parts"] for r in rest)}
+    _assert_bit_identical(cfg, root, sample_db)
