@@ -86,7 +86,7 @@ def stream_cmd(config: ConfigOpt = None,
     counts = consume(cfg, redis_url=redis_url, settings=settings, sink_target=sink or default_target(cfg),
                      sink_schema=sink_schema, alias=alias, version=version, max_events=max_events,
                      idle_exit_s=idle_exit_s, reload_s=reload_s)
-    console.print(json.dumps(counts))
+    console.print(json.dumps(counts), soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command("parity")
@@ -111,9 +111,12 @@ def parity_cmd(config: ConfigOpt = None,
             raise ConfigError(f"--since {since!r} is not an ISO date or time (e.g. 2026-03-07 or "
                               "2026-03-07T12:00)") from None
     report = replay(cfg, Sink(log_to or default_target(cfg), schema), when, tolerance)
+    # One JSON document per line whatever its length (Rich wraps at the terminal's width, 80 columns when
+    # piped, which broke the line of a long max_abs_diff) and never read as Rich markup.
     console.print(json.dumps({"rows": report.rows, "max_abs_diff": report.max_abs_diff,
-                              "differences": len(report.differences), "by_version": report.by_version}))
+                              "differences": len(report.differences), "by_version": report.by_version}),
+                  soft_wrap=True, highlight=False, markup=False)
     for d in report.differences[:20]:
-        console.print(json.dumps(d, default=str))
+        console.print(json.dumps(d, default=str), soft_wrap=True, highlight=False, markup=False)
     if not report.ok:
         raise typer.Exit(1)
