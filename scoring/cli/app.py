@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,6 +60,13 @@ app.add_typer(models_app, name="models")
 console = Console()
 err = Console(stderr=True)
 logger = logging.getLogger("scoring.cli")
+
+def print_json_line(value: Any) -> None:
+    """Print ``value`` as one JSON document on one line of stdout, whatever its length (Rich wraps at the
+    terminal's width, 80 columns when piped) and never read as Rich markup: what a script reads line by
+    line (``scoring stream``, ``scoring parity``)."""
+    console.print(json.dumps(value, default=str), soft_wrap=True, highlight=False, markup=False)
+
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (default $SCORING_CONFIG "
                                                 "or ./scoring.yaml)")]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import socket
 from typing import Annotated
 
 import typer
 
-from scoring.cli.app import ConfigOpt, app, console, handle_errors, load
+from scoring.cli.app import ConfigOpt, app, handle_errors, load, print_json_line
 from scoring.errors import ConfigError
 
 
@@ -86,7 +85,7 @@ def stream_cmd(config: ConfigOpt = None,
     counts = consume(cfg, redis_url=redis_url, settings=settings, sink_target=sink or default_target(cfg),
                      sink_schema=sink_schema, alias=alias, version=version, max_events=max_events,
                      idle_exit_s=idle_exit_s, reload_s=reload_s)
-    console.print(json.dumps(counts), soft_wrap=True, highlight=False, markup=False)
+    print_json_line(counts)
 
 
 @app.command("parity")
@@ -111,12 +110,9 @@ def parity_cmd(config: ConfigOpt = None,
             raise ConfigError(f"--since {since!r} is not an ISO date or time (e.g. 2026-03-07 or "
                               "2026-03-07T12:00)") from None
     report = replay(cfg, Sink(log_to or default_target(cfg), schema), when, tolerance)
-    # One JSON document per line whatever its length (Rich wraps at the terminal's width, 80 columns when
-    # piped, which broke the line of a long max_abs_diff) and never read as Rich markup.
-    console.print(json.dumps({"rows": report.rows, "max_abs_diff": report.max_abs_diff,
-                              "differences": len(report.differences), "by_version": report.by_version}),
-                  soft_wrap=True, highlight=False, markup=False)
+    print_json_line({"rows": report.rows, "max_abs_diff": report.max_abs_diff,
+                     "differences": len(report.differences), "by_version": report.by_version})
     for d in report.differences[:20]:
-        console.print(json.dumps(d, default=str), soft_wrap=True, highlight=False, markup=False)
+        print_json_line(d)
     if not report.ok:
         raise typer.Exit(1)

@@ -1,5 +1,6 @@
 """Run wing: what happens in a run, from the data interval to the published partition.
 
+- ``planner``: the one plan maker (``make_plan``) of every entry point.
 - ``plan``: a run cut into steps a scheduler retries one by one (plan, validate, score chunk, publish,
   record); the DAG calls these. ``runplan``: the frozen ``RunPlan`` they pass (JSON in/out for XComs).
 - ``targets``: where the one publish step writes (a (day, model) partition or a job).

@@ -1,13 +1,14 @@
 """Running an on-demand job through the product's one scoring path (the queue is ``scoring.run.jobs``).
 
-A job goes through the model version's quality gate (``prepare_quality``, without the day's interval rule),
-chunked scoring and staging (``run_chunks`` -> ``process_chunk``), the whole-input checks and one publish
+A job is planned by the one plan maker (``planner.make_plan``: its input read whole as one stream of chunks,
+engine and chunk size chosen as a run's are), goes through the model version's quality gate
+(``prepare_quality``, without the day's interval rule), chunked scoring and staging (``run_chunks`` -> ``process_chunk``), the whole-input checks and one publish
 transaction (the engine's ``finish_run`` into a ``targets.JobTarget``: it replaces the job's partition of
 ``job_predictions`` / ``job_quarantine`` and marks the job succeeded in the jobs ledger,
 ``storage/results/jobs_ledger.py``); a failure goes through the engine's ``record_failure``. An output file,
 when asked, is written aside and renamed over before that transaction (``storage/job_output.write_output``),
-so a retried job rewrites it and never duplicates rows. The engine (native | compiled) is chosen by
-``choose_engine``, as for runs, and the job's ledger ``details.engine`` says which scored it.
+so a retried job rewrites it and never duplicates rows. The job's ledger ``details.engine`` says which
+engine (native | compiled) scored it; publish keeps the version its chunks were staged with.
 
 Entry points: ``process_job`` / ``work`` (embedded: ``scoring jobs submit --wait``, ``scoring jobs work``) and
 the Airflow task bodies ``airflow_stage`` / ``airflow_publish`` / ``airflow_record`` (DAG ``scoring_jobs``).
@@ -25,14 +26,13 @@ from typing import Any
 
 from scoring.config import Config
 from scoring.errors import ScoringError, SourceError, ValidationFailed
-from scoring.models.scorer import encoded_width
 from scoring.models.store import ModelStore, ModelVersion
 from scoring.quality.run_checks import Quality, prepare_quality
 from scoring.run.chunks import run_chunks
 from scoring.run.jobs import JobResult, JobSpec, check_output, ledger_for
-from scoring.run.model_choice import choose_engine, choose_model, load_scorer, loaded_engine
+from scoring.run.model_choice import choose_model, load_scorer, loaded_engine
 from scoring.run.pipeline import finish_run, new_record, record_failure, score_spec
-from scoring.run.sizing import size_chunks
+from scoring.run.planner import make_plan
 from scoring.run.targets import JobTarget
 from scoring.storage.faults import fault_point
 from scoring.storage.output_rules import remove_stale_tmp
@@ -45,20 +45,24 @@ from scoring.storage.staging import ChunkManifest, Stage
 logger = logging.getLogger(__name__)
 
 
-def _job_cfg(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion]:
-    """The config the job scores with (its key column, no passthrough) and the model version it uses."""
+def _job_cfg(cfg: Config, spec: JobSpec, version: int | None = None) -> tuple[Config, ModelVersion, dict[str, Any]]:
+    """The config the job scores with (its key column, no passthrough, no challengers), the model version it
+    uses and the ledger details naming the rule that chose it. ``version``: the version the job's chunks were
+    staged with (its ledger row's), which publish keeps whatever the alias says by then."""
     alias = spec.alias or cfg.model.alias
     # The config's pin applies to its own model only, and not when the job names an alias.
     pin = cfg.model.version if spec.alias is None and spec.model == cfg.model.name else None
     own = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": spec.model, "alias": alias,
                                                                       "version": pin})})
-    mv, _ = choose_model(own, None, spec.version)  # the one model-choice rule (explicit, pin, alias now)
+    # the one model-choice rule (explicit, pin, alias now)
+    mv, rule = choose_model(own, None, version if version is not None else spec.version)
     job_cfg = cfg.model_copy(update={
         "source": cfg.source.model_copy(update={"key_column": spec.key or cfg.source.key_column}),
         "results": cfg.results.model_copy(update={"passthrough": []}),
-        "model": cfg.model.model_copy(update={"name": mv.name, "alias": alias, "version": mv.version}),
+        "model": cfg.model.model_copy(update={"name": mv.name, "alias": alias, "version": mv.version,
+                                              "challengers": []}),
     })
-    return job_cfg, mv
+    return job_cfg, mv, rule
 
 
 def job_stage(cfg: Config, job_id: str) -> Stage:
@@ -66,15 +70,14 @@ def job_stage(cfg: Config, job_id: str) -> Stage:
     return Stage(local_staging(cfg.results, "scoring jobs") / "jobs" / job_id)
 
 
-def _prepare(cfg: Config, spec: JobSpec) -> tuple[Config, ModelVersion, Any, Quality]:
-    job_cfg, mv = _job_cfg(cfg, spec)
-    source = open_job_input(job_cfg.source, spec.input, spec.query, spec.params, cfg.jobs.allowed_tables,
-                            cfg.jobs)
-    try:
-        return job_cfg, mv, source, prepare_quality(job_cfg, mv, source, None, suite_key=cfg.source.key_column)
-    except BaseException:
-        source.close()
-        raise
+def _open_input(job_cfg: Config, cfg: Config, spec: JobSpec) -> Any:
+    """The job's input, read as the job's config says (its key column); ``cfg``'s jobs sandbox applies."""
+    return open_job_input(job_cfg.source, spec.input, spec.query, spec.params, cfg.jobs.allowed_tables, cfg.jobs)
+
+
+def _quality(cfg: Config, job_cfg: Config, mv: ModelVersion, source: Any) -> Quality:
+    """The job's quality state: the model version's gate without the day's interval rule."""
+    return prepare_quality(job_cfg, mv, source, None, suite_key=cfg.source.key_column)
 
 
 def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list[ChunkManifest], Quality]:
@@ -82,13 +85,14 @@ def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list
     progress). Returns the manifests and the job's quality state. Raises JobCancelled when a cancel was
     asked between chunks; SchemaError when the input's columns do not fit the model's signature."""
     spec = JobSpec.from_dict(job["spec"])
-    job_cfg, mv, source, quality = _prepare(cfg, spec)
-    with source:
-        engine = choose_engine(job_cfg, mv)  # the one engine-choice rule, as a run's plan makes it
-        model, loaded = load_scorer(ModelStore(job_cfg.model.store), mv, engine, job_cfg.workers)
-        rows = size_chunks(source, None, encoded_width(model, len(quality.columns)),
-                           job_cfg.chunking.memory_budget_mib, job_cfg.chunking.rows_per_chunk)
-        total = math.ceil(source.count() / rows)
+    job_cfg, mv, rule = _job_cfg(cfg, spec)
+    with _open_input(job_cfg, cfg, spec) as source:
+        # The one plan maker: the job's input read whole, as one stream of chunks.
+        plan, quality = make_plan(job_cfg, source, None, mv, rule, key=job["job_id"], stream=True,
+                                  day=job_record(job).day, suite_key=cfg.source.key_column)
+        model, loaded = load_scorer(ModelStore(job_cfg.model.store), mv, plan.engine, job_cfg.workers)
+        rows = plan.rows_per_chunk
+        total = math.ceil(plan.rows / rows)
         ledger.set_fields(job["job_id"], model_version=mv.version, chunks_total=total, chunks_done=0,
                           details={"engine": loaded})
         stage = job_stage(cfg, job["job_id"])
@@ -104,8 +108,8 @@ def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list
         logger.info("job %s: scoring %s with %s v%s, %s rows per chunk", job["job_id"], source.describe,
                     mv.name, mv.version, rows)
         manifests = run_chunks(source.batches(None, rows), model,
-                               functools.partial(loaded_engine, job_cfg.model.store, mv.name, mv.version, engine,
-                                                 job_cfg.workers),
+                               functools.partial(loaded_engine, job_cfg.model.store, mv.name, mv.version,
+                                                 plan.engine, job_cfg.workers),
                                score_spec(job_cfg, mv), stage, workers=job_cfg.workers, on_chunk=on_chunk,
                                gate=quality.gate)
     return manifests, quality
@@ -134,10 +138,10 @@ def publish_job(cfg: Config, ledger: JobLedger, job: dict[str, Any], manifests: 
         expected = job.get("chunks_total")
         if expected is not None and len(manifests) != expected:
             raise ScoringError(f"job {job_id}: {len(manifests)} of {expected} chunks are staged in {stage.root}")
-    job_cfg, mv = _job_cfg(cfg, spec)
+    job_cfg, mv, _ = _job_cfg(cfg, spec, job.get("model_version"))
     if quality is None:
-        _, _, source, quality = _prepare(cfg, spec)
-        source.close()
+        with _open_input(job_cfg, cfg, spec) as source:
+            quality = _quality(cfg, job_cfg, mv, source)
     run = job_record(job, mv.version)
     target = JobTarget(ledger, job_id, check_output(cfg, spec, job_id), spec.to_table)
     try:  # the engine's one publish step, into the job's target (its partition, output file and ledger row)

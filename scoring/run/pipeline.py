@@ -27,13 +27,13 @@ from scoring.errors import (
     one_line,
 )
 from scoring.models.contract import contract_of
-from scoring.models.scorer import ScoreSpec, encoded_width
+from scoring.models.scorer import ScoreSpec
 from scoring.models.store import ModelStore, ModelVersion
-from scoring.quality.run_checks import Quality, conclude_quality, prepare_quality
+from scoring.quality.run_checks import Quality, conclude_quality
 from scoring.run.chunks import run_chunks
-from scoring.run.model_choice import choose_engine, choose_model, load_scorer, loaded_engine
+from scoring.run.model_choice import choose_model, load_scorer, loaded_engine
+from scoring.run.planner import make_plan
 from scoring.run.shadow import Shadow, score_challengers
-from scoring.run.sizing import size_chunks
 from scoring.run.targets import PartitionTarget, Target
 from scoring.storage.faults import fault_point
 from scoring.storage.pgconn import redact_url
@@ -149,31 +149,31 @@ def run_interval(cfg: Config, interval: DataInterval, *, version: int | None = N
     try:
         with open_source(cfg.source) as source:
             clock = time.monotonic()
-            quality = prepare_quality(cfg, mv, source, interval)  # suite, schema-drift policy, duplicate keys
-            columns = quality.columns
-            engine = choose_engine(cfg, mv)
-            model, run.details["engine"] = load_scorer(models, mv, engine, cfg.workers)
+            # The one plan maker, on this run's source (one snapshot): engine, columns read, chunk size, the
+            # data quality state (suite, schema-drift policy, duplicate keys) and the challengers.
+            plan, quality = make_plan(cfg, source, interval, mv, rule, rows_per_chunk, key=trigger,
+                                      details=details, stream=True, models=models)
+            model, run.details["engine"] = load_scorer(models, mv, plan.engine, cfg.workers)
             spec = score_spec(cfg, mv)
-            if not cfg.model.challengers:  # challengers read the same batches, with inputs of their own
-                source.select_columns(quality.read_columns)
             schema = source.read_schema()
-            rows = size_chunks(source, interval, encoded_width(model, len(columns)),
-                               cfg.chunking.memory_budget_mib, rows_per_chunk or cfg.chunking.rows_per_chunk)
+            rows = plan.rows_per_chunk
             stage = _resumable_stage(cfg, interval, mv, rows, quality, run.run_id)
             if on_start:
-                on_start(source.count(interval))
+                on_start(plan.rows)
             logger.info("scoring %s for %s with %s v%s, %s rows per chunk", source.describe, interval.day,
                         mv.name, mv.version, rows)
             run.details.update(rows_per_chunk=rows, columns_read=list(schema.names))
-            loader = functools.partial(loaded_engine, cfg.model.store, mv.name, mv.version, engine, cfg.workers)
+            loader = functools.partial(loaded_engine, cfg.model.store, mv.name, mv.version, plan.engine,
+                                       cfg.workers)
             steps["prepare_s"], clock = round(time.monotonic() - clock, 3), time.monotonic()
             manifests = run_chunks(_mid_extract(source.batches(interval, rows)), model, loader, spec, stage,
                                    workers=cfg.workers, on_chunk=_chunk_hook(results, run, on_chunk),
                                    gate=quality.gate)
             steps["score_s"] = round(time.monotonic() - clock, 3)
             run.details["chunks_reused"] = sum(1 for m in manifests if m.index in stage.reused)
-            shadow = score_challengers(cfg, mv.version, schema, lambda: source.batches(interval, rows),
-                                       quality.gate, stage) if cfg.model.challengers else None
+            shadow = score_challengers(cfg, plan.challengers, plan.shadow_failed, schema,
+                                       lambda: source.batches(interval, rows), quality.gate, stage) \
+                if plan.challengers is not None else None
             if shadow is not None:
                 steps["shadow_s"] = round(time.monotonic() - clock - steps["score_s"], 3)
         finish_run(cfg, results, run, stage, manifests, quality, shadow)

@@ -18,12 +18,9 @@ import hashlib
 import itertools
 import json
 import logging
-import math
-import re
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -39,27 +36,26 @@ from scoring.errors import (
     ValidationFailed,
     first_line,
 )
-from scoring.models.scorer import ScoreSpec, encoded_width
+from scoring.models.scorer import ScoreSpec
 from scoring.models.store import ModelStore
 from scoring.quality.run_checks import Quality, prepare_quality
 from scoring.quality.schema_check import check_schema
 from scoring.run.chunks import run_chunks
-from scoring.run.model_choice import choose_engine, choose_model, load_scorer
+from scoring.run.model_choice import load_scorer
 from scoring.run.pipeline import finish_run, record_failure, score_spec, start_record
-from scoring.run.runplan import PlannedChunk, PlannedModel, QualityInputs, RunPlan, plan_id_of
+from scoring.run.planner import plan_run as plan_run  # the plan step; every plan is made in planner
+from scoring.run.runplan import RunPlan
 from scoring.run.shadow import (
     Shadow,
     prepare_challenger,
-    resolve_challengers,
     shadow_gate,
     shadow_spec,
     shadow_stage,
 )
-from scoring.run.sizing import read_rows, size_chunks
 from scoring.storage.faults import fault_point
 from scoring.storage.results import ResultsStore, RunRecord, open_results
 from scoring.storage.sources import open_source
-from scoring.storage.sources.base import KeyRange, key_ranges
+from scoring.storage.sources.base import KeyRange
 from scoring.storage.stagefs import staging_root
 from scoring.storage.staging import ChunkManifest, Stage, part_index, remove_stale
 
@@ -75,104 +71,11 @@ def is_transient(exc: BaseException) -> bool:
     return not isinstance(exc, PERMANENT)
 
 
-def run_key(text: str) -> str:
-    """A folder-safe key for a scheduler's run id (e.g. ``scheduled__2026-03-07T00:00:00+00:00``)."""
-    key = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")
-    return key or "run"
-
-
-def _jsonable(value: Any) -> Any:
-    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
-
-
 PlanLike = RunPlan | dict[str, Any]  # a plan, or its JSON (an XCom)
 
 
-def plan_run(cfg: Config, interval: DataInterval, version: int | None = None, rows_per_chunk: int | None = None,
-             *, key: str = "manual", details: dict[str, Any] | None = None,
-             model_as_of: str = "now", batch_rows: int | None = None) -> RunPlan:
-    """Resolve the model version and cut the interval's rows into chunks sized from the memory budget.
-
-    Args:
-        cfg: the loaded configuration.
-        interval: the run's data interval; its start day is the partition.
-        version: a model version overriding the alias or pin (else the alias's target now).
-        rows_per_chunk: overrides the configured chunk size.
-        key: identifies the scheduler's run (its run id); staged chunks are kept per key.
-        details: scheduler facts to keep in the ledger (run id, run type, ...).
-        model_as_of: ``now`` or ``day``: the alias's target now or on the business day (``model_choice``).
-        batch_rows: overrides the rows per read batch of a chunk (default ``sizing.read_rows`` of the chunk
-            size).
-
-    Returns:
-        The ``RunPlan``: model version and its rule, the engine (``choose_engine``), rows, chunk size, the
-        rows per read batch of a chunk, the key ranges, the whole-interval quality inputs; with
-        ``model.challengers``, the challenger versions (each scored chunk by chunk like the champion) and those
-        left out (``shadow_failed``).
-    """
-    mv, rule = choose_model(cfg, interval, version, model_as_of)
-    engine = choose_engine(cfg, mv)
-    width = mv.meta.get("encoded_width")  # recorded at registration; the model is unpickled where it scores
-    if width is None:  # a version registered before the width was recorded
-        width = encoded_width(ModelStore(cfg.model.store).load(mv), len(mv.features))
-    with open_source(cfg.source) as source:
-        # Sized on what the chunk tasks read: the key, the timestamp, the model's inputs, passthrough columns
-        # (the columns of the suite's rules, which the tasks read too, are left out of the estimate).
-        names = set(source.schema().names)
-        source.select_columns([c for c in (cfg.source.key_column, cfg.source.timestamp_column,
-                                           *(f["name"] for f in mv.features), *cfg.results.passthrough)
-                               if c in names])
-        size = size_chunks(source, interval, int(width), cfg.chunking.memory_budget_mib,
-                           rows_per_chunk or cfg.chunking.rows_per_chunk)
-        rows = source.count(interval)
-        wanted = max(1, math.ceil(rows / size))
-        # The key cuts and the key's duplicate values from one sort of the day's keys where the source can
-        # (PostgreSQL, integer or text keys); else the cuts query, and prepare_quality queries duplicates.
-        both = source.key_cuts_and_duplicates(interval, wanted) \
-            if wanted > 1 and hasattr(source, "key_cuts_and_duplicates") else None
-        cuts = both[0] if both is not None else source.key_cuts(interval, wanted) if wanted > 1 else []
-        known = {cfg.source.key_column: both[1].to_pylist()} if both is not None else None
-        # What every chunk needs from the whole interval, measured once here: the uniqueness rules' duplicate
-        # values and the text widths of the columns the chunks read (their read limit), so that a chunk task
-        # only reads its key range.
-        inputs = _quality_inputs(cfg, mv, source, interval, known)
-    challengers: tuple[int, ...] | None = None
-    failed: dict[str, str] | None = None
-    if cfg.model.challengers:
-        versions, failed = resolve_challengers(cfg, mv.version)
-        challengers = tuple(v.version for v in versions)
-    plan = RunPlan(
-        plan_id="", run_key=run_key(key), day=interval.day, interval=interval,
-        model=PlannedModel(mv.name, mv.version), rows=rows, rows_per_chunk=size,
-        chunks=tuple(PlannedChunk(i, _jsonable(r.lo), _jsonable(r.hi), r.nulls)
-                     for i, r in enumerate(key_ranges(cuts))),
-        planned_at=dt.datetime.now(dt.UTC), details={**rule, "interval": interval.describe(), **(details or {})},
-        quality_inputs=inputs, engine=engine, challengers=challengers, shadow_failed=failed,
-        read_rows=batch_rows or read_rows(size))
-    plan = replace(plan, plan_id=plan_id_of(plan.to_json()))
-    logger.info("plan %s: %s rows of %s in %s chunks of <= %s rows (read in batches of %s), %s v%s (%s engine)",
-                plan.plan_id, rows, interval.day, len(plan.chunks), size, plan.read_rows, mv.name, mv.version,
-                engine["engine"])
-    return plan
-
-
-def _quality_inputs(cfg: Config, mv: Any, source: Any, interval: DataInterval,
-                    duplicates: dict[str, list[Any]] | None = None) -> QualityInputs | None:
-    """The uniqueness rules' duplicate values and the text widths of the columns a chunk reads, over the whole
-    interval; None when the source does not fit the model or suite (``validate`` then fails the run, in one
-    line, as it always did). ``duplicates``: values the plan already found per column (not queried again)."""
-    try:
-        quality = prepare_quality(cfg, mv, source, interval, duplicates=duplicates)
-    except ScoringError as exc:
-        logger.info("plan without quality inputs (%s); validate decides", first_line(exc))
-        return None
-    source.select_columns(quality.read_columns)
-    return QualityInputs(quality.duplicate_lists(),
-                         {k: list(v) for k, v in source.text_widths(interval).items()})
-
-
-def plan_interval(plan: PlanLike) -> DataInterval:
-    """The data interval a plan covers."""
+def plan_interval(plan: PlanLike) -> DataInterval | None:
+    """The data interval a plan covers (None for a job's plan)."""
     return RunPlan.from_json(plan).interval
 
 

@@ -56,12 +56,13 @@ class QualityInputs:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """A planned run of one (day, model) partition.
+    """A planned run of one (day, model) partition, or of an on-demand job's input.
 
     Attributes:
         plan_id: 12 hex digits over the stable fields (the staging folder of the plan's chunks).
         run_key: the scheduler's run, folder-safe (staged chunks are kept per key).
-        day: the partition; interval: its data interval.
+        day: the partition (a job's: the day it started, UTC); interval: its data interval (None for a job:
+            every input row is in scope).
         model: the version scoring it; engine: the engine chosen for it (``model_choice.choose_engine``:
             ``requested``, ``engine`` native | compiled, ``fallback`` when compiled was asked and cannot be).
         rows: source rows of the interval when planned; rows_per_chunk: the sizing rule's result.
@@ -80,7 +81,7 @@ class RunPlan:
     plan_id: str
     run_key: str
     day: dt.date
-    interval: DataInterval
+    interval: DataInterval | None
     model: PlannedModel
     rows: int
     rows_per_chunk: int
@@ -102,8 +103,9 @@ class RunPlan:
         """The plan as a dict of JSON types (an Airflow XCom); ``from_json`` reads it back equal."""
         out: dict[str, Any] = {
             "plan_id": self.plan_id, "run_key": self.run_key, "day": self.day.isoformat(),
-            "interval": {"start": self.interval.start.isoformat(), "end": self.interval.end.isoformat(),
-                         "zone": self.interval.zone},
+            "interval": None if self.interval is None else {
+                "start": self.interval.start.isoformat(), "end": self.interval.end.isoformat(),
+                "zone": self.interval.zone},
             "model": {"name": self.model.name, "version": self.model.version}, "rows": self.rows,
             "rows_per_chunk": self.rows_per_chunk, "chunks": [c.to_json() for c in self.chunks],
             "planned_at": self.planned_at.isoformat(), "details": self.details,
@@ -132,8 +134,8 @@ class RunPlan:
         inputs = raw.get("quality_inputs")
         return cls(
             plan_id=raw["plan_id"], run_key=raw["run_key"], day=dt.date.fromisoformat(raw["day"]),
-            interval=DataInterval(dt.datetime.fromisoformat(iv["start"]), dt.datetime.fromisoformat(iv["end"]),
-                                  iv.get("zone", "UTC")),
+            interval=None if iv is None else DataInterval(
+                dt.datetime.fromisoformat(iv["start"]), dt.datetime.fromisoformat(iv["end"]), iv.get("zone", "UTC")),
             model=PlannedModel(raw["model"]["name"], int(raw["model"]["version"])), rows=int(raw["rows"]),
             rows_per_chunk=int(raw["rows_per_chunk"]),
             chunks=tuple(PlannedChunk(int(c["index"]), c["lo"], c["hi"], bool(c["nulls"])) for c in raw["chunks"]),

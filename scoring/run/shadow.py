@@ -105,13 +105,16 @@ def prepare_challenger(cfg: Config, mv: ModelVersion, schema: pa.Schema) -> Any:
     return ModelStore(cfg.model.store).load(mv)
 
 
-def score_challengers(cfg: Config, champion: int, schema: pa.Schema,
+def score_challengers(cfg: Config, challengers: tuple[int, ...], failed: dict[str, str] | None, schema: pa.Schema,
                       batches: Callable[[], Iterator[pa.RecordBatch]], gate: Gate, stage: Stage) -> Shadow:
-    """Score every challenger over the run's batches (read again per challenger) and stage them.
+    """Score every challenger the run plan lists over the run's batches (read again per challenger) and
+    stage them (an in-process run; the DAG scores a challenger chunk by chunk, ``plan.stage_ranges``).
 
     Args:
         cfg: the loaded configuration.
-        champion: the run's model version (never its own challenger).
+        challengers: the plan's challenger versions (``RunPlan.challengers``: resolved once, by the plan
+            maker, with ``resolve_challengers``).
+        failed: the challengers the plan left out, with the reason (``RunPlan.shadow_failed``).
         schema: the source schema.
         batches: returns the run's source batches, in the same order as the champion's.
         gate: the champion's gate (the same rows pass; failed rows are the champion's quarantine).
@@ -120,10 +123,11 @@ def score_challengers(cfg: Config, champion: int, schema: pa.Schema,
     Returns:
         What was staged per challenger version, and the challengers left out with the reason.
     """
-    shadow = Shadow()
-    versions, shadow.failed = resolve_challengers(cfg, champion)
-    for mv in versions:
+    shadow = Shadow(failed=dict(failed or {}))
+    store = ModelStore(cfg.model.store)
+    for version in challengers:
         try:
+            mv = store.get(cfg.model.name, version)
             model = prepare_challenger(cfg, mv, schema)
             loader = functools.partial(load_version, cfg.model.store, mv.name, mv.version)
             shadow.staged[mv.version] = run_chunks(batches(), model, loader, shadow_spec(cfg, mv),
@@ -133,8 +137,8 @@ def score_challengers(cfg: Config, champion: int, schema: pa.Schema,
             logger.info("challenger v%s: %s rows shadow-scored", mv.version,
                         sum(m.scored for m in shadow.staged[mv.version]))
         except Exception as exc:  # noqa: BLE001 - a challenger never fails the champion's day
-            shadow.failed[str(mv.version)] = first_line(exc)
-            logger.warning("challenger v%s left out of this run: %s", mv.version, first_line(exc))
+            shadow.failed[str(version)] = first_line(exc)
+            logger.warning("challenger v%s left out of this run: %s", version, first_line(exc))
     return shadow
 
 

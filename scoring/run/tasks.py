@@ -68,8 +68,9 @@ def chunk_label(planned: dict[str, Any], index: Any) -> str:
 
 
 def validate_plan(cfg: Config, planned: dict[str, Any]) -> list[Any]:
-    """The chunks to fan out after the checks (``plan.validate_plan``); the DAG runs it inside task ``plan``
-    (``plan_and_validate``), the CLI's steps and tests call it apart."""
+    """The chunks to fan out after the checks of task ``plan`` (``plan.validate_plan``), for a caller that
+    planned with ``plan_run`` and runs the steps itself in one process (tests, ``bench_serial_steps``); the
+    DAG runs the same checks inside task ``plan`` (``plan_and_validate``)."""
     from scoring.run import plan
 
     return plan.validate_plan(cfg, planned)

@@ -250,3 +250,39 @@ def test_an_airflow_job_the_queue_cannot_trigger_or_that_is_cancelled_ends_throu
     assert api.failed == [f"job__{row['job_id']}"]
     ended = job_status(cfg, row["job_id"], api=api)
     assert ended["state"] == "cancelled" and "marked failed" in ended["error"]
+
+
+def test_an_airflow_job_publishes_with_the_version_its_chunks_were_staged_with(
+        tmp_path: Path, cfg_path: Path, sample_db: Path, store: Path) -> None:
+    """The job's tasks stage (``score_job``) and publish (``publish_job``) apart; a promotion between them
+    does not move the job to the new champion: the ledger and the published rows name the version that
+    scored them, and every score is that version's own."""
+    from dataclasses import asdict
+
+    from scoring.run.job_runs import airflow_publish, airflow_stage
+    from scoring.run.jobs import JobSpec, ledger_for
+    from tests.run.test_business_days import _register_v2
+
+    cfg = load_config(cfg_path)
+    files = _write_inputs(tmp_path, sample_db)
+    _register_v2(store)  # v2: champion only after the chunks are staged
+    ledger = ledger_for(cfg)
+    spec = JobSpec(model="loan_default", input=str(files["parquet"]))
+    ledger.add("staged-v1", "airflow", spec.model, asdict(spec))
+    staged = airflow_stage(cfg, "staged-v1")
+    assert ledger.get("staged-v1")["model_version"] == 1 and staged["rows_in"] > 0
+    ModelStore(store).set_alias("loan_default", "champion", 2)
+    published = airflow_publish(cfg, "staged-v1")
+    assert published["state"] == "succeeded"
+    row = ledger.get("staged-v1")
+    assert row["state"] == "succeeded" and row["model_version"] == 1
+    with duckdb.connect(str(cfg.results.path), read_only=True) as con:
+        got = con.sql("SELECT source_key, score, model_version FROM job_predictions WHERE job_id = 'staged-v1'").df()
+    assert set(got["model_version"]) == {1}
+    assert row["rows_in"] == row["rows_scored"] + row["rows_quarantined"] == staged["rows_in"]
+    mv1 = ModelStore(store).get("loan_default", 1)
+    src = source_day(sample_db, DAYS["parquet"])
+    own = dict(zip(src["application_id"].astype(str), ModelStore(store).load(mv1).predict_proba(src)[:, 1],
+                   strict=True))
+    assert len(got) == row["rows_scored"] and max(abs(s - own[k]) for k, s in zip(got["source_key"], got["score"],
+                                                                                  strict=True)) <= 1e-9

@@ -328,14 +328,22 @@ def cuts_from_maxima(maxima: list[Any]) -> list[Any]:
     return cuts
 
 
-def ntile_ends(rows: int, n_buckets: int) -> list[int]:
-    """The 1-based position of the last row of each bucket of SQL ``ntile(n_buckets)`` over ``rows`` rows, in
-    order: the first ``rows % n`` buckets hold one row more than the others; with fewer rows than buckets, one
-    bucket per row; no rows, no buckets ([]). ``n_buckets`` below 1 counts as 1."""
+def ntile_shape(rows: int, n_buckets: int) -> tuple[int, int, int]:
+    """SQL ``ntile(n_buckets)`` over ``rows`` rows as ``(buckets, size, extra)``: ``buckets`` buckets, the
+    first ``extra`` of them holding ``size + 1`` rows and the others ``size`` (PostgreSQL's ntile: the row
+    count divided as evenly as possible, larger buckets first). With fewer rows than buckets, one bucket per
+    row; no rows, no buckets (0, 0, 0). ``n_buckets`` below 1 counts as 1."""
     buckets = min(max(1, n_buckets), rows)
     if buckets <= 0:
-        return []
+        return 0, 0, 0
     size, extra = divmod(rows, buckets)
+    return buckets, size, extra
+
+
+def ntile_ends(rows: int, n_buckets: int) -> list[int]:
+    """The 1-based position of the last row of each bucket of SQL ``ntile(n_buckets)`` over ``rows`` rows, in
+    order (``ntile_shape``); [] for no rows."""
+    buckets, size, extra = ntile_shape(rows, n_buckets)
     ends, end = [], 0
     for b in range(buckets):
         end += size + (1 if b < extra else 0)

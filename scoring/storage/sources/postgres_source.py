@@ -26,7 +26,7 @@ import pyarrow as pa
 from scoring.errors import SourceError
 from scoring.sqlident import quote
 from scoring.storage.pgconn import connect, error_line, resolve_url
-from scoring.storage.sources.base import KeyRange, Source, cuts_from_maxima, ntile_ends
+from scoring.storage.sources.base import KeyRange, Source, cuts_from_maxima, ntile_ends, ntile_shape
 from scoring.storage.sources.pg_numeric import NumericReader, is_numeric
 from scoring.storage.sources.rebatch import rebatch
 
@@ -258,7 +258,8 @@ class PostgresSource(Source):
         plain = _select_item(field) == quote_any(self.cfg.key_column) and not is_numeric(field)
         if not plain or not (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
             return None
-        ends = ntile_ends(self.key_count(interval), n_chunks)
+        keys = self.key_count(interval)
+        ends = ntile_ends(keys, n_chunks)
         if not ends:  # no non-null key: no bucket, no duplicate (what the window query returns)
             return [], pa.array([], kind)
         cast, _ = self._typed_bounds(interval)
@@ -273,7 +274,7 @@ class PostgresSource(Source):
         # one of the first ``extra`` buckets of size + 1 rows (up to row $3) or one of the size-row ($4) buckets
         # after them: arithmetic, not r = ANY(<ends>), which PostgreSQL casts from the bound text on every row
         # and searches element by element (slower than the second window it replaces).
-        size, extra = divmod(ends[-1], len(ends))
+        _, size, extra = ntile_shape(keys, n_chunks)
         big, small = "CAST($3 AS bigint)", "CAST($4 AS bigint)"
         sql = ("SELECT r, k, (k = prev AND k IS DISTINCT FROM nxt) AS dup FROM ("  # noqa: S608 - quoted
                "SELECT k, row_number() OVER w AS r, lag(k) OVER w AS prev, lead(k) OVER w AS nxt "
