@@ -123,6 +123,28 @@ def test_naive_timestamp_and_date_columns_and_a_select(pg_url: str, pg_schema: s
 
 
 @pytest.mark.postgres
+def test_day_counts_and_key_cuts_bind_the_bounds_of_each_column_type(pg_url: str, pg_schema: str) -> None:
+    """Rows per business day (one grouped query, the late-data recheck's) and the key cuts (the fallback
+    ntile query) with the bounds bound as values of the column's type: a zone-aware, a naive timestamp and a
+    date column, each counted at the day's edges as a plain per-day count counts them."""
+    t = f'"{pg_schema}".edges'
+    pg_execute(pg_url, f"CREATE TABLE {t} (id int, tz timestamptz, ts timestamp, d date)")
+    pg_execute(pg_url, f"""INSERT INTO {t} VALUES
+        (1, '2026-03-05 23:59:59.999999+00', '2026-03-05 23:59:59.999999', '2026-03-05'),
+        (2, '2026-03-06 00:00:00+00', '2026-03-06 00:00:00', '2026-03-06'),
+        (3, '2026-03-06 12:00:00+00', '2026-03-06 12:00:00', '2026-03-06'),
+        (4, '2026-03-07 23:59:59+00', '2026-03-07 23:59:59', '2026-03-07'),
+        (5, '2026-03-08 00:00:00+00', '2026-03-08 00:00:00', '2026-03-08'),
+        (6, '2026-03-07 01:00:00+00', '2026-03-07 01:00:00', '2026-03-07')""")
+    days = [DataInterval.for_day(DAY - dt.timedelta(days=n)) for n in (2, 1, 0)]
+    for ts in ("tz", "ts", "d"):
+        with open_source(_source(pg_url, f"{pg_schema}.edges", ts=ts)) as src:
+            assert src.day_counts(days) == [1, 2, 2] == [src.count(i) for i in days], ts
+            assert src.key_cuts(days[1], 2) == [2], ts  # ntile(2) over keys 2, 3: buckets end at 2 and 3
+            assert src.key_cuts(days[2], 2) == [4], ts  # keys 4, 6
+
+
+@pytest.mark.postgres
 def test_hundred_column_table_streams_in_chunks(pg_url: str, pg_schema: str) -> None:
     feats = make_wide_table(pg_url, pg_schema, 1500)
     with open_source(_source(pg_url, f"{pg_schema}.wide")) as src:
