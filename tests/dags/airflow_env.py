@@ -88,6 +88,74 @@ def run_days(env: dict[str, str], days: list[str], conf: dict | None = None, dag
     return lines
 
 
+class DagRunner:
+    """One ``dag.test()`` process (``tests.dags.dag_runner --serve``) for several calls of a test, in order:
+    Airflow is imported and the dags folder parsed once, not once per call. Each call's runs end before it
+    returns, so a test checks the results between calls as with ``run_days``. Use as a context manager."""
+
+    def __init__(self, env: dict[str, str], dag_id: str = DAG_ID, timeout: float = 600) -> None:
+        import queue
+        import threading
+
+        self.timeout = timeout
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.dags.dag_runner", "--dag-id", dag_id, "--serve"],
+                                     env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            for line in self.proc.stdout:
+                self.lines.put(line)
+            self.lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def run(self, days: list[str], conf: dict | None = None, env: dict[str, str | None] | None = None,
+            output: list[str] | None = None) -> list[dict]:
+        """As ``run_days``; ``env`` sets (or, with None, unsets) variables of the process before these runs.
+        ``output`` receives the process's output (stdout and stderr) since the previous call."""
+        import queue
+        import time
+
+        from tests.dags.dag_runner import SERVE_DONE, SERVE_RESULT
+
+        self.proc.stdin.write(json.dumps({"days": days, "conf": conf, "env": env or {}}) + "\n")
+        self.proc.stdin.flush()
+        seen: list[str] = []
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                self.close()
+                raise AssertionError(f"dag_runner: no answer in {self.timeout:.0f}s\n" + "".join(seen)[-5000:])
+            assert line is not None, f"dag_runner exited ({self.proc.wait()})\n" + "".join(seen)[-5000:]
+            if line.rstrip("\n") == SERVE_DONE:
+                break
+            seen.append(line)
+        if output is not None:
+            output.append("".join(seen))
+        results = [json.loads(line[len(SERVE_RESULT):]) for line in seen if line.startswith(SERVE_RESULT)]
+        assert len(results) == len(days), "".join(seen)[-5000:]
+        return results
+
+    def close(self) -> None:
+        """End the process (stdin closed: it returns after the current call); killed after 60 s."""
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def __enter__(self) -> DagRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # --- PostgreSQL metadata database, for tests that run the scheduler beside CLI calls -----------------------------
 
 

@@ -9,6 +9,14 @@ engine's task functions (``scoring.run.tasks``: what each task body calls), summ
 can tell the engine's work from Airflow's around it (a task instance's ``duration`` also holds Airflow's start of
 the task: the first one's includes building ``dag.test()``'s in-process execution API). A manual run scores the business day its logical date names (README "What day
 is scored"), so day D runs with logical date D (midnight UTC), as ``airflow dags test DAG D`` does.
+
+    python -m tests.dags.dag_runner --dag-id scoring_loan_default --serve
+
+serves several calls from one process (Airflow imported and the dags folder parsed once): each stdin line is a
+JSON request ``{"days": [...], "conf": {...} | null, "env": {NAME: value | null}}`` (``env`` sets or unsets
+variables of this process before the runs, e.g. ``SCORING_FAULT``, which the engine reads when it reaches a fault
+point); each day's JSON line is printed after ``SERVE_RESULT``, then ``SERVE_DONE`` (both flushed, with stderr
+flushed first); stdin's end stops the process.
 """
 
 from __future__ import annotations
@@ -18,18 +26,25 @@ import datetime as dt
 import functools
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+SERVE_RESULT = "@@dag_runner result "
+SERVE_DONE = "@@dag_runner done"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dag-id", required=True)
-    parser.add_argument("--day", action="append", required=True)
+    parser.add_argument("--day", action="append", default=[])
     parser.add_argument("--conf", default=None)
+    parser.add_argument("--serve", action="store_true")
     args = parser.parse_args(argv)
+    if not args.day and not args.serve:
+        parser.error("--day (one or more) or --serve is required")
     logging.basicConfig(level=logging.WARNING)
 
     from airflow.dag_processing.dagbag import DagBag
@@ -40,8 +55,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dag = bag.dags[args.dag_id]
     own = _time_engine_tasks()
-    conf = json.loads(args.conf) if args.conf else None
-    for text in args.day:
+    if args.serve:
+        while request := sys.stdin.readline():
+            if not request.strip():
+                continue
+            call = json.loads(request)
+            for name, value in (call.get("env") or {}).items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            _run_days(dag, call["days"], call.get("conf"), own, prefix=SERVE_RESULT)
+            sys.stderr.flush()
+            print(SERVE_DONE, flush=True)
+        return 0
+    _run_days(dag, args.day, json.loads(args.conf) if args.conf else None, own)
+    return 0
+
+
+def _run_days(dag: Any, days: list[str], conf: dict | None, own: dict[str, list[float]], prefix: str = "") -> None:
+    """``dag.test()`` each day in turn; print one JSON line per day (after ``prefix``)."""
+    for text in days:
         day = dt.date.fromisoformat(text)
         logical = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
         started = time.perf_counter()
@@ -53,12 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         own.clear()
         tis = {(ti.task_id if ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"): ti
                for ti in dr.get_task_instances()}
-        print(json.dumps({"day": text, "state": str(dr.state), "run_id": dr.run_id, "seconds": round(seconds, 3),
+        print(prefix + json.dumps({"day": text, "state": str(dr.state), "run_id": dr.run_id, "seconds": round(seconds, 3),
                           "interval": [dr.data_interval_start.isoformat(), dr.data_interval_end.isoformat()],
                           "tasks": {k: str(ti.state) for k, ti in tis.items()},
                           "tries": {k: ti.try_number for k, ti in tis.items()},
                           "durations": {k: ti.duration for k, ti in tis.items()}, "own": spent}), flush=True)
-    return 0
 
 
 def _time_engine_tasks() -> dict[str, list[float]]:

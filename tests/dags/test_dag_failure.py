@@ -8,11 +8,12 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 
 from scoring.config import load_config
 from scoring.run import pipeline
 from tests.conftest import SCORE_DAY, write_config
-from tests.dags.airflow_env import airflow_db_template, airflow_env, airflow_home, run_days  # noqa: F401
+from tests.dags.airflow_env import DagRunner, airflow_db_template, airflow_env, airflow_home, run_days  # noqa: F401
 from tests.helpers import ledger, published
 
 SCHEDULE = {"start_date": "2026-03-01", "retries": 1, "retry_delay_s": 1, "task_timeout_min": 10}
@@ -42,7 +43,8 @@ def _set_view(db: Path, bad_key: int | None) -> None:
 
 
 def test_failed_chunk_keeps_the_partition_and_the_rerun_reuses_good_chunks(
-        tmp_path: Path, sample_db: Path, store: Path, airflow_home: Path) -> None:  # noqa: F811
+        tmp_path: Path, sample_db: Path, store: Path, airflow_home: Path,  # noqa: F811
+        request: pytest.FixtureRequest) -> None:
     source = tmp_path / "source.duckdb"
     bad_key = _source_with_view(sample_db, source)
     cfg_path = write_config(tmp_path, source, store, schedule=SCHEDULE)
@@ -50,9 +52,11 @@ def test_failed_chunk_keeps_the_partition_and_the_rerun_reuses_good_chunks(
     good = pipeline.run_day(cfg, SCORE_DAY)  # the previous good partition, from the CLI path
     before = published(cfg.results.path, SCORE_DAY)
     env = airflow_env(airflow_home, [cfg_path])
+    runner = DagRunner(env)  # one process for both runs (the rerun is the same Airflow run again)
+    request.addfinalizer(runner.close)
 
     _set_view(source, bad_key)
-    failed = run_days(env, [SCORE_DAY.isoformat()], conf={"rows_per_chunk": ROWS_PER_CHUNK})[0]
+    failed = runner.run([SCORE_DAY.isoformat()], conf={"rows_per_chunk": ROWS_PER_CHUNK})[0]
     assert failed["state"] == "failed"
     tasks, tries = failed["tasks"], failed["tries"]
     assert {k: v for k, v in tasks.items() if k.startswith("score_chunk")} == {
@@ -74,7 +78,7 @@ def test_failed_chunk_keeps_the_partition_and_the_rerun_reuses_good_chunks(
     assert len({p.parent for p in manifests}) == 1 and manifests[0].parent.parent.name == "manual__2026-03-07T00_00_00_00_00"  # logical date = the day
 
     _set_view(source, None)  # the source recovers; run the same Airflow run again (as a clear would)
-    rerun = run_days(env, [SCORE_DAY.isoformat()], conf={"rows_per_chunk": ROWS_PER_CHUNK})[0]
+    rerun = runner.run([SCORE_DAY.isoformat()], conf={"rows_per_chunk": ROWS_PER_CHUNK})[0]
     assert rerun["state"] == "success" and rerun["run_id"] == failed["run_id"]
     runs = ledger(cfg.results.path)
     assert list(runs["status"]) == ["success", "failed", "success"]

@@ -34,6 +34,7 @@ from tests.dags.airflow_env import (  # noqa: F401
     REPORT_DAG_ID,
     ROOT,
     AirflowPG,
+    DagRunner,
     airflow_env,
     airflow_pg,
     airflow_pg_template,
@@ -211,13 +212,17 @@ def _runs_cli(cfg: Path) -> list[dict]:
 
 
 def test_a_failing_publish_leaves_a_failed_ledger_row(tmp_path: Path, sample_db: Path, trained_store: Path,
-                                                      airflow_pg: AirflowPG) -> None:  # noqa: F811
+                                                      airflow_pg: AirflowPG,  # noqa: F811
+                                                      request: pytest.FixtureRequest) -> None:
     cfg = write_config(tmp_path, sample_db, trained_store, schedule=SCHEDULE)
     results = load_config(cfg).results.path
+    # The three runs below are the same Airflow run, in one dag.test() process; SCORING_FAULT is read when the
+    # engine reaches a fault point, so each run gets its own (or none).
+    runner = DagRunner(airflow_pg.env([cfg]))
+    request.addfinalizer(runner.close)
     # Before publish writes anything (where "chunks ... are not staged" used to leave no row at all).
-    env = airflow_pg.env([cfg], SCORING_FAULT="publish_start=raise")
     output: list[str] = []
-    line = run_days(env, [SCORE_DAY.isoformat()], output=output)[0]
+    line = runner.run([SCORE_DAY.isoformat()], env={"SCORING_FAULT": "publish_start=raise"}, output=output)[0]
     assert line["state"] == "failed"
     assert line["tasks"]["publish"] == "failed" and line["tasks"]["record_ledger"] == "failed"
     assert "fault injection: failed at publish_start" in "".join(output)
@@ -230,8 +235,7 @@ def test_a_failing_publish_leaves_a_failed_ledger_row(tmp_path: Path, sample_db:
     assert published(results, SCORE_DAY).empty
 
     # After publish entered its row: that row is finalised as failed, and record_ledger adds none.
-    env = airflow_pg.env([cfg], SCORING_FAULT="before_commit=raise")
-    line = run_days(env, [SCORE_DAY.isoformat()])[0]
+    line = runner.run([SCORE_DAY.isoformat()], env={"SCORING_FAULT": "before_commit=raise"})[0]
     assert line["state"] == "failed" and line["tasks"]["publish"] == "failed"
     rows = ledger(results)
     assert list(rows["status"]) == ["failed", "failed"]
@@ -239,7 +243,7 @@ def test_a_failing_publish_leaves_a_failed_ledger_row(tmp_path: Path, sample_db:
     assert len(_runs_cli(cfg)) == 2
 
     # The same run again without the fault: it publishes, and the ledger keeps the whole story.
-    line = run_days(airflow_pg.env([cfg]), [SCORE_DAY.isoformat()])[0]
+    line = runner.run([SCORE_DAY.isoformat()], env={"SCORING_FAULT": None})[0]
     assert line["state"] == "success"
     assert list(ledger(results)["status"]) == ["failed", "failed", "success"]
     assert len(published(results, SCORE_DAY)) == 600
