@@ -89,7 +89,8 @@ def stage_job(cfg: Config, ledger: JobLedger, job: dict[str, Any]) -> tuple[list
     with _open_input(job_cfg, cfg, spec) as source:
         # The one plan maker: the job's input read whole, as one stream of chunks.
         plan, quality = make_plan(job_cfg, source, None, mv, rule, key=job["job_id"], stream=True,
-                                  day=job_record(job).day, suite_key=cfg.source.key_column)
+                                  day=_job_started(job).astimezone(dt.UTC).date(),
+                                  suite_key=cfg.source.key_column)
         model, loaded = load_scorer(ModelStore(job_cfg.model.store), mv, plan.engine, job_cfg.workers)
         rows = plan.rows_per_chunk
         total = math.ceil(plan.rows / rows)
@@ -156,10 +157,16 @@ def publish_job(cfg: Config, ledger: JobLedger, job: dict[str, Any], manifests: 
     return JobResult(job_id, "succeeded", run.rows_in, run.rows_scored, run.rows_rejected, str(out) if out else None)
 
 
+def _job_started(job: dict[str, Any]) -> dt.datetime:
+    """When the job's attempt started (its ledger row's ``started_at``, else now); its partition day is this
+    instant's UTC date."""
+    return job.get("started_at") or dt.datetime.now(dt.UTC)
+
+
 def job_record(job: dict[str, Any], version: int | None = None) -> RunRecord:
     """The run record of a job's attempt (trigger ``job``): what the engine's publish step and failure path
     take; its target is the job (``targets.JobTarget``), its partition day the day the job started (UTC)."""
-    started = job.get("started_at") or dt.datetime.now(dt.UTC)
+    started = _job_started(job)
     return new_record(f"{job['job_id']}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}",
                       started.astimezone(dt.UTC).date(), job["model_name"],
                       version if version is not None else job.get("model_version"), "job",

@@ -99,7 +99,7 @@ def make_plan(cfg: Config, source: Any, interval: DataInterval | None, mv: Model
             data quality state is returned, and a source that does not fit the model or suite raises here.
         models: the open model store (default ``cfg.model.store``), read only for a version registered
             before its encoded width was recorded.
-        day: a job's partition day (the day it started, UTC), when ``interval`` is None.
+        day: a job's partition day (the day it started, UTC), required when ``interval`` is None.
         suite_key: a job's configured key column when it scores with a key of its own (``prepare_quality``).
 
     Returns:
@@ -115,6 +115,7 @@ def make_plan(cfg: Config, source: Any, interval: DataInterval | None, mv: Model
         fit (never None when ``stream``).
 
     Raises:
+        ValueError: no ``interval`` in a plan that is not streamed or names no ``day``.
         SchemaError, SuiteError (``stream`` only): the source does not fit the model or the suite.
         ModelStoreError: the version's artifact cannot be read (only when its width was not recorded).
     """
@@ -123,6 +124,8 @@ def make_plan(cfg: Config, source: Any, interval: DataInterval | None, mv: Model
     if width is None:  # a version registered before the width was recorded
         store = models if models is not None else ModelStore(cfg.model.store)
         width = encoded_width(store.load(mv), len(mv.features))
+    if interval is None and (not stream or day is None):
+        raise ValueError("a plan without an interval (a job's) is streamed and names its day")
     budget, fixed = cfg.chunking.memory_budget_mib, rows_per_chunk or cfg.chunking.rows_per_chunk
     quality: Quality | None
     if stream:
@@ -134,12 +137,10 @@ def make_plan(cfg: Config, source: Any, interval: DataInterval | None, mv: Model
         size = size_chunks(source, interval, int(width), budget, fixed)
         rows = source.count(interval)
         cuts: list[Any] = []
-        widths = {} if interval is None else source.text_widths(interval)  # sizing's query, cached by the source
-        inputs: QualityInputs | None = QualityInputs(quality.duplicate_lists(),
-                                                     {k: list(v) for k, v in widths.items()})
+        # text widths: sizing's query, cached by the source (a job's input has none)
+        inputs: QualityInputs | None = _inputs(quality, {} if interval is None else source.text_widths(interval))
     else:
-        if interval is None:
-            raise ValueError("only a streamed plan (stream=True) may have no interval")
+        assert interval is not None  # refused above
         # Sized on what the chunk tasks read: the key, the timestamp, the model's inputs, passthrough columns
         # (the columns of the suite's rules, read too, are left out: the key cuts come before the quality
         # state, which takes the duplicate keys found with them).
@@ -167,8 +168,7 @@ def make_plan(cfg: Config, source: Any, interval: DataInterval | None, mv: Model
         challengers = tuple(v.version for v in versions)
     ranges = [WHOLE_INTERVAL] if stream else key_ranges(cuts)
     plan = RunPlan(
-        plan_id="", run_key=run_key(key), day=interval.day if interval is not None else day or dt.date.today(),
-        interval=interval,
+        plan_id="", run_key=run_key(key), day=interval.day if interval is not None else day, interval=interval,
         model=PlannedModel(mv.name, mv.version), rows=rows, rows_per_chunk=size,
         chunks=tuple(PlannedChunk(i, _jsonable(r.lo), _jsonable(r.hi), r.nulls) for i, r in enumerate(ranges)),
         planned_at=dt.datetime.now(dt.UTC),
@@ -177,8 +177,9 @@ def make_plan(cfg: Config, source: Any, interval: DataInterval | None, mv: Model
         read_rows=size if stream else batch_rows or read_rows(size))
     plan = replace(plan, plan_id=plan_id_of(plan.to_json()))
     logger.info("plan %s: %s rows of %s in %s of <= %s rows (read in batches of %s), %s v%s (%s engine)",
-                plan.plan_id, rows, source.describe if interval is None else interval.day, "one stream of chunks" if stream else f"{len(plan.chunks)} chunks",
-                size, plan.read_rows, mv.name, mv.version, engine["engine"])
+                plan.plan_id, rows, source.describe if interval is None else interval.day,
+                "one stream of chunks" if stream else f"{len(plan.chunks)} chunks", size, plan.read_rows, mv.name,
+                mv.version, engine["engine"])
     return plan, quality
 
 
@@ -186,12 +187,18 @@ def _quality_and_inputs(cfg: Config, mv: ModelVersion, source: Any, interval: Da
                         duplicates: dict[str, list[Any]] | None) -> tuple[Quality | None, QualityInputs | None]:
     """The run's data quality state and what every chunk needs of it from the whole interval: the uniqueness
     rules' duplicate values and the text widths of the columns a chunk reads. Both are None when the source
-    does not fit the model or suite (the ``plan`` task then fails the run in one line, as it always did). ``duplicates``: values the plan already found per column (not queried)."""
+    does not fit the model or suite (the ``plan`` task then fails the run in one line, as it always did).
+    ``duplicates``: values the plan already found per column (not queried)."""
     try:
         quality = prepare_quality(cfg, mv, source, interval, duplicates=duplicates)
     except ScoringError as exc:
         logger.info("plan without quality inputs (%s); validation decides", first_line(exc))
         return None, None
     source.select_columns(quality.read_columns)
-    return quality, QualityInputs(quality.duplicate_lists(),
-                                  {k: list(v) for k, v in source.text_widths(interval).items()})
+    return quality, _inputs(quality, source.text_widths(interval))
+
+
+def _inputs(quality: Quality, widths: dict[str, tuple[float, int]]) -> QualityInputs:
+    """A plan's quality inputs: the uniqueness rules' duplicate values and the text widths measured over the
+    interval (``Source.text_widths``: column -> (mean bytes, longest bytes))."""
+    return QualityInputs(quality.duplicate_lists(), {k: list(v) for k, v in widths.items()})

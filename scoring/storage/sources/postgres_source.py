@@ -128,20 +128,20 @@ class PostgresSource(Source):
         return (f"(SELECT CAST(current_setting('{START}') AS {cast}))",
                 f"(SELECT CAST(current_setting('{END}') AS {cast}))")
 
-    def _typed_bounds(self, interval: DataInterval) -> tuple[str, tuple[str, str]]:
-        """The SQL type of the timestamp column and the interval's bounds as text of that type."""
-        kind = self.schema().field(self.cfg.timestamp_column).type
-        lo, hi = self.interval_bounds(interval)  # raises for a missing column or another type
-        cast = "date" if pa.types.is_date(kind) else "timestamptz" if kind.tz is not None else "timestamp"
-        return cast, (lo.isoformat(), hi.isoformat())
-
     def _value_bounds(self, interval: DataInterval) -> tuple[str, tuple[Any, Any]]:
         """The SQL type of the timestamp column and the interval's bounds as datetime/date values, to bind as
         query parameters cast to that type. Bound as values, not as their text: a cast from text to a
         timestamp or date type is not folded into a constant (its result depends on session settings), so a
         text bound compared per row was cast again on every row of the scan."""
-        cast, _ = self._typed_bounds(interval)
-        return cast, self.interval_bounds(interval)
+        kind = self.schema().field(self.cfg.timestamp_column).type
+        bounds = self.interval_bounds(interval)  # raises for a missing column or another type
+        cast = "date" if pa.types.is_date(kind) else "timestamptz" if kind.tz is not None else "timestamp"
+        return cast, bounds
+
+    def _typed_bounds(self, interval: DataInterval) -> tuple[str, tuple[str, str]]:
+        """``_value_bounds`` with the bounds as text of that type (``_bind``'s transaction settings)."""
+        cast, (lo, hi) = self._value_bounds(interval)
+        return cast, (lo.isoformat(), hi.isoformat())
 
     def day_counts(self, intervals: list[DataInterval]) -> list[int]:
         if not intervals:
