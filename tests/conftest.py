@@ -160,3 +160,14 @@ def s3_staging(s3_server, monkeypatch: pytest.MonkeyPatch) -> str:
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
     return s3_server.uri(f"t-{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture(autouse=True)
+def _no_object_store_connection():
+    """Each test starts and ends without the process-wide object-store connection options that
+    ``apply_connections`` sets (``results.staging_connection_id``)."""
+    from scoring.storage.stagefs import use_connection_options
+
+    use_connection_options(None)
+    yield
+    use_connection_options(None)

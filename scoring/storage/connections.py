@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from scoring.config import Config, ResultsConfig, SourceConfig
 from scoring.errors import ConfigError
+from scoring.storage.stagefs import use_connection_options
 
 logger = logging.getLogger(__name__)
 
@@ -90,15 +91,22 @@ def apply_connections(cfg: Config, lookup: Callable[[str], ConnectionInfo]) -> C
         cfg: the loaded YAML configuration.
         lookup: returns the connection of an id (under Airflow: from Airflow's connections).
 
+    The object-store connection (``results.staging_connection_id``) also becomes this process's object-store
+    options (``stagefs.use_connection_options``): the model store, suites and Data Docs on ``s3://`` use it as
+    staging does; a config without one clears them.
+
     Returns:
         ``cfg`` itself when no section names a connection, else an updated copy.
     """
+    use_connection_options(None)
     if not cfg.source.connection_id and not cfg.results.connection_id and not cfg.results.staging_connection_id:
         return cfg
     out = cfg.model_copy(deep=True)
     if out.results.staging_connection_id:
         out.results._staging_options = staging_options(lookup(out.results.staging_connection_id))
-        logger.info("staging credentials from connection %r", out.results.staging_connection_id)
+        use_connection_options(out.results._staging_options)
+        logger.info("object-store credentials (staging, model store, suites, Data Docs) from connection %r",
+                    out.results.staging_connection_id)
     base = cfg.path.parent if cfg.path else None
     for name, section in (("source", out.source), ("results", out.results)):
         if section.connection_id:

@@ -24,7 +24,13 @@ import pyarrow.fs as pafs
 
 from scoring.config import STORE_SCHEMES, parse_location
 from scoring.errors import ConfigError
-from scoring.storage.stagefs import CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S, StagePath, s3_filesystem
+from scoring.storage.stagefs import (
+    CONNECT_TIMEOUT_S,
+    REQUEST_TIMEOUT_S,
+    StagePath,
+    connection_options,
+    s3_filesystem,
+)
 
 
 def is_uri(value: str | Path | StagePath) -> bool:
@@ -41,7 +47,9 @@ def location(value: str | Path | StagePath, key: str = "folder", options: dict[s
     Args:
         value: a path or a URI (non-secret options such as ``?endpoint_override=`` allowed in the query).
         key: the setting it comes from, for error messages.
-        options: S3 options (credentials from a connection), overriding the URI's.
+        options: S3 options (credentials from a connection), overriding the URI's. Without them, the options
+            of the process's object-store connection (``stagefs.use_connection_options``; under Airflow,
+            ``results.staging_connection_id``) override the URI's, as they do for staging.
 
     Raises:
         ConfigError: an unknown scheme, no bucket, or credentials in the URI.
@@ -54,7 +62,7 @@ def location(value: str | Path | StagePath, key: str = "folder", options: dict[s
     parts = urlsplit(parsed)
     if parts.scheme.lower() == "s3":
         opts = dict(parse_qsl(parts.query))
-        opts.update(options or {})
+        opts.update(connection_options() if options is None else options)
         return StagePath(s3_filesystem(opts), f"{parts.netloc}/{parts.path.strip('/')}".rstrip("/"))
     fs, path = pafs.FileSystem.from_uri(parsed)  # gs:// and abfs://: untested
     return StagePath(fs, path.rstrip("/"))

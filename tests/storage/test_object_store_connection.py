@@ -1,0 +1,89 @@
+"""The object-store connection (``results.staging_connection_id``, an Airflow Connection of type aws) locates
+every object-store folder of the config, not only staging: with no ``AWS_*`` variable in the process, a model
+trained here is registered into a model store on S3 (moto's server) with its suite next to it, and a day is
+scored with its chunks staged there, all through the connection's credentials and endpoint."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow.fs as pafs
+import pytest
+
+from scoring.config import load_config
+from scoring.models.store import ModelStore
+from scoring.models.training import train_model
+from scoring.quality.suite import write_version_suite
+from scoring.run.pipeline import run_day
+from scoring.storage.connections import ConnectionInfo, apply_connections
+from scoring.storage.objects import location
+from scoring.storage.stagefs import connection_options
+from tests.conftest import SCORE_DAY, START, TRAIN_END, write_config
+from tests.helpers import ledger, published, source_day
+from tests.storage.s3_server import ACCESS_KEY, REGION, SECRET_KEY
+
+CONNECTION = "object_store"
+
+
+@pytest.fixture()
+def no_aws_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing but a connection can give S3 clients credentials or an endpoint."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("SCORING_MODEL_CACHE", str(tmp_path / "cache"))
+
+
+def _lookup(s3_server):
+    def lookup(conn_id: str) -> ConnectionInfo:
+        assert conn_id == CONNECTION
+        return ConnectionInfo(conn_id, "aws", login=ACCESS_KEY, password=SECRET_KEY,
+                              extra={"endpoint_url": s3_server.endpoint, "region_name": REGION})
+    return lookup
+
+
+def test_the_staging_connection_locates_the_model_store_and_suites(tmp_path: Path, sample_db: Path, s3_server,
+                                                                   no_aws_environment: None) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:10]}"
+    store_uri = s3_server.uri(f"{prefix}/models")
+    results = {"staging_dir": s3_server.uri(f"{prefix}/staging"), "staging_connection_id": CONNECTION}
+    cfg = apply_connections(load_config(write_config(tmp_path, sample_db, store_uri, results=results)),
+                            _lookup(s3_server))
+    assert connection_options()["access_key"] == ACCESS_KEY
+
+    mv = train_model(cfg, START, TRAIN_END)
+    suite = write_version_suite(cfg, mv)
+    assert str(suite) == f"{store_uri}/.suites/loan_default/v1.json"
+    # On the server (listed with the test's own client); nothing under the local folder.
+    listed = s3_server.filesystem().get_file_info(pafs.FileSelector(f"{s3_server.bucket}/{prefix}/models",
+                                                                    recursive=True))
+    names = {i.path.split("/models/", 1)[1] for i in listed if i.type == pafs.FileType.File}
+    assert {"loan_default/1/model.joblib", "loan_default/1/metadata.json", ".suites/loan_default/v1.json"} <= names
+    assert not (tmp_path / "models").exists()
+
+    result = run_day(cfg, SCORE_DAY)
+    src = source_day(sample_db, SCORE_DAY)
+    model = ModelStore(cfg.model.store).load(mv)
+    expected = dict(zip(src["application_id"].astype(str), model.predict_proba(src)[:, 1], strict=True))
+    out = published(tmp_path / "results.duckdb", SCORE_DAY).set_index("source_key")
+    assert out.index.is_unique and len(out) == result.rows_scored > 0
+    np.testing.assert_allclose(out["score"].to_numpy(), [expected[k] for k in out.index], rtol=0, atol=1e-9)
+    row = ledger(tmp_path / "results.duckdb").iloc[-1]
+    assert row["status"] == "success" and row["model_version"] == mv.version
+    assert row["rows_in"] == row["rows_scored"] + row["rows_rejected"] == len(src)
+    staged = location(s3_server.uri(f"{prefix}/staging")).children(recursive=True)
+    assert [i.path for i in staged if i.type == pafs.FileType.File] == []  # published: staged chunks removed
+
+    # A config without the connection clears the options: the environment alone cannot reach the store.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    apply_connections(load_config(write_config(plain, sample_db, store_uri)), _lookup(s3_server))
+    assert connection_options() == {}
+    with pytest.raises(OSError):
+        location(store_uri).children(recursive=True)
