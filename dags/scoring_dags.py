@@ -166,7 +166,7 @@ def build_scoring_dag(source: str, cfg: Config, asset: Asset) -> Any:
                     lambda planned: ti.xcom_push(PLAN_XCOM, planned),
                     version=params.get("model_version"), rows_per_chunk=params.get("rows_per_chunk"),
                     key=dag_run.run_id, details=_details(dag_run), model_as_of=params.get("model_as_of") or "now",
-                    explicit_day=bool(params.get("day")))
+                    explicit_day=bool(params.get("day")), airflow_run=(dag_run.dag_id, dag_run.run_id))
 
         @task(max_active_tis_per_dagrun=cfg.workers, map_index_template="{{ chunk_label }}")
         def score_chunk(planned: dict[str, Any], index: Any) -> dict[str, Any]:
@@ -179,7 +179,7 @@ def build_scoring_dag(source: str, cfg: Config, asset: Asset) -> Any:
                 return tasks.score_chunk(runtime_config(conf), planned, index)
 
         @task(pool=POOL, outlets=[asset])
-        def publish(planned: dict[str, Any], chunks: list[dict[str, Any]],
+        def publish(planned: dict[str, Any], chunks: list[dict[str, Any]], dag_run: Any = None,
                     outlet_events: Any = None) -> dict[str, Any]:
             from scoring.run import tasks
 
@@ -187,7 +187,8 @@ def build_scoring_dag(source: str, cfg: Config, asset: Asset) -> Any:
             # item after item until the item past the end, which the Task SDK's client logs as an
             # "[error] XCom not found" although nothing failed.
             with fail_fast_unless_transient():
-                counts = tasks.publish(runtime_config(conf), planned, list(chunks[:]))
+                counts = tasks.publish(runtime_config(conf), planned, list(chunks[:]),
+                                       airflow_run=(dag_run.dag_id, dag_run.run_id))
             outlet_events[asset].extra = counts
             return counts
 
@@ -204,7 +205,8 @@ def build_scoring_dag(source: str, cfg: Config, asset: Asset) -> Any:
             states = {k: v for k, v in states.items() if k not in (ti.task_id, "recheck_late_data")}
             run_cfg = runtime_config(conf)
             outcome = tasks.record_outcome(run_cfg, business_interval(run_cfg, params, dag_run, data_interval_end),
-                                     ti.xcom_pull(task_ids="plan", key=PLAN_XCOM), states, _details(dag_run))
+                                     ti.xcom_pull(task_ids="plan", key=PLAN_XCOM), states, _details(dag_run),
+                                     airflow_run=(dag_run.dag_id, dag_run.run_id))
             if outcome["status"] != "success":
                 raise AirflowFailException(f"run failed: {', '.join(outcome['failed']) or 'see the task logs'}")
             return outcome

@@ -98,6 +98,14 @@ class AirflowApi:
         """The DAG run's state: queued, running, success or failed."""
         return str(self._call("GET", self._run_path(run_id))["state"])
 
+    def run_note(self, run_id: str) -> str | None:
+        """The DAG run's note (None when it has none)."""
+        return self._call("GET", self._run_path(run_id)).get("note")
+
+    def set_run_note(self, run_id: str, note: str) -> None:
+        """Set the DAG run's note (at most 1,000 characters: Airflow's limit), nothing else of the run."""
+        self._call("PATCH", self._run_path(run_id) + "?update_mask=note", {"note": note[:1000]})
+
     def fail_run(self, run_id: str) -> None:
         """Mark the DAG run failed (Airflow stops its unfinished tasks)."""
         self._call("PATCH", self._run_path(run_id), {"state": "failed"})

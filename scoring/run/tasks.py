@@ -36,19 +36,23 @@ def plan_run(cfg: Config, interval: DataInterval, *, explicit_day: bool = False,
 
 
 def plan_and_validate(cfg: Config, interval: DataInterval, on_plan: Callable[[dict[str, Any]], None], *,
-                      explicit_day: bool = False, **kwargs: Any) -> list[Any]:
+                      explicit_day: bool = False, airflow_run: tuple[str, str] | None = None,
+                      **kwargs: Any) -> list[Any]:
     """Task ``plan``: the run plan of one business day (``plan_run``, same refusals), handed to ``on_plan`` as
     its JSON as soon as it is made (the DAG pushes it to the XCom), then the checks every chunk relies on
     (``plan.validate_plan``: source schema vs the model, the artifact verifies and loads; ScoringError when
     not). One task instead of two: a task start and a scheduler hand-off fewer on the day's serial path.
+    ``airflow_run`` (dag id, run id): the run whose note names the business day (``run_notes``).
 
     Returns:
         The chunks to fan out: the champion's indexes, then ``{"challenger": version, "index": i}`` each.
     """
-    from scoring.run import plan
+    from scoring.run import plan, run_notes
 
     planned = plan_run(cfg, interval, explicit_day=explicit_day, **kwargs)
     on_plan(planned)
+    if airflow_run is not None:
+        run_notes.note_run(*airflow_run, run_notes.planned_note(planned, cfg.timezone))
     return plan.validate_plan(cfg, planned)
 
 
@@ -83,19 +87,29 @@ def score_chunk(cfg: Config, planned: dict[str, Any], index: Any) -> dict[str, A
     return plan.score_planned_chunk(cfg, planned, index)
 
 
-def publish(cfg: Config, planned: dict[str, Any], chunks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Task ``publish``: one transaction for the day (``plan.publish_plan``)."""
-    from scoring.run import plan
+def publish(cfg: Config, planned: dict[str, Any], chunks: list[dict[str, Any]], *,
+            airflow_run: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Task ``publish``: one transaction for the day (``plan.publish_plan``); then the run's note says what was
+    published (``run_notes``, with ``airflow_run`` = (dag id, run id))."""
+    from scoring.run import plan, run_notes
 
-    return plan.publish_plan(cfg, planned, chunks)
+    counts = plan.publish_plan(cfg, planned, chunks)
+    if airflow_run is not None:
+        run_notes.note_run(*airflow_run, run_notes.published_note(counts, cfg.timezone))
+    return counts
 
 
 def record_outcome(cfg: Config, interval: DataInterval, planned: dict[str, Any] | None,
-                   states: dict[str, str], details: dict[str, Any]) -> dict[str, Any]:
-    """Task ``record_ledger`` (runs when a task failed): the ledger's outcome (``plan.record_outcome``)."""
-    from scoring.run import plan
+                   states: dict[str, str], details: dict[str, Any], *,
+                   airflow_run: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Task ``record_ledger`` (runs when a task failed): the ledger's outcome (``plan.record_outcome``); a
+    failed run's note names the failed tasks and its ledger row (``run_notes``)."""
+    from scoring.run import plan, run_notes
 
-    return plan.record_outcome(cfg, interval, planned, states, details)
+    outcome = plan.record_outcome(cfg, interval, planned, states, details)
+    if airflow_run is not None and outcome["status"] != "success":
+        run_notes.note_run(*airflow_run, run_notes.failed_note(interval.day.isoformat(), cfg.timezone, outcome))
+    return outcome
 
 
 def recheck_late_data(cfg: Config, day: str) -> list[dict[str, Any]]:

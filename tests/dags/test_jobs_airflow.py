@@ -1,7 +1,9 @@
 """On-demand jobs with Airflow as the engine: a real ``airflow standalone`` (private home, free loopback ports),
 ``scoring jobs submit`` through the REST API v2 (token from ``/auth/token``), the ``scoring_jobs`` DAG does the
 work; the output equals the embedded run's. A job submitted while the DAG is paused stays queued and is
-cancelled. Bounded in time; the standalone's process group is stopped in a ``finally``.
+cancelled. Then a day of the scoring DAG, whose tasks have the same API settings: its run note names the
+business day and what was published, as the ledger says; a note a person wrote is kept. Bounded in time; the
+standalone's process group is stopped in a ``finally``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typer.testing import CliRunner
 
 from scoring.cli import app
 from scoring.config import load_config
+from scoring.run import run_notes
+from scoring.run.airflow_api import AirflowApi
 from scoring.run.jobs import JobSpec, submit
 from tests.conftest import SCORE_DAY, write_config
 from tests.dags.airflow_env import BIN, AirflowPG, airflow_pg, airflow_pg_template  # noqa: F401
 from tests.dags.test_dag_e2e import _airflow, _free_port, _stop, _wait
-from tests.helpers import source_day
+from tests.helpers import ledger, published, source_day
 
 runner = CliRunner()
 WAIT_S = 300
@@ -40,7 +44,7 @@ def _jobs(cfg_path: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_jobs_through_the_airflow_rest_api(tmp_path: Path, sample_db: Path, trained_store: Path,
-                                           airflow_pg: AirflowPG) -> None:  # noqa: F811
+                                           airflow_pg: AirflowPG, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     cfg_path = write_config(tmp_path, sample_db, trained_store, schedule={"retries": 0, "task_timeout_min": 5})
     data = tmp_path / "day.parquet"
     source_day(sample_db, SCORE_DAY).to_parquet(data, index=False)
@@ -49,7 +53,13 @@ def test_jobs_through_the_airflow_rest_api(tmp_path: Path, sample_db: Path, trai
     assert embedded["state"] == "succeeded", embedded
 
     port = _free_port()
-    env = airflow_pg.env([cfg_path], **{
+    # A known admin password (the simple auth manager keeps a user's password found in its file), so the
+    # scheduler's task processes get the API settings the run notes need.
+    password = os.urandom(12).hex()
+    (airflow_pg.home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": password}))
+    client = {"SCORING_AIRFLOW_URL": f"http://127.0.0.1:{port}", "SCORING_AIRFLOW_USERNAME": "admin",
+              "SCORING_AIRFLOW_PASSWORD": password}
+    env = airflow_pg.env([cfg_path], **client, **{
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", "AIRFLOW__API__WORKERS": "1",
@@ -66,11 +76,7 @@ def test_jobs_through_the_airflow_rest_api(tmp_path: Path, sample_db: Path, trai
         proc = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, stdout=sink, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        passwords = airflow_pg.home / "simple_auth_manager_passwords.json.generated"
-        _wait("the jobs DAG to be parsed and the admin password", lambda: _parsed(airflow_pg)
-              and passwords.is_file() and passwords.read_text().strip(), log)
-        client = {"SCORING_AIRFLOW_URL": f"http://127.0.0.1:{port}", "SCORING_AIRFLOW_USERNAME": "admin",
-                  "SCORING_AIRFLOW_PASSWORD": json.loads(passwords.read_text())["admin"]}
+        _wait("the jobs DAG to be parsed", lambda: _parsed(airflow_pg), log)
 
         def answers() -> bool:  # the api-server may come up after the dag-processor
             try:
@@ -104,6 +110,25 @@ def test_jobs_through_the_airflow_rest_api(tmp_path: Path, sample_db: Path, trai
 
         expected = sorted([(f"job__{queued}", "failed"), (f"job__{job_id}", "success")])
         _wait("the job's DAG run to end (record_job)", lambda: runs() == expected, log)
+
+        # A day of the scoring DAG: its note names the business day, then what was published.
+        api = AirflowApi(client["SCORING_AIRFLOW_URL"], "admin", password, dag_id="scoring_loan_default")
+        _airflow(env, "dags", "unpause", "scoring_loan_default")
+        api.trigger("day_run", {"day": SCORE_DAY.isoformat()})
+        _wait("the scoring DAG run to end", lambda: api.run_state("day_run") in ("success", "failed"), log)
+        assert api.run_state("day_run") == "success", log.read_text()[-4000:]
+        row = ledger(tmp_path / "results.duckdb").iloc[-1]
+        assert row["status"] == "success" and row["rows_in"] == row["rows_scored"] + row["rows_rejected"]
+        assert len(published(tmp_path / "results.duckdb", SCORE_DAY)) == row["rows_scored"] > 0
+        assert api.run_note("day_run") == (
+            f"Business day {SCORE_DAY} (UTC): loan_default v{row['model_version']} published "
+            f"{row['rows_scored']:,} scored, {row['rows_rejected']:,} quarantined (run {row['run_id']})")
+        # A note a person wrote stays.
+        api.set_run_note("day_run", "checked by the on-call analyst")
+        for name, value in client.items():
+            monkeypatch.setenv(name, value)
+        assert not run_notes.note_run("scoring_loan_default", "day_run", "Business day overwritten")
+        assert api.run_note("day_run") == "checked by the on-call analyst"
     finally:
         _stop(proc)
 
