@@ -2,8 +2,10 @@
 
 ``<cache>/<sha256>[-<code digest>]/{model.joblib,code/...}``: what :meth:`ModelStore.load` needs, fetched once
 per host. Every use re-verifies the entry against the version's metadata (the artifact's and each code file's
-sha256); an entry that fails (edited, truncated, half-deleted) is discarded and fetched again, and a fetched
-object that fails is refused before it is unpickled (the store's copy was modified after registration).
+sha256): a load from the cache (``ObjectModelStore.load``) hashes the entry once, in ``ModelStore.load``'s own
+check before unpickling. An entry that fails (edited, truncated, half-deleted) is discarded and fetched again,
+and a fetched object that fails is refused before it is unpickled (the store's copy was modified after
+registration).
 
 The cache folder is ``$SCORING_MODEL_CACHE`` if set, else ``$XDG_CACHE_HOME/batch-scoring/models`` (default
 ``~/.cache/batch-scoring/models``), else ``<tmp>/batch-scoring-models-<uid>`` when the home is not writable.
@@ -90,6 +92,22 @@ def _fetch(mv: ModelVersion, fs: pafs.FileSystem, into: Path) -> None:
                 shutil.copyfileobj(src, out, 1 << 20)
         except (OSError, FileNotFoundError) as exc:
             raise ModelStoreError(f"model {mv.name} v{mv.version}: cannot fetch {remote}/{rel}: {exc}") from None
+
+
+def cached_entry(mv: ModelVersion, root: Path | None = None) -> ModelVersion | None:
+    """``mv`` with ``path`` its cache entry when the entry's folder exists, NOT verified (None otherwise).
+
+    For a caller that verifies it anyway: ``ModelStore.load`` checks the artifact's and code files' sha256
+    before unpickling, so a load from the cache needs one hash of the artifact, not two. On a
+    ``ModelStoreError`` from that load, :func:`discard_entry` it and load :func:`cached_version` instead.
+    """
+    folder = (root or cache_dir()) / entry_name(mv)
+    return ModelVersion(mv.name, mv.version, folder, mv.meta) if folder.is_dir() else None
+
+
+def discard_entry(entry: ModelVersion) -> None:
+    """Remove a cache entry (a folder from :func:`cached_entry`); the next use fetches it again."""
+    shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def cached_version(mv: ModelVersion, fs: pafs.FileSystem, root: Path | None = None) -> ModelVersion:

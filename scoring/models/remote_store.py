@@ -288,16 +288,29 @@ class ObjectModelStore(ModelStore):
         return findings
 
     def load(self, mv: ModelVersion) -> Any:
-        """Fetch the version into the local cache (verified by sha256), then load it as a local version.
+        """Load the version from this host's cache entry, fetching it first when there is none.
+
+        A cached entry is hashed once, by ``ModelStore.load``'s own sha256 check before unpickling (it was
+        hashed twice: by the cache's check, then by the load); an entry that does not load is discarded and
+        fetched again. A fetched entry is verified before it enters the cache.
 
         Raises:
             ModelStoreError: as :meth:`ModelStore.load`; an object on the store whose sha256 differs from the
                 metadata is refused before it is ever unpickled.
         """
-        from scoring.models.cache import cached_version
+        from scoring.models.cache import cached_entry, cached_version, discard_entry
 
         if isinstance(mv.path, Path):  # already a local (cached) copy
             return super().load(mv)
+        entry = cached_entry(mv)
+        if entry is not None:
+            # ModelStore.load verifies the entry's sha256 before unpickling: one hash of a cached artifact.
+            try:
+                return super().load(entry)
+            except ModelStoreError as exc:
+                logger.warning("model %s v%s: the cached copy in %s does not load (%s); fetching it again",
+                               mv.name, mv.version, entry.path, exc)
+                discard_entry(entry)
         return super().load(cached_version(mv, self.root.fs))
 
 

@@ -162,6 +162,37 @@ def test_register_promote_and_score_on_another_host(setup: dict, s3_server, tmp_
     assert not (tmp_path / "data_docs").exists()
 
 
+def test_a_load_from_the_cache_hashes_the_artifact_once(setup: dict, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import scoring.models.cache
+    import scoring.models.store
+
+    _register(setup)
+    store = ModelStore(setup["store"])
+    mv = store.get("loan_default", 1)
+    x = source_day(setup["db"], SCORE_DAY)[NUMERIC]
+    want = setup["model"].predict_proba(x)
+    hashed: list[str] = []
+    real = scoring.models.store.sha256_file
+
+    def counting(path: Path) -> str:
+        if Path(path).name == "model.joblib":
+            hashed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(scoring.models.store, "sha256_file", counting)
+    monkeypatch.setattr(scoring.models.cache, "sha256_file", counting)
+    entry = tmp_path / "cache-register" / entry_name(mv) / "model.joblib"
+    assert not entry.exists()
+    # No entry yet: fetched, verified before it enters the cache, verified again by the load.
+    np.testing.assert_array_equal(store.load(mv).predict_proba(x), want)
+    assert len(hashed) == 2 and hashed[-1] == str(entry)
+    # From the cache: hashed once, by ModelStore.load's own check before unpickling.
+    hashed.clear()
+    np.testing.assert_array_equal(store.load(mv).predict_proba(x), want)
+    assert hashed == [str(entry)]
+
+
 def test_tampered_objects_are_refused_and_a_tampered_cache_is_fetched_again(setup: dict, s3_server,
                                                                             tmp_path: Path) -> None:
     _register(setup)
