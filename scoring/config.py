@@ -146,7 +146,11 @@ class ModelConfig(_Strict):
     """Which model scores, and how scores become labels."""
 
     store: Path | str = Field(Path("models"), description="a local folder, or s3://bucket/prefix (gs://, abfs:// "
-                              "untested) shared by every host: credentials from the environment, never here")
+                              "untested) shared by every host: credentials from the environment or "
+                              "store_connection_id, never here")
+    store_connection_id: str | None = Field(None, description="under Airflow, the Connection (type aws) of the "
+                                            "model store, suites and Data Docs on s3://; default: "
+                                            "results.staging_connection_id")
     name: str
     alias: str = "champion"
     version: int | None = Field(None, description="pin a version instead of following the alias")

@@ -30,6 +30,7 @@ from scoring.run.pipeline import RunResult, run_day
 from scoring.run.runplan import RunPlan
 from scoring.storage.faults import fault_point
 from scoring.storage.results import ResultsStore, open_results
+from scoring.storage.stagefs import connection_options, use_connection_options
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,12 @@ def stage_day(cfg: Config, day: dt.date, model_as_of: str = "now", version: int 
     return {"day": day.isoformat(), "plan": plan, "chunks": chunks, "seconds": time.monotonic() - started}
 
 
+def _init_day_worker(object_store: dict[str, str]) -> None:
+    """A day's worker process: dies with this one; the parent's model store credentials (spawned: it has none)."""
+    die_with_parent()
+    use_connection_options(object_store)
+
+
 def _parallel(cfg: Config, days: list[dt.date], parallel: int, fail_fast: bool,
               on_day: Callable[[DayOutcome], None] | None, model_as_of: str, results: ResultsStore,
               **run_kwargs: Any) -> list[DayOutcome]:
@@ -148,7 +155,8 @@ def _parallel(cfg: Config, days: list[dt.date], parallel: int, fail_fast: bool,
     def fill() -> None:
         while waiting and sum(1 for _, f in flight.values() if not f.done()) < parallel:
             day = waiting.pop(0)
-            pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=die_with_parent)
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_init_day_worker,
+                                       initargs=(connection_options(),))
             flight[day] = (pool, pool.submit(stage_day, cfg, day, model_as_of, run_kwargs.get("version"),
                                              run_kwargs.get("rows_per_chunk"), run_kwargs.get("details")))
 

@@ -23,6 +23,7 @@ from scoring.quality.compile import Rule
 from scoring.quality.drift import chunk_counts
 from scoring.quality.gate import Gate, apply_gate
 from scoring.quality.quarantine import quarantine_rows
+from scoring.storage.stagefs import connection_options, use_connection_options
 from scoring.storage.staging import ChunkManifest, Stage, input_digest
 
 logger = logging.getLogger(__name__)
@@ -120,9 +121,10 @@ def prefetched(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBat
 _WORKER_MODEL: Any = None
 
 
-def _init_worker(loader: Callable[[], Any]) -> None:
+def _init_worker(loader: Callable[[], Any], object_store: dict[str, str] | None = None) -> None:
     global _WORKER_MODEL
     die_with_parent()
+    use_connection_options(object_store)  # the parent's model store credentials (a spawned process has none)
     _WORKER_MODEL = loader()
 
 
@@ -169,7 +171,7 @@ def run_chunks(batches: Iterator[pa.RecordBatch], model: Any, loader: Callable[[
     # spawn, not fork: the parent holds DuckDB and OpenMP threads, which a forked child can deadlock on.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                             initargs=(loader,)) as pool:
+                             initargs=(loader, connection_options())) as pool:
         for index, batch in zip(numbers, batches, strict=False):
             digest = input_digest(batch)
             reused = stage.completed(index, digest)

@@ -12,17 +12,20 @@ environment; nothing is done without them):
   run ...``
 
 A note a person wrote (one that does not start with ``Business day``) is left as it is. Best effort: a note
-that cannot be set is a warning in the task log, never a failed task.
+that cannot be made or set is a warning in the task log, never a failed task, and each API call waits at most
+``NOTE_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "Business day"
+NOTE_TIMEOUT_S = 5.0  # per API call: a note must not hold the plan's serial path or the publish pool slot
 
 
 def planned_note(planned: dict[str, Any], timezone: str) -> str:
@@ -50,24 +53,31 @@ def failed_note(day: str, timezone: str, outcome: dict[str, Any]) -> str:
     return f"{PREFIX} {day} ({timezone}): failed ({failed}){run}"
 
 
-def note_run(dag_id: str, run_id: str, note: str) -> bool:
+def note_run(dag_id: str, run_id: str, note: str | Callable[[], str]) -> bool:
     """Set the note of DAG run ``run_id`` of ``dag_id`` unless a person wrote it; True when it was set.
 
-    Nothing is done (False) when ``SCORING_AIRFLOW_URL`` is not set. Never raises: an API that cannot be
-    reached or refuses the call is logged as a warning."""
+    Args:
+        dag_id, run_id: the DAG run.
+        note: the text, or a function making it (called only when the API is configured, inside the guard).
+
+    Nothing is done (False) when ``SCORING_AIRFLOW_URL`` is not set. Never raises: a note that cannot be made,
+    an API that cannot be reached (each call waits at most ``NOTE_TIMEOUT_S``) or refuses the call is logged
+    as a warning."""
     from scoring.run.airflow_api import AirflowApi
 
     try:
         api = AirflowApi.from_env()
         if api is None:
             return False
-        api.dag_id = dag_id
+        api.dag_id, api.timeout_s = dag_id, NOTE_TIMEOUT_S
+        text = note() if callable(note) else note
         current = api.run_note(run_id)
         if current and not current.startswith(PREFIX):
             logger.info("run %s keeps the note a person wrote: %r", run_id, current[:80])
             return False
-        api.set_run_note(run_id, note)
+        api.set_run_note(run_id, text)
         return True
     except Exception as exc:  # noqa: BLE001 - a note is a courtesy; the run's outcome is the ledger's
-        logger.warning("could not set the note of run %s (%s): %s", run_id, dag_id, str(exc).splitlines()[0])
+        logger.warning("could not set the note of run %s (%s): %s", run_id, dag_id,
+                       (str(exc).strip().splitlines() or [type(exc).__name__])[0])
         return False

@@ -52,7 +52,7 @@ def plan_and_validate(cfg: Config, interval: DataInterval, on_plan: Callable[[di
     planned = plan_run(cfg, interval, explicit_day=explicit_day, **kwargs)
     on_plan(planned)
     if airflow_run is not None:
-        run_notes.note_run(*airflow_run, run_notes.planned_note(planned, cfg.timezone))
+        run_notes.note_run(*airflow_run, lambda: run_notes.planned_note(planned, cfg.timezone))
     return plan.validate_plan(cfg, planned)
 
 
@@ -95,7 +95,7 @@ def publish(cfg: Config, planned: dict[str, Any], chunks: list[dict[str, Any]], 
 
     counts = plan.publish_plan(cfg, planned, chunks)
     if airflow_run is not None:
-        run_notes.note_run(*airflow_run, run_notes.published_note(counts, cfg.timezone))
+        run_notes.note_run(*airflow_run, lambda: run_notes.published_note(counts, cfg.timezone))
     return counts
 
 
@@ -108,7 +108,8 @@ def record_outcome(cfg: Config, interval: DataInterval, planned: dict[str, Any] 
 
     outcome = plan.record_outcome(cfg, interval, planned, states, details)
     if airflow_run is not None and outcome["status"] != "success":
-        run_notes.note_run(*airflow_run, run_notes.failed_note(interval.day.isoformat(), cfg.timezone, outcome))
+        run_notes.note_run(*airflow_run,
+                           lambda: run_notes.failed_note(interval.day.isoformat(), cfg.timezone, outcome))
     return outcome
 
 

@@ -63,17 +63,18 @@ def _located(section: SourceConfig | ResultsConfig, conn: ConnectionInfo, base: 
         section.url = postgres_url(conn)
 
 
-def staging_options(conn: ConnectionInfo) -> dict[str, str]:
+def staging_options(conn: ConnectionInfo, key: str = "results.staging_connection_id") -> dict[str, str]:
     """pyarrow ``S3FileSystem`` options from an Airflow Connection of type ``aws``: login/password (or extra
     ``aws_access_key_id``/``aws_secret_access_key``), extra ``aws_session_token``, ``endpoint_url`` (also
     ``service_config.s3.endpoint_url``) and ``region_name``.
 
+    A connection without credentials leaves them to the AWS SDK's default chain (environment, instance role).
+
     Raises:
-        ConfigError: the connection is not of type aws.
+        ConfigError: the connection is not of type aws (``key`` names the setting).
     """
     if conn.conn_type.lower() not in ("aws", "s3"):
-        raise ConfigError(f"connection {conn.conn_id!r} has type {conn.conn_type!r}; "
-                          "results.staging_connection_id needs an aws connection")
+        raise ConfigError(f"connection {conn.conn_id!r} has type {conn.conn_type!r}; {key} needs an aws connection")
     extra = conn.extra
     s3 = (extra.get("service_config") or {}).get("s3") or {}
     options = {"access_key": conn.login or extra.get("aws_access_key_id"),
@@ -91,21 +92,28 @@ def apply_connections(cfg: Config, lookup: Callable[[str], ConnectionInfo]) -> C
         cfg: the loaded YAML configuration.
         lookup: returns the connection of an id (under Airflow: from Airflow's connections).
 
-    The object-store connection (``results.staging_connection_id``) also becomes this process's object-store
-    options (``stagefs.use_connection_options``): the model store, suites and Data Docs on ``s3://`` use it as
-    staging does; a config without one clears them.
+    The model store's object-store connection (``model.store_connection_id``, default
+    ``results.staging_connection_id``) becomes this process's object-store options
+    (``stagefs.use_connection_options``): the model store, suites and Data Docs on ``s3://`` use it; a config
+    without one clears them.
 
     Returns:
         ``cfg`` itself when no section names a connection, else an updated copy.
     """
     use_connection_options(None)
-    if not cfg.source.connection_id and not cfg.results.connection_id and not cfg.results.staging_connection_id:
+    if not cfg.source.connection_id and not cfg.results.connection_id and not cfg.results.staging_connection_id \
+            and not cfg.model.store_connection_id:
         return cfg
     out = cfg.model_copy(deep=True)
     if out.results.staging_connection_id:
         out.results._staging_options = staging_options(lookup(out.results.staging_connection_id))
+        logger.info("staging credentials from connection %r", out.results.staging_connection_id)
+    if out.model.store_connection_id:
+        use_connection_options(staging_options(lookup(out.model.store_connection_id), "model.store_connection_id"))
+        logger.info("model store, suites and Data Docs credentials from connection %r", out.model.store_connection_id)
+    elif out.results.staging_connection_id:
         use_connection_options(out.results._staging_options)
-        logger.info("object-store credentials (staging, model store, suites, Data Docs) from connection %r",
+        logger.info("model store, suites and Data Docs credentials from connection %r (staging's)",
                     out.results.staging_connection_id)
     base = cfg.path.parent if cfg.path else None
     for name, section in (("source", out.source), ("results", out.results)):

@@ -3,8 +3,8 @@ filesystems, so ``staging.Stage`` and the publishers read and write both the sam
 
 Credentials never come from the config file: for S3 they come from an Airflow Connection of type ``aws``
 (``results.staging_connection_id``: login/password = access key id/secret, extra ``endpoint_url``,
-``region_name``; under Airflow it locates every object-store folder of the config: staging, the model store,
-suites and Data Docs) or from the environment the AWS SDK reads (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``region_name``; under Airflow, the model store, suites and Data Docs use it too unless
+``model.store_connection_id`` names another) or from the environment the AWS SDK reads (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``AWS_SESSION_TOKEN``, ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``/``AWS_DEFAULT_REGION``).
 """
 
@@ -28,17 +28,18 @@ READ_BATCH = 65_536
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 120.0
 # The object-store options (credentials, endpoint, region) of the Airflow Connection named by
-# ``results.staging_connection_id``, for every object-store location this process opens besides staging: the
-# model store, expectation suites, Data Docs. Set by ``connections.apply_connections``; never written anywhere.
+# ``model.store_connection_id`` (default ``results.staging_connection_id``), for the object-store folders this
+# process opens besides staging: the model store, expectation suites, Data Docs. Set by
+# ``connections.apply_connections`` (and handed to the worker processes a run spawns); never written anywhere.
 _CONNECTION_OPTIONS: dict[str, str] = {}
 
 
 def use_connection_options(options: dict[str, str] | None) -> None:
     """Make ``options`` (from ``connections.staging_options``; None or {} clears them) the object-store options
-    of this process's object-store locations (``objects.location``), as the ``AWS_*`` environment is for the
-    AWS SDK. Staging gets the same options from its ``ResultsConfig``."""
-    _CONNECTION_OPTIONS.clear()
-    _CONNECTION_OPTIONS.update({k: v for k, v in (options or {}).items() if v})
+    of this process's object-store folders (``objects.location``), as the ``AWS_*`` environment is for the
+    AWS SDK. Staging gets its own options from its ``ResultsConfig``."""
+    global _CONNECTION_OPTIONS
+    _CONNECTION_OPTIONS = {k: v for k, v in (options or {}).items() if v}
 
 
 def connection_options() -> dict[str, str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.fs as pafs
+import pytest
 
 from scoring.config import load_config
 from scoring.models.store import ModelStore
@@ -24,8 +25,11 @@ SCHEDULE = {"start_date": "2026-03-01", "retries": 0, "retry_delay_s": 1, "task_
 
 
 def test_dag_stages_on_s3_through_a_connection(tmp_path: Path, sample_db: Path, s3_server,
-                                               airflow_db_template: Path) -> None:  # noqa: F811
+                                               airflow_db_template: Path,  # noqa: F811
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
+
+    monkeypatch.setenv("SCORING_MODEL_CACHE", str(tmp_path / "cache-test"))
 
     prefix = "dag-run"
     store = s3_server.uri("dag-models")
@@ -46,6 +50,7 @@ def test_dag_stages_on_s3_through_a_connection(tmp_path: Path, sample_db: Path, 
         "extra": {"endpoint_url": s3_server.endpoint, "region_name": "us-east-1"}}))
     env = {k: v for k, v in env.items() if not k.startswith("AWS_")}  # the connection alone locates the store
     env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env["SCORING_MODEL_CACHE"] = str(tmp_path / "cache-tasks")
     [line] = run_days(env, [SCORE_DAY.isoformat()], conf={"rows_per_chunk": 150})
     assert line["state"] == "success", line
     assert sorted(k for k in line["tasks"] if k.startswith("score_chunk_")) == [f"score_chunk_{i}" for i in range(4)]
@@ -64,3 +69,4 @@ def test_dag_stages_on_s3_through_a_connection(tmp_path: Path, sample_db: Path, 
     assert [i.path for i in left if i.type == pafs.FileType.File] == []  # published: staged chunks removed
     assert not (tmp_path / "results" / "staging").exists()
     assert not (tmp_path / "models").exists() and not (tmp_path / "schemas").exists()
+    assert any((tmp_path / "cache-tasks").iterdir())  # the tasks fetched the model into their own cache

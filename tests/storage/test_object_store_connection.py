@@ -5,11 +5,13 @@ scored with its chunks staged there, all through the connection's credentials an
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 
@@ -17,6 +19,7 @@ from scoring.config import load_config
 from scoring.models.store import ModelStore
 from scoring.models.training import train_model
 from scoring.quality.suite import write_version_suite
+from scoring.run.backfill import backfill
 from scoring.run.pipeline import run_day
 from scoring.storage.connections import ConnectionInfo, apply_connections
 from scoring.storage.objects import location
@@ -80,10 +83,49 @@ def test_the_staging_connection_locates_the_model_store_and_suites(tmp_path: Pat
     staged = location(s3_server.uri(f"{prefix}/staging")).children(recursive=True)
     assert [i.path for i in staged if i.type == pafs.FileType.File] == []  # published: staged chunks removed
 
-    # A config without the connection clears the options: the environment alone cannot reach the store.
+    # A config without the connection clears the options: the store is located from the URI and the (empty)
+    # environment alone, without the connection's endpoint or keys.
     plain = tmp_path / "plain"
     plain.mkdir()
     apply_connections(load_config(write_config(plain, sample_db, store_uri)), _lookup(s3_server))
     assert connection_options() == {}
-    with pytest.raises(OSError):
-        location(store_uri).children(recursive=True)
+    options = dict(location(store_uri).fs.__reduce__()[1][0])
+    assert not options.get("access_key") and not options.get("endpoint_override"), options
+
+
+def test_the_model_store_connection_reaches_spawned_workers(tmp_path: Path, sample_db: Path, s3_server,
+                                                            no_aws_environment: None) -> None:
+    """``model.store_connection_id`` locates the model store on its own (staging is local; the staging
+    connection names an endpoint where nothing listens, so a store that used it would fail), and the worker
+    processes a run spawns (``workers: 2``, a parallel backfill's days) load the model through it too."""
+    prefix = f"t-{uuid.uuid4().hex[:10]}"
+    store_uri = s3_server.uri(f"{prefix}/models")
+    nowhere = ConnectionInfo("staging_elsewhere", "aws", login="x", password="y",
+                             extra={"endpoint_url": "http://127.0.0.1:9", "region_name": REGION})
+
+    def lookup(conn_id: str) -> ConnectionInfo:
+        return nowhere if conn_id == "staging_elsewhere" else _lookup(s3_server)(conn_id)
+
+    cfg = apply_connections(load_config(write_config(
+        tmp_path, sample_db, store_uri, workers=2, chunking={"rows_per_chunk": 150},
+        model={"store": store_uri, "name": "loan_default", "alias": "champion", "threshold": 0.5,
+               "store_connection_id": CONNECTION},
+        results={"staging_connection_id": "staging_elsewhere"})), lookup)
+    assert connection_options()["endpoint_override"] == s3_server.endpoint
+    mv = train_model(cfg, START, TRAIN_END)
+    write_version_suite(cfg, mv)
+    model = ModelStore(cfg.model.store).load(mv)
+
+    result = run_day(cfg, SCORE_DAY)  # 4 chunks over 2 spawned worker processes
+    days = backfill(cfg, SCORE_DAY - dt.timedelta(days=1), SCORE_DAY, parallel=2)  # a process per day
+    assert [d.error for d in days] == [None, None], days
+    out = published(tmp_path / "results.duckdb")
+    for day in (SCORE_DAY - dt.timedelta(days=1), SCORE_DAY):
+        src = source_day(sample_db, day)
+        expected = dict(zip(src["application_id"].astype(str), model.predict_proba(src)[:, 1], strict=True))
+        got = out[out["day"] == pd.Timestamp(day)].set_index("source_key")["score"]
+        assert got.index.is_unique and len(got) > 0
+        np.testing.assert_allclose(got.to_numpy(), [expected[k] for k in got.index], rtol=0, atol=1e-9)
+    runs = ledger(tmp_path / "results.duckdb")
+    assert list(runs["status"]) == ["success"] * 3 and result.rows_scored > 0
+    assert (runs["rows_in"] == runs["rows_scored"] + runs["rows_rejected"]).all()
