@@ -12,8 +12,8 @@ environment; nothing is done without them):
   run ...``
 
 A note a person wrote (one that does not start with ``Business day``) is left as it is. Best effort: a note
-that cannot be made or set is a warning in the task log, never a failed task, and each API call waits at most
-``NOTE_TIMEOUT_S``.
+that cannot be made or set is a warning in the task log, never a failed task. A note takes up to three API calls
+(token, read, write), each socket operation bounded by ``NOTE_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 PREFIX = "Business day"
-NOTE_TIMEOUT_S = 5.0  # per API call: a note must not hold the plan's serial path or the publish pool slot
+NOTE_TIMEOUT_S = 5.0  # per socket operation: a note must not hold the plan's serial path or the publish pool slot
 
 
 def planned_note(planned: dict[str, Any], timezone: str) -> str:
@@ -60,9 +60,9 @@ def note_run(dag_id: str, run_id: str, note: str | Callable[[], str]) -> bool:
         dag_id, run_id: the DAG run.
         note: the text, or a function making it (called only when the API is configured, inside the guard).
 
-    Nothing is done (False) when ``SCORING_AIRFLOW_URL`` is not set. Never raises: a note that cannot be made,
-    an API that cannot be reached (each call waits at most ``NOTE_TIMEOUT_S``) or refuses the call is logged
-    as a warning."""
+    Nothing is done (False, ``note`` not called) when ``SCORING_AIRFLOW_URL`` is not set. Never raises: a note
+    that cannot be made, an API that cannot be reached (each socket operation waits at most ``NOTE_TIMEOUT_S``)
+    or refuses the call is logged as a warning."""
     from scoring.run.airflow_api import AirflowApi
 
     try:

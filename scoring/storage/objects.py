@@ -49,7 +49,8 @@ def location(value: str | Path | StagePath, key: str = "folder", options: dict[s
         key: the setting it comes from, for error messages.
         options: S3 options (credentials from a connection), overriding the URI's. Without them, the options
             of the process's object-store connection (``stagefs.use_connection_options``; under Airflow,
-            ``results.staging_connection_id``) override the URI's, as they do for staging.
+            ``model.store_connection_id``, default ``results.staging_connection_id``) override the URI's, as a
+            staging connection's do for staging.
 
     Raises:
         ConfigError: an unknown scheme, no bucket, or credentials in the URI.
