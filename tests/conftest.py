@@ -166,7 +166,7 @@ def s3_staging(s3_server, monkeypatch: pytest.MonkeyPatch) -> str:
 def _no_object_store_connection():
     """Each test starts and ends without the process-wide object-store connection options that
     ``apply_connections`` sets (``results.staging_connection_id``)."""
-    from scoring.storage.stagefs import use_connection_options
+    from scoring.storage.object_options import use_connection_options
 
     use_connection_options(None)
     yield

@@ -29,8 +29,8 @@ from scoring.run.model_choice import check_model_as_of, choose_model
 from scoring.run.pipeline import RunResult, run_day
 from scoring.run.runplan import RunPlan
 from scoring.storage.faults import fault_point
+from scoring.storage.object_options import connection_options, use_connection_options
 from scoring.storage.results import ResultsStore, open_results
-from scoring.storage.stagefs import connection_options, use_connection_options
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from scoring.quality.compile import Rule
 from scoring.quality.drift import chunk_counts
 from scoring.quality.gate import Gate, apply_gate
 from scoring.quality.quarantine import quarantine_rows
-from scoring.storage.stagefs import connection_options, use_connection_options
+from scoring.storage.object_options import connection_options, use_connection_options
 from scoring.storage.staging import ChunkManifest, Stage, input_digest
 
 logger = logging.getLogger(__name__)

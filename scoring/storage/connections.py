@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from scoring.config import Config, ResultsConfig, SourceConfig
 from scoring.errors import ConfigError
-from scoring.storage.stagefs import use_connection_options
+from scoring.storage.object_options import use_connection_options
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def apply_connections(cfg: Config, lookup: Callable[[str], ConnectionInfo]) -> C
 
     The model store's object-store connection (``model.store_connection_id``, default
     ``results.staging_connection_id``) becomes this process's object-store options
-    (``stagefs.use_connection_options``): the model store, suites and Data Docs on ``s3://`` use it; a config
+    (``object_options.use_connection_options``): the model store, suites and Data Docs on ``s3://`` use it; a config
     without one clears them.
 
     Returns:

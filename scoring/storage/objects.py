@@ -24,13 +24,8 @@ import pyarrow.fs as pafs
 
 from scoring.config import STORE_SCHEMES, parse_location
 from scoring.errors import ConfigError
-from scoring.storage.stagefs import (
-    CONNECT_TIMEOUT_S,
-    REQUEST_TIMEOUT_S,
-    StagePath,
-    connection_options,
-    s3_filesystem,
-)
+from scoring.storage.object_options import connection_options
+from scoring.storage.stagefs import CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S, StagePath, s3_filesystem
 
 
 def is_uri(value: str | Path | StagePath) -> bool:
@@ -48,7 +43,7 @@ def location(value: str | Path | StagePath, key: str = "folder", options: dict[s
         value: a path or a URI (non-secret options such as ``?endpoint_override=`` allowed in the query).
         key: the setting it comes from, for error messages.
         options: S3 options (credentials from a connection), overriding the URI's. Without them, the options
-            of the process's object-store connection (``stagefs.use_connection_options``; under Airflow,
+            of the process's object-store connection (``object_options.use_connection_options``; under Airflow,
             ``model.store_connection_id``, default ``results.staging_connection_id``) override the URI's, as a
             staging connection's do for staging.
 

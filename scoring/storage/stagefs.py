@@ -27,26 +27,6 @@ from scoring.errors import ConfigError
 READ_BATCH = 65_536
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 120.0
-# The object-store options (credentials, endpoint, region) of the Airflow Connection named by
-# ``model.store_connection_id`` (default ``results.staging_connection_id``), for the object-store folders this
-# process opens besides staging: the model store, expectation suites, Data Docs. Set by
-# ``connections.apply_connections`` (and handed to the worker processes a run spawns); never written anywhere.
-_CONNECTION_OPTIONS: dict[str, str] = {}
-
-
-def use_connection_options(options: dict[str, str] | None) -> None:
-    """Make ``options`` (from ``connections.staging_options``; None or {} clears them) the object-store options
-    of this process's object-store folders (``objects.location``), as the ``AWS_*`` environment is for the
-    AWS SDK. Staging gets its own options from its ``ResultsConfig``."""
-    global _CONNECTION_OPTIONS
-    _CONNECTION_OPTIONS = {k: v for k, v in (options or {}).items() if v}
-
-
-def connection_options() -> dict[str, str]:
-    """A copy of the options set by :func:`use_connection_options` ({} when none)."""
-    return dict(_CONNECTION_OPTIONS)
-
-
 def s3_filesystem(options: dict[str, Any] | None = None) -> pafs.S3FileSystem:
     """An S3 filesystem from ``options`` (from a connection or the URI), else the environment.
 

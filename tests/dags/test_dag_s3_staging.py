@@ -16,7 +16,7 @@ from scoring.models.store import ModelStore
 from scoring.models.training import train_model
 from scoring.quality.suite import write_version_suite
 from scoring.storage.connections import ConnectionInfo, apply_connections
-from scoring.storage.stagefs import use_connection_options
+from scoring.storage.object_options import use_connection_options
 from tests.conftest import SCORE_DAY, START, TRAIN_END, write_config
 from tests.dags.airflow_env import airflow_db_template, airflow_env, run_days  # noqa: F401
 from tests.helpers import ledger, published, source_day

@@ -22,8 +22,8 @@ from scoring.quality.suite import write_version_suite
 from scoring.run.backfill import backfill
 from scoring.run.pipeline import run_day
 from scoring.storage.connections import ConnectionInfo, apply_connections
+from scoring.storage.object_options import connection_options
 from scoring.storage.objects import location
-from scoring.storage.stagefs import connection_options
 from tests.conftest import SCORE_DAY, START, TRAIN_END, write_config
 from tests.helpers import ledger, published, source_day
 from tests.storage.s3_server import ACCESS_KEY, REGION, SECRET_KEY
