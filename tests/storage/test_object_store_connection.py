@@ -16,6 +16,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from scoring.config import load_config
+from scoring.errors import ConfigError
 from scoring.models.store import ModelStore
 from scoring.models.training import train_model
 from scoring.quality.suite import write_version_suite
@@ -129,3 +130,17 @@ def test_the_model_store_connection_reaches_spawned_workers(tmp_path: Path, samp
     runs = ledger(tmp_path / "results.duckdb")
     assert list(runs["status"]) == ["success"] * 3 and result.rows_scored > 0
     assert (runs["rows_in"] == runs["rows_scored"] + runs["rows_rejected"]).all()
+
+
+def test_a_store_connection_that_is_not_aws_is_refused_in_one_line(tmp_path: Path, sample_db: Path) -> None:
+    """``model.store_connection_id`` naming a database connection (a config mistake, or a hostile one pointing
+    the store at another service) is refused naming the setting, and sets no object-store options."""
+    cfg = load_config(write_config(tmp_path, sample_db, tmp_path / "models",  # type: ignore[arg-type]
+                                   model={"store": "s3://bucket/models", "name": "loan_default",
+                                          "store_connection_id": "warehouse"}))
+    postgres = ConnectionInfo("warehouse", "postgres", host="db.example", login="u", password="secret")
+    with pytest.raises(ConfigError, match="^connection 'warehouse' has type 'postgres'; model.store_connection_id "
+                                          "needs an aws connection$") as err:
+        apply_connections(cfg, lambda _: postgres)
+    assert "secret" not in str(err.value)
+    assert connection_options() == {}
